@@ -1,0 +1,7 @@
+"""aakit: Adaptive Affinity + Label Reassign on RRM's single-stage WSSS network.
+
+The core (``aakit.losses``, ``aakit.pseudo``, ``aakit.crf``, ``aakit.metrics``, ``aakit.models``,
+``aakit.data``, ``aakit.engine``) imports neither typer nor textual; ``aakit.cli`` and
+``aakit.tui`` sit on top.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,473 @@
+"""The typed configuration schema: the single source of every default.
+
+Every default below is the value fixed by ``METHOD.md`` (section in brackets). A YAML file
+overrides some of them; ``_base_: other.yaml`` inherits another file first (paths relative to
+the file that names them); ``--set a.b=value`` overrides last. Every key is checked against the
+schema: an unknown key, a wrong type or an impossible value raises :class:`ConfigError` naming
+the key and the file.
+
+Example::
+
+    cfg = load_config("experiments/synthetic/full.yaml", overrides=["loss.lambda_aa=0.2"])
+    cfg.loss.dilations  # (4, 8, 12, 24)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user: names the key and the file."""
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class ModelConfig:
+    """Network (METHOD.md section 1)."""
+
+    backbone: Literal["resnet38d", "small"] = "resnet38d"
+    pretrained: str | None = None  # MXNet .params converted, or a psa-layout .pth
+    num_classes: int = 21  # background + 20 objects
+    embed_dim: int = 512  # C1: channels of F^s
+    seg_dilation: int = 12  # dilation of both 3x3 convs of the segmentation head
+    cam_scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)  # first scale has grad
+    freeze_bn: bool = True
+    freeze_conv1a: bool = True
+    small_width: int = 32  # width of the small CPU backbone (backbone: small)
+
+
+@dataclass
+class PseudoConfig:
+    """Online pseudo labels of RRM (METHOD.md section 2)."""
+
+    min_class_score: float = 0.1  # drop a labelled class whose sigmoid score is below
+    alpha_low: float = 4.0
+    alpha_high: float = 32.0
+    min_crf_prob: float = 0.8  # ignore pixels whose winning CRF probability is below
+    sure_fg_top: float = 0.4  # foreground sure region: top 40% of the class's CAM values ...
+    sure_fg_min: float = 0.1  # ... above 0.1, where the class is the argmax
+    sure_bg: float = 0.8  # background sure region: bg score > 0.8
+    workers: int = 2  # CRF worker processes (0 = in the training process)
+
+
+@dataclass
+class CRFParams:
+    """One dense-CRF parameter set (Kraehenbuehl & Koltun)."""
+
+    iterations: int = 10
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 80.0
+    bilateral_srgb: float = 13.0
+    bilateral_compat: float = 10.0
+
+
+def _test_crf() -> CRFParams:
+    return CRFParams(bilateral_sxy=83.0, bilateral_srgb=5.0, bilateral_compat=4.0)
+
+
+@dataclass
+class CRFConfig:
+    """Training (pseudo labels) and test (post-processing) CRF parameters (sections 2, 5)."""
+
+    train: CRFParams = field(default_factory=CRFParams)
+    test: CRFParams = field(default_factory=_test_crf)
+
+
+@dataclass
+class LossConfig:
+    """The objective L_cls + L_ce + lambda1 L_AA + lambda2 L_LR (METHOD.md section 3)."""
+
+    cls: bool = True
+    ce: bool = True
+    affinity: Literal["none", "sa", "aa"] = "aa"  # sa = standard (Omega = 1), aa = adaptive
+    lambda_aa: float = 0.1  # lambda1
+    dilations: tuple[int, ...] = (4, 8, 12, 24)
+    margin_aa: float = 3.0  # m
+    weighting: Literal["max", "min", "mean"] = "max"  # Omega_ij (Table 3)
+    kl: Literal["binary", "categorical"] = "binary"
+    label_reassign: bool = True
+    lambda_lr: float = 0.1  # lambda2
+    margin_lr: float = 1.0  # n
+    gamma: float = 2.0
+    lr_last_epochs: int = 2  # LR is active only in the last N epochs
+
+
+@dataclass
+class OptimConfig:
+    """SGD + poly with RRM's 1x/2x/10x/20x parameter groups (METHOD.md section 4)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # psa/RRM effectively used 1e-5 (positional-argument slip)
+    poly_power: float = 0.9
+
+
+@dataclass
+class DataConfig:
+    """Data set layout and augmentation (METHOD.md section 4)."""
+
+    root: str = "data/VOCdevkit/VOC2012"
+    train_split: str = "train_aug"
+    val_split: str = "val"
+    crop: int = 321
+    scale_range: tuple[float, float] = (0.7, 1.3)  # of the image area
+    flip: bool = True
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    num_workers: int = 2
+    max_images: int | None = None  # use the first N images of the split (quick runs)
+
+
+@dataclass
+class TrainConfig:
+    """Schedule, seeds and devices."""
+
+    epochs: int = 8
+    batch_size: int = 4
+    cls_warmup_epochs: int = 0  # classification-only epochs before pseudo labels are used
+    supervision: Literal["image", "full"] = "image"  # full = masks (upper-bound reference)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = False  # mixed precision (CUDA only)
+    checkpoint_every: int = 0  # also checkpoint every N steps (0 = once per epoch)
+    log_every: int = 1  # write a step line to metrics.jsonl every N steps
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (METHOD.md section 5)."""
+
+    protocol: Literal["ss", "msf"] = "ss"
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # msf
+    flip: bool = True  # msf
+    crf: bool = False
+    rfpc: bool = False
+    cls_threshold: float = 0.1  # without rfpc, keep a class whose sigmoid score exceeds it
+    train_iou: bool = True  # also report the paper's "IoU (train)"
+    max_images: int | None = None
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run."""
+
+    name: str = "run"
+    preset: Literal["voc", "synthetic"] = "voc"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    crf: CRFConfig = field(default_factory=CRFConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), ready for YAML/JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    def hash(self) -> str:
+        """Short stable hash of everything that changes results (the name excluded)."""
+        d = self.to_dict()
+        d.pop("name", None)
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+    def get(self, dotted: str) -> Any:
+        """Value at a dotted key, e.g. ``cfg.get("loss.gamma")``."""
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+# ----------------------------------------------------------------------------- checks
+# Impossible values: (dotted key, predicate, explanation).
+_CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("loss.lambda_aa", lambda v: v >= 0, "must be >= 0"),
+    ("loss.lambda_lr", lambda v: v >= 0, "must be >= 0"),
+    ("loss.margin_aa", lambda v: v >= 0, "must be >= 0"),
+    ("loss.margin_lr", lambda v: v >= 0, "must be >= 0"),
+    ("loss.gamma", lambda v: v >= 0, "must be >= 0"),
+    ("loss.dilations", lambda v: len(v) > 0 and all(d >= 1 for d in v), "needs dilations >= 1"),
+    ("loss.lr_last_epochs", lambda v: v >= 0, "must be >= 0"),
+    ("model.num_classes", lambda v: v >= 2, "must be >= 2"),
+    ("model.embed_dim", lambda v: v >= 1, "must be >= 1"),
+    ("model.seg_dilation", lambda v: v >= 1, "must be >= 1"),
+    ("model.small_width", lambda v: v >= 4, "must be >= 4"),
+    ("model.cam_scales", lambda v: len(v) > 0 and all(s > 0 for s in v), "needs scales > 0"),
+    ("pseudo.min_class_score", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("pseudo.min_crf_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("pseudo.sure_fg_top", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("pseudo.sure_fg_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("pseudo.sure_bg", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("pseudo.alpha_low", lambda v: v > 0, "must be > 0"),
+    ("pseudo.alpha_high", lambda v: v > 0, "must be > 0"),
+    ("pseudo.workers", lambda v: v >= 0, "must be >= 0"),
+    ("crf.train.iterations", lambda v: v >= 1, "must be >= 1"),
+    ("crf.test.iterations", lambda v: v >= 1, "must be >= 1"),
+    ("optim.lr", lambda v: v > 0, "must be > 0"),
+    ("optim.weight_decay", lambda v: v >= 0, "must be >= 0"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("optim.poly_power", lambda v: v >= 0, "must be >= 0"),
+    ("data.crop", lambda v: v >= 16, "must be >= 16"),
+    ("data.scale_range", lambda v: 0 < v[0] <= v[1], "needs 0 < low <= high"),
+    ("data.std", lambda v: all(s > 0 for s in v), "needs values > 0"),
+    ("data.num_workers", lambda v: v >= 0, "must be >= 0"),
+    ("data.max_images", lambda v: v is None or v >= 1, "must be >= 1"),
+    ("train.epochs", lambda v: v >= 1, "must be >= 1"),
+    ("train.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("train.cls_warmup_epochs", lambda v: v >= 0, "must be >= 0"),
+    ("train.checkpoint_every", lambda v: v >= 0, "must be >= 0"),
+    ("train.log_every", lambda v: v >= 1, "must be >= 1"),
+    ("eval.scales", lambda v: len(v) > 0 and all(s > 0 for s in v), "needs scales > 0"),
+    ("eval.cls_threshold", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("eval.max_images", lambda v: v is None or v >= 1, "must be >= 1"),
+]
+
+
+def validate(cfg: Config, source: str = "<config>") -> Config:
+    """Check impossible values and cross-key constraints; raise ConfigError naming the key."""
+    for key, ok, why in _CHECKS:
+        value = cfg.get(key)
+        if not ok(value):
+            raise ConfigError(f"{source}: {key} = {value!r} {why}")
+    if cfg.train.cls_warmup_epochs >= cfg.train.epochs and cfg.train.supervision == "image":
+        if cfg.loss.ce or cfg.loss.affinity != "none" or cfg.loss.label_reassign:
+            raise ConfigError(
+                f"{source}: train.cls_warmup_epochs = {cfg.train.cls_warmup_epochs} leaves no epoch "
+                f"for the segmentation losses (train.epochs = {cfg.train.epochs})"
+            )
+    if cfg.train.device != "auto" and not (
+        cfg.train.device == "cpu" or cfg.train.device.startswith("cuda")
+    ):
+        raise ConfigError(f"{source}: train.device = {cfg.train.device!r} must be auto, cpu or cuda[:N]")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- loading
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        inner = _type_name(args[0]) if args else "value"
+        return f"list of {inner}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the schema's type."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{source}: {key} = {value!r} should be {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} should be a mapping of keys, got {value!r}")
+        return _build(tp, value, source, prefix=key + ".")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, source)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key, source) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {key} = {value!r} should have {len(args)} values")
+        return tuple(_coerce(v, a, key, source) for v, a in zip(value, args))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad  # pragma: no cover - schema uses only the types above
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{source}: unknown key {prefix}{k} (known under {prefix or 'top level'}: {known})")
+    kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
+    if prefix:
+        return cls(**kwargs)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a config file, resolving ``_base_`` (a path or a list of paths) recursively."""
+    path = Path(path)
+    try:
+        real = path.resolve()
+    except OSError as e:  # pragma: no cover
+        raise ConfigError(f"{path}: cannot resolve path ({e})") from None
+    if real in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, real))
+        raise ConfigError(f"{path}: _base_ cycle: {chain}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where} YAML syntax error: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    bases = data.pop("_base_", None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        merged = _deep_merge(merged, read_yaml(path.parent / b, (*_seen, real)))
+    return _deep_merge(merged, data)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"loss.gamma=0.5"`` -> ``("loss.gamma", 0.5)``; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. loss.lambda_aa=0.2")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy is returned)."""
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    out = json.loads(json.dumps(data))  # deep copy of plain data
+    for key, value in items:
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Build and validate a Config from plain nested data."""
+    return validate(_build(Config, data, source), source)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Load a YAML config (with ``_base_``), apply dotted overrides, check everything.
+
+    Args:
+        path: YAML file; None gives the schema defaults.
+        overrides: ``["loss.gamma=0.5", ...]`` or ``{"loss.gamma": 0.5}``.
+
+    Raises:
+        ConfigError: one line naming the key and the file.
+    """
+    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source += " (with --set)"
+    return from_dict(data, source)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from aakit.runs import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def key_hyperparameters(cfg: Config | dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters shown in tables and the TUI."""
+    d = cfg.to_dict() if isinstance(cfg, Config) else cfg
+    loss = d.get("loss", {})
+    return {
+        "affinity": loss.get("affinity"),
+        "lambda_aa": loss.get("lambda_aa"),
+        "lambda_lr": loss.get("lambda_lr") if loss.get("label_reassign") else 0.0,
+        "margin_aa": loss.get("margin_aa"),
+        "gamma": loss.get("gamma"),
+        "weighting": loss.get("weighting"),
+        "dilations": "-".join(str(x) for x in loss.get("dilations", [])),
+    }

@@ -1,0 +1,293 @@
+"""Run directories: the one format the engine writes and the report, grids and TUI read.
+
+A run lives in ``results/runs/<name>-<config hash>/``::
+
+    config.yaml       the resolved config (every key, after _base_ and --set)
+    provenance.json   command line, overrides, seed, git commit + dirty diff, versions, device
+    status.json       {"status": running|finished|failed|interrupted, "pid", "host", "updated", ...}
+    metrics.jsonl     one JSON object per line, appended and flushed:
+                        {"kind": "step", "epoch", "step", "steps_total", "losses": {...}, "lr",
+                         "images_per_s", "time"}
+                        {"kind": "epoch", "epoch", "epochs", "miou", "pseudo_miou", "time", ...}
+                        {"kind": "log", "message", "time"}
+    summary.json      final metrics: {"metrics": {"val": {"miou", "iou": [...], "protocol"}, ...}}
+    eval/<split>-<protocol>.json   results of ``aakit eval``
+    checkpoints/last.pt
+
+This module imports neither torch nor typer nor textual: the TUI and the report use it.
+Every file is written atomically (temp file in the same directory + ``os.replace``), so a
+``kill -9`` leaves the old or the new file, never a torn one. ``metrics.jsonl`` is append-only;
+readers skip a torn last line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+STATUSES = ("running", "finished", "failed", "interrupted", "stale")
+
+
+# ----------------------------------------------------------------------------- atomic I/O
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any | None:
+    """JSON content of ``path``, or None if missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to disk."""
+    line = json.dumps(obj, separators=(",", ":")) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def parse_jsonl(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parse complete lines of a metrics file; returns (records, errors).
+
+    A last line without its newline is a write in progress (or torn by a crash) and is held
+    back, not reported. A complete line that is not a JSON object is an error.
+    """
+    records: list[dict[str, Any]] = []
+    errors: list[str] = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines[:-1], start=1):  # the last piece has no newline yet
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            errors.append(f"line {i}: not JSON: {line[:60]!r}")
+            continue
+        if not isinstance(obj, dict):
+            errors.append(f"line {i}: not a JSON object")
+            continue
+        records.append(obj)
+    return records, errors
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """All complete records of a ``metrics.jsonl`` (see :func:`parse_jsonl`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [], []
+    return parse_jsonl(text)
+
+
+class JsonlTail:
+    """Incremental reader of a growing JSONL file, by byte offset.
+
+    ``poll()`` returns the records completed since the last call; a partial last line is
+    kept until its newline arrives. Used by the TUI's worker threads.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self._pending = b""
+        self.line_no = 0
+
+    def poll(self) -> tuple[list[dict[str, Any]], list[str]]:
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self.offset:  # truncated / replaced: start again
+                    self.offset, self._pending, self.line_no = 0, b"", 0
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return [], []
+        self.offset += len(chunk)
+        data = self._pending + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._pending = data
+            return [], []
+        self._pending = data[cut + 1 :]
+        records: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for raw in data[:cut].split(b"\n"):
+            self.line_no += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8", errors="replace"))
+            except ValueError:
+                errors.append(f"{self.path.name} line {self.line_no}: not JSON: {raw[:60]!r}")
+                continue
+            if isinstance(obj, dict):
+                records.append(obj)
+            else:
+                errors.append(f"{self.path.name} line {self.line_no}: not a JSON object")
+        return records, errors
+
+
+# ----------------------------------------------------------------------------- names
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_name(name: str) -> str:
+    """A run name that cannot escape its directory: ``../x y`` -> ``x-y``."""
+    cleaned = _SAFE.sub("-", name).strip(".-")
+    return cleaned[:80] or "run"
+
+
+def run_dir_name(name: str, config_hash: str) -> str:
+    return f"{safe_name(name)}-{config_hash}"
+
+
+def pid_alive(pid: int | None, host: str | None = None) -> bool | None:
+    """True/False if the process can be checked on this host, None if it cannot."""
+    if not pid:
+        return None
+    if host and host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------- reading
+@dataclass
+class RunInfo:
+    """What the report and the TUI know about one run directory."""
+
+    path: Path
+    name: str
+    status: str
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    status_info: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "step"]
+
+    @property
+    def epochs(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "epoch"]
+
+    @property
+    def best_miou(self) -> float | None:
+        vals = [r["miou"] for r in self.epochs if isinstance(r.get("miou"), (int, float))]
+        return max(vals) if vals else None
+
+    @property
+    def progress(self) -> float:
+        """Fraction done in [0, 1] from the last step record."""
+        if self.status == "finished":
+            return 1.0
+        steps = self.steps
+        if not steps:
+            return 0.0
+        last = steps[-1]
+        total = last.get("steps_total") or 0
+        return min(1.0, (last.get("step", 0)) / total) if total else 0.0
+
+
+def run_status(status_info: dict[str, Any], metrics_path: Path, stale_after: float = 600.0) -> str:
+    """running / finished / failed / interrupted / stale.
+
+    A run that says it is running is *stale* if its process is gone (same host) or its
+    metrics file has not changed for ``stale_after`` seconds.
+    """
+    status = status_info.get("status", "running") if status_info else "running"
+    if status != "running":
+        return status
+    alive = pid_alive(status_info.get("pid"), status_info.get("host")) if status_info else None
+    if alive is False:
+        return "stale"
+    try:
+        last = max(metrics_path.stat().st_mtime, float(status_info.get("updated", 0) or 0))
+    except OSError:
+        last = float(status_info.get("updated", 0) or 0) if status_info else 0.0
+    if last and time.time() - last > stale_after:
+        return "stale"
+    return "running"
+
+
+def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) -> RunInfo:
+    import yaml  # local: keep `import aakit.runs` light
+
+    path = Path(path)
+    config: dict[str, Any] = {}
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    status_info = read_json(path / "status.json") or {}
+    summary = read_json(path / "summary.json")
+    records, errors = read_metrics(path / "metrics.jsonl") if with_records else ([], [])
+    status = run_status(status_info, path / "metrics.jsonl", stale_after)
+    return RunInfo(
+        path=path,
+        name=path.name,
+        status=status,
+        config=config if isinstance(config, dict) else {},
+        summary=summary if isinstance(summary, dict) else None,
+        status_info=status_info if isinstance(status_info, dict) else {},
+        records=records,
+        errors=errors,
+    )
+
+
+def iter_run_dirs(results: Path) -> Iterator[Path]:
+    """Run directories under ``results`` (``results/runs/*`` or ``results`` itself holding runs)."""
+    results = Path(results)
+    roots = [results / "runs", results]
+    seen: set[Path] = set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for p in sorted(root.iterdir()):
+            if p.is_dir() and (p / "config.yaml").exists() and p not in seen:
+                seen.add(p)
+                yield p
+
+
+def list_runs(results: Path, stale_after: float = 600.0) -> list[RunInfo]:
+    return [load_run(p, stale_after) for p in iter_run_dirs(results)]
