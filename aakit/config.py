@@ -24,8 +24,10 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from aakit.errors import AakitError
 
-class ConfigError(ValueError):
+
+class ConfigError(AakitError, ValueError):
     """A configuration problem, phrased for the user: names the key and the file."""
 
 
@@ -153,8 +155,10 @@ class EvalConfig:
     crf: bool = False
     rfpc: bool = False
     cls_threshold: float = 0.1  # without rfpc, keep a class whose sigmoid score exceeds it
-    train_iou: bool = True  # also report the paper's "IoU (train)"
-    max_images: int | None = None
+    train_iou: bool = True  # also report the paper's "IoU (train)" at the end
+    max_images: int | None = None  # evaluate on the first N images of each split
+    pseudo_images: int = 100  # train images whose pseudo labels are scored each epoch (Fig. 3)
+    every_epochs: int = 1  # validate every N epochs (and always after the last)
 
 
 @dataclass
@@ -233,6 +237,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.scales", lambda v: len(v) > 0 and all(s > 0 for s in v), "needs scales > 0"),
     ("eval.cls_threshold", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("eval.max_images", lambda v: v is None or v >= 1, "must be >= 1"),
+    ("eval.pseudo_images", lambda v: v >= 0, "must be >= 0"),
+    ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
 ]
 
 

@@ -1,0 +1,363 @@
+"""The ``aakit`` command line: a thin layer over the core.
+
+Every user mistake (bad config, bad path, bad data layout, bad weights file) is an
+:class:`aakit.errors.AakitError`: it is printed on one line and the command exits with code 2.
+``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from aakit.errors import AakitError
+
+app = typer.Typer(
+    help="aakit: Adaptive Affinity + Label Reassign WSSS — train, evaluate, sweep, report, monitor.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Data sets: VOC + SBD conversion, layout checks, the embedded benchmark.", no_args_is_help=True)
+weights_app = typer.Typer(help="ImageNet weights: convert MXNet .params to PyTorch.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(weights_app, name="weights")
+
+_DEBUG = False
+
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/, grids/, studies/).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2 (repeatable).")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+    global _DEBUG
+    _DEBUG = debug
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg)
+
+
+# ----------------------------------------------------------------------------- train / eval
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config (see experiments/).")] = None,
+    set_: SetOpt = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config's name).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
+    results: ResultsOpt = Path("results"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Train one run; writes results/runs/<name>-<config hash>/."""
+    from aakit.config import load_config
+    from aakit.engine.train import train as run_train
+
+    if resume is not None:
+        resume = _run_dir(resume, results)
+        if config is None:
+            config = resume / "config.yaml"
+    if config is None:
+        raise AakitError("train: give a CONFIG file or --resume RUN")
+    cfg = load_config(config, set_ or [])
+    path = run_train(cfg, results=results, name=name, overrides=set_ or [], resume=resume,
+                     progress=not no_progress, command=sys.argv)
+    _print_summary(path)
+
+
+def _run_dir(run: Path, results: Path) -> Path:
+    """A run given as a path or as a name under results/runs/."""
+    for cand in (run, results / "runs" / run):
+        if (cand / "config.yaml").exists():
+            return cand
+    matches = sorted((results / "runs").glob(f"{run}*")) if (results / "runs").is_dir() else []
+    matches = [m for m in matches if (m / "config.yaml").exists()]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise AakitError(f"{run}: several runs match ({', '.join(m.name for m in matches[:4])}); give the full name")
+    raise AakitError(f"{run}: no run directory there (no config.yaml) nor under {results / 'runs'}")
+
+
+def _print_summary(path: Path) -> None:
+    from aakit.runs import read_json
+
+    s = read_json(path / "summary.json") or {}
+    m = s.get("metrics", {})
+    parts = [f"{k} mIoU {100 * v['miou']:.1f}" for k, v in m.items() if isinstance(v, dict) and "miou" in v]
+    _echo(f"{path}: " + (", ".join(parts) if parts else "no summary"))
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path, typer.Argument(help="Run directory or run name.")],
+    split: Annotated[str, typer.Option(help="Image list to evaluate (val, train, ...).")] = "val",
+    protocol: Annotated[str, typer.Option(help="ss (single scale) or msf (multi-scale + flip).")] = "ss",
+    crf: Annotated[bool, typer.Option("--crf", help="Apply the test dense CRF.")] = False,
+    rfpc: Annotated[bool, typer.Option("--rfpc", help="Report the rfpc number as the main one (both are stored).")] = False,
+    save_png: Annotated[Optional[Path], typer.Option("--save-png", help="Write prediction PNGs (VOC palette) here.")] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Evaluate a trained run: mIoU and per-class IoU, stored in the run with the protocol."""
+    from aakit.engine.inference import evaluate_run
+
+    if protocol not in ("ss", "msf"):
+        raise AakitError(f"--protocol {protocol!r}: choose ss or msf")
+    res = evaluate_run(_run_dir(run, results), split=split, protocol=protocol, crf=crf, rfpc=rfpc,
+                       save_png=save_png, max_images=max_images)
+    _echo(res)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run directory or run name.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Images or directories of images.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for masks and overlays.")],
+    protocol: Annotated[str, typer.Option(help="ss or msf.")] = "ss",
+    crf: Annotated[bool, typer.Option("--crf", help="Apply the test dense CRF.")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Segment any images with a trained run: palette masks and overlays."""
+    from aakit.engine.inference import predict_images
+
+    n = predict_images(_run_dir(run, results), inputs, out, protocol=protocol, crf=crf)
+    _echo(f"wrote {n} masks and overlays to {out}")
+
+
+# ----------------------------------------------------------------------------- data
+@data_app.command("voc")
+def data_voc(
+    voc: Annotated[Path, typer.Option("--voc", help="VOCdevkit/VOC2012 directory.")],
+    sbd: Annotated[Optional[Path], typer.Option("--sbd", help="SBD benchmark_RELEASE (or its dataset/) directory.")] = None,
+) -> None:
+    """Convert SBD to PNG masks, write train_aug.txt and cache the image-level labels."""
+    from aakit.data.sbd import convert_sbd
+    from aakit.data.voc import build_label_cache
+
+    if sbd is not None:
+        with _bar("SBD -> PNG") as cb:
+            report = convert_sbd(sbd, voc, progress=cb)
+        _echo(str(report))
+    else:
+        build_label_cache(voc, ["train", "val"] + (["train_aug"] if (voc / "ImageSets/Segmentation/train_aug.txt").exists() else []))
+        _echo(f"label cache written to {voc / 'cls_labels.json'}")
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Data root (VOC2012 layout).")],
+    quick: Annotated[bool, typer.Option("--quick", help="Skip decoding pixels.")] = False,
+) -> None:
+    """Validate a data layout and list every problem found (exit 2 if any)."""
+    from aakit.data.check import check_layout
+
+    with _bar("checking") as cb:
+        problems = check_layout(root, quick=quick, progress=cb)
+    for p in problems:
+        _echo(f"{p.kind}: {p.where}: {p.message}")
+    if problems:
+        _echo(f"{len(problems)} problem(s) in {root}")
+        raise typer.Exit(2)
+    _echo(f"{root}: no problems found")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the benchmark.")] = Path("data/synth"),
+    n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
+    n_val: Annotated[int, typer.Option(help="Validation images.")] = 200,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Regenerate even if present.")] = False,
+) -> None:
+    """Generate the embedded procedural benchmark (VOC layout)."""
+    from aakit.data import synth
+
+    if n_train < 1 or n_val < 1:
+        raise AakitError(f"--n-train/--n-val must be >= 1 (got {n_train}, {n_val})")
+    if not force and synth.is_generated(out, n_train=n_train, n_val=n_val, seed=seed):
+        _echo(f"{out}: already generated (version {synth.SYNTH_VERSION}, seed {seed})")
+        return
+    with _bar("generating") as cb:
+        meta = synth.generate(out, n_train=n_train, n_val=n_val, seed=seed, progress=cb)
+    _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes']} classes, version {meta['version']}")
+
+
+# ----------------------------------------------------------------------------- weights
+@weights_app.command("convert")
+def weights_convert(
+    src: Annotated[Path, typer.Argument(help="MXNet .params (ilsvrc-cls_rna-a1_cls1000_ep-0001.params).")],
+    dst: Annotated[Path, typer.Argument(help="Output .pth in psa's key layout.")],
+) -> None:
+    """Convert ResNet-38 ImageNet weights from MXNet's format, with numpy alone."""
+    from aakit.models.weights import convert_file
+
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise AakitError(f"{dst}: output would overwrite the input")
+    info = convert_file(src, dst)
+    _echo(f"wrote {dst} ({info})")
+
+
+# ----------------------------------------------------------------------------- experiments
+@app.command()
+def grid(
+    grid_file: Annotated[Path, typer.Argument(help="Grid YAML (experiments/grids/...).")],
+    set_: SetOpt = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points and their state only.")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Run an ablation grid (resumable; shareable across machines through --storage)."""
+    from aakit.experiment import grid as grid_mod
+
+    grid_mod.cli_run(grid_file, overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
+                     results=results, dry_run=dry_run, echo=_echo)
+
+
+@app.command()
+def search(
+    search_file: Annotated[Optional[Path], typer.Argument(help="Search YAML (experiments/searches/...).")] = None,
+    trials: Annotated[int, typer.Option("--trials", help="Trials to run in total (across workers).")] = 10,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal file in results/studies/).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Print the best trials and exit.")] = False,
+    set_: SetOpt = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Optuna search over lambda1, lambda2, m, gamma and the dilation set."""
+    from aakit.experiment import search as search_mod
+
+    search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
+                       show=show, overrides=set_ or [], results=results, echo=_echo)
+
+
+@app.command()
+def report(
+    table: Annotated[Optional[int], typer.Option("--table", help="Only this table (1-6).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="rich, md, latex or csv.")] = "rich",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write files here instead of printing.")] = None,
+    preset: Annotated[str, typer.Option(help="voc or synthetic.")] = "synthetic",
+    figures: Annotated[bool, typer.Option("--figures", help="Also write PNG figures (needs --out or writes to results/figures).")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers."""
+    from aakit.experiment import report as report_mod
+
+    report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo)
+
+
+# ----------------------------------------------------------------------------- tui / bench / demo
+@app.command()
+def tui(
+    results: ResultsOpt = Path("results"),
+    export: Annotated[Optional[Path], typer.Option("--export", help="Render once, headless, to this SVG file.")] = None,
+    refresh: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    stale_after: Annotated[float, typer.Option(help="Seconds without new metrics before a running run is stale.")] = 600.0,
+) -> None:
+    """Live terminal dashboard of runs, grids and studies."""
+    if refresh <= 0 or stale_after <= 0:
+        raise AakitError("--refresh and --stale-after must be > 0")
+    if export is not None:
+        from aakit.tui.app import export_svg
+
+        path = export_svg(results, export)
+        _echo(f"wrote {path}")
+        return
+    from aakit.tui.app import run_tui
+
+    run_tui(results, refresh=refresh, stale_after=stale_after)
+
+
+@app.command()
+def bench(
+    preset: Annotated[str, typer.Option(help="synthetic or voc.")] = "synthetic",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON.")] = None,
+    repeats: Annotated[int, typer.Option(help="Repeats per measurement (median).")] = 5,
+) -> None:
+    """Measure the step, the losses, the pseudo labels and evaluation throughput."""
+    from aakit.bench import cli_run
+
+    if preset not in ("synthetic", "voc"):
+        raise AakitError(f"--preset {preset!r}: choose synthetic or voc")
+    cli_run(preset=preset, json_out=json_out, repeats=repeats, echo=_echo)
+
+
+@app.command()
+def demo(
+    results: ResultsOpt = Path("results"),
+    data: Annotated[Path, typer.Option("--data", help="Benchmark location.")] = Path("data/synth"),
+) -> None:
+    """Generate the benchmark if missing, train the baseline and the full method, compare."""
+    from aakit.engine.demo import run_demo
+
+    run_demo(results=results, data=data, echo=_echo)
+
+
+# ----------------------------------------------------------------------------- entry point
+class _bar:
+    """A rich progress bar whose ``cb(done, total)`` the core's progress hooks call."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __enter__(self):  # noqa: ANN204
+        from rich.progress import Progress
+
+        self.p = Progress(transient=True)
+        self.p.start()
+        self.task = self.p.add_task(self.title, total=None)
+
+        def cb(done: int, total: int | None = None) -> None:
+            self.p.update(self.task, completed=done, total=total)
+
+        return cb
+
+    def __exit__(self, *exc: object) -> None:
+        self.p.stop()
+
+
+def main() -> None:
+    """Console entry point: user errors -> one line on stderr, exit code 2."""
+    debug = "--debug" in sys.argv
+    try:
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
+    except AakitError as e:
+        if debug:
+            raise
+        typer.echo(f"aakit: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        typer.echo(f"aakit: {e or 'interrupted'}", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("aakit: aborted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(e, click.exceptions.UsageError):
+            msg = e.format_message().splitlines()[0]
+            cmd = e.ctx.command_path if e.ctx else "aakit"
+            typer.echo(f"{cmd}: error: {msg}", err=True)
+            sys.exit(2)
+        if isinstance(e, click.exceptions.ClickException):
+            typer.echo(f"aakit: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code if e.exit_code else 2)
+        if isinstance(e, OSError) and not debug:
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            typer.echo(f"aakit: error: {e.strerror or e}{where}", err=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

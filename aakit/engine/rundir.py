@@ -1,0 +1,164 @@
+"""Writing run directories (the format is described in :mod:`aakit.runs`).
+
+:class:`RunWriter` owns one run directory: the resolved config, provenance, status, the
+append-only metrics log, the summary and checkpoints. Every file but ``metrics.jsonl`` is
+replaced atomically; checkpoints are read back with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aakit.config import Config, save_config
+from aakit.errors import AakitError
+from aakit.runs import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    run_dir_name,
+)
+
+
+class CheckpointError(AakitError):
+    """A checkpoint that cannot be used (truncated, tampered, from another config)."""
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], device: str) -> dict[str, Any]:
+    """Everything needed to say where a number came from."""
+    repo = Path(__file__).resolve().parents[2]
+    commit = _git(["rev-parse", "HEAD"], repo)
+    diff = _git(["diff", "HEAD"], repo)
+    versions: dict[str, str] = {"python": platform.python_version(), "torch": torch.__version__}
+    for mod in ("numpy", "pydensecrf", "optuna", "PIL"):
+        try:
+            m = __import__(mod)
+            versions[mod] = str(getattr(m, "__version__", "unknown"))
+        except ImportError:
+            versions[mod] = "missing"
+    return {
+        "command": command if command is not None else sys.argv,
+        "overrides": list(overrides),
+        "seed": cfg.train.seed,
+        "config_hash": cfg.hash(),
+        "git_commit": commit.strip() if commit else None,
+        "git_dirty": bool(diff),
+        "git_diff": diff or "",
+        "versions": versions,
+        "device": device,
+        "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "created": time.time(),
+    }
+
+
+class RunWriter:
+    """One run directory ``<results>/runs/<name>-<hash>/``."""
+
+    def __init__(self, results: Path, cfg: Config, name: str | None = None) -> None:
+        self.cfg = cfg
+        self.path = Path(results) / "runs" / run_dir_name(name or cfg.name, cfg.hash())
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.ckpt_path = self.path / "checkpoints" / "last.pt"
+
+    # -- life cycle -----------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.path / "config.yaml").exists()
+
+    def summary(self) -> dict[str, Any] | None:
+        return read_json(self.path / "summary.json")
+
+    def is_finished(self) -> bool:
+        s = self.summary()
+        return bool(s and s.get("status") == "finished")
+
+    def create(self, prov: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.path / "config.yaml")
+        atomic_write_json(self.path / "provenance.json", prov)
+
+    def set_status(self, status: str, **extra: Any) -> None:
+        info = read_json(self.path / "status.json") or {}
+        info.update(
+            status=status,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            updated=time.time(),
+            **extra,
+        )
+        info.setdefault("started", time.time())
+        atomic_write_json(self.path / "status.json", info)
+
+    def log(self, record: dict[str, Any]) -> None:
+        record.setdefault("time", time.time())
+        append_jsonl(self.metrics_path, record)
+
+    def message(self, text: str) -> None:
+        self.log({"kind": "log", "message": text})
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "summary.json", summary)
+
+    def truncate_metrics(self, keep_until_step: int) -> None:
+        """On resume: drop metric lines written after the checkpoint (they will be redone)."""
+        from aakit.runs import read_metrics
+
+        records, _ = read_metrics(self.metrics_path)
+        kept = []
+        for r in records:
+            if r.get("kind") == "step" and r.get("step", 0) > keep_until_step:
+                continue
+            if r.get("kind") == "epoch" and r.get("step", 0) > keep_until_step:
+                continue
+            kept.append(r)
+        import json
+
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
+        atomic_write_bytes(self.metrics_path, text.encode())
+
+    # -- checkpoints ----------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.ckpt_path, buf.getvalue())
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        if not self.ckpt_path.exists():
+            return None
+        return load_checkpoint_file(self.ckpt_path, expect_hash=self.cfg.hash())
+
+
+def load_checkpoint_file(path: Path, expect_hash: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); refuse a broken or foreign one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:120]})") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise CheckpointError(f"{path}: not an aakit checkpoint (no model/step entries)")
+    if expect_hash is not None and state.get("config_hash") != expect_hash:
+        raise CheckpointError(
+            f"{path}: checkpoint belongs to config {state.get('config_hash')}, not {expect_hash}"
+        )
+    return state

@@ -1,0 +1,559 @@
+"""Training: RRM's single-stage network with the AA and LR losses (METHOD.md sections 2-4).
+
+One step, in the order the paper's Figure 2 draws it::
+
+    images --net--> cls logits, CAM, F^s (embedding), F^c (seg logits)
+    L_cls  = multilabel soft margin(cls logits, image labels)
+    CAM (multi-scale, no grad) --dCRF x2 (worker pool)--> pseudo labels Y, confidence V
+    L_ce   = RRM joint CE(F^c upsampled to the crop, Y)
+    L_aa   = affinity_loss(softmax F^c, Y at stride, V at stride)      (eqs. 8-12)
+    L_lr   = label_reassign_loss(F^s, Y at stride, beta)  last 2 epochs  (eqs. 13-17)
+    total  = L_cls + L_ce + lambda1 L_aa + lambda2 L_lr
+
+Reproducibility: the order of every epoch and the augmentation of every image are drawn
+from ``(seed, epoch, index)``, and checkpoints carry the RNG state, so a run resumed from a
+checkpoint ends with exactly the numbers of an uninterrupted one (on CPU).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aakit import losses
+from aakit.config import Config
+from aakit.engine.distributed import DistInfo, all_gather_floats, barrier, broadcast_object, cleanup, init_distributed
+from aakit.engine.evaluate import evaluate
+from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
+from aakit.errors import AakitError
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived: a checkpoint was saved and the run marked interrupted."""
+
+
+# ----------------------------------------------------------------------------- set-up
+def select_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise AakitError(f"train.device = {name!r} but no CUDA device is available")
+        if dist_info is not None and dist_info.enabled:
+            return torch.device("cuda", dist_info.local_rank)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    """Poly schedule: base * (1 - step/total)^power."""
+    return base * (1.0 - min(step, total) / max(total, 1)) ** power
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
+    """SGD with RRM's four parameter groups: backbone w/b at 1x/2x, new w/b at 10x/20x lr.
+
+    Biases carry no weight decay.
+    """
+    bw, bb, nw, nb = model.param_groups()  # type: ignore[operator]
+    o = cfg.optim
+    groups = [
+        {"params": bw, "lr_mult": 1.0, "weight_decay": o.weight_decay},
+        {"params": bb, "lr_mult": 2.0, "weight_decay": 0.0},
+        {"params": nw, "lr_mult": 10.0, "weight_decay": o.weight_decay},
+        {"params": nb, "lr_mult": 20.0, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["lr"] = o.lr * g["lr_mult"]
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def load_initial_weights(model: torch.nn.Module, path: str) -> str:
+    """``model.pretrained``: an MXNet .params, a psa-layout .pth, or another run's checkpoint."""
+    p = Path(path)
+    if p.is_dir():  # a run directory: start from its last checkpoint
+        p = p / "checkpoints" / "last.pt"
+    if not p.exists():
+        raise AakitError(f"model.pretrained: {path} not found")
+    if p.suffix == ".pt":
+        state = load_checkpoint_file(p)
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        bad = [k for k in missing if not k.startswith(("seg_", "embed"))]
+        if unexpected or bad:
+            raise AakitError(f"model.pretrained: {p} does not fit this network "
+                             f"(missing {bad[:3]}, unexpected {list(unexpected)[:3]})")
+        return f"checkpoint {p}"
+    from aakit.models import load_pretrained
+
+    report = load_pretrained(model, str(p))
+    return str(report)
+
+
+# ----------------------------------------------------------------------------- data order
+def epoch_batches(n: int, batch: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This rank's batches of one epoch: a permutation drawn from (seed, epoch), drop_last.
+
+    Every rank draws the same permutation and takes every ``world``-th batch, so the ranks
+    together see each image at most once per epoch, like DistributedSampler.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    per_step = batch * world
+    steps = n // per_step
+    if steps == 0:
+        raise AakitError(f"train.batch_size = {batch} x {world} process(es) is larger than the "
+                         f"training set ({n} images)")
+    return [order[s * per_step + rank * batch : s * per_step + (rank + 1) * batch] for s in range(steps)]
+
+
+class _EpochItems(torch.utils.data.Dataset):
+    """Dataset view whose augmentation is seeded by (seed, epoch, index)."""
+
+    def __init__(self, dataset: Any, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        return self.dataset.get(idx, rng)
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        out[k] = torch.stack([torch.as_tensor(v) for v in vals]) if k != "id" else vals
+    return out
+
+
+def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
+    view = _EpochItems(dataset, cfg.train.seed, epoch)
+    loader = torch.utils.data.DataLoader(
+        view,
+        batch_sampler=batches[skip:],
+        num_workers=cfg.data.num_workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+# ----------------------------------------------------------------------------- one step
+def multiscale_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tensor, scales: tuple[float, ...], size: tuple[int, int]) -> torch.Tensor:
+    """Mean of CAMs over scales, at crop size, no grad (METHOD.md 1: scale 1 + 0.5/1.5/2)."""
+    with torch.no_grad():
+        total = F.interpolate(cam1.detach().float(), size=size, mode="bilinear", align_corners=False)
+        n = 1
+        for s in scales:
+            if s == 1.0:
+                continue
+            x = F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+            cam = model.forward_cam(x)  # type: ignore[operator]
+            total += F.interpolate(cam.float(), size=size, mode="bilinear", align_corners=False)
+            n += 1
+    return total / n
+
+
+def compute_losses(
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    cfg: Config,
+    *,
+    epoch: int,
+    device: torch.device,
+    labeler: Any | None,
+) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+    """The training objective for one batch. Returns (total, scalar losses, extras)."""
+    core = model.module if hasattr(model, "module") else model
+    images = batch["image"].to(device, non_blocking=True)
+    labels = batch["labels"].to(device)
+    out = model(images)
+    L = cfg.loss
+    parts: dict[str, torch.Tensor] = {}
+    extras: dict[str, Any] = {}
+    if L.cls:
+        parts["cls"] = losses.classification_loss(out["cls_logits"], labels)
+    segment = cfg.train.supervision == "full" or epoch >= cfg.train.cls_warmup_epochs
+    if segment:
+        size = tuple(images.shape[-2:])
+        if cfg.train.supervision == "full":
+            label = batch["mask"].to(device).long()
+            conf = (label != 255).float()
+        else:
+            cams = multiscale_cam(core, images, out["cam"], tuple(cfg.model.cam_scales), size)
+            scores = out["cls_logits"].detach().float().sigmoid()
+            assert labeler is not None
+            label, conf = labeler(
+                batch["raw"].numpy(),
+                cams.cpu().numpy(),
+                batch["labels"].numpy(),
+                scores.cpu().numpy(),
+                valid=batch["valid"].numpy() if "valid" in batch else None,
+            )
+            label, conf = label.to(device), conf.to(device)
+            extras["pseudo"] = label
+        seg_logits = out["seg_logits"]
+        if L.ce:
+            up = F.interpolate(seg_logits, size=size, mode="bilinear", align_corners=False)
+            parts["ce"] = losses.joint_ce_loss(up, label)
+        need_small = L.affinity != "none" or L.label_reassign
+        if need_small:
+            from aakit.pseudo import downsample_labels
+
+            small, small_conf = downsample_labels(label, conf, tuple(seg_logits.shape[-2:]))
+            prob = seg_logits.float().softmax(1)
+            if L.affinity != "none":
+                parts["aa"] = L.lambda_aa * losses.affinity_loss(
+                    prob,
+                    small,
+                    dilations=tuple(L.dilations),
+                    margin=L.margin_aa,
+                    confidence=small_conf if L.affinity == "aa" else None,
+                    weighting=L.weighting,
+                    kl=L.kl,
+                )
+            lr_active = L.label_reassign and epoch >= cfg.train.epochs - L.lr_last_epochs
+            if lr_active:
+                # beta: the network's probability of each pixel's pseudo label (detached)
+                idx = small.clamp(0, prob.shape[1] - 1).unsqueeze(1)
+                beta = prob.detach().gather(1, idx).squeeze(1)
+                parts["lr"] = L.lambda_lr * losses.label_reassign_loss(
+                    out["embedding"].float(), small, beta, margin=L.margin_lr, gamma=L.gamma
+                )
+    if not parts:
+        total = out["cls_logits"].sum() * 0.0
+    else:
+        total = sum(parts.values())  # type: ignore[assignment]
+    scalars = {k: float(v.detach()) for k, v in parts.items()}
+    scalars["total"] = float(total.detach())
+    return total, scalars, extras
+
+
+# ----------------------------------------------------------------------------- the loop
+def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
+    from aakit.data.voc import EvalDataset, TrainDataset, load_info
+
+    info = load_info(cfg.data.root)
+    if info.num_classes != cfg.model.num_classes:
+        raise AakitError(
+            f"{cfg.data.root}: data set has {info.num_classes} classes but model.num_classes = "
+            f"{cfg.model.num_classes}"
+        )
+    d = cfg.data
+    train_set = TrainDataset(
+        d.root, d.train_split, crop=d.crop, scale_range=d.scale_range, flip=d.flip,
+        mean=d.mean, std=d.std, max_images=d.max_images, supervision=cfg.train.supervision,
+    )
+    val_set = EvalDataset(d.root, d.val_split, mean=d.mean, std=d.std, max_images=cfg.eval.max_images)
+    pseudo_set = None
+    if cfg.eval.pseudo_images and cfg.train.supervision == "image":
+        pseudo_set = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=cfg.eval.pseudo_images)
+    return train_set, val_set, pseudo_set, info.num_classes
+
+
+def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any, device: torch.device, num_classes: int) -> float:
+    """mIoU of the online pseudo labels against ground truth on train images (Figure 3).
+
+    Labels are made exactly as in training (multi-scale CAM + the two CRFs) on whole images;
+    ignored (255) pixels are left out, as the paper scores its initial labels.
+    """
+    from aakit.metrics import ConfusionMeter
+
+    meter = ConfusionMeter(num_classes)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                item = dataset[i]
+                image = item["image"].unsqueeze(0).to(device)
+                out = model(image)
+                cams = multiscale_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
+                label, _ = labeler(
+                    np.asarray(item["raw"])[None],
+                    cams.cpu().numpy(),
+                    np.asarray(item["labels"], dtype=np.float32)[None],
+                    out["cls_logits"].float().sigmoid().cpu().numpy(),
+                )
+                pred = label[0].numpy()
+                gt = np.asarray(item["mask"]).copy()
+                gt[pred == 255] = 255
+                meter.update(np.where(pred == 255, 0, pred), gt)
+    finally:
+        model.train(was)
+    return float(meter.compute()["miou"])
+
+
+def train(
+    cfg: Config,
+    *,
+    results: Path,
+    name: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    resume: Path | None = None,
+    epoch_callback: EpochCallback | None = None,
+    progress: bool = True,
+    command: list[str] | None = None,
+    stop_after_steps: int | None = None,
+) -> Path:
+    """Train one run; returns its directory ``results/runs/<name>-<hash>/``.
+
+    Args:
+        cfg: the resolved configuration.
+        results: results root.
+        name: run name (default ``cfg.name``).
+        overrides: the ``--set`` items (recorded in provenance).
+        resume: continue this run directory from its last checkpoint.
+        epoch_callback: called with each epoch record on rank 0; may raise to stop the run
+            (e.g. ``optuna.TrialPruned``); the run is then marked interrupted.
+        progress: show a rich progress bar.
+        command: the command line to record (default ``sys.argv``).
+        stop_after_steps: stop (as if interrupted) after this many steps — for tests.
+    """
+    dist_info = init_distributed(cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = select_device(cfg.train.device, dist_info)
+    writer = RunWriter(Path(results), cfg, name)
+    if resume is not None:
+        writer.path = Path(resume)
+        writer.metrics_path = writer.path / "metrics.jsonl"
+        writer.ckpt_path = writer.path / "checkpoints" / "last.pt"
+    if writer.is_finished():
+        cleanup(dist_info)
+        return writer.path
+
+    seed_everything(cfg.train.seed + dist_info.rank)
+    train_set, val_set, pseudo_set, num_classes = _build_data(cfg)
+
+    from aakit.models import build_model
+
+    model = build_model(dataclasses.replace(cfg.model, pretrained=None)).to(device)
+    init_note = None
+    if cfg.model.pretrained:
+        init_note = load_initial_weights(model, cfg.model.pretrained)
+    optimizer = build_optimizer(model, cfg)
+
+    state = writer.load_checkpoint() if (resume is not None or writer.exists()) else None
+    start_step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = int(state["step"])
+    elif resume is not None:
+        raise AakitError(f"{resume}: no checkpoint to resume from (checkpoints/last.pt missing)")
+
+    batches_per_epoch = len(epoch_batches(len(train_set), cfg.train.batch_size, seed=0, epoch=0, world=dist_info.world))
+    total_steps = batches_per_epoch * cfg.train.epochs
+    ddp_model: torch.nn.Module = model
+    if dist_info.enabled:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    if dist_info.main:
+        prov = provenance(cfg, command=command, overrides=list(overrides), device=str(device))
+        prov.update(world_size=dist_info.world, init=init_note, resumed_from_step=start_step or None)
+        if state is None:
+            writer.create(prov)
+        else:
+            writer.truncate_metrics(start_step)
+            writer.message(f"resumed from step {start_step}")
+        writer.set_status("running", steps_total=total_steps, world_size=dist_info.world)
+    barrier(dist_info)
+
+    from aakit.pseudo import PseudoLabeler
+
+    labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers) if cfg.train.supervision == "image" else None
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
+
+    stop = {"signal": None}
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum
+
+    old_handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old_handlers[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread
+            pass
+
+    def checkpoint(step: int) -> None:
+        if dist_info.main:
+            writer.save_checkpoint({
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "config_hash": cfg.hash(),
+            })
+
+    bar = _Progress(progress and dist_info.main, total_steps, start_step, writer.path.name)
+    t_start = time.time()
+    step = start_step
+    status = "failed"
+    last_epoch_record: dict[str, Any] | None = None
+    try:
+        model.train()
+        for epoch in range(start_step // batches_per_epoch, cfg.train.epochs):
+            batches = epoch_batches(len(train_set), cfg.train.batch_size, seed=cfg.train.seed, epoch=epoch, rank=dist_info.rank, world=dist_info.world)
+            skip = step - epoch * batches_per_epoch
+            t_last = time.time()
+            for batch in iterate_epoch(train_set, batches, cfg, epoch, skip):
+                lr_now = poly_lr(cfg.optim.lr, step, total_steps, cfg.optim.poly_power)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr_now * g["lr_mult"]
+                with torch.autocast(device.type, enabled=cfg.train.amp and device.type == "cuda"):
+                    total, scalars, _ = compute_losses(ddp_model, batch, cfg, epoch=epoch, device=device, labeler=labeler)
+                if not math.isfinite(scalars["total"]):
+                    raise AakitError(f"loss became {scalars['total']} at step {step + 1} (epoch {epoch + 1}); "
+                                     f"lower optim.lr or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                now = time.time()
+                ips = len(batch["id"]) * dist_info.world / max(now - t_last, 1e-9)
+                t_last = now
+                if dist_info.main and (step % cfg.train.log_every == 0 or step == total_steps):
+                    writer.log({"kind": "step", "epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step,
+                                "steps_total": total_steps, "losses": scalars, "lr": lr_now, "images_per_s": ips})
+                bar.update(step, epoch + 1, cfg.train.epochs, scalars, ips)
+                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                    checkpoint(step)
+                if stop_after_steps is not None and step >= stop_after_steps:
+                    stop["signal"] = signal.SIGTERM
+                if stop["signal"] is not None:
+                    raise TrainingInterrupted()
+            # ---- end of epoch: evaluate, checkpoint, report
+            record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step}
+            last = epoch + 1 == cfg.train.epochs
+            if dist_info.main and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
+                res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol="ss", use_crf=False)
+                record["miou"] = res["plain"]["miou"]
+                record["miou_rfpc"] = res["rfpc"]["miou"]
+                if pseudo_set is not None and labeler is not None and epoch >= cfg.train.cls_warmup_epochs:
+                    record["pseudo_miou"] = pseudo_label_quality(model, pseudo_set, cfg, labeler, device, num_classes)
+                record["elapsed_s"] = time.time() - t_start
+                writer.log(record)
+                last_epoch_record = record
+                bar.note(record)
+            checkpoint(step)
+            barrier(dist_info)
+            if epoch_callback is not None and dist_info.main and "miou" in record:
+                epoch_callback(epoch + 1, record)
+        status = "finished"
+    except TrainingInterrupted:
+        checkpoint(step)
+        status = "interrupted"
+    except BaseException:
+        status = "interrupted" if epoch_callback is not None else "failed"
+        if dist_info.main:
+            writer.set_status(status, step=step)
+        raise
+    finally:
+        bar.close()
+        if labeler is not None:
+            labeler.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+        if status != "finished" and dist_info.main:
+            writer.set_status(status, step=step)
+
+    if status == "interrupted":
+        cleanup(dist_info)
+        raise KeyboardInterrupt(f"interrupted at step {step}; resume with: aakit train --resume {writer.path}")
+
+    checksums = all_gather_floats(dist_info, float(sum(p.detach().double().sum() for p in model.parameters())))
+    if dist_info.main:
+        summary = final_summary(model, cfg, writer, val_set, num_classes, device, last_epoch_record, t_start, checksums)
+        writer.write_summary(summary)
+        writer.set_status("finished", step=step)
+    barrier(dist_info)
+    path = broadcast_object(dist_info, writer.path)
+    cleanup(dist_info)
+    return Path(path)  # type: ignore[arg-type]
+
+
+def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_set: Any, num_classes: int,
+                  device: torch.device, last: dict[str, Any] | None, t_start: float, checksums: list[float]) -> dict[str, Any]:
+    """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc."""
+    from aakit.config import key_hyperparameters
+
+    metrics: dict[str, Any] = {}
+    res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol)
+    metrics["val"], metrics["val_rfpc"] = res["plain"], res["rfpc"]
+    if cfg.eval.train_iou:
+        from aakit.data.voc import EvalDataset
+
+        d = cfg.data
+        train_eval = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=cfg.eval.max_images)
+        res = evaluate(model, train_eval, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol)
+        metrics["train"], metrics["train_rfpc"] = res["plain"], res["rfpc"]
+    return {
+        "name": writer.path.name,
+        "hash": cfg.hash(),
+        "status": "finished",
+        "preset": cfg.preset,
+        "metrics": metrics,
+        "pseudo_miou": (last or {}).get("pseudo_miou"),
+        "epochs": cfg.train.epochs,
+        "seed": cfg.train.seed,
+        "key": key_hyperparameters(cfg),
+        "wall_time_s": time.time() - t_start,
+        "ddp_param_checksums": checksums,
+    }
+
+
+class _Progress:
+    """A rich progress bar (epoch, step, losses, images/s, ETA) — silent when disabled."""
+
+    def __init__(self, enabled: bool, total: int, done: int, title: str) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            transient=False,
+        )
+        self.p.start()
+        self.task = self.p.add_task(title, total=total, completed=done, info="")
+
+    def update(self, step: int, epoch: int, epochs: int, losses_: dict[str, float], ips: float) -> None:
+        if not self.enabled:
+            return
+        info = f"ep {epoch}/{epochs} " + " ".join(f"{k} {v:.3f}" for k, v in losses_.items()) + f" {ips:.1f} img/s"
+        self.p.update(self.task, completed=step, info=info)
+
+    def note(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        msg = f"epoch {record['epoch']}: val mIoU {100 * record.get('miou', float('nan')):.1f}"
+        if record.get("pseudo_miou") is not None:
+            msg += f", pseudo-label mIoU {100 * record['pseudo_miou']:.1f}"
+        self.p.console.print(msg)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.p.stop()
