@@ -1,0 +1,171 @@
+"""Dense CRF (Kraehenbuehl & Koltun 2011) and a persistent pool of CRF worker processes.
+
+The dense CRF refines per-pixel class scores with two pairwise kernels: a Gaussian on position
+(smoothness) and a bilateral one on position + colour (pixels of similar colour that are close
+should share a label). ``pydensecrf`` runs the mean-field inference in C++; this module only
+prepares its inputs.
+
+Mean-field inference is single-threaded C++ and cannot use the GPU, so the pseudo-labeller
+spreads the images of a batch over :class:`CRFPool` workers. The pool lives as long as the
+training run (starting processes per step would cost more than the CRF itself).
+
+This module imports only numpy, pydensecrf and the standard library (plus the light config
+schema), so worker processes never import torch through it.
+
+Example::
+
+    q = dense_crf(image, prob, CRFParams())          # (C, H, W), sums to 1 over C
+    with CRFPool(workers=2) as pool:
+        qs = pool.map(dense_crf_job, [(image, prob, params), (image2, prob2, params)])
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, TypeVar
+
+import numpy as np
+import pydensecrf.densecrf as dcrf
+
+from aakit.config import CRFParams
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Probabilities are clipped before the log so that a zero score gives a large but finite energy
+# (the value pydensecrf's own ``unary_from_softmax`` uses, as RRM does).
+PROB_CLIP = 1e-5
+
+# Thread-count variables of the common numeric runtimes: CRF workers are single-threaded jobs,
+# one per core, so any library they load must not start a thread pool of its own.
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams) -> np.ndarray:
+    """Refine class scores with a fully connected CRF.
+
+    Args:
+        image: (H, W, 3) uint8 RGB image the bilateral kernel compares colours on.
+        prob: (C, H, W) scores in [0, 1], one channel per label. They need not sum to 1 over C:
+            the unary is ``-log(clip(prob, 1e-5, 1))`` and a per-pixel constant does not change
+            the CRF's distribution (RRM feeds raw background/CAM scores the same way).
+        params: iterations and kernel parameters.
+
+    Returns:
+        (C, H, W) float32 marginals Q: a distribution over the C labels at every pixel.
+
+    Raises:
+        ValueError: shapes disagree or the image is not (H, W, 3).
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"dense_crf: image must be (H, W, 3), got {image.shape}")
+    if prob.ndim != 3 or prob.shape[1:] != image.shape[:2]:
+        raise ValueError(f"dense_crf: prob {prob.shape} does not match image {image.shape}")
+    n_labels, h, w = prob.shape
+    crf = dcrf.DenseCRF2D(w, h, n_labels)
+    unary = -np.log(np.clip(prob, PROB_CLIP, 1.0)).reshape(n_labels, -1)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+    crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
+    rgb = np.ascontiguousarray(image, dtype=np.uint8)  # pydensecrf reads raw C-ordered bytes
+    crf.addPairwiseBilateral(
+        sxy=params.bilateral_sxy, srgb=params.bilateral_srgb, rgbim=rgb, compat=params.bilateral_compat
+    )
+    q = crf.inference(params.iterations)
+    return np.asarray(q, dtype=np.float32).reshape(n_labels, h, w)
+
+
+def dense_crf_job(args: tuple[np.ndarray, np.ndarray, CRFParams]) -> np.ndarray:
+    """``dense_crf(*args)``: a one-argument job for :meth:`CRFPool.map`."""
+    image, prob, params = args
+    return dense_crf(image, prob, params)
+
+
+def _init_worker() -> None:
+    """Runs once in each worker: keep any numeric library that got imported single-threaded."""
+    for var in _THREAD_ENV:
+        os.environ[var] = "1"
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported by the parent's main module under "spawn"
+        torch.set_num_threads(1)
+
+
+class CRFPool:
+    """A pool of worker processes that stays alive across calls.
+
+    ``workers=0`` runs every job in the calling process (no pickling, easiest to debug).
+    Jobs must be picklable module-level functions; results come back in input order.
+
+    Args:
+        workers: number of processes (0 = in-process).
+        context: multiprocessing start method. "spawn" (default) starts clean interpreters,
+            safe whatever threads the parent runs (torch, data loaders); "fork" and
+            "forkserver" also work on Linux.
+    """
+
+    def __init__(self, workers: int, context: str = "spawn") -> None:
+        if workers < 0:
+            raise ValueError(f"CRFPool: workers must be >= 0, got {workers}")
+        self.workers = workers
+        self.context = context
+        self._executor: ProcessPoolExecutor | None = None
+        if workers > 0:
+            self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # Children inherit the environment at start-up: with one thread per library they never
+        # oversubscribe the cores, even if the parent's main module imports torch under spawn.
+        saved = {var: os.environ.get(var) for var in _THREAD_ENV}
+        os.environ.update({var: "1" for var in _THREAD_ENV})
+        try:
+            executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(self.context),
+                initializer=_init_worker,
+            )
+            # Start every worker now, while the thread variables are set.
+            list(executor.map(_noop, range(self.workers)))
+        finally:
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+        return executor
+
+    def map(self, fn: Callable[[T], R], args: Iterable[T]) -> list[R]:
+        """Apply ``fn`` to every item of ``args`` (spread over the workers) in order.
+
+        If a worker process died (e.g. killed by the OOM killer), the pool is restarted and
+        the jobs are tried once more; a second failure raises.
+        """
+        items = list(args)
+        if self._executor is None:
+            if self.workers > 0:
+                raise RuntimeError("CRFPool: map() called after close()")
+            return [fn(a) for a in items]
+        try:
+            return list(self._executor.map(fn, items))
+        except BrokenProcessPool:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._start()
+            return list(self._executor.map(fn, items))
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> CRFPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _noop(x: int) -> int:
+    """Trivial job used to start the workers eagerly."""
+    return x

@@ -1,0 +1,390 @@
+"""RRM's online pseudo labels from CAMs + dense CRF (METHOD.md section 2).
+
+At every training step, the classification branch's CAMs are turned into pixel labels:
+
+1. CAM x image labels, each class divided by its max (+1e-5); a labelled class whose sigmoid
+   score is below ``min_class_score`` is dropped, unless that would drop every class.
+2. Background score ``(1 - max_c CAM)^alpha``; a dense CRF over background + present classes
+   is run twice, with a low alpha (4: generous background) and a high alpha (32: stingy
+   background).
+3. Label = argmax of the low-alpha CRF, its background set to 255 (the low alpha calls too
+   much background to be trusted there); then wherever the high-alpha CRF still says
+   background, the label is 0 (background that survives even a weak background score).
+4. 255 where the winning CRF probability is < ``min_crf_prob`` or the pixel is outside RRM's
+   "CAM-sure" region.
+5. Confidence V = the CRF probability of the pixel's label (0 on ignored pixels).
+
+Choices (follow RRM ``tool/myTool.py::compute_seg_label`` unless METHOD.md says otherwise):
+
+- CRF probability of a label: the low-alpha CRF for an object label (the CRF that chose it),
+  the high-alpha CRF for background (likewise). RRM tests ``max(Q_high[bg], Q_low[objects])``
+  against 0.8; for object pixels that is the same test whenever ``min_crf_prob >= 0.5``; for
+  a background pixel where the low-alpha CRF is >= 0.8 sure of an object, RRM keeps the
+  background label and we ignore the pixel (the two CRFs contradict each other there).
+- CAM-sure region (RRM): CAM argmax is taken over ``[bg score with alpha_high, CAMs]`` (RRM
+  hard-codes 32 = its high alpha). For each label that wins somewhere in the low-alpha CRF
+  (background included), as RRM loops over ``np.unique(crf_la_label)``: an object class is sure
+  where it is the CAM argmax and its CAM is above the value at position
+  ``int(n * (1 - sure_fg_top))`` of its sorted CAM values > ``sure_fg_min`` (n of them), i.e.
+  its top 40%; background is sure where it is the argmax and its score is > ``sure_bg``. The
+  sure region is the union over those labels. A class with no CAM value above
+  ``sure_fg_min`` has no sure pixel (RRM would crash there).
+- Pixels outside ``valid`` (the zero padding of the crop) become 255 with V = 0 at the end;
+  CAM normalisation and the CRF see the padded crop, as in RRM.
+- CAMs are clipped at 0 first (a no-op for RRM's ReLU CAMs).
+
+torch is imported inside the functions that need it: CRF worker processes import this module
+to run :func:`pseudo_label_single` and must not load torch.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from aakit.config import CRFParams, PseudoConfig
+from aakit.crf import CRFPool, dense_crf
+
+if TYPE_CHECKING:
+    import torch
+
+IGNORE = 255
+NORM_EPS = 1e-5  # RRM: cam / (max + 1e-5)
+
+
+# ----------------------------------------------------------------------------- multi-scale CAM
+def multiscale_cam(
+    cam_fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    scales: Sequence[float],
+    out_size: int | tuple[int, int],
+) -> torch.Tensor:
+    """Average CAMs over input scales, without gradient.
+
+    Args:
+        cam_fn: maps images (B, 3, h, w) to CAMs (B, K, h', w').
+        images: (B, 3, H, W) normalised images.
+        scales: each image is resized bilinearly to ``int(H*s) x int(W*s)`` (as RRM).
+        out_size: size every CAM is resized to (bilinear) before averaging.
+
+    Returns:
+        (B, K, out_h, out_w) mean CAM, detached.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if len(scales) == 0:
+        raise ValueError("multiscale_cam: needs at least one scale")
+    size = (out_size, out_size) if isinstance(out_size, int) else tuple(out_size)
+    h, w = images.shape[-2:]
+    total: torch.Tensor | None = None
+    with torch.no_grad():
+        for s in scales:
+            x = images
+            if s != 1.0:
+                scaled = (max(1, int(h * s)), max(1, int(w * s)))
+                x = F.interpolate(images, size=scaled, mode="bilinear", align_corners=False)
+            cam = F.interpolate(cam_fn(x), size=size, mode="bilinear", align_corners=False)
+            total = cam if total is None else total + cam
+    assert total is not None
+    return total / len(scales)
+
+
+# ----------------------------------------------------------------------------- per image
+def present_classes(
+    image_labels: np.ndarray, cls_scores: np.ndarray, min_class_score: float
+) -> np.ndarray:
+    """Indices of the labelled classes kept for the pseudo label (step 1).
+
+    A labelled class whose sigmoid score is below ``min_class_score`` is dropped, unless every
+    labelled class would be dropped: then all of them are kept.
+
+    Args:
+        image_labels: (K,) 0/1 image labels over the object classes.
+        cls_scores: (K,) sigmoid classification scores.
+        min_class_score: threshold.
+
+    Returns:
+        Sorted int64 indices into the K object classes (label value = index + 1).
+    """
+    labelled = np.flatnonzero(np.asarray(image_labels) > 0)
+    scores = np.asarray(cls_scores, dtype=np.float64)
+    kept = labelled[scores[labelled] >= min_class_score]
+    return kept if kept.size > 0 else labelled
+
+
+def normalise_cam(cam: np.ndarray) -> np.ndarray:
+    """Divide each CAM channel by its max (+1e-5), after clipping negatives to 0."""
+    cam = np.maximum(cam.astype(np.float32, copy=False), 0.0)
+    return cam / (cam.max(axis=(1, 2), keepdims=True) + NORM_EPS)
+
+
+def background_score(cam: np.ndarray, alpha: float, shape: tuple[int, int]) -> np.ndarray:
+    """``(1 - max_c CAM)^alpha`` of normalised CAMs (P, H, W); all ones when P = 0."""
+    if cam.shape[0] == 0:
+        return np.ones(shape, dtype=np.float32)
+    return np.power(1.0 - cam.max(axis=0), alpha).astype(np.float32)
+
+
+def cam_sure_region(
+    cam: np.ndarray, labels_to_check: np.ndarray, params: PseudoConfig
+) -> np.ndarray:
+    """RRM's CAM-sure region: where the CAM itself is confident (step 4).
+
+    Args:
+        cam: (P, H, W) normalised CAMs of the present classes.
+        labels_to_check: channel indices of ``[bg, cam_0, ..., cam_{P-1}]`` to take the union
+            over (RRM: those winning somewhere in the low-alpha CRF; 0 = background).
+        params: ``alpha_high`` (background score), ``sure_fg_top``, ``sure_fg_min``, ``sure_bg``.
+
+    Returns:
+        (H, W) bool.
+    """
+    bg = background_score(cam, params.alpha_high, cam.shape[1:])
+    scores = np.concatenate([bg[None], cam], axis=0)
+    winner = scores.argmax(axis=0)
+    sure = np.zeros(winner.shape, dtype=bool)
+    for j in labels_to_check:
+        region = winner == j
+        if j == 0:
+            sure |= region & (scores[0] > params.sure_bg)
+            continue
+        values = np.sort(scores[j][region & (scores[j] > params.sure_fg_min)])
+        if values.size == 0:
+            continue
+        cut = values[int(values.size * (1.0 - params.sure_fg_top))]
+        sure |= region & (scores[j] > cut)
+    return sure
+
+
+def pseudo_label_present(
+    image: np.ndarray,
+    cam: np.ndarray,
+    class_ids: np.ndarray,
+    *,
+    params: PseudoConfig,
+    crf: CRFParams,
+    valid: np.ndarray | None = None,
+    ignore_index: int = IGNORE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo label from the CAMs of the present classes only (steps 2-5).
+
+    This is the job a CRF worker runs: only the P present CAM channels travel to it.
+
+    Args:
+        image: (H, W, 3) uint8.
+        cam: (P, H, W) raw CAMs of the present classes, at crop size.
+        class_ids: (P,) their object-class indices (label value = index + 1), ascending.
+        params, crf, valid, ignore_index: as :func:`pseudo_label_single`.
+
+    Returns:
+        label (H, W) uint8, confidence (H, W) float32.
+    """
+    h, w = image.shape[:2]
+    class_ids = np.asarray(class_ids, dtype=np.int64)
+    if cam.shape != (len(class_ids), h, w):
+        raise ValueError(f"pseudo label: cam {cam.shape} does not match {len(class_ids)} classes of {h}x{w}")
+    if len(class_ids) == 0:  # nothing to segment: sure background everywhere
+        label = np.zeros((h, w), dtype=np.uint8)
+        conf = np.ones((h, w), dtype=np.float32)
+    else:
+        cam = normalise_cam(cam)
+        # Step 2: the two CRFs over [background, present classes].
+        bg_low = background_score(cam, params.alpha_low, (h, w))
+        bg_high = background_score(cam, params.alpha_high, (h, w))
+        q_low = dense_crf(image, np.concatenate([bg_low[None], cam]), crf)
+        q_high = dense_crf(image, np.concatenate([bg_high[None], cam]), crf)
+        win_low = q_low.argmax(axis=0)
+        win_high = q_high.argmax(axis=0)
+        # Step 3: objects from the low-alpha CRF, background from the high-alpha CRF.
+        lut = np.concatenate([[ignore_index], class_ids + 1]).astype(np.uint8)
+        label = lut[win_low]
+        conf = np.take_along_axis(q_low, win_low[None], axis=0)[0]
+        is_bg = win_high == 0
+        label[is_bg] = 0
+        conf[is_bg] = q_high[0][is_bg]
+        # Step 4: low CRF probability, or outside the CAM-sure region -> ignore.
+        sure = cam_sure_region(cam, np.unique(win_low), params)
+        label[(conf < params.min_crf_prob) | ~sure] = ignore_index
+    if valid is not None:
+        label[~np.asarray(valid, dtype=bool)] = ignore_index
+    # Step 5: V = CRF probability of the label, 0 where ignored.
+    conf = np.where(label == ignore_index, 0.0, conf).astype(np.float32)
+    return label, conf
+
+
+def pseudo_label_single(
+    image: np.ndarray,
+    cam: np.ndarray,
+    image_labels: np.ndarray,
+    cls_scores: np.ndarray,
+    *,
+    params: PseudoConfig,
+    crf: CRFParams,
+    valid: np.ndarray | None = None,
+    ignore_index: int = IGNORE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """RRM's pseudo label of one image (METHOD.md section 2, steps 1-5).
+
+    Args:
+        image: (H, W, 3) uint8 crop (RGB).
+        cam: (K, H, W) float CAMs of the K object classes, already at crop size.
+        image_labels: (K,) 0/1 image-level labels.
+        cls_scores: (K,) sigmoid classification scores.
+        params: pseudo-label thresholds and alphas.
+        crf: dense-CRF parameters (training set).
+        valid: (H, W) bool, False on the zero padding of the crop; None = all valid.
+        ignore_index: value of unlabelled pixels.
+
+    Returns:
+        label (H, W) uint8 in {0..K, ignore_index}; confidence (H, W) float32 in [0, 1],
+        0 where the label is ignore_index.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"pseudo label: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    k = cam.shape[0]
+    if cam.ndim != 3 or cam.shape[1:] != image.shape[:2]:
+        raise ValueError(f"pseudo label: cam {cam.shape} does not match image {image.shape}")
+    if np.shape(image_labels) != (k,) or np.shape(cls_scores) != (k,):
+        raise ValueError(f"pseudo label: image_labels/cls_scores must have shape ({k},)")
+    keep = present_classes(image_labels, cls_scores, params.min_class_score)
+    return pseudo_label_present(
+        image, cam[keep], keep, params=params, crf=crf, valid=valid, ignore_index=ignore_index
+    )
+
+
+def _job(args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Worker entry point (module level, so it pickles by name)."""
+    image, cam, class_ids, valid, params, crf, ignore_index = args
+    return pseudo_label_present(
+        image, cam, class_ids, params=params, crf=crf, valid=valid, ignore_index=ignore_index
+    )
+
+
+# ----------------------------------------------------------------------------- batch
+def _numpy(x: Any) -> np.ndarray:
+    """Tensor (any device, with grad or not) or array -> numpy array."""
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class PseudoLabeler:
+    """Pseudo labels of a batch, the images spread over a persistent :class:`CRFPool`.
+
+    Args:
+        params: pseudo-label settings (``params.workers`` is the default worker count).
+        crf: training dense-CRF parameters.
+        workers: CRF processes (0 = in-process); None takes ``params.workers``.
+        ignore_index: value of unlabelled pixels.
+        context: multiprocessing start method of the pool.
+    """
+
+    def __init__(
+        self,
+        params: PseudoConfig,
+        crf: CRFParams,
+        workers: int | None = None,
+        *,
+        ignore_index: int = IGNORE,
+        context: str = "spawn",
+    ) -> None:
+        self.params = params
+        self.crf = crf
+        self.ignore_index = ignore_index
+        self.pool = CRFPool(params.workers if workers is None else workers, context=context)
+
+    def __call__(
+        self,
+        images: Any,
+        cams: Any,
+        image_labels: Any,
+        cls_scores: Any,
+        valid: Any | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label a batch.
+
+        Args:
+            images: (B, H, W, 3) uint8 crops (array or tensor).
+            cams: (B, K, H, W) CAMs at crop size.
+            image_labels: (B, K) 0/1.
+            cls_scores: (B, K) sigmoid scores.
+            valid: optional (B, H, W) bool, False on padding.
+
+        Returns:
+            labels (B, H, W) int64 and confidence (B, H, W) float32, on the CPU.
+        """
+        import torch
+
+        imgs = _numpy(images)
+        cam = _numpy(cams).astype(np.float32, copy=False)
+        labels = _numpy(image_labels)
+        scores = _numpy(cls_scores)
+        masks = None if valid is None else _numpy(valid).astype(bool)
+        b = imgs.shape[0]
+        if imgs.ndim != 4 or imgs.shape[3] != 3 or cam.shape[0] != b or cam.shape[2:] != imgs.shape[1:3]:
+            raise ValueError(f"PseudoLabeler: images {imgs.shape} and cams {cam.shape} disagree")
+        jobs = []
+        for i in range(b):
+            keep = present_classes(labels[i], scores[i], self.params.min_class_score)
+            jobs.append((
+                np.ascontiguousarray(imgs[i], dtype=np.uint8),
+                np.ascontiguousarray(cam[i, keep]),
+                keep,
+                None if masks is None else masks[i],
+                self.params,
+                self.crf,
+                self.ignore_index,
+            ))
+        results = self.pool.map(_job, jobs)
+        out_labels = torch.from_numpy(np.stack([r[0] for r in results]).astype(np.int64))
+        out_conf = torch.from_numpy(np.stack([r[1] for r in results]))
+        return out_labels, out_conf
+
+    def close(self) -> None:
+        """Stop the CRF workers."""
+        self.pool.close()
+
+    def __enter__(self) -> PseudoLabeler:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- resolution of F^c
+def _grid(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each of ``n_out`` samples over ``n_in`` pixels, ends aligned."""
+    if n_out == 1:
+        return np.zeros(1, dtype=np.int64)
+    return np.rint(np.arange(n_out) * ((n_in - 1) / (n_out - 1))).astype(np.int64)
+
+
+def downsample_labels(label: Any, confidence: Any, size: int | tuple[int, int]) -> tuple[Any, Any]:
+    """Nearest sampling of labels and V to the resolution of F^c (METHOD.md 2.6).
+
+    Output pixel i takes input pixel ``round(i * (H - 1) / (h - 1))``: the first and last
+    pixels line up. For a stride-8 network on a crop of 8k + 1 pixels (321 -> 41) that is
+    exactly pixel 8i, the centre of the output pixel's receptive field.
+
+    Args:
+        label: (..., H, W) array or tensor.
+        confidence: same shape.
+        size: output (h, w) or one int for both.
+
+    Returns:
+        (label, confidence) of shape (..., h, w), same kind (numpy/torch) and dtype as given.
+    """
+    if tuple(label.shape) != tuple(confidence.shape):
+        raise ValueError(
+            f"downsample_labels: label {tuple(label.shape)} vs confidence {tuple(confidence.shape)}"
+        )
+    h, w = (size, size) if isinstance(size, int) else size
+    iy, ix = _grid(label.shape[-2], h), _grid(label.shape[-1], w)
+    if hasattr(label, "device"):  # torch tensor
+        import torch
+
+        iy_t = torch.as_tensor(iy, device=label.device)[:, None]
+        ix_t = torch.as_tensor(ix, device=label.device)[None, :]
+        return label[..., iy_t, ix_t], confidence[..., iy_t, ix_t]
+    return label[..., iy[:, None], ix[None, :]], confidence[..., iy[:, None], ix[None, :]]
