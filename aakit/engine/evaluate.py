@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from aakit.config import CRFParams, EvalConfig
-from aakit.metrics import ConfusionMeter
+from aakit.metrics import ConfusionMeter, keep_classes_by_score, remove_false_positive_classes
 
 
 def protocol_name(protocol: str, crf: bool, rfpc: bool) -> str:
@@ -73,9 +73,8 @@ def predict_probs(
 
 
 def keep_mask(scores: np.ndarray, labels: np.ndarray, *, rfpc: bool, threshold: float) -> np.ndarray:
-    """Boolean (C,) of classes allowed in the prediction; background (0) always allowed."""
-    objects = labels > 0.5 if rfpc else scores > threshold
-    return np.concatenate([[True], objects])
+    """(K,) object classes allowed in the prediction: the image labels (rfpc) or the scores."""
+    return labels > 0.5 if rfpc else keep_classes_by_score(scores, threshold)
 
 
 def segment(
@@ -84,12 +83,12 @@ def segment(
     raw: np.ndarray | None = None,
     crf: CRFParams | None = None,
 ) -> np.ndarray:
-    """Label map (H, W) uint8 from probabilities restricted to the kept classes."""
-    p = probs * keep[:, None, None]
+    """Label map (H, W) uint8: removed classes' scores zeroed, optional test dCRF, argmax."""
+    p = remove_false_positive_classes(probs, keep)
     if crf is not None and raw is not None:
         from aakit.crf import dense_crf
 
-        idx = np.flatnonzero(keep)
+        idx = np.flatnonzero(np.concatenate([[True], np.asarray(keep, dtype=bool)]))
         sub = p[idx]
         sub = sub / np.maximum(sub.sum(0, keepdims=True), 1e-8)
         q = dense_crf(np.ascontiguousarray(raw), sub.astype(np.float32), crf)
@@ -150,7 +149,7 @@ def evaluate(
         out[key] = {
             "miou": float(res["miou"]),
             "iou": [None if np.isnan(v) else float(v) for v in res["iou"]],
-            "pixel_acc": float(res.get("pixel_acc", float("nan"))),
+            "pixel_acc": float(res.get("pixel_accuracy", float("nan"))),
             "protocol": protocol,
             "crf": bool(use_crf),
             "rfpc": key == "rfpc",

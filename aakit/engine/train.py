@@ -156,19 +156,14 @@ def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: in
 
 
 # ----------------------------------------------------------------------------- one step
-def multiscale_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tensor, scales: tuple[float, ...], size: tuple[int, int]) -> torch.Tensor:
-    """Mean of CAMs over scales, at crop size, no grad (METHOD.md 1: scale 1 + 0.5/1.5/2)."""
-    with torch.no_grad():
-        total = F.interpolate(cam1.detach().float(), size=size, mode="bilinear", align_corners=False)
-        n = 1
-        for s in scales:
-            if s == 1.0:
-                continue
-            x = F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False, recompute_scale_factor=False)
-            cam = model.forward_cam(x)  # type: ignore[operator]
-            total += F.interpolate(cam.float(), size=size, mode="bilinear", align_corners=False)
-            n += 1
-    return total / n
+def training_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tensor, scales: tuple[float, ...], size: tuple[int, int]) -> torch.Tensor:
+    """Multi-scale CAM at crop size, no grad (METHOD.md 1); scale 1 reuses the step's CAM."""
+    from aakit.pseudo import multiscale_cam
+
+    def cam_fn(x: torch.Tensor) -> torch.Tensor:
+        return cam1.detach().float() if x is images else model.forward_cam(x).float()  # type: ignore[operator]
+
+    return multiscale_cam(cam_fn, images, scales, size)
 
 
 def compute_losses(
@@ -197,7 +192,7 @@ def compute_losses(
             label = batch["mask"].to(device).long()
             conf = (label != 255).float()
         else:
-            cams = multiscale_cam(core, images, out["cam"], tuple(cfg.model.cam_scales), size)
+            cams = training_cam(core, images, out["cam"], tuple(cfg.model.cam_scales), size)
             scores = out["cls_logits"].detach().float().sigmoid()
             assert labeler is not None
             label, conf = labeler(
@@ -285,7 +280,7 @@ def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labe
                 item = dataset[i]
                 image = item["image"].unsqueeze(0).to(device)
                 out = model(image)
-                cams = multiscale_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
+                cams = training_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
                 label, _ = labeler(
                     np.asarray(item["raw"])[None],
                     cams.cpu().numpy(),
