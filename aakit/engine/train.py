@@ -132,7 +132,7 @@ class _EpochItems(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        return self.dataset.get(idx, rng)
+        return self.dataset.sample(idx, rng)
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
