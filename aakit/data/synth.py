@@ -1,0 +1,868 @@
+"""The embedded benchmark: a procedural, seeded, versioned WSSS data set in the VOC layout.
+
+Plain shapes on a plain background would be solved by any CAM; this generator reproduces
+the phenomena that weakly supervised segmentation fights, each behind a knob (:class:`Knobs`,
+recorded in ``meta.json``) so the difficulty can be calibrated:
+
+* **Classes need several cues together.** Each of the 10 object classes is a shape plus a
+  material (colour family + texture). Every material is worn by two classes and most shapes
+  are used by two classes, so a patch of body only narrows the class down to two candidates:
+  the outline, or the badge below, settles it.
+* **A small discriminative mark.** Every object carries a small black-and-white badge whose
+  pattern is unique to its class (``mark`` in :data:`CLASSES`), the single most class-specific
+  cue. A classifier can rely on the badge alone, so its CAM tends to cover the badge and
+  little of the body (the partial-activation problem).
+* **Class-correlated context.** Each class has a preferred background scheme shared with one
+  other class (pairs that cut across the material pairs). The background follows the primary
+  object's preference with probability ``context_prob``; extra objects come from the primary's
+  context group with probability ``cooccur_prob``. Background and co-occurring classes become
+  shortcuts, so CAMs and pseudo labels leak into them (the "boat on water" effect).
+* **1-3 objects with occlusion** (later objects are drawn over earlier ones; masks show what
+  is visible), soft drop shadows (background in the mask), anti-aliased edges, optical blur,
+  per-pixel noise and a global illumination jitter (gain, colour cast, gradient).
+
+Layout written under ``root`` (the VOC one, so one loader serves both)::
+
+    JPEGImages/<id>.jpg                 RGB, JPEG quality 95
+    SegmentationClass/<id>.png          palette PNG: 0 background, 1..K classes, 255 boundary
+    SegmentationClassAug/<id>.png       the same labels without the boundary band
+    ImageSets/Segmentation/{train,train_aug,val}.txt   (train_aug = train)
+    cls_labels.json                     {id: [present classes 1..K, sorted]}
+    scenes.json                         {id: {"background", "objects": [...]}} (for analysis)
+    meta.json                           name, version, seed, classes, palette, knobs, ...
+
+Boundary band: like VOC's ``SegmentationClass``, which marks object outlines with 255, every
+pixel on the outer edge of a visible region (a pixel with a 4-neighbour lower in the drawing
+order and of another class) is 255: a 1-pixel band on the object side, where the anti-aliased
+colour mixes object and background. ``SegmentationClassAug`` has no band (like SBD's masks):
+every pixel is labelled. Image-level labels list the classes of the band-free mask; every
+listed class also has band-free pixels in ``SegmentationClass`` (the generator guarantees a
+minimum visible area per object).
+
+Determinism: every image draws from its own ``SeedSequence([seed, split, index])``, so the
+files are byte-identical for the same parameters whatever the number of workers. The set is
+written to a temporary sibling directory and renamed into place at the end: an interrupted
+run never leaves a half set that looks complete.
+
+Example::
+
+    meta = generate("data/synth", n_train=600, n_val=200, seed=0)
+    if is_generated("data/synth", n_train=600, n_val=200, seed=0): ...
+    print(describe("data/synth"))
+"""
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+import io
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from aakit.errors import AakitError
+
+SYNTH_VERSION = "1.0"
+DATASET_NAME = "aakit-synth"
+JPEG_QUALITY = 95
+IGNORE = 255
+SPLITS = ("train", "val")
+
+
+class SynthError(AakitError, ValueError):
+    """Bad arguments or a bad directory for the synthetic benchmark (one-line message)."""
+
+
+# ----------------------------------------------------------------------------- the classes
+@dataclass(frozen=True)
+class ClassSpec:
+    """One object class: the cues that, together, identify it."""
+
+    name: str
+    shape: str  # see _SHAPE_SDF
+    colour: str  # key of COLOUR_FAMILIES
+    texture: str  # see _texture
+    mark: str  # black/white badge pattern, see _mark_pattern; unique per class
+    context: str  # preferred background, key of BACKGROUNDS
+
+
+# Five materials (colour family + texture) are each worn by two classes, and four of the six
+# shapes are each used by two classes: a patch of body narrows the class down to two, only the
+# outline or the badge settles it. The context pairs (sand 1+8, water 3+9, brick 2+6, grass
+# 4+7, sky 5+10) cut across the material pairs, so the background is a tempting shortcut.
+CLASSES: tuple[ClassSpec, ...] = (
+    ClassSpec("red_ellipse", "ellipse", "red", "stripes", "bullseye", "sand"),
+    ClassSpec("red_star", "star", "red", "stripes", "split_v", "brick"),
+    ClassSpec("blue_ellipse", "ellipse", "blue", "dots", "solid_white", "water"),
+    ClassSpec("blue_triangle", "triangle", "blue", "dots", "quadrants", "grass"),
+    ClassSpec("green_box", "rectangle", "green", "plain", "plus", "sky"),
+    ClassSpec("green_star", "star", "green", "plain", "split_h", "brick"),
+    ClassSpec("yellow_triangle", "triangle", "yellow", "checker", "solid_black", "grass"),
+    ClassSpec("yellow_ring", "ring", "yellow", "checker", "inv_bullseye", "sand"),
+    ClassSpec("purple_box", "rectangle", "purple", "stripes", "diagonal", "water"),
+    ClassSpec("purple_cross", "cross", "purple", "stripes", "bands", "sky"),
+)
+
+# Hue in degrees of each colour family; saturation and value are drawn per object.
+COLOUR_FAMILIES: dict[str, float] = {
+    "red": 2.0,
+    "yellow": 48.0,
+    "green": 112.0,
+    "blue": 215.0,
+    "purple": 282.0,
+}
+
+# Background schemes: name -> mean RGB (the texture is drawn around it, see _background).
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "grass": (88, 128, 58),
+    "sand": (190, 168, 124),
+    "water": (58, 104, 148),
+    "brick": (150, 82, 64),
+    "sky": (118, 154, 204),
+}
+
+# The badge colours. Nothing else in the images is this dark or this light and grey.
+MARK_WHITE = (236, 236, 236)
+MARK_BLACK = (22, 22, 22)
+
+
+# ----------------------------------------------------------------------------- the knobs
+@dataclass(frozen=True)
+class Knobs:
+    """Difficulty knobs; all of them are written to ``meta.json`` under ``"knobs"``.
+
+    Sizes are fractions of the image side unless they say px.
+    """
+
+    mark_scale: float = 0.22  # badge radius / object radius (the discriminative part's size)
+    mark_prob: float = 1.0  # P(an object wears its badge)
+    context_prob: float = 0.8  # P(background = the primary object's preferred scheme)
+    cooccur_prob: float = 0.4  # P(an extra object comes from the primary's context group)
+    object_count_probs: tuple[float, float, float] = (0.5, 0.35, 0.15)  # 1, 2, 3 objects
+    radius_range: tuple[float, float] = (0.15, 0.32)  # object radius / image side
+    aspect_range: tuple[float, float] = (0.6, 1.0)  # minor / major extent
+    edge_softness_px: float = 1.2  # width of the anti-aliased edge ramp
+    blur_sigma_px: float = 0.6  # optical blur of the whole image
+    noise_std: float = 5.0  # per-pixel Gaussian noise, grey levels
+    illumination_jitter: float = 0.2  # global gain drawn in [1 - j, 1 + j]
+    illumination_gradient: float = 0.12  # linear brightness ramp across the image, +-
+    colour_cast: float = 0.04  # per-channel gain jitter, +-
+    texture_contrast: float = 0.35  # darkness of the texture's second tone
+    shadow_strength: float = 0.35  # darkening under each object (background pixels)
+    min_visible_frac: float = 0.35  # an object keeps at least this share of its area visible
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists), as stored in ``meta.json``."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+DEFAULT_KNOBS = Knobs()
+MIN_VISIBLE_PX = 12  # and at least this many band-free pixels per object
+_MAX_TRIES = 30  # placements tried before an object is dropped
+
+
+# ----------------------------------------------------------------------------- palette
+def voc_palette() -> list[int]:
+    """The 256-entry VOC colour map (flat RGB list); index 255 is (224, 224, 192)."""
+    pal = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+_PALETTE = voc_palette()
+
+
+# ----------------------------------------------------------------------------- geometry
+def _ellipse_sdf(u: np.ndarray, v: np.ndarray, r: float, aspect: float) -> np.ndarray:
+    """Approximate signed distance to an ellipse with semi-axes r and r * aspect (iq's bound)."""
+    a, b = r, r * aspect
+    k0 = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    k1 = np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2)
+    return np.where(k1 > 1e-9, k0 * (k0 - 1.0) / np.maximum(k1, 1e-9), -b)
+
+
+def _box_sdf(u: np.ndarray, v: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    qx, qy = np.abs(u) - hx, np.abs(v) - hy
+    outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
+    return outside + np.minimum(np.maximum(qx, qy), 0.0)
+
+
+def _polygon_sdf(u: np.ndarray, v: np.ndarray, verts: np.ndarray) -> np.ndarray:
+    """Exact signed distance to a simple polygon (negative inside, even-odd rule)."""
+    d2 = np.full(u.shape, np.inf)
+    inside = np.zeros(u.shape, dtype=bool)
+    n = len(verts)
+    for i in range(n):
+        ax, ay = verts[i]
+        bx, by = verts[i - 1]
+        ex, ey = bx - ax, by - ay
+        wx, wy = u - ax, v - ay
+        t = np.clip((wx * ex + wy * ey) / (ex * ex + ey * ey), 0.0, 1.0)
+        d2 = np.minimum(d2, (wx - ex * t) ** 2 + (wy - ey * t) ** 2)
+        crosses = (ay > v) != (by > v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = ax + ex * (v - ay) / ey
+        inside ^= crosses & (u < x_at)
+    return np.sqrt(d2) * np.where(inside, -1.0, 1.0)
+
+
+def _star_vertices(r: float, aspect: float, points: int = 5, inner: float = 0.5) -> np.ndarray:
+    k = np.arange(2 * points)
+    ang = -np.pi / 2 + k * np.pi / points
+    rad = np.where(k % 2 == 0, r, r * inner)
+    return np.stack([rad * np.cos(ang), rad * np.sin(ang) * aspect], axis=1)
+
+
+def _shape_sdf(shape: str, u: np.ndarray, v: np.ndarray, r: float, aspect: float) -> np.ndarray:
+    """Signed distance (px, negative inside) of ``shape`` in its own frame (u, v)."""
+    if shape == "ellipse":
+        return _ellipse_sdf(u, v, r, aspect)
+    if shape == "rectangle":
+        return _box_sdf(u, v, 0.9 * r, 0.9 * r * aspect)
+    if shape == "triangle":
+        ang = -np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+        verts = np.stack([1.15 * r * np.cos(ang), 1.15 * r * np.sin(ang) * aspect + 0.2 * r * aspect], 1)
+        return _polygon_sdf(u, v, verts)
+    if shape == "star":
+        return _polygon_sdf(u, v, _star_vertices(1.15 * r, max(aspect, 0.8)))
+    if shape == "ring":  # annulus of outer radius r and inner radius r/2 (mildly elliptic)
+        rho = np.hypot(u, v / max(aspect, 0.8))
+        return np.abs(rho - 0.75 * r) - 0.25 * r
+    if shape == "cross":
+        a, w = r, 0.34 * r  # arm length, half width
+        b = a * max(aspect, 0.75)
+        verts = np.array(
+            [(w, -b), (w, -w), (a, -w), (a, w), (w, w), (w, b),
+             (-w, b), (-w, w), (-a, w), (-a, -w), (-w, -w), (-w, -b)]
+        )
+        return _polygon_sdf(u, v, verts)
+    raise SynthError(f"unknown shape {shape!r}")
+
+
+def _coverage(sdf: np.ndarray, softness: float) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] from a signed distance: a linear ramp ``softness`` px wide."""
+    return np.clip(0.5 - sdf / softness, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- appearance
+def _smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, int], sigma: float | tuple[float, float]
+) -> np.ndarray:
+    """Gaussian-filtered white noise rescaled to zero mean and unit standard deviation."""
+    n = gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (n - n.mean()) / (n.std() + 1e-8)
+
+
+def _background(rng: np.random.Generator, name: str, size: int) -> np.ndarray:
+    """A textured background scheme as float RGB (H, W, 3), grey levels 0-255."""
+    base = np.array(BACKGROUNDS[name], dtype=np.float64) * rng.uniform(0.9, 1.1, 3) ** 0.5
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    hw = (size, size)
+    low = _smooth_noise(rng, hw, size / 8)
+    if name == "grass":  # vertical blades over a patchy field
+        blades = _smooth_noise(rng, hw, (2.5, 0.5))
+        shade = 1 + 0.10 * low + 0.12 * blades
+        tint = np.stack([1 - 0.05 * low, 1 + 0.03 * low, 1 - 0.05 * low], -1)
+        img = base * shade[..., None] * tint
+    elif name == "sand":  # fine grain on wind ripples
+        theta = rng.uniform(0, np.pi)
+        ph = xx * np.cos(theta) + yy * np.sin(theta)
+        ripples = np.sin(2 * np.pi * ph / rng.uniform(9, 15) + 1.5 * low)
+        grain = rng.standard_normal(hw)
+        shade = 1 + 0.06 * ripples + 0.05 * low + 0.04 * grain
+        img = base * shade[..., None]
+    elif name == "water":  # horizontal waves with sparse highlights
+        wave = np.sin(2 * np.pi * yy / rng.uniform(8, 14) + 2.0 * low)
+        glint = np.clip(_smooth_noise(rng, hw, (0.7, 3.0)) - 1.8, 0, None)
+        shade = 1 + 0.10 * wave + 0.08 * low
+        img = base * shade[..., None] + 40 * glint[..., None] * np.array([0.6, 0.8, 1.0])
+    elif name == "brick":  # staggered bricks with mortar joints
+        h = rng.uniform(0.08, 0.12) * size
+        w = 2.1 * h
+        row = np.floor((yy + rng.uniform(0, h)) / h)
+        xs = xx + rng.uniform(0, w) + (row % 2) * w / 2
+        col = np.floor(xs / w)
+        fy = (yy + 0) % h
+        fx = xs % w
+        mortar = (np.minimum(fy, h - fy) < 1.2) | (np.minimum(fx, w - fx) < 1.2)
+        brick_id = (row * 7919 + col * 104729).astype(np.int64)
+        tones = np.random.default_rng(int(rng.integers(1 << 31))).uniform(0.82, 1.12, 4096)
+        tone = tones[brick_id % 4096]
+        shade = tone * (1 + 0.05 * rng.standard_normal(hw) + 0.05 * low)
+        img = base * shade[..., None]
+        img[mortar] = np.array([128.0, 122.0, 112.0]) * (1 + 0.05 * low[mortar, None])
+    elif name == "sky":  # soft clouds drifting over a blue gradient
+        clouds = np.clip(_smooth_noise(rng, hw, size / 10) * 0.6, 0, 1)
+        grad = 1 + 0.08 * (yy / size - 0.5)
+        cloud_rgb = np.array([160.0, 180.0, 216.0])  # bluish: never badge-white
+        img = base * grad[..., None]
+        img = img * (1 - clouds[..., None]) + cloud_rgb * clouds[..., None]
+    else:  # pragma: no cover - BACKGROUNDS lists the names above
+        raise SynthError(f"unknown background {name!r}")
+    return img
+
+
+def _family_colour(rng: np.random.Generator, family: str) -> np.ndarray:
+    """A saturated colour of the family (hue jittered, saturation/value drawn), RGB 0-255."""
+    hue = (COLOUR_FAMILIES[family] + rng.uniform(-10, 10)) / 360.0 % 1.0
+    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 0.9), rng.uniform(0.62, 0.92))
+    return np.array(rgb) * 255.0
+
+
+def _texture(rng: np.random.Generator, name: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """Second-tone weight in [0, 1] of a body texture, in the object's frame (turns with it)."""
+    period = rng.uniform(0.22, 0.32) * r + 3.0
+    if name == "plain":
+        return np.zeros_like(u)
+    if name == "stripes":
+        return 0.5 + 0.5 * np.sin(2 * np.pi * u / period)
+    if name == "dots":
+        cu = (u / period) % 1.0 - 0.5
+        cv = (v / period) % 1.0 - 0.5
+        return _coverage(np.hypot(cu, cv) * period - 0.28 * period, 1.0)
+    if name == "checker":
+        return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float64)
+    raise SynthError(f"unknown texture {name!r}")
+
+
+def _mark_pattern(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """White weight in {0, 1} of a badge; x, y in badge radii (image axes, not rotated)."""
+    rho = np.hypot(x, y)
+    patterns: dict[str, Callable[[], np.ndarray]] = {
+        "solid_white": lambda: np.ones_like(x),
+        "solid_black": lambda: np.zeros_like(x),
+        "bullseye": lambda: rho >= 0.5,  # white ring, black centre
+        "inv_bullseye": lambda: rho < 0.5,  # black ring, white centre
+        "split_v": lambda: x < 0,
+        "split_h": lambda: y < 0,
+        "quadrants": lambda: (x < 0) ^ (y < 0),
+        "plus": lambda: (np.abs(x) < 0.3) | (np.abs(y) < 0.3),
+        "diagonal": lambda: x + y < 0,
+        "bands": lambda: np.floor((y + 1.0) * 1.5) % 2 == 1,
+    }
+    if name not in patterns:
+        raise SynthError(f"unknown mark {name!r}")
+    return np.asarray(patterns[name](), dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- one scene
+@dataclass
+class _Object:
+    cls: int  # 1..K
+    cx: float
+    cy: float
+    r: float
+    aspect: float
+    angle: float
+    coverage: np.ndarray = field(repr=False)  # (H, W) soft coverage of the body
+    sdf: np.ndarray = field(repr=False)
+
+
+def _choose_classes(rng: np.random.Generator, classes: tuple[ClassSpec, ...], knobs: Knobs) -> list[int]:
+    """Primary class uniformly; extra objects from its context group with ``cooccur_prob``."""
+    k = len(classes)
+    n = int(rng.choice(3, p=np.asarray(knobs.object_count_probs) / sum(knobs.object_count_probs))) + 1
+    primary = int(rng.integers(k)) + 1
+    group = [i + 1 for i, c in enumerate(classes) if c.context == classes[primary - 1].context]
+    out = [primary]
+    for _ in range(n - 1):
+        if rng.random() < knobs.cooccur_prob:
+            out.append(int(rng.choice(group)))
+        else:
+            out.append(int(rng.integers(k)) + 1)
+    return out
+
+
+def _place(rng: np.random.Generator, cls: int, spec: ClassSpec, size: int, knobs: Knobs,
+           xx: np.ndarray, yy: np.ndarray, centred: bool = False) -> _Object:
+    """Draw size, aspect, angle and position of one object and rasterise its body."""
+    r = rng.uniform(*knobs.radius_range) * size
+    aspect = rng.uniform(*knobs.aspect_range)
+    angle = rng.uniform(0, 2 * np.pi)
+    lo, hi = 0.35 * r, size - 0.35 * r  # objects may be cut by the frame, never mostly
+    cx, cy = (size / 2, size / 2) if centred else (rng.uniform(lo, hi), rng.uniform(lo, hi))
+    c, s = np.cos(angle), np.sin(angle)
+    u = c * (xx - cx) + s * (yy - cy)
+    v = -s * (xx - cx) + c * (yy - cy)
+    sdf = _shape_sdf(spec.shape, u, v, r, aspect)
+    return _Object(cls, cx, cy, r, aspect, angle, _coverage(sdf, knobs.edge_softness_px), sdf)
+
+
+def _labels(objs: list[_Object], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hard labels from the drawing order: (layer index or -1, class map, 1-px boundary band).
+
+    A pixel belongs to the topmost object covering at least half of it. It is in the band if a
+    4-neighbour is lower in the drawing order (background lowest) and of another class.
+    """
+    layer = np.full((size, size), -1, dtype=np.int64)
+    for i, o in enumerate(objs):
+        layer[o.coverage >= 0.5] = i
+    cls_of = np.array([0] + [o.cls for o in objs], dtype=np.int64)
+    label = cls_of[layer + 1]
+    band = np.zeros((size, size), dtype=bool)
+    lp = np.pad(layer, 1, mode="edge")
+    cp = np.pad(label, 1, mode="edge")
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        nl = lp[dy:dy + size, dx:dx + size]
+        nc = cp[dy:dy + size, dx:dx + size]
+        band |= (nl < layer) & (nc != label)
+    return layer, label, band
+
+
+def render_scene(
+    rng: np.random.Generator,
+    size: int,
+    classes: tuple[ClassSpec, ...] = CLASSES,
+    knobs: Knobs = DEFAULT_KNOBS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Draw one image and its masks.
+
+    Args:
+        rng: the image's own generator (all randomness comes from it).
+        size: image side in pixels.
+        classes: the object classes in use (label i + 1 for ``classes[i]``).
+        knobs: difficulty knobs.
+
+    Returns:
+        ``(image, label, label_with_band, scene)``: uint8 RGB (H, W, 3); uint8 class map
+        without band; the same with the 1-px boundary band set to 255; a JSON-able description
+        (background; objects in drawing order with class, centre, radius, angle, badge, visible
+        pixels and visible fraction of the drawn area, whether the badge is visible).
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    wanted = _choose_classes(rng, classes, knobs)
+    primary_ctx = classes[wanted[0] - 1].context
+    names = list(BACKGROUNDS)
+    bg_name = primary_ctx if rng.random() < knobs.context_prob else names[int(rng.integers(len(names)))]
+    order = [wanted[i] for i in rng.permutation(len(wanted))]  # primary not always at the bottom
+
+    # Place objects one by one; an object that would hide too much of the earlier ones, or be
+    # hidden itself, is placed again (or dropped after _MAX_TRIES, keeping at least one).
+    objs: list[_Object] = []
+    for cls in order:
+        for _ in range(_MAX_TRIES):
+            cand = _place(rng, cls, classes[cls - 1], size, knobs, xx, yy)
+            trial = objs + [cand]
+            layer, _, band = _labels(trial, size)
+            ok = True
+            for i, o in enumerate(trial):
+                full = int((o.coverage >= 0.5).sum())
+                vis = int(((layer == i) & ~band).sum())
+                if vis < max(MIN_VISIBLE_PX, knobs.min_visible_frac * full):
+                    ok = False
+                    break
+            if ok:
+                objs = trial
+                break
+        if not objs:  # only with extreme knobs: fall back to one centred object
+            objs = [_place(rng, cls, classes[cls - 1], size, knobs, xx, yy, centred=True)]
+
+    # Compose: background, then per object its shadow, body (texture + shading) and badge.
+    img = _background(rng, bg_name, size)
+    light = rng.uniform(0, 2 * np.pi)
+    scene_objs: list[dict[str, Any]] = []
+    mark_masks: list[np.ndarray] = []
+    for o in objs:
+        spec = classes[o.cls - 1]
+        shift = (0.12 * o.r + 1.0) * np.array([np.sin(light), np.cos(light)])
+        shifted = np.roll(o.coverage, np.round(shift).astype(int), axis=(0, 1))
+        shadow = gaussian_filter(shifted, 0.15 * o.r + 1)
+        img *= 1 - knobs.shadow_strength * shadow[..., None]
+
+        c, s = np.cos(o.angle), np.sin(o.angle)
+        u = c * (xx - o.cx) + s * (yy - o.cy)
+        v = -s * (xx - o.cx) + c * (yy - o.cy)
+        base = _family_colour(rng, spec.colour)
+        tone = _texture(rng, spec.texture, u, v, o.r)
+        shading = 1 + 0.15 * (u * np.cos(light) + v * np.sin(light)) / o.r
+        body = base * ((1 - knobs.texture_contrast * tone) * shading)[..., None]
+
+        # Badge: a disc deep enough inside the body, at a random admissible spot.
+        has_mark = bool(rng.random() < knobs.mark_prob)
+        mr = max(1.5, knobs.mark_scale * o.r)
+        deep = np.flatnonzero(o.sdf.ravel() <= -(mr + 1.0))
+        if deep.size == 0:
+            deep = np.array([int(np.argmin(o.sdf))])
+            mr = max(1.0, -float(o.sdf.ravel()[deep[0]]) - 0.5)
+        k = int(deep[rng.integers(deep.size)])
+        my, mx = yy.ravel()[k], xx.ravel()[k]
+        mxn, myn = (xx - mx) / mr, (yy - my) / mr
+        mcov = _coverage((np.hypot(mxn, myn) - 1.0) * mr, 1.0) * (o.coverage > 0) * has_mark
+        white = _mark_pattern(spec.mark, mxn, myn)
+        mark_rgb = np.where(white[..., None] > 0.5, np.array(MARK_WHITE, float),
+                            np.array(MARK_BLACK, float))
+        body = body * (1 - mcov[..., None]) + mark_rgb * mcov[..., None]
+
+        a = o.coverage[..., None]
+        img = img * (1 - a) + body * a
+        mark_masks.append(mcov >= 0.5)
+        scene_objs.append({
+            "class": o.cls, "center": [round(o.cx, 2), round(o.cy, 2)], "radius": round(o.r, 2),
+            "aspect": round(o.aspect, 3), "angle_deg": round(float(np.degrees(o.angle)), 1),
+            "mark_center": [round(float(mx), 1), round(float(my), 1)] if has_mark else None,
+            "mark_radius": round(mr, 2) if has_mark else 0.0,
+        })
+
+    layer, label, band = _labels(objs, size)
+    for i, (so, mm) in enumerate(zip(scene_objs, mark_masks)):
+        drawn = int((objs[i].coverage >= 0.5).sum())
+        so["visible_px"] = int((layer == i).sum())  # what the mask shows of it
+        so["visible_frac"] = round(so["visible_px"] / max(drawn, 1), 4)  # < 1: occluded
+        so["mark_visible"] = bool(mm.sum() > 0 and (mm & (layer == i)).sum() >= 0.5 * mm.sum())
+
+    # Global photometry: gain, colour cast, brightness ramp, optical blur, sensor noise.
+    gain = rng.uniform(1 - knobs.illumination_jitter, 1 + knobs.illumination_jitter)
+    cast = 1 + rng.uniform(-knobs.colour_cast, knobs.colour_cast, 3)
+    g_ang = rng.uniform(0, 2 * np.pi)
+    ramp = ((xx - size / 2) * np.cos(g_ang) + (yy - size / 2) * np.sin(g_ang)) / (size / 2)
+    img = img * (gain * cast) * (1 + knobs.illumination_gradient * ramp)[..., None]
+    if knobs.blur_sigma_px > 0:
+        img = gaussian_filter(img, (knobs.blur_sigma_px, knobs.blur_sigma_px, 0))
+    img = img + rng.normal(0, knobs.noise_std, img.shape)
+    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+    label_u8 = label.astype(np.uint8)
+    banded = label_u8.copy()
+    banded[band] = IGNORE
+    scene = {"background": bg_name, "objects": scene_objs}
+    return image, label_u8, banded, scene
+
+
+# ----------------------------------------------------------------------------- files
+def _png_bytes(label: np.ndarray) -> bytes:
+    im = Image.fromarray(label, mode="P")
+    im.putpalette(_PALETTE)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+def image_id(split: str, index: int) -> str:
+    """The id of image ``index`` of ``split``, e.g. ``train_00042``."""
+    return f"{split}_{index:05d}"
+
+
+def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), index]))
+
+
+_Job = tuple[str, str, int, int, int, int, Knobs]  # tmp root, split, index, seed, classes, size, knobs
+
+
+def _make_one(job: _Job) -> tuple[str, list[int], dict[str, Any]]:
+    """Render image ``index`` of ``split`` and write its three files under ``tmp_root``."""
+    tmp_root, split, index, seed, n_classes, size, knobs = job
+    root = Path(tmp_root)
+    iid = image_id(split, index)
+    image, label, banded, scene = render_scene(_image_rng(seed, split, index), size,
+                                               CLASSES[:n_classes], knobs)
+    (root / "JPEGImages" / f"{iid}.jpg").write_bytes(_jpeg_bytes(image))
+    (root / "SegmentationClass" / f"{iid}.png").write_bytes(_png_bytes(banded))
+    (root / "SegmentationClassAug" / f"{iid}.png").write_bytes(_png_bytes(label))
+    present = sorted(int(c) for c in np.unique(label) if 0 < c < IGNORE)
+    return iid, present, scene
+
+
+def _meta(
+    n_train: int, n_val: int, num_classes: int, size: int, seed: int, knobs: Knobs
+) -> dict[str, Any]:
+    classes = CLASSES[:num_classes]
+    return {
+        "name": DATASET_NAME,
+        "version": SYNTH_VERSION,
+        "seed": seed,
+        "num_classes": num_classes + 1,
+        "class_names": ["background"] + [c.name for c in classes],
+        "palette": [_PALETTE[3 * i:3 * i + 3] for i in range(num_classes + 1)],
+        "image_size": size,
+        "n_train": n_train,
+        "n_val": n_val,
+        "ignore_index": IGNORE,
+        "boundary": "SegmentationClass: 1-px band of 255 on the object side of every visible "
+                    "outline; SegmentationClassAug: no band",
+        "classes": [dataclasses.asdict(c) for c in classes],
+        "backgrounds": list(BACKGROUNDS),
+        "knobs": knobs.to_dict(),
+    }
+
+
+def _check_args(n_train: int, n_val: int, num_classes: int, size: int, seed: int, workers: int) -> None:
+    if n_train < 1 or n_val < 0:
+        raise SynthError(f"synthetic set: need n_train >= 1 and n_val >= 0 (got {n_train}, {n_val})")
+    if not 2 <= num_classes <= len(CLASSES):
+        raise SynthError(f"synthetic set: num_classes = {num_classes} must be in 2..{len(CLASSES)}")
+    if size < 32:
+        raise SynthError(f"synthetic set: size = {size} must be >= 32")
+    if seed < 0:
+        raise SynthError(f"synthetic set: seed = {seed} must be >= 0")
+    if workers < 1:
+        raise SynthError(f"synthetic set: workers = {workers} must be >= 1")
+
+
+def _check_knobs(k: Knobs) -> None:
+    probs = ("mark_prob", "context_prob", "cooccur_prob", "min_visible_frac", "shadow_strength",
+             "texture_contrast", "illumination_jitter", "illumination_gradient", "colour_cast")
+    for name in probs:
+        if not 0.0 <= getattr(k, name) <= 1.0:
+            raise SynthError(f"synthetic set: knob {name} = {getattr(k, name)} must be in [0, 1]")
+    for name in ("edge_softness_px", "mark_scale"):
+        if getattr(k, name) <= 0:
+            raise SynthError(f"synthetic set: knob {name} = {getattr(k, name)} must be > 0")
+    for name in ("blur_sigma_px", "noise_std"):
+        if getattr(k, name) < 0:
+            raise SynthError(f"synthetic set: knob {name} = {getattr(k, name)} must be >= 0")
+    for name in ("radius_range", "aspect_range"):
+        lo, hi = getattr(k, name)
+        if not 0 < lo <= hi <= 1:
+            raise SynthError(f"synthetic set: knob {name} = {(lo, hi)} needs 0 < low <= high <= 1")
+    p = k.object_count_probs
+    if len(p) != 3 or min(p) < 0 or sum(p) <= 0:
+        raise SynthError(f"synthetic set: knob object_count_probs = {p} needs 3 weights >= 0, not all 0")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def generate(
+    root: str | Path,
+    *,
+    n_train: int = 600,
+    n_val: int = 200,
+    num_classes: int = 10,
+    size: int = 164,
+    seed: int = 0,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    knobs: Knobs | None = None,
+) -> dict[str, Any]:
+    """Generate the benchmark under ``root`` (replacing an older aakit-synth set there).
+
+    Args:
+        root: output directory. If it exists it must be empty or an aakit-synth set.
+        n_train: train images (``train.txt`` = ``train_aug.txt``).
+        n_val: val images.
+        num_classes: object classes (the first ``num_classes`` of :data:`CLASSES`), 2..10.
+        size: image side in pixels (164: a stride-4 net gives 41 x 41 maps).
+        seed: master seed.
+        workers: processes; the files do not depend on it.
+        progress: called as ``progress(done, total)`` after each image.
+        knobs: difficulty knobs (default :data:`DEFAULT_KNOBS`).
+
+    Returns:
+        The content of ``meta.json``.
+
+    Raises:
+        SynthError: bad arguments, or ``root`` holds something else.
+    """
+    _check_args(n_train, n_val, num_classes, size, seed, workers)
+    knobs = knobs or DEFAULT_KNOBS
+    _check_knobs(knobs)
+    root = Path(root)
+    if root.exists() and not _is_replaceable(root):
+        raise SynthError(f"{root}: exists and is not an {DATASET_NAME} set; refusing to overwrite it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for sub in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
+        (tmp / sub).mkdir(parents=True)
+    try:
+        jobs: list[_Job] = [(str(tmp), sp, i, seed, num_classes, size, knobs)
+                for sp, n in (("train", n_train), ("val", n_val)) for i in range(n)]
+        cls_labels: dict[str, list[int]] = {}
+        scenes: dict[str, Any] = {}
+        for done, (iid, present, scene) in enumerate(_run(jobs, workers), start=1):
+            cls_labels[iid] = present
+            scenes[iid] = scene
+            if progress is not None:
+                progress(done, len(jobs))
+        train_ids = [image_id("train", i) for i in range(n_train)]
+        val_ids = [image_id("val", i) for i in range(n_val)]
+        sets = tmp / "ImageSets" / "Segmentation"
+        for name, ids in (("train", train_ids), ("train_aug", train_ids), ("val", val_ids)):
+            (sets / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+        _write_json(tmp / "cls_labels.json", {i: cls_labels[i] for i in train_ids + val_ids})
+        _write_json(tmp / "scenes.json", {i: scenes[i] for i in train_ids + val_ids})
+        meta = _meta(n_train, n_val, num_classes, size, seed, knobs)
+        _write_json(tmp / "meta.json", meta)  # written last: its presence means complete
+        _swap_into_place(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[str, list[int], dict[str, Any]]]:
+    """Results in job order, from this process or a pool (the files do not depend on it)."""
+    if workers == 1 or len(jobs) < 2 * workers:
+        yield from map(_make_one, jobs)
+        return
+    # spawn, not fork: the caller may hold threads (torch, a TUI) that fork would copy half-way.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield from pool.map(_make_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
+
+
+def _is_replaceable(root: Path) -> bool:
+    if not root.is_dir():
+        return False
+    if not any(root.iterdir()):
+        return True
+    meta = _read_meta(root)
+    return meta is not None and meta.get("name") == DATASET_NAME
+
+
+def _swap_into_place(tmp: Path, root: Path) -> None:
+    """Rename the finished set onto ``root``; an older set is moved aside, then deleted."""
+    old = None
+    if root.exists():
+        old = root.parent / f".{root.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(root, old)
+    os.replace(tmp, root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_meta(root: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((Path(root) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def is_generated(
+    root: str | Path,
+    *,
+    n_train: int = 600,
+    n_val: int = 200,
+    num_classes: int = 10,
+    size: int = 164,
+    seed: int = 0,
+    knobs: Knobs | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> bool:
+    """True if ``root`` holds a complete set that ``generate`` with these arguments would write.
+
+    Compares ``meta.json`` with the expected one (version and knobs included) and checks that
+    the split files list the expected number of images, each with its image file. ``workers``
+    and ``progress`` do not change the files: they are accepted (to take the same keyword
+    arguments as :func:`generate`) and ignored.
+    """
+    root = Path(root)
+    meta = _read_meta(root)
+    expected = _meta(n_train, n_val, num_classes, size, seed, knobs or DEFAULT_KNOBS)
+    if meta != json.loads(json.dumps(expected)):
+        return False
+    sets = root / "ImageSets" / "Segmentation"
+    try:
+        train = (sets / "train.txt").read_text(encoding="utf-8").split()
+        val = (sets / "val.txt").read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    if len(train) != n_train or len(val) != n_val:
+        return False
+    return all((root / "JPEGImages" / f"{i}.jpg").is_file() for i in train + val)
+
+
+# ----------------------------------------------------------------------------- summaries
+def describe(root: str | Path) -> str:
+    """A short text summary: per-class image counts, visible area, context share; totals.
+
+    Raises:
+        SynthError: ``root`` has no readable ``meta.json`` of an aakit-synth set.
+    """
+    root = Path(root)
+    meta = _read_meta(root)
+    if meta is None or meta.get("name") != DATASET_NAME:
+        raise SynthError(f"{root / 'meta.json'}: missing or not an {DATASET_NAME} meta file")
+    names = meta["class_names"]
+    k = len(names)
+    sets = root / "ImageSets" / "Segmentation"
+    scenes = json.loads((root / "scenes.json").read_text(encoding="utf-8"))
+    classes = {i + 1: c for i, c in enumerate(meta["classes"])}
+    lines = [f"{meta['name']} v{meta['version']}  seed {meta['seed']}  {meta['image_size']}px  "
+             f"{k - 1} classes  train {meta['n_train']}  val {meta['n_val']}"]
+    for split in ("train", "val"):
+        ids = (sets / f"{split}.txt").read_text(encoding="utf-8").split()
+        if not ids:
+            continue
+        n_img = np.zeros(k, dtype=np.int64)
+        area = np.zeros(k)
+        on_ctx = np.zeros(k, dtype=np.int64)
+        n_cls = []
+        fg = []
+        for iid in ids:
+            m = np.asarray(Image.open(root / "SegmentationClassAug" / f"{iid}.png"))
+            counts = np.bincount(m.ravel(), minlength=256)[:k]
+            present = np.flatnonzero(counts[1:]) + 1
+            n_img[present] += 1
+            area[present] += counts[present] / m.size
+            n_cls.append(len(present))
+            fg.append(1 - counts[0] / m.size)
+            for c in present:
+                on_ctx[c] += scenes[iid]["background"] == classes[c]["context"]
+        lines.append(f"[{split}] {len(ids)} images, {np.mean(n_cls):.2f} classes/image, "
+                     f"foreground {100 * np.mean(fg):.1f}% of pixels")
+        lines.append(f"  {'class':<16} {'images':>6} {'area%':>6} {'on own context%':>15}")
+        for c in range(1, k):
+            mean_area = 100 * area[c] / max(n_img[c], 1)
+            ctx = 100 * on_ctx[c] / max(n_img[c], 1)
+            lines.append(f"  {names[c]:<16} {n_img[c]:>6} {mean_area:>6.1f} {ctx:>15.0f}")
+    return "\n".join(lines)
+
+
+def contact_sheet(
+    root: str | Path, ids: list[str] | None = None, n: int = 16, cols: int = 4
+) -> Image.Image:
+    """Image | mask (with band) pairs in a grid, for eyeballing the set.
+
+    Args:
+        root: a generated set.
+        ids: images to show (default: the first ``n`` train images).
+        n: number of images when ``ids`` is None.
+        cols: pairs per row.
+    """
+    root = Path(root)
+    if ids is None:
+        ids = (root / "ImageSets" / "Segmentation" / "train.txt").read_text(encoding="utf-8").split()[:n]
+    tiles = []
+    for iid in ids:
+        im = Image.open(root / "JPEGImages" / f"{iid}.jpg").convert("RGB")
+        mk = Image.open(root / "SegmentationClass" / f"{iid}.png").convert("RGB")
+        pair = Image.new("RGB", (im.width * 2 + 4, im.height), (255, 255, 255))
+        pair.paste(im, (0, 0))
+        pair.paste(mk, (im.width + 4, 0))
+        tiles.append(pair)
+    rows = (len(tiles) + cols - 1) // cols
+    tw, th = tiles[0].size
+    sheet = Image.new("RGB", (cols * (tw + 8), rows * (th + 8)), (255, 255, 255))
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % cols) * (tw + 8), (i // cols) * (th + 8)))
+    return sheet
