@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.exceptions import TyperException
 
 from aakit.errors import AakitError
 
@@ -341,22 +342,21 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aakit: aborted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.UsageError):
-            msg = e.format_message().splitlines()[0]
-            cmd = e.ctx.command_path if e.ctx else "aakit"
-            typer.echo(f"{cmd}: error: {msg}", err=True)
-            sys.exit(2)
-        if isinstance(e, click.exceptions.ClickException):
-            typer.echo(f"aakit: error: {e.format_message()}", err=True)
-            sys.exit(e.exit_code if e.exit_code else 2)
-        if isinstance(e, OSError) and not debug:
-            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-            typer.echo(f"aakit: error: {e.strerror or e}{where}", err=True)
-            sys.exit(2)
-        raise
+    except TyperException as e:  # usage errors (bad option, missing argument, ...)
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `aakit` / `aakit data`: show help
+            typer.echo(e.format_message())
+            sys.exit(0)
+        msg = (e.format_message() or type(e).__name__).strip().splitlines()[0]
+        cmd = ctx.command_path if ctx is not None else "aakit"
+        typer.echo(f"{cmd}: error: {msg} (see {cmd} --help)", err=True)
+        sys.exit(2)
+    except OSError as e:  # a path the user gave that cannot be read or written
+        if debug:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        typer.echo(f"aakit: error: {e.strerror or e}{where}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

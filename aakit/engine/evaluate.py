@@ -148,7 +148,7 @@ def evaluate(
         res = meter.compute()
         out[key] = {
             "miou": float(res["miou"]),
-            "iou": [None if np.isnan(v) else float(v) for v in res["iou"]],
+            "iou": res["iou"],  # None where a class is absent from prediction and truth
             "pixel_acc": float(res.get("pixel_accuracy", float("nan"))),
             "protocol": protocol,
             "crf": bool(use_crf),
