@@ -151,6 +151,9 @@ def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: in
         num_workers=cfg.data.num_workers,
         collate_fn=_collate,
         persistent_workers=False,
+        # its own generator: creating the iterator must not draw from the global torch RNG,
+        # whose state (dropout) a checkpoint restores
+        generator=torch.Generator().manual_seed(cfg.train.seed * 1_000 + epoch),
     )
     yield from loader
 

@@ -1,0 +1,150 @@
+"""The training engine end to end on a tiny benchmark: run directory, resume, DDP, eval."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aakit.config import Config, load_config
+from aakit.engine.train import epoch_batches, train
+from aakit.runs import load_run, read_metrics
+
+from conftest import REPO, tiny_overrides
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def test_two_epoch_training_writes_a_complete_run(tiny_config: Config, tmp_path: Path) -> None:
+    run = train(tiny_config, results=tmp_path, progress=False, command=["test"])
+    assert run.parent == tmp_path / "runs" and run.name.endswith(tiny_config.hash())
+    for f in ("config.yaml", "provenance.json", "status.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt"):
+        assert (run / f).exists(), f
+    records, errors = read_metrics(run / "metrics.jsonl")
+    assert not errors
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == list(range(1, 9))  # 16 images / 4 per batch x 2 epochs
+    assert set(steps[0]["losses"]) == {"cls", "total"}  # warm-up epoch: classification only
+    assert set(steps[-1]["losses"]) == {"cls", "ce", "aa", "lr", "total"}  # LR in the last 2 epochs
+    assert all(np.isfinite(r["losses"]["total"]) for r in steps)
+    assert len(epochs) == 2 and "pseudo_miou" in epochs[1] and 0 <= epochs[1]["pseudo_miou"] <= 1
+    s = _summary(run)
+    assert s["status"] == "finished" and s["hash"] == tiny_config.hash()
+    for key in ("val", "val_rfpc", "train", "train_rfpc"):
+        m = s["metrics"][key]
+        assert 0.0 <= m["miou"] <= 1.0 and len(m["iou"]) == 5 and m["protocol"] == "ss"
+    assert s["metrics"]["val_rfpc"]["rfpc"] is True
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["command"] == ["test"] and prov["seed"] == 0 and "torch" in prov["versions"]
+    assert load_run(run).status == "finished"
+    # a second call with the same config finds the finished run and trains nothing
+    before = (run / "metrics.jsonl").read_bytes()
+    assert train(tiny_config, results=tmp_path, progress=False) == run
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+def test_ablation_switches_change_the_objective(tiny_synth: Path, tmp_path: Path) -> None:
+    over = tiny_overrides(tiny_synth) | {"train.epochs": 2, "train.cls_warmup_epochs": 1, "loss.lr_last_epochs": 1}
+    cfg = load_config(REPO / "experiments/synthetic/baseline.yaml", over)
+    run = train(cfg, results=tmp_path, progress=False)
+    records, _ = read_metrics(run / "metrics.jsonl")
+    last = [r for r in records if r["kind"] == "step"][-1]
+    assert set(last["losses"]) == {"cls", "ce", "total"}
+    cfg = load_config(REPO / "experiments/synthetic/sa.yaml", over)
+    run = train(cfg, results=tmp_path, progress=False)
+    records, _ = read_metrics(run / "metrics.jsonl")
+    assert set([r for r in records if r["kind"] == "step"][-1]["losses"]) == {"cls", "ce", "aa", "total"}
+
+
+def test_resume_gives_identical_numbers(tiny_config: Config, tmp_path: Path) -> None:
+    ref = train(tiny_config, results=tmp_path / "a", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config, results=tmp_path / "b", progress=False, stop_after_steps=3)
+    part = tmp_path / "b" / "runs" / ref.name
+    assert json.loads((part / "status.json").read_text())["status"] == "interrupted"
+    assert not (part / "summary.json").exists()
+    done = train(tiny_config, results=tmp_path / "b", progress=False, resume=part)
+    a, b = _summary(ref), _summary(done)
+    assert a["metrics"] == b["metrics"]
+    wa = torch.load(ref / "checkpoints/last.pt", weights_only=True)["model"]
+    wb = torch.load(done / "checkpoints/last.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ra, _ = read_metrics(ref / "metrics.jsonl")
+    rb, _ = read_metrics(done / "metrics.jsonl")
+    la = [r["losses"] for r in ra if r["kind"] == "step"]
+    lb = [r["losses"] for r in rb if r["kind"] == "step"]
+    assert la == lb  # every step's losses, before and after the interruption
+
+
+def test_epoch_batches_shard_without_overlap() -> None:
+    a = epoch_batches(20, 3, seed=1, epoch=0, rank=0, world=2)
+    b = epoch_batches(20, 3, seed=1, epoch=0, rank=1, world=2)
+    flat_a = [i for x in a for i in x]
+    flat_b = [i for x in b for i in x]
+    assert len(a) == len(b) == 3 and not set(flat_a) & set(flat_b)
+    assert epoch_batches(20, 3, seed=1, epoch=1) != epoch_batches(20, 3, seed=1, epoch=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, overrides: dict, results: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    cfg = load_config(REPO / "experiments/synthetic/full.yaml", overrides)
+    train(cfg, results=Path(results), progress=False)
+
+
+def test_ddp_two_processes_keep_equal_weights(tiny_synth: Path, tmp_path: Path) -> None:
+    over = tiny_overrides(tiny_synth) | {"train.batch_size": 2, "train.device": "cpu"}
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), over, str(tmp_path)), nprocs=2, join=True)
+    (run,) = list((tmp_path / "runs").iterdir())
+    s = _summary(run)
+    sums = s["ddp_param_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    records, _ = read_metrics(run / "metrics.jsonl")
+    steps = [r for r in records if r["kind"] == "step"]
+    assert len(steps) == 8  # 16 images / (2 per rank x 2 ranks) x 2 epochs, logged once (rank 0)
+    assert json.loads((run / "provenance.json").read_text())["world_size"] == 2
+
+
+def test_training_never_opens_a_mask(tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only evaluation may read masks: the training steps see images and image labels."""
+    import aakit.engine.train as T
+    from PIL import Image
+
+    opened: list[str] = []
+    real_open = Image.open
+    in_training = {"on": False}
+
+    def spy(fp, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        if in_training["on"]:
+            opened.append(str(fp))
+        return real_open(fp, *a, **k)
+
+    real_iter = T.iterate_epoch
+
+    def iterate(*a, **k):  # noqa: ANN002, ANN003
+        in_training["on"] = True
+        try:
+            for batch in real_iter(*a, **k):
+                assert "mask" not in batch
+                yield batch
+        finally:
+            in_training["on"] = False
+
+    monkeypatch.setattr(Image, "open", spy)
+    monkeypatch.setattr(T, "iterate_epoch", iterate)
+    train(tiny_config, results=tmp_path, progress=False)
+    assert opened and all("JPEGImages" in p for p in opened)
