@@ -1,0 +1,565 @@
+"""The TUI: its data layer without Textual, then the app driven by Textual's pilot.
+
+Run directories are written by hand (config.yaml, status.json, metrics.jsonl) in the format of
+``aakit.runs``. App tests use ``asyncio.run`` in plain test functions; their waits are bounds
+on polling loops, never timing assertions.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from aakit.config import load_config, save_config
+from aakit.tui import data as tui_data
+from aakit.tui.data import (
+    ResultsDirError,
+    ResultsModel,
+    RunTracker,
+    config_diff,
+    downsample,
+    estimate_eta,
+    filter_rows,
+    fmt_duration,
+    read_grids,
+    read_system_load,
+    sort_rows,
+)
+
+HOST = socket.gethostname()
+
+
+# ----------------------------------------------------------------------------- fixtures
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def step_line(s: int, total: int = 100, epochs: int = 4, t0: float | None = None) -> str:
+    t0 = time.time() - 1000 if t0 is None else t0
+    rec = {
+        "kind": "step", "epoch": 1 + (s - 1) * epochs // total, "epochs": epochs, "step": s,
+        "steps_total": total,
+        "losses": {"cls": 1.0 / s, "ce": 0.5 + 0.1 / s, "aa": 0.2, "lr": 0.05, "total": 1.5 / s},
+        "lr": 1e-4 * (1 - s / total) ** 0.9, "images_per_s": 10.0, "time": t0 + s,
+    }
+    return json.dumps(rec) + "\n"
+
+
+def epoch_line(e: int, miou: float, pseudo: float, epochs: int = 4) -> str:
+    rec = {"kind": "epoch", "epoch": e, "epochs": epochs, "miou": miou, "pseudo_miou": pseudo,
+           "time": time.time()}
+    return json.dumps(rec) + "\n"
+
+
+def make_run(
+    root: Path,
+    name: str,
+    status: str = "running",
+    pid: int | None = None,
+    steps: int = 10,
+    epochs_done: int = 0,
+    broken: bool = False,
+    overrides: list[str] | None = None,
+) -> Path:
+    """A run directory under ``root/runs`` with ``steps`` step lines."""
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    save_config(load_config(None, overrides=[f"name={name}", *(overrides or [])]), d / "config.yaml")
+    info = {"status": status, "pid": pid if pid is not None else os.getpid(), "host": HOST,
+            "started": time.time() - 100, "updated": time.time()}
+    (d / "status.json").write_text(json.dumps(info))
+    with open(d / "metrics.jsonl", "w") as f:
+        for s in range(1, steps + 1):
+            f.write(step_line(s))
+        for e in range(1, epochs_done + 1):
+            f.write(epoch_line(e, 0.3 + 0.05 * e, 0.35 + 0.05 * e))
+        f.write(json.dumps({"kind": "log", "message": "hello from the engine", "time": time.time()}) + "\n")
+        if broken:
+            f.write("{this line is broken\n")
+    return d
+
+
+def append(run: Path, text: str) -> None:
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(text)
+
+
+# ----------------------------------------------------------------------------- data layer
+def test_tail_holds_back_a_partial_line_and_reads_increments(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "r1", steps=2)
+    tracker = RunTracker(run)
+    tracker.update()
+    assert tracker.row().step == 2
+    line = step_line(3)
+    append(run, line[:25])  # a record being written: no newline yet
+    assert tracker.update() == []
+    assert tracker.row().step == 2
+    append(run, line[25:])
+    tracker.update()
+    row = tracker.row()
+    assert row.step == 3 and row.errors == 0
+    assert len(tracker.loss_x["cls"]) == 3  # each record read once
+
+
+def test_malformed_line_becomes_an_error_once(tmp_path: Path) -> None:
+    make_run(tmp_path, "bad", steps=3, broken=True)
+    model = ResultsModel(tmp_path, with_load=False)
+    snap = model.poll(["bad"])
+    assert snap.row("bad").errors == 1
+    assert len(snap.new_errors) == 1 and "not JSON" in snap.new_errors[0]
+    assert "bad" in snap.new_errors[0] and "line 5" in snap.new_errors[0]
+    assert snap.details["bad"].row.step == 3  # the good lines are still read
+    again = model.poll(["bad"])
+    assert again.new_errors == () and again.row("bad").errors == 1
+    # A flood of bad lines is counted in full but only the latest messages are kept.
+    append(tmp_path / "runs" / "bad", "garbage\n" * 300)
+    flood = model.poll(["bad"])
+    assert flood.row("bad").errors == 301 and len(flood.new_errors) == 300
+    assert len(flood.details["bad"].errors) == 200
+    assert flood.details["bad"].errors[-1].startswith("metrics.jsonl line 305:")
+
+
+def test_statuses_finished_failed_stale_running(tmp_path: Path) -> None:
+    make_run(tmp_path, "fin", status="finished", steps=5)
+    make_run(tmp_path, "bad", status="failed", steps=5)
+    make_run(tmp_path, "ghost", status="running", pid=dead_pid(), steps=5)
+    make_run(tmp_path, "live", status="running", steps=5)
+    old = make_run(tmp_path, "old", status="running", steps=5)
+    then = time.time() - 3600
+    os.utime(old / "metrics.jsonl", (then, then))
+    info = json.loads((old / "status.json").read_text())
+    (old / "status.json").write_text(json.dumps({**info, "updated": then}))
+    snap = ResultsModel(tmp_path, stale_after=60.0, with_load=False).poll()
+    status = {r.name: r.status for r in snap.rows}
+    assert status == {"fin": "finished", "bad": "failed", "ghost": "stale", "live": "running",
+                      "old": "stale"}
+    # With a long enough stale_after the quiet run is running again.
+    snap = ResultsModel(tmp_path, stale_after=7200.0, with_load=False).poll()
+    assert snap.row("old").status == "running"
+    assert snap.row("fin").progress == 1.0
+
+
+def test_row_progress_eta_losses_best_and_hyperparameters(tmp_path: Path) -> None:
+    make_run(tmp_path, "r", steps=40, epochs_done=2, overrides=["loss.gamma=1.0", "loss.dilations=[2,4]"])
+    snap = ResultsModel(tmp_path, with_load=False).poll(["r"])
+    row = snap.row("r")
+    assert (row.step, row.steps_total, row.epochs) == (40, 100, 4)
+    assert row.progress == pytest.approx(0.4)
+    assert row.losses["cls"] == pytest.approx(1 / 40)
+    assert row.best_miou == pytest.approx(0.4)
+    assert row.hparams["gamma"] == 1.0 and row.hparams["dilations"] == "2-4"
+    assert row.eta is not None and row.eta >= 0
+    d = snap.details["r"]
+    assert set(d.loss_series) == {"cls", "ce", "aa", "lr", "total"}
+    assert d.loss_series["cls"][0] == tuple(float(s) for s in range(1, 41))
+    assert d.miou_series["mIoU"] == ((1.0, 2.0), (pytest.approx(35.0), pytest.approx(40.0)))
+    assert d.miou_series["pseudo mIoU"][1] == (pytest.approx(40.0), pytest.approx(45.0))
+    assert d.logs[-1].endswith("hello from the engine")
+    assert d.config["loss"]["gamma"] == 1.0
+
+
+def test_truncated_metrics_file_is_read_again(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "r", steps=30)
+    tracker = RunTracker(run)
+    tracker.update()
+    (run / "metrics.jsonl").write_text(step_line(1) + step_line(2))
+    tracker.update()
+    assert tracker.row().step == 2 and len(tracker.loss_x["cls"]) == 2
+
+
+def test_eta_downsample_duration() -> None:
+    # 10 steps in 20 s -> 0.5 step/s; 90 steps left -> 180 s.
+    pts = [(float(s), 100.0 + 2 * s) for s in range(1, 11)]
+    assert estimate_eta(pts, 100) == pytest.approx(180.0)
+    assert estimate_eta(pts, 100, now=pts[-1][1] + 30) == pytest.approx(150.0)
+    assert estimate_eta(pts[:1], 100) is None and estimate_eta(pts, None) is None
+    xs, ys = downsample(list(range(10)), [float(i % 2) for i in range(10)], 5)
+    assert xs == (0.5, 2.5, 4.5, 6.5, 8.5) and ys == (0.5,) * 5
+    assert downsample([1, 2], [3, 4], 5) == ((1.0, 2.0), (3.0, 4.0))
+    assert fmt_duration(3725) == "1h02m" and fmt_duration(200) == "3m20s" and fmt_duration(None) == "-"
+
+
+def test_filter_sort_and_config_diff(tmp_path: Path) -> None:
+    make_run(tmp_path, "alpha", steps=10, overrides=["loss.gamma=1.0"])
+    make_run(tmp_path, "beta", steps=50, status="finished")
+    make_run(tmp_path, "gamma-run", steps=30, overrides=["loss.lambda_aa=0.3"])
+    snap = ResultsModel(tmp_path, with_load=False).poll(["alpha", "gamma-run"])
+    assert [r.name for r in filter_rows(snap.rows, "finished")] == ["beta"]
+    assert [r.name for r in filter_rows(snap.rows, "gamma=1.0")] == ["alpha"]
+    assert [r.name for r in filter_rows(snap.rows, "-RUN running")] == ["gamma-run"]
+    assert [r.name for r in sort_rows(snap.rows, "progress", reverse=True)] == ["beta", "gamma-run", "alpha"]
+    assert [r.name for r in sort_rows(snap.rows, "lambda_aa")] == ["alpha", "beta", "gamma-run"]
+    diff = dict(config_diff({n: snap.details[n].config for n in ("alpha", "gamma-run")}))
+    assert diff["loss.gamma"] == [1.0, 2.0]
+    assert diff["loss.lambda_aa"] == [0.1, 0.3]
+    assert "loss.margin_aa" not in diff
+    assert dict(config_diff({"a": {"x": {"y": 1}}, "b": {}})) == {"x.y": [1, None]}
+
+
+def test_grids_counts_follow_live_run_status(tmp_path: Path) -> None:
+    make_run(tmp_path, "g-p0", status="finished")
+    make_run(tmp_path, "g-p1", status="running", pid=dead_pid())
+    gdir = tmp_path / "grids" / "sweep"
+    gdir.mkdir(parents=True)
+    points = [
+        {"id": "p0", "params": {"loss.gamma": 1.0}, "run": "g-p0", "state": "running"},
+        {"id": "p1", "params": {"loss.gamma": 2.0}, "run": "g-p1", "state": "running"},
+        {"id": "p2", "params": {"loss.gamma": 3.0}, "run": None, "state": "missing"},
+        {"id": "p3", "params": {"loss.gamma": 4.0}, "run": "gone", "state": "done"},
+    ]
+    (gdir / "grid.json").write_text(json.dumps({"name": "sweep", "points": points}))
+    (tmp_path / "grids" / "broken").mkdir()
+    (tmp_path / "grids" / "broken" / "grid.json").write_text("{not json")
+    snap = ResultsModel(tmp_path, with_load=False).poll()
+    grids = {g.name: g for g in snap.grids}
+    sweep = grids["sweep"]
+    assert [p.state for p in sweep.points] == ["done", "stale", "missing", "done"]
+    assert sweep.counts["done"] == 2 and sweep.counts["missing"] == 1 and sweep.counts["stale"] == 1
+    assert grids["broken"].error and "grid.json" in grids["broken"].error
+    assert read_grids(tmp_path / "nowhere") == []
+
+
+def test_optuna_journal_studies(tmp_path: Path) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "search.log"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="lam", storage=storage, direction="maximize")
+    for value in (0.2, 0.7, 0.5):
+        study.enqueue_trial({"lambda_aa": value})
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("lambda_aa", 0.0, 1.0)
+        return -((x - 0.6) ** 2)
+
+    study.optimize(objective, n_trials=3)
+    failed = study.ask({"lambda_aa": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    (tmp_path / "studies" / "junk.log").write_text('{"op_code": 99}\nnot json at all\n{"x": 1}\n')
+
+    model = ResultsModel(tmp_path, with_load=False)
+    studies = {s.name: s for s in model.poll().studies}
+    lam = studies["lam"]
+    assert lam.directions == ("maximize",)
+    assert [t.state for t in lam.trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+    assert lam.best_number == 1 and lam.best_params == {"lambda_aa": 0.7}
+    assert lam.best_values == (pytest.approx(-0.01),)
+    assert lam.state_counts == {"COMPLETE": 3, "FAIL": 1}
+    assert studies["junk"].error and "junk.log" in studies["junk"].error
+    # A new trial appended by another process is picked up.
+    study.optimize(objective, n_trials=1)
+    assert len({s.name: s for s in model.poll().studies}["lam"].trials) == 5
+
+
+def test_system_load_cpu_then_fake_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    tui_data._reset_nvml()
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails: CPU and RAM
+    load = read_system_load()
+    assert load.kind == "cpu" and load.devices[0].mem_total > 0
+    assert "not installed" in load.note
+
+    fake = types.ModuleType("pynvml")
+    fake.__dict__.update(
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetName=lambda h: b"Fake A100",
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=40 + h),
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=2**30, total=2**32),
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    tui_data._reset_nvml()
+    try:
+        load = read_system_load()
+        assert load.kind == "gpu"
+        assert [d.util for d in load.devices] == [40.0, 41.0]
+        assert load.devices[1].name == "GPU1 Fake A100" and load.devices[0].mem_total == 2**32
+    finally:
+        tui_data._reset_nvml()
+
+
+def test_odd_run_directories_do_not_hide_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_run(tmp_path, "good", steps=3)
+    odd = make_run(tmp_path, "odd-config", steps=3)
+    (odd / "config.yaml").write_text("loss: 5\n")  # valid YAML, wrong shape
+    make_run(tmp_path, "explodes", steps=3)
+    original = RunTracker.row
+
+    def row(self: RunTracker, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "explodes":
+            raise RuntimeError("boom")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunTracker, "row", row)
+    model = ResultsModel(tmp_path, with_load=False)
+    snap = model.poll(["good", "odd-config", "explodes"])
+    status = {r.name: r.status for r in snap.rows}
+    assert status == {"good": "running", "odd-config": "running", "explodes": "unreadable"}
+    assert snap.row("odd-config").hparams == {} and snap.row("odd-config").step == 3
+    assert set(snap.details) == {"good", "odd-config"}
+    assert snap.new_errors == ("explodes: cannot read: RuntimeError: boom",)
+    assert model.poll().new_errors == ()  # reported once
+
+
+def test_missing_results_dir_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(ResultsDirError, match="results directory not found"):
+        ResultsModel(tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------------- the app
+from aakit.tui.app import AakitTui, CompareScreen, HelpScreen, RunScreen, export_svg  # noqa: E402
+from aakit.tui.widgets import CurvePlot, KeyedTable, RunsTable, TextPanel  # noqa: E402
+
+
+async def wait_for(pilot: Any, cond: Callable[[], bool], what: str, bound: float = 15.0) -> None:
+    """Let the app run until ``cond()`` holds (``bound`` only guards against a hang)."""
+    end = time.monotonic() + bound
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"never happened: {what}")
+        await pilot.pause(0.02)
+
+
+def run_app(results: Path, body: Callable[[AakitTui, Any], Any], **kwargs: Any) -> AakitTui:
+    """Run the app headless with a fast poller and drive it with ``body(app, pilot)``."""
+    app = AakitTui(results, refresh=kwargs.pop("refresh", 0.05), **kwargs)
+
+    async def main() -> None:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await app.wait_loaded(timeout=15)
+            await body(app, pilot)
+
+    asyncio.run(main())
+    return app
+
+
+def table(app: AakitTui) -> RunsTable:
+    return app.main.query_one(RunsTable)
+
+
+def test_app_growing_metrics_update_progress_live(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "live-run", steps=10)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: t.row_names == ["live-run"], "run listed")
+        assert t.cell_text("live-run", "step") == "e1/4 10/100"
+        assert t.cell_text("live-run", "progress").endswith("10%")
+        # The engine writes more steps, the last one in two pieces.
+        append(run, "".join(step_line(s) for s in range(11, 60)))
+        line = step_line(60)
+        append(run, line[:30])
+        await wait_for(pilot, lambda: "59/100" in t.cell_text("live-run", "step"), "59 steps shown")
+        append(run, line[30:])
+        await wait_for(pilot, lambda: "60/100" in t.cell_text("live-run", "step"), "60 steps shown")
+        assert t.cell_text("live-run", "progress").endswith("60%")
+        assert t.cell_text("live-run", "status") == "running"
+        assert t.cell_text("live-run", "cls") == f"{1 / 60:.4g}"
+        # A second run appears while the app runs.
+        make_run(tmp_path, "new-run", steps=3, status="finished")
+        await wait_for(pilot, lambda: t.row_names == ["live-run", "new-run"], "new run listed")
+
+    run_app(tmp_path, body)
+
+
+def test_app_selecting_a_run_shows_its_curves(tmp_path: Path) -> None:
+    make_run(tmp_path, "a-run", steps=5)
+    make_run(tmp_path, "b-run", steps=20, epochs_done=3)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 2, "runs listed")
+        await pilot.press("down", "enter")
+        assert isinstance(app.screen, RunScreen) and app.screen.run_name == "b-run"
+        loss = app.screen.query_one("#loss-plot", CurvePlot)
+        miou = app.screen.query_one("#miou-plot", CurvePlot)
+        await wait_for(pilot, lambda: "CLS" in loss.series, "loss curves drawn")
+        assert set(loss.series) == {"CLS", "CE", "AA", "LR"}
+        xs, ys = loss.series["CLS"]
+        assert xs == tuple(float(s) for s in range(1, 21))
+        assert ys[-1] == pytest.approx(1 / 20)
+        assert miou.series["mIoU"][1] == (pytest.approx(35.0), pytest.approx(40.0), pytest.approx(45.0))
+        assert "pseudo mIoU" in miou.series
+        logs = app.screen.query_one("#logs", TextPanel)
+        assert logs.lines[-1].endswith("hello from the engine")
+        assert app.watched == frozenset({"b-run"})
+        # New points reach the open plot.
+        append(tmp_path / "runs" / "b-run", step_line(21))
+        await wait_for(pilot, lambda: len(loss.series["CLS"][0]) == 21, "curve grew")
+        assert app.screen.query_one("#load").load is not None
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RunScreen)
+        await wait_for(pilot, lambda: app.watched == frozenset(), "details no longer read")
+
+    run_app(tmp_path, body)
+
+
+def test_app_survives_broken_metrics_lines(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "broken-run", steps=4, broken=True)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: t.row_names == ["broken-run"], "run listed")
+        assert t.cell_text("broken-run", "errors") == "⚠ 1"
+        assert len(app.errors) == 1 and "not JSON" in app.errors[0]
+        summary = str(app.main.query_one("#summary").render())
+        assert "malformed" in summary and "broken-run" in summary
+        append(run, "[1, 2, 3]\n" + step_line(5) + "\x00\xff garbage\n")
+        await wait_for(pilot, lambda: t.cell_text("broken-run", "errors") == "⚠ 3", "3 errors")
+        assert "4/100" not in t.cell_text("broken-run", "step")  # step 5 was read
+        assert "5/100" in t.cell_text("broken-run", "step")
+        await pilot.press("enter")
+        errors = app.screen.query_one("#errors", TextPanel)
+        await wait_for(pilot, lambda: len(errors.lines) == 3, "errors listed in the run view")
+        assert "not JSON" in errors.lines[0] and "not a JSON object" in errors.lines[1]
+        assert app.is_running
+
+    run_app(tmp_path, body)
+
+
+def test_app_shows_finished_failed_stale_statuses(tmp_path: Path) -> None:
+    make_run(tmp_path, "done-run", status="finished", steps=100)
+    make_run(tmp_path, "crashed-run", status="failed", steps=30)
+    make_run(tmp_path, "ghost-run", status="running", pid=dead_pid(), steps=20)
+    make_run(tmp_path, "live-run", status="running", steps=20)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 4, "runs listed")
+        status = {n: t.cell_text(n, "status") for n in t.row_names}
+        assert status == {"done-run": "finished", "crashed-run": "failed", "ghost-run": "stale",
+                          "live-run": "running"}
+        assert t.cell_text("done-run", "progress").endswith("100%")
+        assert t.cell_text("ghost-run", "eta") == "-"  # no ETA for a dead run
+
+    run_app(tmp_path, body)
+
+
+def test_app_filter_sort_mark_compare(tmp_path: Path) -> None:
+    make_run(tmp_path, "aa-one", steps=10, epochs_done=1, overrides=["loss.gamma=1.0"])
+    make_run(tmp_path, "aa-two", steps=50, epochs_done=2, overrides=["loss.lambda_aa=0.3"])
+    make_run(tmp_path, "other", steps=30, status="finished")
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 3, "runs listed")
+        await pilot.press("slash", *"aa- q")  # "q" is typed into the filter, it does not quit
+        assert app.main.filter_text == "aa- q" and t.row_names == []
+        await pilot.press("backspace", "backspace", "enter")
+        assert t.row_names == ["aa-one", "aa-two"]
+        assert t.has_focus
+        await pilot.press("escape")  # clear the filter
+        assert t.row_names == ["aa-one", "aa-two", "other"]
+        await pilot.press("s", "s")  # name -> status -> progress
+        assert app.main.sort_key == "progress" and t.row_names == ["aa-one", "aa-two", "other"]
+        await pilot.press("S")
+        assert t.row_names == ["other", "aa-two", "aa-one"]
+        assert t.cursor_name == "aa-one"  # the cursor follows its run through a re-sort
+        await pilot.press("up", "space", "down", "space")  # mark aa-two and aa-one
+        assert app.main.marked == {"aa-one", "aa-two"}
+        assert t.cell_text("aa-two", "mark") == "●"
+        await pilot.press("c")
+        assert isinstance(app.screen, CompareScreen)
+        screen = app.screen
+        loss = screen.query_one("#cmp-loss", CurvePlot)
+        await wait_for(pilot, lambda: set(loss.series) == {"aa-one", "aa-two"}, "curves overlaid")
+        assert len(loss.series["aa-two"][0]) == 50 and len(loss.series["aa-one"][0]) == 10
+        assert screen.query_one("#cmp-miou", CurvePlot).series["aa-two"][1] == (
+            pytest.approx(35.0), pytest.approx(40.0)
+        )
+        diff = screen.query_one("#diff-table", KeyedTable)
+        await wait_for(pilot, lambda: bool(diff.rows_shown), "config differences")
+        keys = diff.column_texts(0)
+        assert "loss.gamma" in keys and "loss.lambda_aa" in keys and "loss.margin_aa" not in keys
+        await pilot.press("l")
+        assert screen.loss_key == "cls" and loss.plot_title.startswith("CLS")
+
+    run_app(tmp_path, body)
+
+
+def test_app_grids_and_studies_tab_help_and_quit(tmp_path: Path) -> None:
+    import optuna
+
+    make_run(tmp_path, "p0-run", status="finished")
+    gdir = tmp_path / "grids" / "sweep"
+    gdir.mkdir(parents=True)
+    points = [{"id": "p0", "params": {"loss.gamma": 1.0}, "run": "p0-run", "state": "running"},
+              {"id": "p1", "params": {"loss.gamma": 2.0}, "run": None, "state": "missing"},
+              {"id": "p1", "params": {"loss.gamma": 3.0}, "run": None, "state": "missing"}]  # id repeated
+    (gdir / "grid.json").write_text(json.dumps({"name": "sweep", "points": points}))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    (tmp_path / "studies").mkdir()
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "studies" / "s.log"))
+    )
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    study.enqueue_trial({"gamma": 0.5})
+    study.optimize(lambda tr: tr.suggest_float("gamma", 0.0, 4.0), n_trials=1)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        await pilot.press("2")
+        grids = app.main.query_one("#grids-table", KeyedTable)
+        points = app.main.query_one("#points-table", KeyedTable)
+        studies = app.main.query_one("#studies-table", KeyedTable)
+        trials = app.main.query_one("#trials-table", KeyedTable)
+        await wait_for(pilot, lambda: bool(studies.rows_shown), "studies listed")
+        assert grids.rows_shown[0][1][:4] == ("sweep", "1", "0", "2")  # done, running, missing
+        assert points.column_texts(1) == ["done", "missing", "missing"]
+        assert studies.column_texts(0) == ["search"] and "gamma=0.5" in studies.column_texts(6)[0]
+        assert trials.column_texts(1) == ["complete"]
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, "app quit")
+
+    run_app(tmp_path, body)
+
+
+def test_export_svg_shows_runs_and_statuses(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    make_run(results, "finished-run", status="finished", steps=100)
+    make_run(results, "failed-run", status="failed", steps=30)
+    make_run(results, "stale-run", status="running", pid=dead_pid(), steps=20)
+    out = export_svg(results, tmp_path / "shots" / "dash.svg", size=(160, 40))
+    svg = out.read_text(encoding="utf-8")
+    assert out == tmp_path / "shots" / "dash.svg" and svg.lstrip().startswith("<svg")
+    for text in ("finished-run", "failed-run", "stale-run", "finished", "failed", "stale"):
+        assert text in svg
+    assert not list((tmp_path / "shots").glob("*.tmp"))
+    with pytest.raises(ResultsDirError):
+        export_svg(tmp_path / "missing", tmp_path / "x.svg")
+
+
+def test_app_survives_a_failing_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(self: ResultsModel, watched: Any = ()) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(ResultsModel, "poll", boom)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        summary = app.main.query_one("#summary")
+        await wait_for(pilot, lambda: "disk on fire" in str(summary.render()), "poll error shown")
+        assert app.is_running and app.snapshot is None
+
+    run_app(tmp_path, body)
+    with pytest.raises(ResultsDirError, match="disk on fire"):
+        export_svg(tmp_path, tmp_path / "x.svg")
+    assert not (tmp_path / "x.svg").exists()
