@@ -73,7 +73,8 @@ def _run_dir(run: Path, results: Path) -> Path:
     for cand in (run, results / "runs" / run):
         if (cand / "config.yaml").exists():
             return cand
-    matches = sorted((results / "runs").glob(f"{run}*")) if (results / "runs").is_dir() else []
+    prefix_ok = not run.is_absolute() and len(run.parts) == 1  # a bare name: allow a prefix
+    matches = sorted((results / "runs").glob(f"{run}*")) if prefix_ok and (results / "runs").is_dir() else []
     matches = [m for m in matches if (m / "config.yaml").exists()]
     if len(matches) == 1:
         return matches[0]
@@ -326,7 +327,7 @@ def main() -> None:
     """Console entry point: user errors -> one line on stderr, exit code 2."""
     debug = "--debug" in sys.argv
     try:
-        rc = app(standalone_mode=False)
+        rc = app(prog_name="aakit", standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except AakitError as e:

@@ -263,7 +263,19 @@ def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
     pseudo_set = None
     if cfg.eval.pseudo_images and cfg.train.supervision == "image":
         pseudo_set = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=cfg.eval.pseudo_images)
+    for split, ids in ((d.train_split, train_set.ids), (d.val_split, val_set.ids)):
+        require_images(d.root, split, ids)
     return train_set, val_set, pseudo_set, info.num_classes
+
+
+def require_images(root: str, split: str, ids: list[str]) -> None:
+    """Refuse to start (before anything is written) if a listed image has no JPEG."""
+    from aakit.data.voc import DataError, image_path
+
+    missing = [i for i in ids if not image_path(root, i).is_file()]
+    if missing:
+        raise DataError(f"image {missing[0]}: file not found: {image_path(root, missing[0])} "
+                        f"({len(missing)} image(s) of {split} missing; run: aakit data check {root})")
 
 
 def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any, device: torch.device, num_classes: int) -> float:
