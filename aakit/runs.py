@@ -241,10 +241,15 @@ def run_status(status_info: dict[str, Any], metrics_path: Path, stale_after: flo
     alive = pid_alive(status_info.get("pid"), status_info.get("host")) if status_info else None
     if alive is False:
         return "stale"
-    try:
-        last = max(metrics_path.stat().st_mtime, float(status_info.get("updated", 0) or 0))
-    except OSError:
-        last = float(status_info.get("updated", 0) or 0) if status_info else 0.0
+    # last sign of life: the metrics file, the status file's stamp, or (nothing yet) the config
+    stamps = [float(status_info.get("updated", 0) or 0) if status_info else 0.0]
+    for p in (metrics_path, metrics_path.parent / "config.yaml"):
+        try:
+            stamps.append(p.stat().st_mtime)
+            break
+        except OSError:
+            continue
+    last = max(stamps)
     if last and time.time() - last > stale_after:
         return "stale"
     return "running"

@@ -116,6 +116,10 @@ class RunWriter:
     def message(self, text: str) -> None:
         self.log({"kind": "log", "message": text})
 
+    def reset_metrics(self) -> None:
+        """Start an empty metrics log (a restart from step 0 redoes every line)."""
+        atomic_write_bytes(self.metrics_path, b"")
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
 

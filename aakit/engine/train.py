@@ -366,8 +366,6 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_step = int(state["step"])
-    elif resume is not None:
-        raise AakitError(f"{resume}: no checkpoint to resume from (checkpoints/last.pt missing)")
 
     batches_per_epoch = len(epoch_batches(len(train_set), cfg.train.batch_size, seed=0, epoch=0, world=dist_info.world))
     total_steps = batches_per_epoch * cfg.train.epochs
@@ -380,8 +378,9 @@ def train(
     if dist_info.main:
         prov = provenance(cfg, command=command, overrides=list(overrides), device=str(device))
         prov.update(world_size=dist_info.world, init=init_note, resumed_from_step=start_step or None)
-        if state is None:
+        if state is None:  # a fresh start (or a run killed before its first checkpoint)
             writer.create(prov)
+            writer.reset_metrics()
         else:
             writer.truncate_metrics(start_step)
             writer.message(f"resumed from step {start_step}")
