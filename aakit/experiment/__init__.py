@@ -1,0 +1,13 @@
+"""The experiment manager: the paper's tables as grids, searches, and the report.
+
+* :mod:`~aakit.experiment.published` — the paper's numbers (``results/published.csv``);
+* :mod:`~aakit.experiment.grid` — ablation grids (``aakit grid``), resumable, shared through
+  an Optuna study;
+* :mod:`~aakit.experiment.search` — Optuna searches (``aakit search``);
+* :mod:`~aakit.experiment.report` — Tables 1-6 from the stored runs (``aakit report``);
+* :mod:`~aakit.experiment.figures` — PNG figures (``aakit report --figures``);
+* :mod:`~aakit.experiment.studies` — storages and the liveness of trials;
+* :mod:`~aakit.experiment.workers` — worker processes pinned to GPUs or the CPU.
+
+Nothing here imports torch at module level: the engine is imported only when a run starts.
+"""

@@ -1,0 +1,663 @@
+"""Ablation grids: one YAML per paper table, resumable, shared by many workers and machines.
+
+A grid file names a base config, the seeds, and either explicit rows or axes to cross; each
+point says which paper table/row (and which metric of the run) it fills::
+
+    name: synthetic-table1            # default: the file's stem
+    base: ../synthetic/full.yaml      # relative to this file
+    preset: synthetic
+    seeds: [0, 1, 2]
+    set: {train.epochs: 6}            # optional, applied to every point
+    rows:
+      - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}
+      - {table: 1, row: CLS+CE+AA+LR+rfpc, set: {}, metric: val_rfpc}
+
+    # or: table: 4, row: "gamma={loss.gamma}", axes: {loss.gamma: [0, 0.5, 1, 2, 5]}
+
+A point's config = base, then the grid's ``set``, the point's ``set``, ``train.seed = seed``,
+then the command line's ``--set``. Its identity is that config's hash (``Config.hash()``), the
+same hash that names the run directory ``results/runs/<name>-<hash>/``. Points with equal
+hashes (Table 1's "+AA+LR" and "+AA+LR+rfpc" rows are one training evaluated twice) are one
+unit of work.
+
+How the work is handed out (several processes, several machines, crashes)
+------------------------------------------------------------------------
+The units are handed out through an Optuna study ``grid-<name>`` on a shared storage (default:
+the journal file ``results/studies/grid-<name>.log``; ``--storage postgresql://...`` for
+machines). Optuna's GridSampler would pick a random unvisited cell, which two workers can both
+pick, and it never revisits a cell whose trial stayed RUNNING after a ``kill -9``. So each
+worker *claims* a unit itself, with a trial:
+
+1. Done units are skipped: a finished ``summary.json`` with that hash under ``results/runs``
+   (finished runs are never redone), or a COMPLETE trial of the unit (finished elsewhere).
+2. To claim a free unit the worker creates a RUNNING trial carrying ``point = <hash>`` and its
+   identity (host, pid, session, heartbeat) in one storage operation. Storages number trials in
+   the order they are created, so it then re-reads the unit's trials: if a live RUNNING trial
+   with a *smaller* number (or a COMPLETE one) exists, it lost the race, marks its own trial FAIL
+   (``outcome = "duplicate"``) and moves on. Two workers can never both see themselves first.
+3. The winner trains (``train(...)``, resuming an unfinished run directory of the same hash
+   from its checkpoint), refreshing the trial's heartbeat; the trial ends COMPLETE with the
+   metric as its value, or FAIL with ``outcome = "error"`` (or ``"interrupted"`` on Ctrl-C).
+4. A worker killed midway leaves its trial RUNNING. It counts as free again as soon as its
+   process is seen gone (same host: at once) or its heartbeat is older than ``grace`` seconds
+   (other hosts); the next worker marks it FAIL (``outcome = "stale"``) and takes the unit.
+5. Failed units run again on the next invocation; within one invocation (its ``session``) a
+   unit that failed is not retried, so a broken config cannot loop.
+
+Every worker rewrites ``results/grids/<name>/grid.json`` (atomically) after each unit, for the
+TUI and the report::
+
+    {"name", "file", "preset", "storage", "study", "updated",
+     "points": [{"id", "table", "row", "params", "seed", "hash", "metric", "run", "state"}]}
+
+with ``state`` one of ``done | running | missing | failed``.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+from aakit.errors import AakitError
+from aakit.experiment import studies
+from aakit.experiment.workers import parse_gpus, run_workers
+from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
+
+TrainFn = Callable[..., Path]
+
+GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description"}
+ROW_KEYS = {"table", "row", "set", "metric"}
+STATES = ("done", "running", "missing", "failed")
+
+
+class GridError(AakitError):
+    """A grid file that cannot be used (missing file, bad key, no points, bad value)."""
+
+
+# ----------------------------------------------------------------------------- the grid
+@dataclass
+class GridPoint:
+    """One cell of one paper table for one seed."""
+
+    id: str
+    table: int
+    row: str
+    params: dict[str, Any]
+    seed: int
+    metric: str
+    config: Config
+    overrides: list[str]
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """The config hash: the point's identity and the suffix of its run directory."""
+        return self.config.hash()
+
+    @property
+    def run_name(self) -> str:
+        return self.config.name
+
+
+@dataclass
+class Grid:
+    """A loaded and expanded grid file."""
+
+    name: str
+    file: Path
+    preset: str
+    points: list[GridPoint]
+
+    def units(self) -> list[GridPoint]:
+        """One point per distinct config hash (the work to do), in file order."""
+        seen: dict[str, GridPoint] = {}
+        for p in self.points:
+            seen.setdefault(p.hash, p)
+        return list(seen.values())
+
+
+def format_value(value: Any) -> str:
+    """How a parameter value appears in row labels: lists as ``4-8-12``, floats as ``0.5``."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(format_value(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def override_strings(values: dict[str, Any]) -> list[str]:
+    """``{"loss.gamma": 0.5}`` -> ``["loss.gamma=0.5"]`` (JSON values, which YAML parses back)."""
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+def _fill_template(template: str, params: dict[str, Any], where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in params:
+            raise GridError(f"{where}: row template names {{{key}}}, which is not an axis")
+        return format_value(params[key])
+
+    return re.sub(r"\{([A-Za-z0-9_.]+)\}", sub, template)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GridError(f"{where} should be a mapping of dotted keys to values")
+    for k in value:
+        if not isinstance(k, str) or not k:
+            raise GridError(f"{where}: key {k!r} should be a dotted config key")
+    return dict(value)
+
+
+def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
+    """Read, check and expand a grid file.
+
+    Args:
+        path: the grid YAML.
+        overrides: ``--set`` items applied last to every point.
+
+    Raises:
+        GridError: one line naming the file and the key, row or value at fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GridError(f"{path}: grid file not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise GridError(f"{path}:{where} YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GridError(f"{path}: cannot read ({e})") from None
+    if not isinstance(spec, dict):
+        raise GridError(f"{path}: top level must be a mapping (base:, seeds:, rows: or axes:)")
+    unknown = sorted(set(spec) - GRID_KEYS)
+    if unknown:
+        raise GridError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(GRID_KEYS))})")
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or safe_name(name) != name:
+        raise GridError(f"{path}: name {name!r} should use only letters, digits and . _ + -")
+    if not isinstance(spec.get("base"), str):
+        raise GridError(f"{path}: base: should name the base config file (relative to the grid file)")
+    base_path = path.parent / spec["base"]
+    try:
+        base = read_yaml(base_path)
+    except ConfigError as e:
+        raise GridError(f"{path}: base: {e}") from None
+    seeds = spec.get("seeds", [base.get("train", {}).get("seed", 0)])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise GridError(f"{path}: seeds: should be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise GridError(f"{path}: seeds: {seeds!r} repeats a seed")
+    common = _mapping(spec.get("set"), f"{path}: set:")
+    default_table = spec.get("table")
+    default_metric = spec.get("metric", "val")
+
+    specs: list[tuple[int, str, dict[str, Any], str]] = []  # table, row, params, metric
+    has_rows, has_axes = "rows" in spec, "axes" in spec
+    if has_rows == has_axes:
+        raise GridError(f"{path}: needs exactly one of rows: (explicit points) or axes: (crossed)")
+    if has_rows:
+        rows = spec["rows"]
+        if not isinstance(rows, list):
+            raise GridError(f"{path}: rows: should be a list of {{table, row, set, metric}}")
+        for i, r in enumerate(rows):
+            where = f"{path}: rows[{i}]"
+            if not isinstance(r, dict):
+                raise GridError(f"{where} should be a mapping with table, row, set")
+            bad = sorted(set(r) - ROW_KEYS)
+            if bad:
+                raise GridError(f"{where}: unknown key {bad[0]!r} (known: {', '.join(sorted(ROW_KEYS))})")
+            specs.append((r.get("table", default_table), r.get("row"), _mapping(r.get("set"), f"{where}.set"),
+                          r.get("metric", default_metric)))
+    else:
+        axes = _mapping(spec["axes"], f"{path}: axes:")
+        for k, v in axes.items():
+            if not isinstance(v, list):
+                raise GridError(f"{path}: axes: {k} should be a list of values")
+        template = spec.get("row") or ", ".join(f"{k}={{{k}}}" for k in axes)
+        if axes and all(axes.values()):
+            for combo in itertools.product(*axes.values()):
+                params = dict(zip(axes.keys(), combo))
+                specs.append((default_table, _fill_template(str(template), params, str(path)), params,
+                              default_metric))
+    if not specs:
+        raise GridError(f"{path}: the grid has no points (empty rows: or an empty axis)")
+
+    points: list[GridPoint] = []
+    ids: set[str] = set()
+    for table, row, params, metric in specs:
+        if not isinstance(table, int) or isinstance(table, bool) or not 1 <= table <= 6:
+            raise GridError(f"{path}: row {row!r}: table should be 1..6, got {table!r}")
+        if not isinstance(row, str) or not row:
+            raise GridError(f"{path}: a point of table {table} has no row: label")
+        if not isinstance(metric, str) or not metric:
+            raise GridError(f"{path}: row {row!r}: metric should name a summary metrics key like val")
+        for seed in seeds:
+            where = f"{path} (row {row!r}, seed {seed})"
+            values = {**common, **params, "train.seed": seed}
+            if spec.get("preset") is not None:
+                values["preset"] = spec["preset"]
+            run_name = safe_name(f"{name}-{row}-s{seed}")
+            try:
+                data = apply_overrides(base, values)
+                data = apply_overrides(data, list(overrides))
+                data["name"] = run_name
+                cfg = from_dict(data, where)
+            except ConfigError as e:
+                raise GridError(str(e)) from None
+            pid = safe_name(f"t{table}-{row}-s{seed}")
+            if pid in ids:
+                raise GridError(f"{path}: table {table} row {row!r} seed {seed} appears twice")
+            ids.add(pid)
+            points.append(GridPoint(pid, table, row, dict(params), seed, metric, cfg,
+                                    override_strings(values) + list(overrides)))
+    presets = {p.config.preset for p in points}
+    if len(presets) > 1:
+        raise GridError(f"{path}: points mix presets {sorted(presets)}; set preset: in the grid file")
+    return Grid(name=name, file=path, preset=presets.pop(), points=points)
+
+
+def grid_file(table: int, preset: str, root: Path = Path("experiments/grids")) -> Path:
+    """The shipped grid of a paper table: ``experiments/grids[/voc]/table<N>.yaml``."""
+    return (Path(root) / "voc" if preset == "voc" else Path(root)) / f"table{table}.yaml"
+
+
+def default_storage_path(results: Path, name: str) -> Path:
+    return Path(results) / "studies" / f"grid-{name}.log"
+
+
+def state_path(results: Path, name: str) -> Path:
+    return Path(results) / "grids" / name / "grid.json"
+
+
+# ----------------------------------------------------------------------------- run dirs
+def find_finished_run(results: Path, config_hash: str) -> Path | None:
+    """A run directory of this hash whose summary says finished, or None."""
+    runs = Path(results) / "runs"
+    if not runs.is_dir():
+        return None
+    for d in sorted(runs.glob(f"*-{config_hash}")):
+        summary = read_json(d / "summary.json")
+        if (
+            isinstance(summary, dict)
+            and summary.get("status") == "finished"
+            and summary.get("hash", config_hash) == config_hash
+        ):
+            return d
+    return None
+
+
+def find_resumable_run(results: Path, config_hash: str, preferred: str) -> Path | None:
+    """An unfinished run directory of this hash with a checkpoint (the preferred name first)."""
+    runs = Path(results) / "runs"
+    if not runs.is_dir():
+        return None
+    cands = [d for d in runs.glob(f"*-{config_hash}") if (d / "checkpoints" / "last.pt").is_file()]
+    cands.sort(key=lambda d: (d.name != preferred, d.name))
+    return cands[0] if cands else None
+
+
+# ----------------------------------------------------------------------------- state
+def _trials_by_point(trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
+    out: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        h = t.user_attrs.get("point")
+        if isinstance(h, str):
+            out.setdefault(h, []).append(t)
+    return out
+
+
+def point_states(grid: Grid, results: Path, trials: list[FrozenTrial], grace: float) -> list[dict[str, Any]]:
+    """The grid.json ``points`` list: each point with its run and state."""
+    by_point = _trials_by_point(trials)
+    out = []
+    cache: dict[str, tuple[str | None, str]] = {}
+    for p in grid.points:
+        h = p.hash
+        if h not in cache:
+            ts = sorted(by_point.get(h, []), key=lambda t: t.number)
+            finished = find_finished_run(results, h)
+            complete = [t for t in ts if t.state == TrialState.COMPLETE]
+            live = [t for t in ts if studies.is_live(t, grace)]
+            tried = [t for t in ts if t.user_attrs.get("outcome") not in ("duplicate",)]
+            run = finished.name if finished else None
+            if finished or complete:
+                state = "done"
+                run = run or complete[-1].user_attrs.get("run")
+            elif live:
+                state, run = "running", live[0].user_attrs.get("run")
+            elif tried and tried[-1].state == TrialState.FAIL and tried[-1].user_attrs.get("outcome") == "error":
+                state, run = "failed", tried[-1].user_attrs.get("run")
+            else:
+                state = "missing"
+            cache[h] = (run, state)
+        run, state = cache[h]
+        out.append({
+            "id": p.id, "table": p.table, "row": p.row, "params": p.params, "seed": p.seed,
+            "hash": h, "metric": p.metric, "run": run, "state": state,
+        })
+    return out
+
+
+def write_state(grid: Grid, results: Path, points: list[dict[str, Any]], storage: str, study: str) -> Path:
+    """Atomically write ``results/grids/<name>/grid.json``."""
+    path = state_path(results, grid.name)
+    atomic_write_json(path, {
+        "name": grid.name, "file": str(grid.file), "preset": grid.preset, "storage": storage,
+        "study": study, "updated": time.time(), "points": points,
+    })
+    return path
+
+
+def grid_status(
+    grid_path: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    results: Path = Path("results"),
+    storage: str | None = None,
+    grace: float = 600.0,
+    write: bool = True,
+) -> list[dict[str, Any]]:
+    """Each point's state without running anything (also refreshes grid.json when ``write``)."""
+    grid = load_grid(grid_path, overrides)
+    default = default_storage_path(results, grid.name)
+    study_name = f"grid-{grid.name}"
+    if not write and storage is None and not default.exists():
+        return point_states(grid, results, [], grace)  # nothing ran yet: create no file
+    st = studies.open_storage(storage, default)
+    study = studies.get_or_create_study(st, study_name, direction="maximize")
+    points = point_states(grid, results, study.get_trials(deepcopy=False), grace)
+    if write:
+        write_state(grid, results, points, studies.describe_storage(storage, default), study_name)
+    return points
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class GridResult:
+    """What one ``run_grid`` call did."""
+
+    name: str
+    ran: list[str] = field(default_factory=list)  # run dir names trained (or finished) here
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (point id, one-line error)
+    points: list[dict[str, Any]] = field(default_factory=list)  # final grid.json points
+
+    def counts(self) -> dict[str, int]:
+        c = {s: 0 for s in STATES}
+        for p in self.points:
+            c[p["state"]] += 1
+        return c
+
+
+def _default_train() -> TrainFn:
+    from aakit.engine.train import train  # imported late: keeps torch out of `aakit grid --help`
+
+    return train
+
+
+def _metric_value(summary: dict[str, Any], metric: str) -> float | None:
+    metrics = summary.get("metrics") or {}
+    for key in (metric, "val"):
+        m = metrics.get(key)
+        if isinstance(m, dict) and isinstance(m.get("miou"), (int, float)):
+            return float(m["miou"])
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _grid_worker(
+    grid_path: str,
+    overrides: list[str],
+    results: str,
+    storage_url: str | None,
+    session: str,
+    train: TrainFn | None,
+    heartbeat: float,
+    grace: float,
+    progress: bool,
+    worker_index: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """One worker's loop: claim a free unit, train it, repeat until nothing is left to take."""
+    res = Path(results)
+    grid = load_grid(grid_path, overrides)
+    default = default_storage_path(res, grid.name)
+    storage = studies.open_storage(storage_url, default)
+    study = studies.get_or_create_study(storage, f"grid-{grid.name}", direction="maximize")
+    study_id = storage.get_study_id_from_name(study.study_name)
+    where = studies.describe_storage(storage_url, default)
+    worker = studies.Worker.current(session)
+    train_fn = train or _default_train()
+    say = log or (lambda msg: print(f"[{grid.name} w{worker_index}] {msg}", flush=True))
+    units = grid.units()
+    ids_of: dict[str, list[str]] = {}
+    for p in grid.points:
+        ids_of.setdefault(p.hash, []).append(p.id)
+    attempted: set[str] = set()
+    ran: list[str] = []
+    failed: list[tuple[str, str]] = []
+
+    def refresh_state() -> None:
+        try:
+            trials = storage.get_all_trials(study_id, deepcopy=False)
+            write_state(grid, res, point_states(grid, res, trials, grace), where, study.study_name)
+        except Exception as e:  # the state file is a view; never let it stop the work
+            say(f"could not write grid.json: {_one_line(e)}")
+
+    refresh_state()
+    while True:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        studies.fail_dead_trials(storage, trials, grace)
+        by_point = _trials_by_point(storage.get_all_trials(study_id, deepcopy=False))
+        claimed: tuple[GridPoint, int, int] | None = None
+        for unit in units:
+            h = unit.hash
+            if h in attempted:
+                continue
+            if find_finished_run(res, h) is not None:
+                attempted.add(h)
+                continue
+            ts = by_point.get(h, [])
+            if any(t.state == TrialState.COMPLETE for t in ts):
+                attempted.add(h)
+                continue
+            if any(studies.is_live(t, grace) for t in ts):
+                continue  # another worker has it
+            if any(t.state == TrialState.FAIL and t.user_attrs.get("outcome") == "error"
+                   and t.user_attrs.get("session") == session for t in ts):
+                attempted.add(h)  # failed in this invocation: the next one retries it
+                continue
+            claimed_now = _claim(storage, study_id, unit, worker, grace)
+            if claimed_now is None:
+                continue  # lost the race
+            claimed = (unit, *claimed_now)
+            break
+        if claimed is None:
+            break
+        unit, trial_id, number = claimed
+        h = unit.hash
+        attempted.add(h)
+        name = unit.run_name
+        expected = run_dir_name(name, h)
+        resume = find_resumable_run(res, h, expected)
+        storage.set_trial_user_attr(trial_id, "run", resume.name if resume else expected)
+        refresh_state()
+        say(f"{unit.row} seed {unit.seed} ({h}){' resuming' if resume else ''} [trial {number}]")
+
+        def on_epoch(epoch: int, record: dict[str, Any], _tid: int = trial_id) -> None:
+            miou = record.get("miou")
+            if isinstance(miou, (int, float)):
+                try:
+                    storage.set_trial_intermediate_value(_tid, int(epoch), float(miou))
+                except Exception:
+                    pass
+
+        try:
+            with studies.Heartbeat(storage, trial_id, heartbeat):
+                run_dir = train_fn(unit.config, results=res, name=name, overrides=list(unit.overrides),
+                                   resume=resume, epoch_callback=on_epoch, progress=progress)
+        except (KeyboardInterrupt, SystemExit):
+            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "interrupted"})
+            refresh_state()
+            raise
+        except Exception as e:  # noqa: BLE001 - one failed point must not stop the grid
+            msg = _one_line(e)
+            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
+            failed.append((unit.id, msg))
+            say(f"FAILED {unit.row} seed {unit.seed}: {msg}")
+            refresh_state()
+            continue
+        summary = read_json(Path(run_dir) / "summary.json")
+        if not isinstance(summary, dict) or summary.get("status") != "finished":
+            msg = f"{Path(run_dir).name} ended without a finished summary.json"
+            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
+            failed.append((unit.id, msg))
+            refresh_state()
+            continue
+        value = _metric_value(summary, unit.metric)
+        studies.finish_trial(storage, trial_id, TrialState.COMPLETE, 0.0 if value is None else value,
+                             attrs={"outcome": "done", "run": Path(run_dir).name})
+        ran.append(Path(run_dir).name)
+        refresh_state()
+    refresh_state()
+    return {"ran": ran, "failed": failed}
+
+
+def _claim(
+    storage: optuna.storages.BaseStorage, study_id: int, unit: GridPoint, worker: studies.Worker, grace: float
+) -> tuple[int, int] | None:
+    """Create a RUNNING trial for ``unit``; keep it only if no earlier live claim exists."""
+    template = FrozenTrial(
+        number=0, state=TrialState.RUNNING, value=None, datetime_start=studies.utc_now(),
+        datetime_complete=None, params={}, distributions={},
+        user_attrs={**worker.attrs(), "point": unit.hash, "table": unit.table, "row": unit.row,
+                    "seed": unit.seed, "id": unit.id},
+        system_attrs={}, intermediate_values={}, trial_id=0,
+    )
+    trial_id = storage.create_new_trial(study_id, template_trial=template)
+    mine = storage.get_trial(trial_id)
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        if t.user_attrs.get("point") != unit.hash or t._trial_id == trial_id:
+            continue
+        if t.state == TrialState.COMPLETE or (t.number < mine.number and studies.is_live(t, grace)):
+            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "duplicate"})
+            return None
+    return trial_id, mine.number
+
+
+def run_grid(
+    grid_path: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    results: Path = Path("results"),
+    storage: str | None = None,
+    workers: int = 1,
+    gpus: str | Sequence[str | int] | None = None,
+    train: TrainFn | None = None,
+    heartbeat: float = 30.0,
+    grace: float = 600.0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> GridResult:
+    """Run every missing or failed point of a grid (``aakit grid GRID.yaml``).
+
+    Args:
+        grid_path: the grid YAML.
+        overrides: ``--set`` items applied to every point (they change the hashes).
+        results: the results directory (runs, grids, studies).
+        storage: None for ``results/studies/grid-<name>.log``, or a storage URL to share with
+            other machines.
+        workers: worker processes on this machine (each pinned by ``gpus`` or to the CPU).
+        gpus: GPU indices, e.g. ``"0,1"``.
+        train: the training function (the engine's by default; tests inject a fake).
+        heartbeat: seconds between heartbeats of a running point.
+        grace: seconds without a heartbeat after which another host's point counts as dead.
+        progress: show the engine's progress bar (only with one worker).
+        log: where progress lines go (print by default).
+
+    Returns:
+        What ran, what failed, and the final state of every point.
+
+    Raises:
+        GridError: a bad grid file; StorageError: a storage that cannot be opened.
+    """
+    if workers < 1:
+        raise GridError(f"--workers {workers}: must be >= 1")
+    grid = load_grid(grid_path, overrides)  # check everything before starting any process
+    gpu_list = parse_gpus(gpus)
+    results = Path(results)
+    default = default_storage_path(results, grid.name)
+    studies.get_or_create_study(studies.open_storage(storage, default), f"grid-{grid.name}",
+                                direction="maximize")
+    session = studies.new_session()
+    args = (str(grid_path), list(overrides), str(results), storage, session, train, heartbeat, grace)
+    out = GridResult(grid.name)
+    if workers == 1:
+        if gpu_list:
+            import os
+
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_list[0]
+        parts = [_grid_worker(*args, progress, log=log)]
+    else:
+        parts = run_workers(_grid_worker, (*args, False), workers, gpu_list)
+    for part in parts:
+        out.ran += part["ran"]
+        out.failed += [tuple(f) for f in part["failed"]]
+    out.points = grid_status(grid_path, overrides=overrides, results=results, storage=storage, grace=grace)
+    return out
+
+
+def format_points(points: list[dict[str, Any]]) -> str:
+    """One line per point: state, id, hash, run directory."""
+    width = max((len(p["id"]) for p in points), default=0)
+    return "\n".join(f"{p['state']:<8} {p['id']:<{width}} {p['hash']} {p['run'] or '-'}" for p in points)
+
+
+def cli_run(
+    grid_file: Path,
+    *,
+    overrides: list[str],
+    workers: int,
+    gpus: str | None,
+    storage: str | None,
+    results: Path,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> GridResult | None:
+    """What ``aakit grid`` does (the CLI's thin wrapper calls this); the result, None for --dry-run."""
+    if dry_run:
+        points = grid_status(grid_file, overrides=overrides, results=results, storage=storage, write=False)
+        echo(format_points(points))
+        return None
+    out = run_grid(grid_file, overrides=overrides, results=results, storage=storage, workers=workers,
+                   gpus=gpus, progress=workers == 1, log=echo if workers == 1 else None)
+    c = out.counts()
+    echo(f"grid {out.name}: ran {len(out.ran)} run(s) now; points done {c['done']}, running elsewhere "
+         f"{c['running']}, missing {c['missing']}, failed {c['failed']} "
+         f"(state: {state_path(results, out.name)})")
+    for pid, msg in out.failed:
+        echo(f"  failed {pid}: {msg}")
+    return out

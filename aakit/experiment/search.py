@@ -1,0 +1,543 @@
+"""Hyperparameter searches with Optuna (``aakit search SEARCH.yaml --trials N``).
+
+A search file names a base config and the space of the method's hyperparameters::
+
+    name: synthetic
+    base: ../synthetic/full.yaml          # relative to this file
+    metric: val                           # maximise summary metrics[val].miou
+    set: {train.epochs: 6}                # optional fixed overrides
+    params:
+      loss.lambda_aa: {type: float, low: 0.01, high: 1.0, log: true}    # lambda1
+      loss.lambda_lr: {type: float, low: 0.01, high: 1.0, log: true}    # lambda2
+      loss.margin_aa: {type: float, low: 0.5, high: 6.0}                # m
+      loss.gamma: {type: float, low: 0.0, high: 5.0}
+      loss.dilations: {type: categorical, choices: [[4, 8, 12, 24], [4, 8, 12]]}
+    sampler: {type: tpe, seed: 0, n_startup_trials: 5}                  # or random
+    pruner: {type: median, n_startup_trials: 3, n_warmup_steps: 2}      # threshold, none
+
+Each trial is a normal run directory, ``results/runs/search-<name>-t<trial number>-<hash>/``,
+and the trial records it (user attribute ``run``). Every epoch's val mIoU is reported to the
+trial, and the pruner may stop a run after any epoch (the run is then marked interrupted and
+the trial PRUNED).
+
+``--trials N`` is the size of the study: workers stop once N trials are COMPLETE or PRUNED or
+running. Several processes (``--workers``, or several ``aakit search`` commands, or several
+machines with ``--storage postgresql://...``) share one study. On the default journal file a
+lock beside the file makes "count the trials, then ask for one" atomic, so the study ends with
+exactly N trials. On a database storage there is no such lock: two machines can ask at the same
+moment, and the later trial (by number) then sees it is surplus and ends FAIL with
+``outcome = "surplus"`` before training — never counted, never trained. A trial whose worker
+was killed stays RUNNING until it is found dead (see :mod:`aakit.experiment.studies`); it is
+then marked FAIL (``outcome = "stale"``) and a new trial takes its place, so none is lost.
+
+The default storage is ``results/studies/search-<name>.log`` (optuna-dashboard opens it:
+``optuna-dashboard results/studies/search-<name>.log``). With ``--set``, the study is
+``search-<name>-<digest of the overrides>``: a changed objective is a different study.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+from aakit.errors import AakitError
+from aakit.experiment import studies
+from aakit.experiment.grid import TrainFn, _default_train, _metric_value, _one_line, format_value
+from aakit.experiment.workers import parse_gpus, run_workers
+from aakit.runs import read_json, run_dir_name, safe_name
+
+SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description"}
+PARAM_TYPES = {"float", "int", "categorical"}
+
+
+class SearchError(AakitError):
+    """A search file or search invocation that cannot be used."""
+
+
+# ----------------------------------------------------------------------------- the space
+@dataclass
+class Param:
+    """One searched config key."""
+
+    key: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] = field(default_factory=list)
+
+    def labels(self) -> list[Any]:
+        """Categorical choices as Optuna can store them (lists become ``"4-8-12"``)."""
+        return [format_value(c) if isinstance(c, (list, tuple)) else c for c in self.choices]
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Draw this parameter for a trial; returns the config value."""
+        if self.type == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)  # type: ignore[arg-type]
+        if self.type == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log,  # type: ignore[arg-type]
+                                     step=int(self.step or 1))
+        label = trial.suggest_categorical(self.key, self.labels())
+        return self.choices[self.labels().index(label)]
+
+    def first(self) -> Any:
+        """A value inside the space (used to check the key against the config schema)."""
+        if self.type == "categorical":
+            return self.choices[0]
+        return int(self.low) if self.type == "int" else float(self.low)  # type: ignore[arg-type]
+
+
+@dataclass
+class Search:
+    """A loaded search file."""
+
+    name: str
+    file: Path
+    base: dict[str, Any]
+    metric: str
+    fixed: dict[str, Any]
+    params: list[Param]
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    overrides: list[str]
+
+    @property
+    def study_name(self) -> str:
+        if not self.overrides:
+            return f"search-{self.name}"
+        digest = hashlib.sha256(json.dumps(self.overrides).encode()).hexdigest()[:6]
+        return f"search-{self.name}-{digest}"
+
+    def config(self, values: dict[str, Any], run_name: str) -> Config:
+        """The config of a trial with the sampled ``values``."""
+        data = apply_overrides(self.base, {**self.fixed, **values})
+        data = apply_overrides(data, self.overrides)
+        data["name"] = run_name
+        return from_dict(data, f"{self.file} (trial values {values})")
+
+
+def _parse_param(key: str, spec: Any, where: str) -> Param:
+    if not isinstance(spec, dict):
+        raise SearchError(f"{where}: params.{key} should be a mapping like {{type: float, low: 0, high: 1}}")
+    kind = spec.get("type")
+    if kind not in PARAM_TYPES:
+        raise SearchError(f"{where}: params.{key}.type should be one of float, int, categorical; got {kind!r}")
+    allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "log", "step"}
+    bad = sorted(set(spec) - allowed)
+    if bad:
+        raise SearchError(f"{where}: params.{key}: unknown key {bad[0]!r} (known: {', '.join(sorted(allowed))})")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise SearchError(f"{where}: params.{key}.choices should be a non-empty list")
+        p = Param(key, kind, choices=choices)
+        if len(set(map(str, p.labels()))) != len(choices):
+            raise SearchError(f"{where}: params.{key}.choices repeats a choice")
+        return p
+    low, high = spec.get("low"), spec.get("high")
+    for n, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SearchError(f"{where}: params.{key}.{n} should be a number, got {v!r}")
+    if low >= high:  # type: ignore[operator]
+        raise SearchError(f"{where}: params.{key}: low {low} should be < high {high}")
+    log = bool(spec.get("log", False))
+    if log and low <= 0:  # type: ignore[operator]
+        raise SearchError(f"{where}: params.{key}: a log scale needs low > 0")
+    return Param(key, kind, float(low), float(high), log, spec.get("step"))  # type: ignore[arg-type]
+
+
+def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
+    """Read and check a search file (every key against the config schema).
+
+    Raises:
+        SearchError: one line naming the file and the key at fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SearchError(f"{path}: search file not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise SearchError(f"{path}:{where} YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(spec, dict):
+        raise SearchError(f"{path}: top level must be a mapping (base:, params:)")
+    bad = sorted(set(spec) - SEARCH_KEYS)
+    if bad:
+        raise SearchError(f"{path}: unknown key {bad[0]!r} (known: {', '.join(sorted(SEARCH_KEYS))})")
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or safe_name(name) != name:
+        raise SearchError(f"{path}: name {name!r} should use only letters, digits and . _ + -")
+    if not isinstance(spec.get("base"), str):
+        raise SearchError(f"{path}: base: should name the base config file (relative to the search file)")
+    try:
+        base = read_yaml(path.parent / spec["base"])
+    except ConfigError as e:
+        raise SearchError(f"{path}: base: {e}") from None
+    fixed = spec.get("set") or {}
+    if not isinstance(fixed, dict):
+        raise SearchError(f"{path}: set: should be a mapping of dotted keys to values")
+    if spec.get("preset") is not None:
+        fixed = {**fixed, "preset": spec["preset"]}
+    raw = spec.get("params")
+    if not isinstance(raw, dict) or not raw:
+        raise SearchError(f"{path}: params: should map at least one dotted config key to its range")
+    params = [_parse_param(k, v, str(path)) for k, v in raw.items()]
+    sampler = spec.get("sampler") or {"type": "tpe"}
+    pruner = spec.get("pruner") or {"type": "median"}
+    for what, d, kinds in (("sampler", sampler, {"tpe", "random"}), ("pruner", pruner, {"median", "threshold", "none"})):
+        if not isinstance(d, dict) or d.get("type") not in kinds:
+            raise SearchError(f"{path}: {what}.type should be one of {', '.join(sorted(kinds))}")
+    metric = spec.get("metric", "val")
+    search = Search(name, path, base, metric, dict(fixed), params, dict(sampler), dict(pruner), list(overrides))
+    try:
+        search.config({p.key: p.first() for p in params}, "check")
+    except ConfigError as e:
+        raise SearchError(str(e)) from None
+    make_sampler(search, 0)
+    make_pruner(search)
+    return search
+
+
+def make_sampler(search: Search, worker_index: int) -> optuna.samplers.BaseSampler:
+    """TPE (constant liar, for parallel workers) or random; the seed is offset per worker."""
+    opts = {k: v for k, v in search.sampler.items() if k != "type"}
+    seed = opts.pop("seed", None)
+    seed = None if seed is None else int(seed) + worker_index
+    try:
+        if search.sampler["type"] == "random":
+            return optuna.samplers.RandomSampler(seed=seed, **opts)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, **opts)
+    except TypeError as e:
+        raise SearchError(f"{search.file}: sampler: {e}") from None
+
+
+def make_pruner(search: Search) -> optuna.pruners.BasePruner:
+    opts = {k: v for k, v in search.pruner.items() if k != "type"}
+    try:
+        kind = search.pruner["type"]
+        if kind == "none":
+            return optuna.pruners.NopPruner()
+        if kind == "threshold":
+            return optuna.pruners.ThresholdPruner(**opts)
+        return optuna.pruners.MedianPruner(**opts)
+    except (TypeError, ValueError) as e:
+        raise SearchError(f"{search.file}: pruner: {e}") from None
+
+
+def default_storage_path(results: Path, name: str) -> Path:
+    return Path(results) / "studies" / f"search-{name}.log"
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class SearchResult:
+    """What one ``run_search`` call did, and the study's best trial."""
+
+    study: str
+    storage: str
+    ran: list[int] = field(default_factory=list)  # trial numbers trained here
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+
+
+def counted(trials: list[FrozenTrial], grace: float) -> list[FrozenTrial]:
+    """Trials that use up the budget: COMPLETE, PRUNED, or RUNNING with a live worker."""
+    now = time.time()
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.RUNNING and studies.is_live(t, grace, now))]
+
+
+def _search_worker(
+    search_path: str,
+    overrides: list[str],
+    trials: int,
+    results: str,
+    storage_url: str | None,
+    session: str,
+    train: TrainFn | None,
+    heartbeat: float,
+    grace: float,
+    progress: bool,
+    max_failures: int = 3,
+    worker_index: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """One worker: ask for trials while the study has fewer than ``trials``; train each."""
+    res = Path(results)
+    search = load_search(search_path, overrides)
+    default = default_storage_path(res, search.name)
+    storage = studies.open_storage(storage_url, default)
+    study = optuna.create_study(storage=storage, study_name=search.study_name, load_if_exists=True,
+                                direction="maximize", sampler=make_sampler(search, worker_index),
+                                pruner=make_pruner(search))
+    worker = studies.Worker.current(session)
+    train_fn = train or _default_train()
+    say = log or (lambda msg: print(f"[{search.study_name} w{worker_index}] {msg}", flush=True))
+    ran: list[int] = []
+    failed: list[tuple[int, str]] = []
+    failures_in_a_row = 0
+    while failures_in_a_row < max_failures:
+        with studies.journal_lock(storage_url, default):
+            studies.fail_dead_trials(storage, study.get_trials(deepcopy=False), grace)
+            if len(counted(study.get_trials(deepcopy=False), grace)) >= trials:
+                break
+            trial = study.ask()
+            for k, v in worker.attrs().items():
+                trial.set_user_attr(k, v)
+        # Safety net for storages without the lock: am I beyond the budget?
+        before = [t for t in counted(study.get_trials(deepcopy=False), grace) if t.number < trial.number]
+        if len(before) >= trials:
+            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "surplus"})
+            break
+        values = {p.key: p.suggest(trial) for p in search.params}
+        name = safe_name(f"{search.study_name}-t{trial.number}")
+        try:
+            cfg = search.config(values, name)
+        except ConfigError as e:  # e.g. a sampled value the schema refuses
+            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": str(e)})
+            failed.append((trial.number, str(e)))
+            failures_in_a_row += 1
+            continue
+        trial.set_user_attr("run", run_dir_name(name, cfg.hash()))
+        shown = ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items())
+        say(f"trial {trial.number}: {shown}")
+
+        def on_epoch(epoch: int, record: dict[str, Any], _trial: optuna.Trial = trial) -> None:
+            miou = record.get("miou")
+            if not isinstance(miou, (int, float)):
+                return
+            _trial.report(float(miou), int(epoch))
+            if _trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val mIoU {100 * miou:.1f})")
+
+        overrides_used = [f"{k}={json.dumps(v)}" for k, v in {**search.fixed, **values}.items()] + search.overrides
+        try:
+            with studies.Heartbeat(storage, trial._trial_id, heartbeat):
+                run_dir = train_fn(cfg, results=res, name=name, overrides=overrides_used, resume=None,
+                                   epoch_callback=on_epoch, progress=progress)
+        except optuna.TrialPruned as e:
+            study.tell(trial, state=TrialState.PRUNED)
+            ran.append(trial.number)
+            failures_in_a_row = 0
+            say(f"trial {trial.number}: {e}")
+            continue
+        except (KeyboardInterrupt, SystemExit):
+            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "interrupted"})
+            raise
+        except Exception as e:  # noqa: BLE001 - a failed trial must not end the search
+            msg = _one_line(e)
+            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
+            failed.append((trial.number, msg))
+            failures_in_a_row += 1
+            say(f"trial {trial.number} FAILED: {msg}")
+            continue
+        summary = read_json(Path(run_dir) / "summary.json")
+        value = _metric_value(summary, search.metric) if isinstance(summary, dict) else None
+        if value is None:
+            msg = f"{Path(run_dir).name}: no finished summary with metric {search.metric!r}"
+            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
+            failed.append((trial.number, msg))
+            failures_in_a_row += 1
+            continue
+        trial.set_user_attr("run", Path(run_dir).name)
+        study.tell(trial, value)
+        ran.append(trial.number)
+        failures_in_a_row = 0
+        say(f"trial {trial.number}: val mIoU {100 * value:.2f}")
+    if failures_in_a_row >= max_failures:
+        say(f"stopping: {max_failures} trials in a row failed (last: {failed[-1][1]})")
+    return {"ran": ran, "failed": failed}
+
+
+def run_search(
+    search_path: str | Path,
+    *,
+    trials: int,
+    overrides: Sequence[str] = (),
+    results: Path = Path("results"),
+    storage: str | None = None,
+    workers: int = 1,
+    gpus: str | Sequence[str | int] | None = None,
+    train: TrainFn | None = None,
+    heartbeat: float = 30.0,
+    grace: float = 600.0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run a search until its study holds ``trials`` trials (``aakit search``).
+
+    Args:
+        search_path: the search YAML.
+        trials: total size of the study (COMPLETE + PRUNED + running), shared by all workers.
+        overrides: ``--set`` items applied to every trial (they name a separate study).
+        results: results root (runs/ and studies/).
+        storage: None for ``results/studies/search-<name>.log``, else a storage URL.
+        workers: worker processes on this machine; gpus: one GPU per worker (``"0,1"``).
+        train: the training function (the engine's by default; tests inject a fake).
+        heartbeat, grace: liveness of running trials (see :mod:`aakit.experiment.studies`).
+        progress: the engine's progress bar (one worker only). log: where lines go.
+
+    Raises:
+        SearchError, StorageError: bad input, with a one-line message.
+    """
+    if trials < 1:
+        raise SearchError(f"--trials {trials}: must be >= 1")
+    if workers < 1:
+        raise SearchError(f"--workers {workers}: must be >= 1")
+    search = load_search(search_path, overrides)
+    gpu_list = parse_gpus(gpus)
+    results = Path(results)
+    default = default_storage_path(results, search.name)
+    st = studies.open_storage(storage, default)
+    studies.get_or_create_study(st, search.study_name, direction="maximize")
+    session = studies.new_session()
+    args = (str(search_path), list(overrides), trials, str(results), storage, session, train, heartbeat, grace)
+    if workers == 1:
+        if gpu_list:
+            import os
+
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_list[0]
+        parts = [_search_worker(*args, progress, log=log)]
+    else:
+        parts = run_workers(_search_worker, (*args, False), workers, gpu_list)
+    out = SearchResult(search.study_name, studies.describe_storage(storage, default))
+    for part in parts:
+        out.ran += part["ran"]
+        out.failed += [tuple(f) for f in part["failed"]]
+    study = optuna.load_study(study_name=search.study_name, storage=st)
+    out.best = _best(study)
+    return out
+
+
+# ----------------------------------------------------------------------------- showing
+def _best(study: optuna.Study) -> dict[str, Any] | None:
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not done:
+        return None
+    t = max(done, key=lambda t: t.value or 0.0)
+    return {"number": t.number, "value": t.value, "params": dict(t.params), "run": t.user_attrs.get("run")}
+
+
+def trials_frame(study: optuna.Study) -> Any:
+    """All trials of a study as a pandas DataFrame, best first."""
+    import pandas as pd
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_complete and t.datetime_start else None
+        rows.append({
+            "number": t.number, "state": t.state.name, "value": t.value,
+            **{k: v for k, v in t.params.items()},
+            "epochs": len(t.intermediate_values), "run": t.user_attrs.get("run"),
+            "outcome": t.user_attrs.get("outcome", ""), "seconds": dur,
+        })
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    order = {"COMPLETE": 0, "RUNNING": 1, "PRUNED": 2, "FAIL": 3, "WAITING": 4}
+    df["_o"] = df["state"].map(order)
+    df = df.sort_values(["_o", "value", "number"], ascending=[True, False, True], na_position="last")
+    return df.drop(columns="_o").reset_index(drop=True)
+
+
+def trials_frame_empty() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(columns=["number", "state", "value", "epochs", "run", "outcome", "seconds"])
+
+
+def show_search(
+    search_path: str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    results: Path = Path("results"),
+    storage: str | None = None,
+    top: int = 10,
+) -> list[tuple[str, Any]]:
+    """``aakit search --show``: (study name, trials DataFrame, best first, at most ``top``) pairs.
+
+    Without a search file, every ``search-*`` study in ``results/studies/*.log`` (or in
+    ``storage``) is shown.
+    """
+    results = Path(results)
+    targets: list[tuple[str, str | None, Path]] = []  # (study, storage url, default journal)
+    if search_path is not None:
+        search = load_search(search_path, overrides)
+        targets.append((search.study_name, storage, default_storage_path(results, search.name)))
+    elif storage is not None:
+        st = studies.open_storage(storage, results / "studies" / "none.log")
+        targets += [(s.study_name, storage, Path()) for s in optuna.get_all_study_summaries(st)
+                    if s.study_name.startswith("search-")]
+    else:
+        for log_file in sorted((results / "studies").glob("search-*.log")):
+            st = studies.open_storage(None, log_file)
+            targets += [(s.study_name, None, log_file) for s in optuna.get_all_study_summaries(st)]
+    out = []
+    for name, url, default in targets:
+        if url is None and not default.exists():
+            out.append((name, trials_frame_empty()))  # never ran here: create no file
+            continue
+        st = studies.open_storage(url, default)
+        try:
+            study = optuna.load_study(study_name=name, storage=st)
+        except KeyError:
+            raise SearchError(f"no study {name} in {studies.describe_storage(url, default)} (run the search first)") from None
+        out.append((name, trials_frame(study).head(top)))
+    return out
+
+
+def format_trials(name: str, df: Any) -> str:
+    """Plain-text table of a study's trials (values as mIoU %)."""
+    if df is None or df.empty:
+        return f"{name}: no trials yet"
+    shown = df.copy()
+    shown["value"] = shown["value"].map(lambda v: "" if v is None or v != v else f"{100 * v:.2f}")
+    for c in shown.columns:
+        if shown[c].dtype == float and c not in ("seconds",):
+            shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.4g}")
+    if "seconds" in shown:
+        shown["seconds"] = shown["seconds"].map(lambda v: "" if v is None or v != v else f"{v:.0f}")
+    return f"{name} (value = val mIoU %)\n" + shown.to_string(index=False)
+
+
+def cli_run(
+    search_file: Path | None,
+    *,
+    trials: int,
+    storage: str | None,
+    workers: int,
+    gpus: str | None,
+    show: bool,
+    overrides: list[str],
+    results: Path,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """What ``aakit search`` does (the CLI's thin wrapper calls this)."""
+    if show:
+        found = show_search(search_file, overrides=overrides, results=results, storage=storage)
+        if not found:
+            echo(f"no search studies under {Path(results) / 'studies'}")
+        for name, df in found:
+            echo(format_trials(name, df))
+        return
+    if search_file is None:
+        raise SearchError("aakit search: give a SEARCH.yaml (experiments/searches/...) or --show")
+    out = run_search(search_file, trials=trials, overrides=overrides, results=results, storage=storage,
+                     workers=workers, gpus=gpus, progress=workers == 1, log=echo if workers == 1 else None)
+    echo(f"{out.study} on {out.storage}: ran trials {out.ran or 'none'}"
+         + (f"; failed {[n for n, _ in out.failed]}" if out.failed else ""))
+    if out.best:
+        params = ", ".join(f"{k}={v}" for k, v in out.best["params"].items())
+        echo(f"best: trial {out.best['number']} val mIoU {100 * out.best['value']:.2f} ({params}) run {out.best['run']}")

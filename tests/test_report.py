@@ -1,0 +1,250 @@
+"""The report: Tables 1-6 from runs made by the test, in every format, missing runs shown as missing."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from experiment_fakes import fake_train, write_run  # noqa: E402
+
+from aakit.experiment import grid as G  # noqa: E402
+from aakit.experiment import report as R  # noqa: E402
+from aakit.experiment.published import VOC_CLASSES  # noqa: E402
+
+FULL = "{loss.affinity: aa, loss.label_reassign: true}"
+T1 = f"""\
+name: r-table1
+base: ../base.yaml
+preset: synthetic
+seeds: [0, 1, 2]
+rows:
+  - {{table: 1, row: CLS+CE, set: {{loss.affinity: none, loss.label_reassign: false}}}}
+  - {{table: 1, row: CLS+CE+AA, set: {{loss.affinity: aa, loss.label_reassign: false}}}}
+  - {{table: 1, row: CLS+CE+AA+LR, set: {FULL}}}
+  - {{table: 1, row: CLS+CE+AA+LR+rfpc, set: {FULL}, metric: val_rfpc}}
+  - {{table: 5, row: Ours, set: {FULL}}}
+  - {{table: 6, row: Ours, set: {FULL}}}
+"""
+T2 = """\
+name: r-table2
+base: ../base.yaml
+preset: synthetic
+seeds: [0, 1]
+rows:
+  - {table: 2, row: SA 4-8-12-24, set: {loss.affinity: sa, loss.label_reassign: false}}
+  - {table: 2, row: AA 4-8-12-24-36, set: {loss.affinity: aa, loss.label_reassign: false, loss.dilations: [4, 8, 12, 24, 36]}}
+"""
+T4 = """\
+name: r-table4
+base: ../base.yaml
+preset: synthetic
+seeds: [0, 1]
+table: 4
+row: "gamma={loss.gamma}"
+set: {loss.affinity: aa, loss.label_reassign: true}
+axes: {loss.gamma: [0, 2]}
+"""
+VOC_GRID = T2.replace("preset: synthetic", "preset: voc").replace("name: r-table2", "name: r-voc")
+
+
+def setup(tmp_path: Path, num_classes: int = 21) -> tuple[Path, Path]:
+    """Grid files, and runs for some of their points with chosen numbers."""
+    root = tmp_path / "exp"
+    grids = root / "grids"
+    grids.mkdir(parents=True)
+    (root / "base.yaml").write_text(
+        f"preset: synthetic\nmodel: {{backbone: small, num_classes: {num_classes}}}\n"
+        f"train: {{epochs: 2}}\ndata: {{root: {tmp_path / 'synth'}}}\n")
+    (root / "voc.yaml").write_text("preset: voc\ntrain: {epochs: 2}\n")
+    (grids / "t1.yaml").write_text(T1)
+    (grids / "t2.yaml").write_text(T2)
+    (grids / "t4.yaml").write_text(T4)
+    (grids / "voc.yaml").write_text(VOC_GRID.replace("../base.yaml", "../voc.yaml"))
+    results = tmp_path / "results"
+    pts = {(p.row, p.seed): p for p in G.load_grid(grids / "t1.yaml").points}
+    for seed, val, train in ((0, 0.50, 0.60), (1, 0.52, 0.62), (2, 0.54, 0.64)):
+        p = pts[("CLS+CE", seed)]
+        write_run(results, p.config, p.run_name, val=val, train=train)
+    p = pts[("CLS+CE+AA", 0)]
+    write_run(results, p.config, p.run_name, val=0.55, train=0.66)
+    for seed, val in ((0, 0.56), (1, 0.58)):
+        p = pts[("CLS+CE+AA+LR", seed)]
+        write_run(results, p.config, p.run_name, val=val, train=val + 0.1)
+    # an unfinished run of a point: must not count
+    p = pts[("CLS+CE+AA", 1)]
+    write_run(results, p.config, p.run_name, val=0.99, status="interrupted")
+    return results, grids
+
+
+def cell(t: R.ReportTable, row: str, column: str) -> dict:
+    hit = t.long[(t.long["row"] == row) & (t.long["column"] == column)]
+    assert len(hit) == 1, (row, column)
+    return hit.iloc[0].to_dict()
+
+
+def block_row(t: R.ReportTable, label: str, block: int = 0) -> list[str]:
+    rows = [r for r in t.blocks[block].rows if r[0] == label]
+    assert len(rows) == 1, (label, [r[0] for r in t.blocks[block].rows])
+    return rows[0]
+
+
+def test_table1_mean_std_over_seeds_beside_the_paper(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    t = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
+    c = cell(t, "CLS+CE", "val")
+    assert c["ours_mean"] == pytest.approx(52.0) and c["ours_std"] == pytest.approx(2.0)
+    assert (c["n_runs"], c["n_expected"], c["paper"]) == (3, 3, 60.0)
+    assert c["diff"] == pytest.approx(-8.0) and c["protocol"] == "ss"
+    assert cell(t, "CLS+CE", "train")["ours_mean"] == pytest.approx(62.0)
+    # one finished run: no std; the interrupted run of seed 1 is not counted
+    c = cell(t, "CLS+CE+AA", "val")
+    assert (c["ours_mean"], c["n_runs"]) == (pytest.approx(55.0), 1) and pd.isna(c["ours_std"])
+    # the rfpc row reads val_rfpc / train_rfpc of the same runs (fake: +2 points)
+    c = cell(t, "CLS+CE+AA+LR+rfpc", "val")
+    assert c["ours_mean"] == pytest.approx(59.0) and c["ours_std"] == pytest.approx(2 ** 0.5)
+    assert c["protocol"] == "ss+rfpc" and c["paper_protocol"] == "rfpc" and c["paper"] == 65.8
+    assert cell(t, "CLS+CE+AA+LR+rfpc", "train")["ours_mean"] == pytest.approx(69.0)
+    # displayed strings
+    assert block_row(t, "CLS+CE") == ["CLS+CE", "62.0 ± 2.0", "63.7", "-1.7", "52.0 ± 2.0", "60.0", "-8.0", "ss", "3/3"]
+    assert block_row(t, "CLS+CE+AA")[4:7] == ["55.0", "63.2", "-8.2"]
+    assert block_row(t, "CLS+CE+AA")[-1] == "1/3"
+    assert block_row(t, "CLS+CE+AA+LR+rfpc")[-2] == "ss+rfpc (paper: rfpc)"
+
+
+def test_missing_runs_are_shown_as_missing_never_filled_in(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    t = R.build_table(2, results=results, preset="synthetic", grids_dir=grids)
+    row = block_row(t, "SA 4-8-12-24")
+    assert row == ["SA 4-8-12-24", "missing", "66.0", "", "missing", "62.3", "", "", "0/2"]
+    # our extra row without a published number, and a published row without any grid point
+    assert block_row(t, "AA 4-8-12-24-36")[1:7] == ["missing", "—", "", "missing", "—", ""]
+    assert block_row(t, "SA 12-24-36")[-1] == "no grid point"
+    assert t.long["ours_mean"].isna().all() and (t.long["n_runs"] == 0).all()
+    # Table 3 has no grid here at all: the paper's rows, every cell of ours missing
+    t3 = R.build_table(3, results=results, preset="synthetic", grids_dir=grids)
+    assert [r[0] for r in t3.blocks[0].rows] == ["max", "min", "mean"]
+    assert all(r[1] == "missing" and r[4] == "missing" for r in t3.blocks[0].rows)
+
+
+def test_table5_per_class_and_table6_comparison(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    t5 = R.build_table(5, results=results, preset="synthetic", grids_dir=grids)
+    # the full method's runs (seeds 0, 1): per-class IoU = miou + (c - 10) * 0.001
+    for c_idx, name in ((0, "bkg"), (20, "tv")):
+        c = cell(t5, "Ours", name)
+        assert c["ours_mean"] == pytest.approx(100 * (0.57 + (c_idx - 10) * 0.001))
+        assert c["n_runs"] == 2
+    assert cell(t5, "Ours", "mIoU")["diff"] == pytest.approx(57.0 - 63.9)
+    assert cell(t5, "RRM", "bkg")["paper"] == 87.9 and cell(t5, "RRM", "bkg")["n_runs"] == 0
+    assert t5.blocks[0].header == ["Method", *VOC_CLASSES, "mIoU"]
+    assert block_row(t5, "Ours (aakit)")[1] == "56.0" and block_row(t5, "Ours (aakit)")[-1] == "57.0"
+    assert block_row(t5, "Δ vs Ours (paper)")[-1] == "-6.9"
+    assert block_row(t5, "SSSS (paper)")[1] == "88.7"
+
+    t6 = R.build_table(6, results=results, preset="synthetic", grids_dir=grids)
+    labels = [r[0] for r in t6.blocks[0].rows]
+    assert labels[0] == "SEC [19]" and "NSROM [50]" in labels and "Ours (aakit, synthetic)" in labels
+    ours = block_row(t6, "Ours (aakit, synthetic)")
+    assert ours[4:6] == ["57.0 ± 1.4", "missing"] and ours[2] == "small" and ours[3] == "I"
+    assert block_row(t6, "Δ vs Ours (paper)")[4:6] == ["-6.9", ""]
+    assert cell(t6, "Ours", "test")["n_runs"] == 0 and cell(t6, "Ours", "test")["paper"] == 64.8
+
+
+def test_table5_with_other_classes_compares_miou_only(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path, num_classes=11)
+    (tmp_path / "synth").mkdir()
+    names = ["background"] + [f"shape{i}" for i in range(1, 11)]
+    (tmp_path / "synth" / "meta.json").write_text(json.dumps({"class_names": names}))
+    t5 = R.build_table(5, results=results, preset="synthetic", grids_dir=grids)
+    assert len(t5.blocks) == 2
+    assert block_row(t5, "Ours (aakit)")[1] == "n/a" and block_row(t5, "Ours (aakit)")[-1] == "57.0 ± 1.4"
+    assert t5.blocks[1].header == ["Method", "bkg", *names[1:], "mIoU"]
+    assert any("11 classes" in n for n in t5.notes)
+
+
+def test_grid_json_hashes_are_used_where_a_grid_has_run(tmp_path: Path) -> None:
+    """Runs made with --set have other hashes than the grid file: grid.json records them."""
+    results, grids = setup(tmp_path)
+    G.run_grid(grids / "t4.yaml", results=results, overrides=["loss.lambda_aa=0.3"], train=fake_train,
+               progress=False, log=lambda m: None)
+    t4 = R.build_table(4, results=results, preset="synthetic", grids_dir=grids)
+    assert block_row(t4, "gamma=0")[-1] == "2/2" and block_row(t4, "gamma=2")[-1] == "2/2"
+    assert block_row(t4, "gamma=5")[-1] == "no grid point"
+    runs = G.load_grid(grids / "t4.yaml", ["loss.lambda_aa=0.3"]).points
+    vals = [json.loads((results / "runs" / f"{p.run_name}-{p.hash}" / "summary.json").read_text())
+            ["metrics"]["val"]["miou"] for p in runs if p.row == "gamma=0"]
+    assert cell(t4, "gamma=0", "val")["ours_mean"] == pytest.approx(100 * sum(vals) / 2)
+    # a grid that ran for Table 1 replaces the grid files' expansion of Table 1
+    (grids / "custom.yaml").write_text(
+        "name: r-custom\nbase: ../base.yaml\nseeds: [5]\nrows:\n"
+        "  - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}\n")
+    G.run_grid(grids / "custom.yaml", results=results, train=fake_train, progress=False, log=lambda m: None)
+    t1 = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
+    assert block_row(t1, "CLS+CE")[-1] == "1/1" and block_row(t1, "CLS+CE+AA")[-1] == "no grid point"
+    # the VOC preset sees none of the synthetic runs
+    v = R.build_table(4, results=results, preset="voc", grids_dir=grids)
+    assert v.long["n_runs"].sum() == 0
+
+
+def test_all_tables_in_all_four_formats(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    tables = R.build_report(results=results, preset="synthetic", grids_dir=grids)
+    assert [t.number for t in tables] == [1, 2, 3, 4, 5, 6]
+
+    md = R.render(tables, "md")
+    assert "| CLS+CE | 62.0 ± 2.0 | 63.7 | -1.7 | 52.0 ± 2.0 | 60.0 | -8.0 | ss | 3/3 |" in md
+    assert "| SA 4-8-12-24 | missing | 66.0 |  | missing | 62.3 |  |  | 0/2 |" in md
+    for n in range(1, 7):
+        assert f"**Table {n}.**" in md
+    header_line = next(line for line in md.splitlines() if line.startswith("| Row |"))
+    assert header_line.count("|") == 10
+
+    tex = R.render(tables, "latex")
+    assert tex.count(r"\begin{tabular}") == 6 and tex.count(r"\bottomrule") == 6
+    assert r"CLS+CE & 62.0 $\pm$ 2.0 & 63.7 & -1.7 & 52.0 $\pm$ 2.0 & 60.0 & -8.0 & ss & 3/3 \\" in tex
+    assert r"train: $\Delta$" in tex and "missing" in tex and r"\%" in tex
+
+    csv = pd.read_csv(io.StringIO(R.render(tables, "csv")))
+    assert list(csv.columns) == R.LONG_COLUMNS and set(csv["table"]) == {1, 2, 3, 4, 5, 6}
+    row = csv[(csv["table"] == 1) & (csv["row"] == "CLS+CE") & (csv["column"] == "val")].iloc[0]
+    assert (row["ours_mean"], row["ours_std"], row["n_runs"], row["paper"], row["diff"]) == (52.0, 2.0, 3, 60.0, -8.0)
+    miss = csv[(csv["table"] == 2) & (csv["row"] == "SA 4-8-12-24") & (csv["column"] == "val")].iloc[0]
+    assert pd.isna(miss["ours_mean"]) and miss["n_runs"] == 0 and miss["paper"] == 62.3
+
+    text = R.render(tables, "rich")
+    assert "Table 1. Ablation" in text and "52.0 ± 2.0" in text and "missing" in text
+    assert "NSROM [50]" in text
+
+
+def test_cli_run_writes_files_and_figures(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    G.run_grid(grids / "t4.yaml", results=results, train=fake_train, progress=False, log=lambda m: None)
+    out = tmp_path / "report"
+    said: list[str] = []
+    R.cli_run(table=None, fmt="md", out=out, preset="synthetic", figures=True, results=results,
+              echo=said.append, grids_dir=grids)
+    assert sorted(p.name for p in out.glob("*.md")) == [f"table{n}.md" for n in range(1, 7)] + ["tables.md"]
+    pngs = sorted(p.relative_to(out / "figures").as_posix() for p in (out / "figures").rglob("*.png"))
+    assert "figure3_pseudo_miou.png" in pngs and "table4_gamma.png" in pngs
+    assert sum(p.startswith("curves/") for p in pngs) == len(list((results / "runs").iterdir()))
+    assert all((out / "figures" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert any(s.startswith("wrote ") for s in said)
+    R.cli_run(table=2, fmt="csv", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=grids)
+    assert said[-1].startswith("table,row,column") and "\n1," not in said[-1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"fmt": "html"}, "--format"), ({"table": 7}, "--table 7"), ({"preset": "coco"}, "--preset")],
+)
+def test_bad_report_requests(tmp_path: Path, kwargs: dict, match: str) -> None:
+    args = {"table": None, "fmt": "md", "out": None, "preset": "synthetic", "figures": False,
+            "results": tmp_path, **kwargs}
+    with pytest.raises(R.ReportError, match=match):
+        R.cli_run(echo=lambda s: None, grids_dir=tmp_path, **args)

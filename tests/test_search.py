@@ -1,0 +1,290 @@
+"""Searches: the space, pruning, the trial budget shared by processes, dead workers, PostgreSQL."""
+from __future__ import annotations
+
+import glob
+import json
+import multiprocessing as mp
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).parent))
+from experiment_fakes import calls, fake_train  # noqa: E402
+
+from aakit.errors import AakitError  # noqa: E402
+from aakit.experiment import grid as G  # noqa: E402
+from aakit.experiment import search as S  # noqa: E402
+from aakit.experiment import studies  # noqa: E402
+
+BASE = "preset: synthetic\nmodel: {backbone: small, num_classes: 11}\ntrain: {epochs: 3}\n"
+SEARCH = """\
+name: s
+base: base.yaml
+params:
+  loss.lambda_aa: {type: float, low: 0.01, high: 1.0, log: true}
+  loss.lambda_lr: {type: float, low: 0.01, high: 1.0, log: true}
+  loss.margin_aa: {type: float, low: 0.5, high: 6.0}
+  loss.gamma: {type: float, low: 0.0, high: 5.0}
+  loss.dilations: {type: categorical, choices: [[4, 8, 12, 24, 36], [4, 8, 12, 24], [4, 8, 12], [12, 24, 36]]}
+sampler: {type: random, seed: 0}
+pruner: {type: none}
+"""
+QUIET = {"progress": False, "log": lambda m: None}
+
+
+def write_search(tmp_path: Path, text: str = SEARCH) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE)
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def study_trials(results: Path, name: str = "s", storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
+    st = studies.open_storage(storage, S.default_storage_path(results, name))
+    return optuna.load_study(study_name=f"search-{name}", storage=st).get_trials()
+
+
+def check_trials_match_runs(results: Path, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Each finished trial has its own run directory, named after its number, holding its value."""
+    runs = [t.user_attrs["run"] for t in trials]
+    assert len(set(runs)) == len(runs)
+    for t in trials:
+        assert t.user_attrs["run"].startswith(f"search-s-t{t.number}-")
+        run = results / "runs" / t.user_attrs["run"]
+        cfg = (run / "config.yaml").read_text()
+        assert f"gamma: {t.params['loss.gamma']}" in cfg
+        if t.state == TrialState.COMPLETE:
+            summary = json.loads((run / "summary.json").read_text())
+            assert t.value == pytest.approx(summary["metrics"]["val"]["miou"])
+
+
+# ----------------------------------------------------------------------------- the space
+def test_search_space_and_configs(tmp_path: Path) -> None:
+    s = S.load_search(write_search(tmp_path))
+    assert s.study_name == "search-s" and [p.key for p in s.params][-1] == "loss.dilations"
+    assert s.params[-1].labels() == ["4-8-12-24-36", "4-8-12-24", "4-8-12", "12-24-36"]
+    cfg = s.config({"loss.gamma": 0.7, "loss.dilations": [12, 24, 36]}, "x")
+    assert cfg.loss.gamma == 0.7 and cfg.loss.dilations == (12, 24, 36) and cfg.name == "x"
+    assert S.load_search(tmp_path / "s.yaml", ["train.epochs=1"]).study_name.startswith("search-s-")
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (("loss.gamma: {type: float, low: 0.0, high: 5.0}", "loss.gama: {type: float, low: 0.0, high: 5.0}"),
+         "unknown key loss.gama"),
+        (("low: 0.0, high: 5.0", "low: 5.0, high: 1.0"), "low 5.0 should be < high 1.0"),
+        (("type: float, low: 0.5", "type: floaty, low: 0.5"), "float, int, categorical"),
+        (("name: s", "name: s\nbogus: 1"), "unknown key 'bogus'"),
+        (("pruner: {type: none}", "pruner: {type: hyperbandit}"), "pruner.type"),
+        (("pruner: {type: none}", "pruner: {type: median, n_warmup: 2}"), "pruner"),
+        (("choices: [[4, 8, 12, 24, 36], [4, 8, 12, 24], [4, 8, 12], [12, 24, 36]]", "choices: []"), "non-empty"),
+        (("base: base.yaml", "base: nope.yaml"), "config file not found"),
+    ],
+)
+def test_bad_search_files(tmp_path: Path, edit: tuple[str, str], match: str) -> None:
+    assert edit[0] in SEARCH
+    path = write_search(tmp_path, SEARCH.replace(*edit))
+    with pytest.raises(AakitError, match=match) as info:
+        S.load_search(path)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    path = write_search(tmp_path)
+    with pytest.raises(S.SearchError, match="--trials"):
+        S.run_search(path, trials=0, results=tmp_path / "r", train=fake_train)
+    with pytest.raises(studies.StorageError, match="cannot connect|driver"):
+        S.run_search(path, trials=1, results=tmp_path / "r", storage="postgresql://x@127.0.0.1:1/db", train=fake_train)
+    with pytest.raises(S.SearchError, match="search file not found"):
+        S.load_search(tmp_path / "missing.yaml")
+
+
+# ----------------------------------------------------------------------------- running
+def test_search_runs_exactly_the_trials_asked_for_and_resumes(tmp_path: Path) -> None:
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    out = S.run_search(path, trials=3, results=results, train=fake_train, **QUIET)
+    assert out.ran == [0, 1, 2] and not out.failed
+    trials = study_trials(results)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    check_trials_match_runs(results, trials)
+    assert all(len(t.intermediate_values) == 3 for t in trials)  # every epoch reported
+    best = max(trials, key=lambda t: t.value)
+    assert out.best is not None and out.best["number"] == best.number
+
+    again = S.run_search(path, trials=3, results=results, train=fake_train, **QUIET)
+    assert again.ran == [] and len(calls(results)) == 3
+    more = S.run_search(path, trials=5, results=results, train=fake_train, **QUIET)
+    assert more.ran == [3, 4] and len(study_trials(results)) == 5
+
+    (name, df), = S.show_search(path, results=results)
+    assert name == "search-s" and list(df["number"])[0] == best.number and len(df) == 5
+    assert list(df["value"]) == sorted(df["value"], reverse=True)
+    text = S.format_trials(name, df)
+    assert f"{100 * best.value:.2f}" in text and "loss.gamma" in text
+    assert S.show_search(None, results=results)[0][0] == "search-s"
+
+
+def test_pruner_stops_runs_on_the_per_epoch_miou(tmp_path: Path) -> None:
+    lower = 0.40
+    path = write_search(tmp_path, SEARCH.replace("pruner: {type: none}", f"pruner: {{type: threshold, lower: {lower}}}"))
+    results = tmp_path / "results"
+    S.run_search(path, trials=8, results=results, train=fake_train, **QUIET)
+    trials = study_trials(results)
+    states = {t.state for t in trials}
+    assert states == {TrialState.COMPLETE, TrialState.PRUNED}  # this seed gives both
+    for t in trials:
+        first = t.intermediate_values[0]
+        assert (t.state == TrialState.PRUNED) == (first < lower)
+        status = json.loads((results / "runs" / t.user_attrs["run"] / "status.json").read_text())
+        assert status["status"] == ("interrupted" if t.state == TrialState.PRUNED else "finished")
+        if t.state == TrialState.PRUNED:
+            assert len(t.intermediate_values) == 1
+    check_trials_match_runs(results, trials)
+
+
+def _search_process(path: str, results: str, trials: int, barrier: Any) -> None:
+    barrier.wait(30)  # both processes start their search at the same moment
+    S.run_search(path, trials=trials, results=Path(results), train=fake_train, progress=False, log=lambda m: None)
+
+
+def test_two_search_processes_share_the_default_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    monkeypatch.setenv("AAKIT_FAKE_SLEEP", "0.03")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_search_process, args=(str(path), str(results), 6, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    trials = study_trials(results)
+    assert [t.number for t in trials] == list(range(6))  # none lost, none extra
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    check_trials_match_runs(results, trials)
+    made = calls(results)
+    assert len(made) == 6 and len({c[1] for c in made}) == 6  # each trial trained once
+    assert len({c[2] for c in made}) == 2  # both processes worked
+
+
+def test_workers_option_and_a_dead_workers_trial_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    # a trial whose worker was killed: RUNNING, on this host, its process gone
+    st = studies.open_storage(None, S.default_storage_path(results, "s"))
+    study = studies.get_or_create_study(st, "search-s", direction="maximize")
+    t = study.ask()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for k, v in {"host": socket.gethostname(), "pid": dead.pid, "heartbeat": time.time()}.items():
+        t.set_user_attr(k, v)
+    monkeypatch.setenv("AAKIT_FAKE_SLEEP", "0.03")
+    out = S.run_search(path, trials=4, results=results, train=fake_train, workers=2, progress=False)
+    trials = study_trials(results)
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["outcome"] == "stale"
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4 and sorted(out.ran) == [t.number for t in done]
+    check_trials_match_runs(results, done)
+    assert str(os.getpid()) not in {c[2] for c in calls(results)}  # trained in the worker processes
+
+
+def test_failed_trials_do_not_count_and_stop_after_three_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    monkeypatch.setenv("AAKIT_FAKE_FAIL", "search-s")
+    out = S.run_search(path, trials=5, results=results, train=fake_train, **QUIET)
+    assert out.ran == [] and len(out.failed) == 3 and "injected failure" in out.failed[0][1]
+    assert all(t.state == TrialState.FAIL for t in study_trials(results))
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return cands[-1] if cands else None
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port (skips, saying why, if impossible)."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg2 is not installed: pip install 'aakit[postgres]'")
+    run_as: dict[str, Any] = {}
+    if os.geteuid() == 0:  # initdb refuses to run as root: use the postgres account
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to own the server")
+        run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        # pytest's tmp_path lives under a root-only directory: give the server its own.
+        base = Path(tempfile.mkdtemp(prefix="aakit-pg-"))
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+    else:
+        base = tmp_path / "pg"
+        base.mkdir()
+    data = base / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LC_ALL": "C"}
+    try:
+        subprocess.run([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                       check=True, capture_output=True, cwd=base, env=env, timeout=60, **run_as)
+        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
+        subprocess.run([pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "30", "start"],
+                       check=True, capture_output=True, cwd=base, env=env, timeout=60, **run_as)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        shutil.rmtree(base, ignore_errors=True)
+        detail = getattr(e, "stderr", b"") or b""
+        pytest.skip(f"could not start a PostgreSQL server: {e} {detail.decode(errors='replace')[:200]}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, cwd=base,
+                       env=env, timeout=60, **run_as)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_search_and_grid_on_a_real_postgresql_server(tmp_path: Path, postgres_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    monkeypatch.setenv("AAKIT_FAKE_SLEEP", "0.03")
+    out = S.run_search(path, trials=4, results=results, storage=postgres_url, train=fake_train,
+                       workers=2, progress=False)
+    trials = study_trials(results, storage=postgres_url)
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 4 and sorted(out.ran) == [t.number for t in counted]
+    # Without a lock a trial may exceed the budget in a race: it then ends FAIL as surplus, untrained.
+    assert all(t.user_attrs.get("outcome") == "surplus" for t in trials if t not in counted)
+    check_trials_match_runs(results, counted)
+    assert len(calls(results)) == 4
+    assert not (results / "studies").exists()  # nothing went to the default journal file
+
+    (tmp_path / "g.yaml").write_text(
+        "name: g\nbase: base.yaml\nseeds: [0, 1]\ntable: 4\nrow: 'gamma={loss.gamma}'\naxes: {loss.gamma: [0, 2]}\n")
+    g = G.run_grid(tmp_path / "g.yaml", results=results, storage=postgres_url, train=fake_train, workers=2,
+                   progress=False)
+    assert len(g.ran) == 4 and g.counts()["done"] == 4
+    assert json.loads((results / "grids" / "g" / "grid.json").read_text())["storage"].startswith("postgresql://")
