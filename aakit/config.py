@@ -470,7 +470,7 @@ def key_hyperparameters(cfg: Config | dict[str, Any]) -> dict[str, Any]:
     loss = d.get("loss", {})
     return {
         "affinity": loss.get("affinity"),
-        "lambda_aa": loss.get("lambda_aa"),
+        "lambda_aa": loss.get("lambda_aa") if loss.get("affinity", "aa") != "none" else 0.0,
         "lambda_lr": loss.get("lambda_lr") if loss.get("label_reassign") else 0.0,
         "margin_aa": loss.get("margin_aa"),
         "gamma": loss.get("gamma"),
