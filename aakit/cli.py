@@ -28,6 +28,10 @@ app.add_typer(weights_app, name="weights")
 
 _DEBUG = False
 
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint (exit code 130)."""
+
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/, grids/, studies/).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2 (repeatable).")]
 
@@ -63,8 +67,11 @@ def train(
     if config is None:
         raise AakitError("train: give a CONFIG file or --resume RUN")
     cfg = load_config(config, set_ or [])
-    path = run_train(cfg, results=results, name=name, overrides=set_ or [], resume=resume,
-                     progress=not no_progress, command=sys.argv)
+    try:
+        path = run_train(cfg, results=results, name=name, overrides=set_ or [], resume=resume,
+                         progress=not no_progress, command=sys.argv)
+    except KeyboardInterrupt as e:  # typer would swallow the message: pass it up as our own
+        raise Interrupted(str(e) or "interrupted") from None
     _print_summary(path)
 
 
@@ -337,6 +344,9 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt as e:
         typer.echo(f"aakit: {e or 'interrupted'}", err=True)
+        sys.exit(130)
+    except Interrupted as e:
+        typer.echo(f"aakit: {e}", err=True)
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)

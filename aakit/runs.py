@@ -240,7 +240,7 @@ def run_status(status_info: dict[str, Any], metrics_path: Path, stale_after: flo
         return status
     alive = pid_alive(status_info.get("pid"), status_info.get("host")) if status_info else None
     if alive is False:
-        return "stale"
+        return _finished_or_stale(metrics_path)
     # last sign of life: the metrics file, the status file's stamp, or (nothing yet) the config
     stamps = [float(status_info.get("updated", 0) or 0) if status_info else 0.0]
     for p in (metrics_path, metrics_path.parent / "config.yaml"):
@@ -251,8 +251,14 @@ def run_status(status_info: dict[str, Any], metrics_path: Path, stale_after: flo
             continue
     last = max(stamps)
     if last and time.time() - last > stale_after:
-        return "stale"
+        return _finished_or_stale(metrics_path)
     return "running"
+
+
+def _finished_or_stale(metrics_path: Path) -> str:
+    """A dead "running" run is finished if its summary says so (killed between the two writes)."""
+    summary = read_json(metrics_path.parent / "summary.json")
+    return "finished" if isinstance(summary, dict) and summary.get("status") == "finished" else "stale"
 
 
 def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) -> RunInfo:

@@ -97,6 +97,22 @@ class RunWriter:
         save_config(self.cfg, self.path / "config.yaml")
         atomic_write_json(self.path / "provenance.json", prov)
 
+    def remove_temp_files(self) -> list[Path]:
+        """Delete temp files of atomic writes a killed process left behind (its own files only).
+
+        ``atomic_write_bytes`` names them ``.<file>.<random>.tmp``; a ``kill -9`` between the
+        write and the rename leaves one, which may be as large as a checkpoint.
+        """
+        removed = []
+        for folder in (self.path, self.ckpt_path.parent):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except OSError:
+                    pass
+        return removed
+
     def set_status(self, status: str, **extra: Any) -> None:
         info = read_json(self.path / "status.json") or {}
         info.update(
@@ -123,8 +139,14 @@ class RunWriter:
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
 
-    def truncate_metrics(self, keep_until_step: int) -> None:
-        """On resume: drop metric lines written after the checkpoint (they will be redone)."""
+    def truncate_metrics(self, keep_until_step: int, keep_epochs: int | None = None) -> None:
+        """On resume: drop metric lines written after the checkpoint (they will be redone).
+
+        Args:
+            keep_until_step: the checkpoint's step; later step and epoch lines go.
+            keep_epochs: epochs whose end-of-epoch work the checkpoint includes; records of
+                later epochs go too (an evaluation logged just before a crash is redone).
+        """
         from aakit.runs import read_metrics
 
         records, _ = read_metrics(self.metrics_path)
@@ -133,6 +155,8 @@ class RunWriter:
             if r.get("kind") == "step" and r.get("step", 0) > keep_until_step:
                 continue
             if r.get("kind") == "epoch" and r.get("step", 0) > keep_until_step:
+                continue
+            if r.get("kind") == "epoch" and keep_epochs is not None and r.get("epoch", 0) > keep_epochs:
                 continue
             kept.append(r)
         import json

@@ -369,6 +369,11 @@ def train(
 
     batches_per_epoch = len(epoch_batches(len(train_set), cfg.train.batch_size, seed=0, epoch=0, world=dist_info.world))
     total_steps = batches_per_epoch * cfg.train.epochs
+    # epochs whose end-of-epoch work (evaluation, record, callback) is done: a checkpoint taken
+    # at an epoch's last step but before its evaluation must redo that evaluation on resume
+    epochs_done = start_step // batches_per_epoch
+    if state is not None:
+        epochs_done = min(epochs_done, int(state.get("epochs_done", epochs_done)))
     ddp_model: torch.nn.Module = model
     if dist_info.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -378,11 +383,12 @@ def train(
     if dist_info.main:
         prov = provenance(cfg, command=command, overrides=list(overrides), device=str(device))
         prov.update(world_size=dist_info.world, init=init_note, resumed_from_step=start_step or None)
+        writer.remove_temp_files()  # left by a process killed in the middle of a write
         if state is None:  # a fresh start (or a run killed before its first checkpoint)
             writer.create(prov)
             writer.reset_metrics()
         else:
-            writer.truncate_metrics(start_step)
+            writer.truncate_metrics(start_step, keep_epochs=epochs_done)
             writer.message(f"resumed from step {start_step}")
         writer.set_status("running", steps_total=total_steps, world_size=dist_info.world)
     barrier(dist_info)
@@ -411,6 +417,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
+                "epochs_done": epochs_done,
                 "config_hash": cfg.hash(),
             })
 
@@ -421,7 +428,7 @@ def train(
     last_epoch_record: dict[str, Any] | None = None
     try:
         model.train()
-        for epoch in range(start_step // batches_per_epoch, cfg.train.epochs):
+        for epoch in range(epochs_done, cfg.train.epochs):
             batches = epoch_batches(len(train_set), cfg.train.batch_size, seed=cfg.train.seed, epoch=epoch, rank=dist_info.rank, world=dist_info.world)
             skip = step - epoch * batches_per_epoch
             t_last = time.time()
@@ -465,10 +472,13 @@ def train(
                 writer.log(record)
                 last_epoch_record = record
                 bar.note(record)
+            epochs_done = epoch + 1
             checkpoint(step)
             barrier(dist_info)
             if epoch_callback is not None and dist_info.main and "miou" in record:
                 epoch_callback(epoch + 1, record)
+            if stop["signal"] is not None and epochs_done < cfg.train.epochs:
+                raise TrainingInterrupted()  # a signal during the evaluation: stop here, not a step later
         status = "finished"
     except TrainingInterrupted:
         checkpoint(step)
@@ -493,6 +503,11 @@ def train(
 
     checksums = all_gather_floats(dist_info, float(sum(p.detach().double().sum() for p in model.parameters())))
     if dist_info.main:
+        if last_epoch_record is None:  # resumed after the last evaluation: take it from the log
+            from aakit.runs import read_metrics
+
+            done = [r for r in read_metrics(writer.metrics_path)[0] if r.get("kind") == "epoch"]
+            last_epoch_record = done[-1] if done else None
         summary = final_summary(model, cfg, writer, val_set, num_classes, device, last_epoch_record, t_start, checksums)
         writer.write_summary(summary)
         writer.set_status("finished", step=step)
