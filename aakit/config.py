@@ -41,6 +41,7 @@ class ModelConfig:
     num_classes: int = 21  # background + 20 objects
     embed_dim: int = 512  # C1: channels of F^s
     seg_dilation: int = 12  # dilation of both 3x3 convs of the segmentation head
+    cls_dropout: float = 0.5  # Dropout2d before the classifier's pooling
     cam_scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)  # first scale has grad
     freeze_bn: bool = True
     freeze_conv1a: bool = True
@@ -208,6 +209,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("model.num_classes", lambda v: v >= 2, "must be >= 2"),
     ("model.embed_dim", lambda v: v >= 1, "must be >= 1"),
     ("model.seg_dilation", lambda v: v >= 1, "must be >= 1"),
+    ("model.cls_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("model.small_width", lambda v: v >= 4, "must be >= 4"),
     ("model.cam_scales", lambda v: len(v) > 0 and all(s > 0 for s in v), "needs scales > 0"),
     ("pseudo.min_class_score", lambda v: 0 <= v <= 1, "must be in [0, 1]"),

@@ -57,13 +57,14 @@ class SingleStageNet(nn.Module):
         num_classes: int = 21,
         embed_dim: int = 512,
         seg_dilation: int = 12,
+        cls_dropout: float = 0.5,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background: need >= 2, got {num_classes}")
         self.backbone = backbone
         self.num_classes = num_classes
-        self.dropout = nn.Dropout2d(0.5)
+        self.dropout = nn.Dropout2d(cls_dropout)
         self.classifier = nn.Conv2d(feat_channels, num_classes - 1, 1, bias=False)
         d = seg_dilation
         self.seg_embed = nn.Conv2d(feat_channels, embed_dim, 3, padding=d, dilation=d)
@@ -164,6 +165,7 @@ def build_model(cfg: "ModelConfig") -> SingleStageNet:
         num_classes=cfg.num_classes,
         embed_dim=cfg.embed_dim,
         seg_dilation=cfg.seg_dilation,
+        cls_dropout=cfg.cls_dropout,
     )
     if cfg.pretrained:
         from aakit.models.weights import load_pretrained
