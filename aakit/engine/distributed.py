@@ -19,6 +19,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owner: bool = False  # this call joined the group (and so leaves it in cleanup)
 
     @property
     def enabled(self) -> bool:
@@ -36,12 +37,13 @@ def init_distributed(device: str) -> DistInfo:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    if not dist.is_initialized():
+    owner = not dist.is_initialized()
+    if owner:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return DistInfo(rank=rank, world=world, local_rank=local)
+    return DistInfo(rank=rank, world=world, local_rank=local, owner=owner)
 
 
 def barrier(info: DistInfo) -> None:
@@ -67,5 +69,5 @@ def all_gather_floats(info: DistInfo, value: float) -> list[float]:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    if info.enabled and info.owner and dist.is_initialized():
         dist.destroy_process_group()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -83,9 +84,21 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
-def load_initial_weights(model: torch.nn.Module, path: str) -> str:
-    """``model.pretrained``: an MXNet .params, a psa-layout .pth, or another run's checkpoint."""
+def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | None = None,
+                         progress: bool = False, like: Config | None = None) -> str:
+    """``model.pretrained``: where the network's first weights come from.
+
+    * an MXNet ``.params`` or a psa-layout ``.pth`` (ImageNet or VOC classification weights);
+    * a run directory, or its ``checkpoints/last.pt``: that run's network;
+    * a config YAML (``experiments/synthetic/cls.yaml``): the finished run of that config in
+      ``results`` — trained first if it is missing (RRM's recipe (b), classification weights
+      first, for the embedded preset). It takes the data, network, seed and device of
+      ``like`` (the run that needs it). A file lock keeps concurrent grid workers from
+      training it twice.
+    """
     p = Path(path)
+    if p.suffix in (".yaml", ".yml"):
+        p = _dependency_run(p, results or Path("results"), progress, like) / "checkpoints" / "last.pt"
     if p.is_dir():  # a run directory: start from its last checkpoint
         p = p / "checkpoints" / "last.pt"
     if not p.exists():
@@ -102,6 +115,32 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> str:
 
     report = load_pretrained(model, str(p))
     return str(report)
+
+
+def _dependency_run(config: Path, results: Path, progress: bool, like: Config | None) -> Path:
+    """The finished run of ``config`` under ``results``, trained now if missing (locked)."""
+    import fcntl
+
+    from aakit.config import load_config
+
+    inherit: dict[str, Any] = {}
+    if like is not None:  # same data, network, seed and device as the run that needs it
+        d = like.to_dict()
+        inherit = {f"data.{k}": v for k, v in d["data"].items()}
+        inherit |= {f"model.{k}": v for k, v in d["model"].items() if k != "pretrained"}
+        inherit |= {"train.seed": like.train.seed, "train.device": like.train.device,
+                    "pseudo.workers": like.pseudo.workers, "eval.max_images": like.eval.max_images,
+                    "eval.pseudo_images": like.eval.pseudo_images}
+    dep = load_config(config, inherit)
+    if dep.model.pretrained and Path(dep.model.pretrained).suffix in (".yaml", ".yml"):
+        raise AakitError(f"{config}: model.pretrained of a pre-training config may not be another config")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the ranks train it together
+        return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
+    lock_dir = Path(results) / "runs" / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{dep.hash()}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker training it: wait for it
+        return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
 
 
 # ----------------------------------------------------------------------------- data order
@@ -188,7 +227,8 @@ def compute_losses(
     extras: dict[str, Any] = {}
     if L.cls:
         parts["cls"] = losses.classification_loss(out["cls_logits"], labels)
-    segment = cfg.train.supervision == "full" or epoch >= cfg.train.cls_warmup_epochs
+    seg_losses = L.ce or L.affinity != "none" or L.label_reassign
+    segment = seg_losses and (cfg.train.supervision == "full" or epoch >= cfg.train.cls_warmup_epochs)
     if segment:
         size = tuple(images.shape[-2:])
         if cfg.train.supervision == "full":
@@ -356,7 +396,7 @@ def train(
     model = build_model(dataclasses.replace(cfg.model, pretrained=None)).to(device)
     init_note = None
     if cfg.model.pretrained:
-        init_note = load_initial_weights(model, cfg.model.pretrained)
+        init_note = load_initial_weights(model, cfg.model.pretrained, results=Path(results), progress=progress, like=cfg)
     optimizer = build_optimizer(model, cfg)
 
     state = writer.load_checkpoint() if (resume is not None or writer.exists()) else None
