@@ -113,6 +113,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9  # psa/RRM effectively used 1e-5 (positional-argument slip)
     poly_power: float = 0.9
+    lr_mult: tuple[float, float, float, float] = (1.0, 2.0, 10.0, 20.0)  # backbone w/b, new w/b
 
 
 @dataclass
@@ -226,6 +227,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("optim.weight_decay", lambda v: v >= 0, "must be >= 0"),
     ("optim.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("optim.poly_power", lambda v: v >= 0, "must be >= 0"),
+    ("optim.lr_mult", lambda v: all(m > 0 for m in v), "needs multipliers > 0"),
     ("data.crop", lambda v: v >= 16, "must be >= 16"),
     ("data.scale_range", lambda v: 0 < v[0] <= v[1], "needs 0 < low <= high"),
     ("data.std", lambda v: all(s > 0 for s in v), "needs values > 0"),

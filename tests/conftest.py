@@ -25,6 +25,7 @@ def tiny_overrides(root: Path) -> dict[str, object]:
     """A 2-epoch schedule on the tiny benchmark: 1 warm-up epoch, then every loss."""
     return {
         "data.root": str(root),
+        "model.pretrained": None,
         "model.num_classes": 5,
         "model.embed_dim": 16,
         "model.small_width": 8,

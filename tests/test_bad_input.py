@@ -77,7 +77,7 @@ def _cfg(w: dict[str, Path], name: str, body: str) -> Path:
 def _train_argv(w: dict[str, Path], root: Path | None = None, extra: list[str] | None = None) -> list[str]:
     argv = ["train", str(REPO / "experiments/synthetic/baseline.yaml"), "--results", str(w["results"]), "--no-progress"]
     for k, v in tiny_overrides(root or w["data"]).items():
-        argv += ["--set", f"{k}={json.dumps(v) if isinstance(v, list) else v}"]
+        argv += ["--set", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
     return argv + (extra or [])
 
 

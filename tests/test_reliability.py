@@ -52,7 +52,7 @@ def _overrides(root: Path, checkpoint_every: int) -> dict[str, Any]:
 def _set_args(over: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for k, v in over.items():
-        args += ["--set", f"{k}={json.dumps(v) if isinstance(v, list) else v}"]
+        args += ["--set", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
     return args
 
 

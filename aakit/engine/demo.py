@@ -21,17 +21,15 @@ def run_demo(*, results: Path, data: Path, echo: Callable[[str], None] = print) 
     from aakit.data import synth
     from aakit.engine.train import train
 
-    meta_args = {"n_train": 300, "n_val": 100, "seed": 0}
-    if not synth.is_generated(data, **meta_args):
+    if not synth.is_generated(data):  # the default set (600 + 200 images); the demo uses part of it
         echo(f"generating the embedded benchmark in {data} ...")
-        synth.generate(data, **meta_args)
+        synth.generate(data)
     demo = REPO / "experiments" / "synthetic" / "schedules" / "demo.yaml"
     rows = []
     for label, file in DEMO_ROWS:
-        cfg = load_config(REPO / "experiments" / "synthetic" / file, {
-            "data.root": str(data),
-            **_demo_overrides(demo),
-        })
+        over = _demo_overrides(demo)
+        over["model.pretrained"] = str(REPO / str(over["model.pretrained"]))
+        cfg = load_config(REPO / "experiments" / "synthetic" / file, {"data.root": str(data), **over})
         cfg.name = "demo-" + cfg.name
         echo(f"training {label} ...")
         path = train(cfg, results=results, name=cfg.name, command=["aakit", "demo"])

@@ -68,17 +68,15 @@ def poly_lr(base: float, step: int, total: int, power: float) -> float:
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
     """SGD with RRM's four parameter groups: backbone w/b at 1x/2x, new w/b at 10x/20x lr.
 
-    Biases carry no weight decay.
+    Biases carry no weight decay; ``optim.lr_mult`` sets the four multipliers.
     """
     bw, bb, nw, nb = model.param_groups()  # type: ignore[operator]
     o = cfg.optim
     groups = [
-        {"params": bw, "lr_mult": 1.0, "weight_decay": o.weight_decay},
-        {"params": bb, "lr_mult": 2.0, "weight_decay": 0.0},
-        {"params": nw, "lr_mult": 10.0, "weight_decay": o.weight_decay},
-        {"params": nb, "lr_mult": 20.0, "weight_decay": 0.0},
+        {"params": ps, "lr_mult": m, "weight_decay": wd}
+        for ps, m, wd in zip((bw, bb, nw, nb), o.lr_mult, (o.weight_decay, 0.0, o.weight_decay, 0.0))
+        if ps
     ]
-    groups = [g for g in groups if g["params"]]
     for g in groups:
         g["lr"] = o.lr * g["lr_mult"]
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
