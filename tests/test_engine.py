@@ -168,3 +168,40 @@ def test_pretrained_config_trains_its_run_once_and_shares_it(tiny_synth: Path, t
     for run in (a, b):
         init = json.loads((run / "provenance.json").read_text())["init"]
         assert str(cls_run / "checkpoints" / "last.pt") in init
+
+
+def test_eval_and_predict_commands(tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`aakit eval` stores the protocol with the number; `aakit predict` writes palette masks."""
+    import sys
+
+    from PIL import Image
+
+    from aakit import cli
+
+    cfg = load_config(REPO / "experiments/synthetic/baseline.yaml",
+                      tiny_overrides(Path(tiny_config.data.root)) | {"train.epochs": 1, "train.cls_warmup_epochs": 0})
+    run = train(cfg, results=tmp_path, progress=False)
+
+    def aakit(*argv: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["aakit", *argv])
+        try:
+            cli.main()
+        except SystemExit as e:
+            assert e.code in (0, None), capsys.readouterr().err
+
+    aakit("eval", str(run), "--protocol", "msf", "--crf", "--max-images", "3", "--results", str(tmp_path))
+    stored = json.loads((run / "eval" / "val-msf-crf.json").read_text())
+    assert stored["protocol"] == "msf" and stored["crf"] is True and stored["images"] == 3 and not stored["rfpc"]
+    assert json.loads((run / "eval" / "val-msf-crf-rfpc.json").read_text())["rfpc"] is True
+    s = _summary(run)
+    assert s["metrics"]["val-msf-crf"]["miou"] == stored["miou"] and "val" in s["metrics"]  # earlier entries kept
+    assert f"{100 * stored['miou']:.2f}" in capsys.readouterr().out
+
+    images = Path(tiny_config.data.root) / "JPEGImages"
+    out = tmp_path / "pred"
+    aakit("predict", str(run), str(sorted(images.iterdir())[0]), str(sorted(images.iterdir())[1]), "--out", str(out), "--results", str(tmp_path))
+    masks = sorted(out.glob("*.png"))
+    assert len(masks) == 2 and len(list(out.glob("*_overlay.jpg"))) == 2
+    m = Image.open(masks[0])
+    assert m.mode == "P" and m.size == Image.open(sorted(images.iterdir())[0]).size
+    assert set(np.unique(np.array(m))) <= set(range(5))
