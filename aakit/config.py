@@ -161,6 +161,7 @@ class EvalConfig:
     max_images: int | None = None  # evaluate on the first N images of each split
     pseudo_images: int = 100  # train images whose pseudo labels are scored each epoch (Fig. 3)
     every_epochs: int = 1  # validate every N epochs (and always after the last)
+    save_examples: int = 8  # first N val images: predictions + pseudo labels as PNGs (Fig. 5)
 
 
 @dataclass
@@ -243,6 +244,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.max_images", lambda v: v is None or v >= 1, "must be >= 1"),
     ("eval.pseudo_images", lambda v: v >= 0, "must be >= 0"),
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
+    ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
 ]
 
 

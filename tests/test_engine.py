@@ -44,6 +44,9 @@ def test_two_epoch_training_writes_a_complete_run(tiny_config: Config, tmp_path:
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["command"] == ["test"] and prov["seed"] == 0 and "torch" in prov["versions"]
     assert load_run(run).status == "finished"
+    preds = sorted(p.name for p in (run / "examples" / "pred").iterdir())
+    pseudo = sorted(p.name for p in (run / "examples" / "pseudo").iterdir())
+    assert len(preds) == 4 and set(preds) <= set(pseudo)  # eval.max_images = 4; Figure 5's examples
     # a second call with the same config finds the finished run and trains nothing
     before = (run / "metrics.jsonl").read_bytes()
     assert train(tiny_config, results=tmp_path, progress=False) == run

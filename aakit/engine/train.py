@@ -316,15 +316,12 @@ def require_images(root: str, split: str, ids: list[str]) -> None:
                         f"({len(missing)} image(s) of {split} missing; run: aakit data check {root})")
 
 
-def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any, device: torch.device, num_classes: int) -> float:
-    """mIoU of the online pseudo labels against ground truth on train images (Figure 3).
+def iter_pseudo_labels(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any,
+                       device: torch.device) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(id, online pseudo label map, ground truth) of each image of an evaluation set.
 
-    Labels are made exactly as in training (multi-scale CAM + the two CRFs) on whole images;
-    ignored (255) pixels are left out, as the paper scores its initial labels.
+    Labels are made exactly as in training (multi-scale CAM + the two CRFs) on whole images.
     """
-    from aakit.metrics import ConfusionMeter
-
-    meter = ConfusionMeter(num_classes)
     was = model.training
     model.eval()
     try:
@@ -340,13 +337,35 @@ def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labe
                     np.asarray(item["labels"], dtype=np.float32)[None],
                     out["cls_logits"].float().sigmoid().cpu().numpy(),
                 )
-                pred = label[0].numpy()
-                gt = np.asarray(item["mask"]).copy()
-                gt[pred == 255] = 255
-                meter.update(np.where(pred == 255, 0, pred), gt)
+                yield str(item["id"]), label[0].numpy(), np.asarray(item["mask"])
     finally:
         model.train(was)
+
+
+def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any, device: torch.device, num_classes: int) -> float:
+    """mIoU of the online pseudo labels against ground truth on train images (Figure 3).
+
+    Ignored (255) pixels are left out, as the paper scores its initial labels.
+    """
+    from aakit.metrics import ConfusionMeter
+
+    meter = ConfusionMeter(num_classes)
+    for _, pred, gt in iter_pseudo_labels(model, dataset, cfg, labeler, device):
+        gt = gt.copy()
+        gt[pred == 255] = 255
+        meter.update(np.where(pred == 255, 0, pred), gt)
     return float(meter.compute()["miou"])
+
+
+def save_examples(model: torch.nn.Module, cfg: Config, labeler: Any, device: torch.device, out: Path) -> None:
+    """The first ``eval.save_examples`` val images' pseudo labels, as palette PNGs (Figure 5)."""
+    from aakit.data.voc import EvalDataset, load_info, save_mask_png
+
+    d = cfg.data
+    examples = EvalDataset(d.root, d.val_split, mean=d.mean, std=d.std, max_images=cfg.eval.save_examples)
+    palette = load_info(d.root).palette
+    for image_id, pred, _ in iter_pseudo_labels(model, examples, cfg, labeler, device):
+        save_mask_png(out / "pseudo" / f"{image_id}.png", pred, palette)
 
 
 def train(
@@ -506,6 +525,8 @@ def train(
                 record["miou_rfpc"] = res["rfpc"]["miou"]
                 if pseudo_set is not None and labeler is not None and epoch >= cfg.train.cls_warmup_epochs:
                     record["pseudo_miou"] = pseudo_label_quality(model, pseudo_set, cfg, labeler, device, num_classes)
+                if last and labeler is not None and cfg.eval.save_examples:
+                    save_examples(model, cfg, labeler, device, writer.path / "examples")
                 record["elapsed_s"] = time.time() - t_start
                 writer.log(record)
                 last_epoch_record = record
@@ -560,8 +581,19 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
     """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc."""
     from aakit.config import key_hyperparameters
 
+    from aakit.data.voc import load_info, save_mask_png
+
+    palette = load_info(cfg.data.root).palette
+    n_saved = [0]
+
+    def save_pred(image_id: str, pred: np.ndarray) -> None:  # the examples of Figure 5
+        if n_saved[0] < cfg.eval.save_examples:
+            save_mask_png(writer.path / "examples" / "pred" / f"{image_id}.png", pred, palette)
+            n_saved[0] += 1
+
     metrics: dict[str, Any] = {}
-    res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol)
+    res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol,
+                   save_pred=save_pred)
     metrics["val"], metrics["val_rfpc"] = res["plain"], res["rfpc"]
     if cfg.eval.train_iou:
         from aakit.data.voc import EvalDataset
