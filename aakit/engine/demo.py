@@ -46,9 +46,12 @@ def run_demo(*, results: Path, data: Path, echo: Callable[[str], None] = print) 
         })
     echo("")
     echo(f"{'run':24s} {'val mIoU':>9s} {'val+rfpc':>9s} {'train':>7s} {'pseudo':>7s} {'min':>5s}")
+    def pct(v: object, width: int) -> str:
+        return f"{100 * v:{width}.1f}" if isinstance(v, float) and v == v else f"{'-':>{width}s}"
+
     for r in rows:
-        echo(f"{r['run']:24s} {100 * r['val']:9.1f} {100 * r['val_rfpc']:9.1f} {100 * r['train']:7.1f} "
-             f"{100 * r['pseudo']:7.1f} {r['minutes']:5.1f}")
+        echo(f"{r['run']:24s} {pct(r['val'], 9)} {pct(r['val_rfpc'], 9)} {pct(r['train'], 7)} "
+             f"{pct(r['pseudo'], 7)} {r['minutes']:5.1f}")
     echo("(mIoU in %, background included; pseudo = pseudo-label mIoU on train images at the last epoch)")
     return rows
 
