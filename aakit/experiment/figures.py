@@ -5,18 +5,27 @@
 * ``figure3_pseudo_miou.png`` — the paper's Figure 3 as a curve: quality (mIoU against the
   ground truth) of the online pseudo labels over the epochs, baseline (Table 1 "CLS+CE") vs the
   full method ("CLS+CE+AA+LR"), mean and spread over seeds;
-* ``table4_gamma.png`` — val mIoU against gamma, ours (mean ± std) beside the paper's.
+* ``table4_gamma.png`` — val mIoU against gamma, ours (mean ± std) beside the paper's;
+* ``figure5_qualitative.png`` — the paper's Figure 5: per example image, (a) the image, (b) the
+  initial (online pseudo) labels and (c) the prediction of the baseline CLS+CE, (d) + SA and
+  (e) + AA predictions, (f) the ground truth — from the PNGs every finished run keeps under
+  ``examples/pred`` and ``examples/pseudo``.
 
 Figures are drawn on matplotlib's Agg canvas directly, so nothing changes the user's backend.
-The qualitative Figures 5-7 need predictions of trained models (``aakit predict``) and Figure 8
-needs the embeddings; they are not drawn here.
+Figures 6-7 need predictions of other models and Figure 8 needs the embeddings; they are not
+drawn here.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from aakit.experiment.report import Point, collect_points, gather, index_runs
+import numpy as np
+import yaml
+
+from aakit.errors import AakitError
+from aakit.experiment.report import Gathered, Point, Run, collect_points, gather, index_runs
 from aakit.runs import atomic_write_bytes, list_runs
 
 
@@ -29,11 +38,12 @@ def _new_figure(width: float = 9.0, height: float = 3.6) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, *, tight: bool = True) -> Path:
+    """PNG bytes of ``fig`` written atomically; ``tight=False`` keeps the figure's exact size."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", bbox_inches="tight" if tight else None)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -89,6 +99,194 @@ def figure3(curves: dict[str, list[dict[int, float]]]) -> Any:
     ax.set_title("Pseudo-label quality over training (paper's Figure 3)")
     ax.legend(fontsize=8)
     return fig
+
+
+# ----------------------------------------------------------------------------- Figure 5
+FIGURE5_FILE = "figure5_qualitative.png"
+FIGURE5_TITLES = ("(a) image", "(b) initial labels", "(c) CLS+CE", "(d) + SA", "(e) + AA", "(f) ground truth")
+# Whose runs fill the columns: (table, row) of the report; (b) and (c) come from the same run.
+FIGURE5_SOURCES = {"baseline": (1, "CLS+CE"), "sa": (2, "SA 4-8-12-24"), "aa": (2, "AA 4-8-12-24")}
+IGNORE_GREY = (211, 211, 211)  # label 255 (ignored / boundary) is drawn light grey
+CELL_IN = 1.6  # width of one panel, inches (at 100 dpi: 160 px)
+PAD_IN = 0.05  # gap between panels
+LEFT_IN, TOP_IN, RIGHT_IN = 0.3, 0.35, 0.05  # room for the image ids and the column titles
+CAPTION_LINE_IN, CAPTION_FONT = 0.15, 7.0
+
+
+def pick_run(gathered: Gathered | None) -> Path | None:
+    """The run directory that stands for a table row: seed 0 if it ran, else the first finished run."""
+    if gathered is None or not gathered.runs:
+        return None
+    for run, _ in gathered.runs:
+        if run.summary.get("seed") == 0:
+            return run.path
+    return gathered.runs[0][0].path
+
+
+def figure5_runs(points: Sequence[Point], finished: dict[str, list[Run]]) -> dict[str, Path | None]:
+    """The run directory of each source of :data:`FIGURE5_SOURCES` (None where none finished)."""
+    tables = {t: gather(points, finished, t) for t in {t for t, _ in FIGURE5_SOURCES.values()}}
+    return {key: pick_run(tables[t].get(row)) for key, (t, row) in FIGURE5_SOURCES.items()}
+
+
+def _example_ids(run: Path | None, kind: str) -> set[str]:
+    """Ids of the ``examples/<kind>/<id>.png`` a run kept (``pred`` or ``pseudo``)."""
+    folder = run / "examples" / kind if run is not None else None
+    return {p.stem for p in folder.glob("*.png")} if folder is not None and folder.is_dir() else set()
+
+
+def _data_of(run: Path) -> tuple[str | None, str]:
+    """(``data.root``, ``data.val_split``) of a run's config.yaml; root None if unreadable."""
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None, "val"
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("root"), str):
+        return None, "val"
+    return data["root"], str(data.get("val_split") or "val")
+
+
+def _colour_table(root: str | None) -> np.ndarray:
+    """(256, 3) uint8: the data set's palette (VOC's if unreadable), 255 in light grey."""
+    from aakit.data.voc import full_palette, load_info, voc_info
+
+    try:
+        info = load_info(root) if root is not None else voc_info()
+    except AakitError:
+        info = voc_info()
+    lut = full_palette(info.palette).copy()
+    lut[255] = IGNORE_GREY
+    return lut
+
+
+def _mask_panel(path: Path, lut: np.ndarray, size: tuple[int, int] | None) -> np.ndarray | None:
+    """A label PNG as RGB, resized (nearest) to ``size`` = (H, W) if given; None if unreadable."""
+    from PIL import Image
+
+    from aakit.data.voc import read_mask
+
+    try:
+        mask = read_mask(path)
+    except AakitError:
+        return None
+    if size is not None and mask.shape != size:  # e.g. pseudo labels at the network's resolution
+        mask = np.array(Image.fromarray(mask).resize((size[1], size[0]), Image.NEAREST))
+    return lut[mask]
+
+
+def _panels(image_id: str, root: str | None, sources: list[tuple[Path | None, str]],
+            lut: np.ndarray) -> list[np.ndarray | None]:
+    """The six panels of one row; None marks a missing one."""
+    from aakit.data.voc import find_mask, load_image, mask_dirs_for_split
+
+    image = gt = None
+    if root is not None:
+        try:
+            image = load_image(root, image_id)
+        except AakitError:
+            pass
+        try:
+            gt_path = find_mask(root, image_id, mask_dirs_for_split("val"))
+            gt = _mask_panel(gt_path, lut, image.shape[:2] if image is not None else None)
+        except AakitError:
+            pass
+    size = image.shape[:2] if image is not None else gt.shape[:2] if gt is not None else None
+    masks = [_mask_panel(run / "examples" / kind / f"{image_id}.png", lut, size) if run is not None else None
+             for run, kind in sources]
+    return [image, *masks, gt]
+
+
+def _ordered(ids: set[str], root: str | None, split: str) -> list[str]:
+    """``ids`` in the order of the val split (the order the runs saved them), else sorted."""
+    from aakit.data.voc import read_split
+
+    try:
+        order = read_split(root, split) if root is not None else []
+    except AakitError:
+        order = []
+    rank = {image_id: i for i, image_id in enumerate(order)}
+    return sorted(ids, key=lambda i: (rank.get(i, len(rank)), i))
+
+
+def figure5(
+    baseline: Path | None,
+    sa: Path | None,
+    aa: Path | None,
+    *,
+    max_rows: int = 6,
+) -> Any | None:
+    """The paper's Figure 5 from three run directories; None when there is nothing to draw.
+
+    Rows are the example ids that every available column has (up to ``max_rows``); a column
+    whose run is missing (or kept no examples) is drawn with a "missing" label. Image and
+    ground truth come from the data set of the first available run (``data.root``).
+
+    Args:
+        baseline: the Table 1 "CLS+CE" run: its pseudo labels (b) and predictions (c).
+        sa: the Table 2 "SA 4-8-12-24" run (d).
+        aa: the Table 2 "AA 4-8-12-24" run (e).
+        max_rows: at most this many example images.
+    """
+    sources: list[tuple[Path | None, str]] = [(baseline, "pseudo"), (baseline, "pred"), (sa, "pred"), (aa, "pred")]
+    id_sets = [_example_ids(run, kind) for run, kind in sources]
+    available = [ids for ids in id_sets if ids]
+    if not available:
+        return None
+    ids = set.intersection(*available)
+    if not ids:
+        return None
+    sources = [(run, kind) if id_sets[i] else (None, kind) for i, (run, kind) in enumerate(sources)]
+    first = next(run for run, _ in sources if run is not None)
+    root, split = _data_of(first)
+    lut = _colour_table(root)
+    rows = [(i, _panels(i, root, sources, lut)) for i in _ordered(ids, root, split)[:max_rows]]
+
+    # exact layout (figure inches): panels keep the aspect ratio of the first image
+    shapes = [p.shape for _, panels in rows for p in panels if p is not None]
+    aspect = min(max(shapes[0][0] / shapes[0][1], 0.4), 2.5) if shapes else 0.75
+    cell_w, cell_h, n_cols = CELL_IN, CELL_IN * aspect, len(FIGURE5_TITLES)
+    width = LEFT_IN + n_cols * cell_w + (n_cols - 1) * PAD_IN + RIGHT_IN
+    caption = _figure5_caption(baseline, sa, aa, root, id_sets)
+    lines = textwrap.wrap(caption, width=int(width / (0.55 * CAPTION_FONT / 72)))
+    bottom = 0.05 + CAPTION_LINE_IN * len(lines)
+    height = TOP_IN + len(rows) * cell_h + (len(rows) - 1) * PAD_IN + bottom
+    fig = _new_figure(width, height)
+    for r, (image_id, panels) in enumerate(rows):
+        y = height - TOP_IN - (r + 1) * cell_h - r * PAD_IN
+        for c, panel in enumerate(panels):
+            x = LEFT_IN + c * (cell_w + PAD_IN)
+            ax = fig.add_axes((x / width, y / height, cell_w / width, cell_h / height))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if panel is None:
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", color="#b00000", fontsize=9,
+                        transform=ax.transAxes)
+                for spine in ax.spines.values():
+                    spine.set_color("#cccccc")
+            else:
+                ax.imshow(panel, interpolation="nearest")
+                ax.axis("off")
+            if r == 0:
+                ax.set_title(FIGURE5_TITLES[c], fontsize=8)
+            if c == 0:
+                fig.text((LEFT_IN - 0.08) / width, (y + cell_h / 2) / height, image_id, rotation=90,
+                         ha="center", va="center", fontsize=6)
+    fig.text(0.01, (bottom - 0.03) / height, "\n".join(lines), ha="left", va="top", fontsize=CAPTION_FONT,
+             linespacing=1.2)
+    return fig
+
+
+def _figure5_caption(baseline: Path | None, sa: Path | None, aa: Path | None, root: str | None,
+                     id_sets: list[set[str]]) -> str:
+    """One line naming each column's source: run directories, and the data set for (a), (f)."""
+
+    def name(run: Path | None, ids: set[str]) -> str:
+        return "missing" if run is None else run.name if ids else f"{run.name} (no examples)"
+
+    data = Path(root).name if root is not None else "missing"
+    return (f"Figure 5. (a), (f): data set {data}; (b) {name(baseline, id_sets[0])} (pseudo labels); "
+            f"(c) {name(baseline, id_sets[1])}; (d) {name(sa, id_sets[2])}; (e) {name(aa, id_sets[3])}")
 
 
 def make_figures(
@@ -160,4 +358,8 @@ def make_figures(
         ax.set_title("Table 4: concentration parameter gamma")
         ax.legend(fontsize=8)
         written.append(_save(fig, out / "table4_gamma.png"))
+
+    fig5 = figure5(**figure5_runs(points, finished))
+    if fig5 is not None:
+        written.append(_save(fig5, out / FIGURE5_FILE, tight=False))
     return written
