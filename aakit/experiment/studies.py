@@ -14,8 +14,9 @@ ever. Each trial therefore carries who runs it, as user attributes written when 
 
 and a :class:`Heartbeat` thread refreshes ``heartbeat`` every ``interval`` seconds while the
 trial runs. A RUNNING trial is *dead* when its process is gone (checked at once on its own
-host) or when its heartbeat is older than ``grace`` seconds (any host; this is how another
-machine's crash is noticed). :func:`fail_dead_trials` marks dead trials FAIL with
+host; a killed process that its parent or init has not reaped yet, a zombie, counts as gone)
+or when its heartbeat is older than ``grace`` seconds (any host; this is how another machine's
+crash is noticed). :func:`fail_dead_trials` marks dead trials FAIL with
 ``outcome = "stale"``, which frees their work for the next worker.
 """
 from __future__ import annotations
@@ -168,6 +169,16 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
+def _is_zombie(pid: int) -> bool:
+    """True if ``pid`` has exited and only waits to be reaped (it still answers ``kill(pid, 0)``)."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except Exception:  # gone meanwhile, no permission, psutil missing
+        return False
+
+
 @dataclass(frozen=True)
 class Worker:
     """Who runs a trial: written into the trial's user attributes."""
@@ -209,6 +220,10 @@ def process_gone(trial: FrozenTrial) -> bool:
         return True
     except (PermissionError, OSError):
         return False
+    if _is_zombie(pid):
+        # Killed but not yet reaped: a grid worker orphaned by a kill of its parent waits for
+        # init, which may take seconds (or forever in a container whose init never reaps).
+        return True
     start = attrs.get("pid_start")
     if start is not None:
         now_start = _process_start(pid)
