@@ -1,21 +1,25 @@
 """``aakit bench``: where the time of a training step goes, measured in one process.
 
 Every figure is the median over ``repeats`` timed calls after one warm-up call, on the same
-inputs, in the same run, so the ratios compare like with like:
+inputs, in the same run, so the ratios compare like with like; variants that are compared with
+each other (step variants, worker counts, wrapper vs direct CRF, CAM scales) are timed
+interleaved, so that drifting machine load hits them alike:
 
 * the network forward + backward of one batch;
 * the AA loss and the LR loss, forward + backward, at the size of F^c / F^s;
-* CAM + pseudo labels (both dense CRFs) for the batch, with 1, 2, ... CRF workers;
+* the multi-scale CAM of the batch, with one scale and with the four of METHOD.md;
+* CAM + pseudo labels (both dense CRFs) for the batch, in process and with 1, 2, ... CRF workers;
 * the dense-CRF wrapper against pydensecrf called directly on the same input;
 * the confusion-matrix accumulation (pixels / s);
-* whole training steps (images / s) with and without AA + LR.
+* the AA loss's peak allocator memory (torch's profiler: bytes live at once during fwd + bwd);
+* whole training steps (images / s) with and without AA + LR, and with the pseudo labels
+  overlapped with the backward of L_cls (``pseudo.overlap``) or not.
 
 Nothing here is asserted by the test suite: speed belongs in benchmarks, not in tests.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +43,24 @@ def timeit(fn: Callable[[], Any], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def timeit_many(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, the calls interleaved round-robin after one warm-up each.
+
+    Interleaving makes the figures that are compared with each other (variants of a step, worker
+    counts) see the same machine load: on a shared machine, load drifts over minutes and would
+    otherwise show up as a difference between whatever ran first and whatever ran last.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _preset_config(preset: str) -> Config:
@@ -72,9 +94,24 @@ def _synthetic_batch(cfg: Config, batch: int, seed: int = 0) -> dict[str, torch.
     }
 
 
+FOUR_SCALES = (1.0, 0.5, 1.5, 2.0)  # METHOD.md 1: the training-time CAM of RRM
+
+
 def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, ...] = (1, 2),
-              batch: int | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure everything; returns a flat dict of figures (seconds unless named otherwise)."""
+              batch: int | None = None, log: Callable[[str], None] | None = None,
+              confusion_pixels: int = 4_000_000) -> dict[str, Any]:
+    """Measure everything; returns a flat dict of figures (seconds unless named otherwise).
+
+    Args:
+        preset: "synthetic" (embedded preset, small backbone, 164 px) or "voc" (ResNet-38,
+            321 px, random weights: speed does not depend on them).
+        repeats: timed calls per figure (median), after one warm-up call; at most 2 on voc.
+        workers: CRF worker counts to time the pseudo labels with (scaling figure).
+        batch: images per batch; default the preset's batch size, 1 for voc (this bench runs
+            on the CPU, where one ResNet-38 step at 321 px takes seconds).
+        log: called with the name of each stage as it starts.
+        confusion_pixels: pixels per confusion-matrix update.
+    """
     from aakit import losses
     from aakit.crf import dense_crf
     from aakit.engine.train import compute_losses, training_cam
@@ -86,12 +123,13 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
     cfg = _preset_config(preset)
     if preset == "voc":
         repeats = min(repeats, 2)
-    b = batch or cfg.train.batch_size
+    b = batch or (1 if preset == "voc" else cfg.train.batch_size)
     data = _synthetic_batch(cfg, b)
     device = torch.device("cpu")
     model = build_model(dataclasses.replace(cfg.model, pretrained=None)).train()
     fig: dict[str, Any] = {"preset": preset, "batch": b, "crop": cfg.data.crop, "repeats": repeats,
-                           "torch_threads": torch.get_num_threads()}
+                           "torch_threads": torch.get_num_threads(), "crf_workers": cfg.pseudo.workers,
+                           "cam_scales": list(cfg.model.cam_scales)}
 
     say("network forward + backward")
 
@@ -100,31 +138,54 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
         (out["seg_logits"].mean() + out["cls_logits"].mean() + out["embedding"].mean()).backward()
 
     fig["net_fwd_bwd_s"] = timeit(net_step, repeats)
+    fig["net_peak_mb"] = _peak_alloc_mb(net_step)  # what the AA loss's memory compares with
 
     with torch.no_grad():
         out = model(data["image"])
     size = tuple(data["image"].shape[-2:])
-    say("CAM + pseudo labels")
-    cams = training_cam(model, data["image"], out["cam"], tuple(cfg.model.cam_scales), size)
-    fig["cam_s"] = timeit(lambda: training_cam(model, data["image"], out["cam"], tuple(cfg.model.cam_scales), size), repeats)
+    say("multi-scale CAM")
+
+    def cam(scales: tuple[float, ...]) -> torch.Tensor:
+        return training_cam(model, data["image"], out["cam"], scales, size)
+
+    fig.update(timeit_many({"cam_1scale_s": lambda: cam((1.0,)), "cam_4scales_s": lambda: cam(FOUR_SCALES)}, repeats))
+    preset_scales = tuple(cfg.model.cam_scales)
+    fig["cam_s"] = {(1.0,): fig["cam_1scale_s"], FOUR_SCALES: fig["cam_4scales_s"]}.get(preset_scales)
+    if fig["cam_s"] is None:
+        fig["cam_s"] = timeit(lambda: cam(preset_scales), repeats)
+    cams = cam(preset_scales)
+
+    say("pseudo labels")
     scores = out["cls_logits"].sigmoid().numpy()
     args = (data["raw"].numpy(), cams.numpy(), data["labels"].numpy(), scores)
-    for w in workers:
-        with PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=w) as lab:
-            fig[f"pseudo_labels_w{w}_s"] = timeit(lambda: lab(*args), repeats)
-            if w == workers[0]:
-                label, conf = lab(*args)
-    with PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=0) as lab:
-        fig["pseudo_labels_inproc_s"] = timeit(lambda: lab(*args), repeats)
-    fig["pseudo_per_image_s"] = fig["pseudo_labels_inproc_s"] / b
+    # One CRF job per image: worker scaling needs at least 2 images per worker, so the scaling
+    # figures label the step's batch repeated to ``pseudo_batch`` images (same sizes and classes).
+    n = max(b, 2 * max(workers, default=1))
+    tiled = tuple(np.resize(a, (n, *a.shape[1:])) for a in args)
+    fig["pseudo_batch"] = n
+    counts = sorted({0, *workers, cfg.pseudo.workers})
+    labelers = {w: PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=w) for w in counts}
+    try:  # every pool alive at once (idle workers sleep), the calls interleaved
+        timed = {("pseudo_labels_inproc_s" if w == 0 else f"pseudo_labels_w{w}_s"):
+                 (lambda lab=lab: lab(*tiled)) for w, lab in labelers.items() if w == 0 or w in workers}
+        # the step's own batch, with the step's pool: what a training step waits for
+        timed["pseudo_labels_step_s"] = lambda: labelers[cfg.pseudo.workers](*args)
+        fig.update(timeit_many(timed, repeats))
+        label, conf = labelers[0](*args)
+    finally:
+        for lab in labelers.values():
+            lab.close()
+    fig["pseudo_per_image_s"] = fig["pseudo_labels_inproc_s"] / n
     if len(workers) > 1:
         fig["crf_speedup_2_vs_1"] = fig[f"pseudo_labels_w{workers[0]}_s"] / fig[f"pseudo_labels_w{workers[1]}_s"]
 
     say("dense CRF: wrapper vs pydensecrf")
-    prob = np.random.default_rng(0).dirichlet(np.ones(4), size=size).transpose(2, 0, 1).astype(np.float32)
+    # both sides get the same C-ordered float32 input (pydensecrf refuses strided arrays)
+    prob = np.ascontiguousarray(np.random.default_rng(0).dirichlet(np.ones(4), size=size).transpose(2, 0, 1),
+                                dtype=np.float32)
     img = np.ascontiguousarray(data["raw"][0].numpy())
-    fig["crf_wrapper_s"] = timeit(lambda: dense_crf(img, prob, cfg.crf.train), repeats)
-    fig["crf_direct_s"] = timeit(lambda: _direct_crf(img, prob, cfg.crf.train), repeats)
+    fig.update(timeit_many({"crf_wrapper_s": lambda: dense_crf(img, prob, cfg.crf.train),
+                            "crf_direct_s": lambda: _direct_crf(img, prob, cfg.crf.train)}, max(repeats, 5)))
     fig["crf_wrapper_overhead"] = fig["crf_wrapper_s"] / fig["crf_direct_s"]
 
     say("AA and LR losses")
@@ -143,33 +204,53 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
 
     fig["aa_fwd_bwd_s"] = timeit(aa, repeats)
     fig["lr_fwd_bwd_s"] = timeit(lr, repeats)
-    fig["aa_peak_mb"] = _peak_mb(aa)
+    fig["aa_input_mb"] = seg.numel() * seg.element_size() / 2**20
+    fig["aa_peak_mb"] = _peak_alloc_mb(aa)
 
     say("evaluation throughput")
-    n_pix = 4_000_000
     g = np.random.default_rng(1)
-    pred = g.integers(0, cfg.model.num_classes, size=n_pix, dtype=np.int64).astype(np.uint8)
+    pred = g.integers(0, cfg.model.num_classes, size=confusion_pixels, dtype=np.int64).astype(np.uint8)
     gt = pred.copy()
-    gt[g.random(n_pix) < 0.2] = 255
+    gt[g.random(confusion_pixels) < 0.2] = 255
     meter = ConfusionMeter(cfg.model.num_classes)
-    fig["confusion_mpix_s"] = n_pix / timeit(lambda: meter.update(pred, gt), repeats) / 1e6
+    fig["confusion_mpix_s"] = confusion_pixels / timeit(lambda: meter.update(pred, gt), repeats) / 1e6
 
-    say("training steps with and without AA + LR")
+    say("training steps")
     opt = torch.optim.SGD(model.parameters(), lr=1e-6)
-    for name, over in (("full", {}), ("no_aa_lr", {"affinity": "none", "label_reassign": False})):
-        c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **over))
-        with PseudoLabeler(c.pseudo, c.crf.train, workers=c.pseudo.workers) as lab:
-            def step() -> None:
-                total, _, _ = compute_losses(model, data, c, epoch=c.train.epochs - 1, device=device, labeler=lab)
-                opt.zero_grad()
-                total.backward()
-                opt.step()
+    variants: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
+        ("full", {}, {}, False),
+        ("full_overlap", {}, {}, True),
+        ("no_aa_lr", {"affinity": "none", "label_reassign": False}, {}, False),
+    ]
+    if preset_scales != FOUR_SCALES:
+        variants.append(("full_cam4", {}, {"cam_scales": FOUR_SCALES}, False))
 
-            fig[f"step_{name}_s"] = timeit(step, repeats)
+    def early(loss: torch.Tensor) -> None:
+        loss.backward(retain_graph=True)
+
+    def make_step(c: Config, lab: Any, overlap: bool) -> Callable[[], None]:
+        def step() -> None:  # as the training loop does it
+            opt.zero_grad(set_to_none=True)
+            rest, _, _ = compute_losses(model, data, c, epoch=c.train.epochs - 1, device=device,
+                                        labeler=lab, early_backward=early if overlap else None)
+            rest.backward()
+            opt.step()
+
+        return step
+
+    with PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers) as lab:
+        steps = {}
+        for name, loss_over, model_over, overlap in variants:
+            c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_over),
+                                    model=dataclasses.replace(cfg.model, **model_over))
+            steps[f"step_{name}_s"] = make_step(c, lab, overlap)
+        fig.update(timeit_many(steps, repeats))
+    for name, *_ in variants:
         fig[f"step_{name}_img_s"] = b / fig[f"step_{name}_s"]
     fig["ratio_aa_lr_over_step"] = (fig["aa_fwd_bwd_s"] + fig["lr_fwd_bwd_s"]) / fig["step_full_s"]
-    fig["ratio_pseudo_over_step"] = fig[f"pseudo_labels_w{cfg.pseudo.workers}_s"] / fig["step_full_s"] if f"pseudo_labels_w{cfg.pseudo.workers}_s" in fig else None
+    fig["ratio_pseudo_over_step"] = fig["pseudo_labels_step_s"] / fig["step_full_s"]
     fig["ratio_step_full_over_no_aa_lr"] = fig["step_full_s"] / fig["step_no_aa_lr_s"]
+    fig["overlap_speedup"] = fig["step_full_s"] / fig["step_full_overlap_s"]
     return fig
 
 
@@ -186,68 +267,93 @@ def _direct_crf(img: np.ndarray, prob: np.ndarray, p: Any) -> np.ndarray:
     return np.array(d.inference(p.iterations)).reshape(c, h, w)
 
 
-def _peak_mb(fn: Callable[[], None]) -> float | None:
-    """Peak resident-memory growth (MB) while ``fn`` runs, from the allocator's view."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover
-        return None
-    import gc
-    import threading
+def _peak_alloc_mb(fn: Callable[[], None]) -> float:
+    """Peak bytes (MB) allocated at once by torch while ``fn`` runs, above what was live before.
 
-    gc.collect()
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
+    torch's profiler records every CPU allocation and free ("[memory]" events); the running
+    sum of their sizes, in time order, is what the allocator holds for ``fn`` at each moment.
+    (Resident memory would hide reuse of freed pages and the allocator's caching.)
+    """
+    from torch.profiler import ProfilerActivity, profile
 
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    t = threading.Thread(target=watch)
-    t.start()
-    try:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    finally:
-        done.set()
-        t.join()
-    return (peak[0] - base) / 2**20
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]  # type: ignore[union-attr]
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()  # negative for a free
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+class _quiet_stderr:
+    """Silence file descriptor 2 (the profiler's C++ start/stop notices) inside a block."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc: Any) -> None:
+        import os
+
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
 
 
 ROWS = [
     ("net_fwd_bwd_s", "network forward + backward (batch)", "s"),
     ("aa_fwd_bwd_s", "AA loss forward + backward", "s"),
     ("lr_fwd_bwd_s", "LR loss forward + backward", "s"),
-    ("aa_peak_mb", "AA loss peak memory growth", "MB"),
-    ("cam_s", "multi-scale CAM (batch)", "s"),
-    ("pseudo_labels_inproc_s", "pseudo labels, in process (batch)", "s"),
-    ("pseudo_labels_w1_s", "pseudo labels, 1 CRF worker (batch)", "s"),
-    ("pseudo_labels_w2_s", "pseudo labels, 2 CRF workers (batch)", "s"),
-    ("pseudo_per_image_s", "pseudo labels per image (2 CRFs)", "s"),
+    ("aa_peak_mb", "AA loss peak allocator memory (fwd + bwd)", "MB"),
+    ("aa_input_mb", "  its input, softmax F^c", "MB"),
+    ("net_peak_mb", "  network forward + backward, peak allocator memory", "MB"),
+    ("cam_1scale_s", "CAM, scale 1 only (batch)", "s"),
+    ("cam_4scales_s", "CAM, scales 1, 0.5, 1.5, 2 (batch)", "s"),
+    ("pseudo_labels_step_s", "pseudo labels of the step's batch, its CRF pool", "s"),
+    ("pseudo_batch", "images labelled in the scaling figures below", "img"),
+    ("pseudo_labels_inproc_s", "  pseudo labels, in process", "s"),
+    ("pseudo_labels_w1_s", "  pseudo labels, 1 CRF worker", "s"),
+    ("pseudo_labels_w2_s", "  pseudo labels, 2 CRF workers", "s"),
+    ("pseudo_per_image_s", "pseudo labels per image (2 CRFs), in process", "s"),
     ("crf_speedup_2_vs_1", "CRF speed-up, 2 workers vs 1", "x"),
     ("crf_wrapper_overhead", "dCRF wrapper / pydensecrf direct", "x"),
     ("confusion_mpix_s", "confusion matrix accumulation", "Mpix/s"),
+    ("step_full_s", "training step, CLS+CE+AA+LR", "s"),
+    ("step_full_overlap_s", "  same, CRFs overlapped with L_cls backward", "s"),
+    ("step_no_aa_lr_s", "training step, CLS+CE", "s"),
+    ("step_full_cam4_s", "training step, CLS+CE+AA+LR, 4-scale CAM", "s"),
     ("step_full_img_s", "training step, CLS+CE+AA+LR", "img/s"),
+    ("step_full_overlap_img_s", "  same, overlapped", "img/s"),
     ("step_no_aa_lr_img_s", "training step, CLS+CE", "img/s"),
     ("ratio_aa_lr_over_step", "(AA + LR) / step", "ratio"),
     ("ratio_pseudo_over_step", "pseudo labels / step", "ratio"),
     ("ratio_step_full_over_no_aa_lr", "step with AA+LR / without", "ratio"),
+    ("overlap_speedup", "step without overlap / with", "x"),
 ]
 
 
-def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[[str], None]) -> dict[str, Any]:
+def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[[str], None],
+            batch: int | None = None) -> dict[str, Any]:
+    """``aakit bench``: run the benchmark, print the table, optionally write the JSON."""
     from rich.console import Console
     from rich.table import Table
 
-    if repeats < 1:
-        from aakit.errors import AakitError
+    from aakit.errors import AakitError
 
+    if repeats < 1:
         raise AakitError(f"--repeats {repeats}: must be >= 1")
+    if batch is not None and batch < 1:
+        raise AakitError(f"--batch {batch}: must be >= 1")
     console = Console()
     with console.status("benchmarking ...") as status:
-        fig = run_bench(preset, repeats, log=lambda m: status.update(f"benchmarking: {m}"))
+        fig = run_bench(preset, repeats, batch=batch, log=lambda m: status.update(f"benchmarking: {m}"))
     table = Table(title=f"aakit bench --preset {preset} (batch {fig['batch']}, crop {fig['crop']}, "
                         f"median of {fig['repeats']}, {fig['torch_threads']} torch threads)")
     table.add_column("measure")
@@ -257,7 +363,7 @@ def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[
         v = fig.get(key)
         if v is None:
             continue
-        table.add_row(label, f"{v:.4g}", unit)
+        table.add_row(label, str(v) if isinstance(v, int) else f"{v:.4g}", unit)
     console.print(table)
     if json_out is not None:
         from aakit.runs import atomic_write_json

@@ -60,6 +60,7 @@ class PseudoConfig:
     sure_fg_min: float = 0.1  # ... above 0.1, where the class is the argmax
     sure_bg: float = 0.8  # background sure region: bg score > 0.8
     workers: int = 2  # CRF worker processes (0 = in the training process)
+    overlap: bool = False  # CRFs during the backward of L_cls: same gradient, measured slower (docs/performance.md)
 
 
 @dataclass

@@ -8,6 +8,8 @@ prepares its inputs.
 Mean-field inference is single-threaded C++ and cannot use the GPU, so the pseudo-labeller
 spreads the images of a batch over :class:`CRFPool` workers. The pool lives as long as the
 training run (starting processes per step would cost more than the CRF itself).
+:meth:`CRFPool.submit_map` hands the jobs to the workers and returns at once, so the training
+process can run the backward pass of the classification loss while the CRFs run.
 
 This module imports only numpy, pydensecrf and the standard library (plus the light config
 schema), so worker processes never import torch through it.
@@ -17,15 +19,18 @@ Example::
     q = dense_crf(image, prob, CRFParams())          # (C, H, W), sums to 1 over C
     with CRFPool(workers=2) as pool:
         qs = pool.map(dense_crf_job, [(image, prob, params), (image2, prob2, params)])
+        pending = pool.submit_map(dense_crf_job, [(image, prob, params)])
+        ...                                          # other work while the workers run
+        qs = pending.result()
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import numpy as np
 import pydensecrf.densecrf as dcrf
@@ -141,17 +146,36 @@ class CRFPool:
         If a worker process died (e.g. killed by the OOM killer), the pool is restarted and
         the jobs are tried once more; a second failure raises.
         """
+        return self.submit_map(fn, args).result()
+
+    def submit_map(self, fn: Callable[[T], R], args: Iterable[T]) -> PendingMap[R]:
+        """Start ``map(fn, args)`` on the workers and return at once.
+
+        The caller does other work, then takes the ordered results with
+        :meth:`PendingMap.result`; the retry-once-on-a-dead-worker rule of :meth:`map` holds.
+        With ``workers=0`` nothing runs in the background: the jobs run in this process
+        when the result is asked for.
+        """
         items = list(args)
         if self._executor is None:
             if self.workers > 0:
                 raise RuntimeError("CRFPool: map() called after close()")
-            return [fn(a) for a in items]
+            return PendingMap(self, fn, items, None, retried=False)
         try:
-            return list(self._executor.map(fn, items))
-        except BrokenProcessPool:
+            return PendingMap(self, fn, items, self._submit_all(fn, items), retried=False)
+        except BrokenProcessPool:  # the pool died between two calls: restart, that is the retry
+            self._restart()
+            return PendingMap(self, fn, items, self._submit_all(fn, items), retried=True)
+
+    def _submit_all(self, fn: Callable[[T], R], items: list[T]) -> list[Future[R]]:
+        assert self._executor is not None
+        return [self._executor.submit(fn, a) for a in items]
+
+    def _restart(self) -> None:
+        """Replace a broken executor by a fresh one."""
+        if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._start()
-            return list(self._executor.map(fn, items))
+        self._executor = self._start()
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
@@ -164,6 +188,50 @@ class CRFPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class PendingMap(Generic[R]):
+    """The results of a :meth:`CRFPool.submit_map` call, in input order, once ready.
+
+    Args:
+        pool: the pool the jobs were given to.
+        fn, items: the job function and its arguments (kept to run them again after a crash).
+        futures: one future per item, or None to run the jobs in-process in :meth:`result`.
+        retried: the one restart allowed was already spent at submission.
+    """
+
+    def __init__(self, pool: CRFPool, fn: Callable[[Any], R], items: list[Any],
+                 futures: list[Future[R]] | None, *, retried: bool) -> None:
+        self._pool, self._fn, self._items = pool, fn, items
+        self._futures, self._retried = futures, retried
+        self._executor = pool._executor  # the executor the futures belong to
+        self._done: list[R] | None = None
+
+    def result(self) -> list[R]:
+        """Wait for every job; return the results in input order (the same list on a 2nd call).
+
+        Raises:
+            BrokenProcessPool: a worker died again after the pool had been restarted once.
+            Exception: whatever a job raised.
+        """
+        if self._done is not None:
+            return self._done
+        if self._futures is None:
+            self._done = [self._fn(a) for a in self._items]
+            return self._done
+        try:
+            self._done = [f.result() for f in self._futures]
+        except BrokenProcessPool:
+            if self._retried:
+                raise
+            # Another pending map may have restarted the pool already: restart only the
+            # executor these futures came from.
+            if self._pool._executor is self._executor:
+                self._pool._restart()
+            if self._pool._executor is None:
+                raise
+            self._done = [f.result() for f in self._pool._submit_all(self._fn, self._items)]
+        return self._done
 
 
 def _noop(x: int) -> int:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from aakit.config import CRFParams, PseudoConfig
-from aakit.crf import CRFPool, dense_crf
+from aakit.crf import CRFPool, PendingMap, dense_crf
 
 if TYPE_CHECKING:
     import torch
@@ -272,6 +272,9 @@ def _numpy(x: Any) -> np.ndarray:
 class PseudoLabeler:
     """Pseudo labels of a batch, the images spread over a persistent :class:`CRFPool`.
 
+    ``labeler(...)`` waits for the labels; ``labeler.submit(...)`` returns at once with a
+    :class:`PendingLabels` whose ``result()`` waits, so other work can run meanwhile.
+
     Args:
         params: pseudo-label settings (``params.workers`` is the default worker count).
         crf: training dense-CRF parameters.
@@ -302,7 +305,7 @@ class PseudoLabeler:
         cls_scores: Any,
         valid: Any | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Label a batch.
+        """Label a batch: ``submit(...).result()``.
 
         Args:
             images: (B, H, W, 3) uint8 crops (array or tensor).
@@ -314,8 +317,24 @@ class PseudoLabeler:
         Returns:
             labels (B, H, W) int64 and confidence (B, H, W) float32, on the CPU.
         """
-        import torch
+        return self.submit(images, cams, image_labels, cls_scores, valid).result()
 
+    def submit(
+        self,
+        images: Any,
+        cams: Any,
+        image_labels: Any,
+        cls_scores: Any,
+        valid: Any | None = None,
+    ) -> PendingLabels:
+        """Hand a batch to the CRF workers and return at once (arguments as :meth:`__call__`).
+
+        The inputs are copied into the jobs before this returns, so the caller may change
+        or free its tensors (e.g. run a backward pass) while the workers run.
+
+        Returns:
+            A :class:`PendingLabels`; its ``result()`` gives ``(labels, confidence)``.
+        """
         imgs = _numpy(images)
         cam = _numpy(cams).astype(np.float32, copy=False)
         labels = _numpy(image_labels)
@@ -328,18 +347,15 @@ class PseudoLabeler:
         for i in range(b):
             keep = present_classes(labels[i], scores[i], self.params.min_class_score)
             jobs.append((
-                np.ascontiguousarray(imgs[i], dtype=np.uint8),
-                np.ascontiguousarray(cam[i, keep]),
+                np.ascontiguousarray(imgs[i], dtype=np.uint8).copy(),
+                np.ascontiguousarray(cam[i, keep]),  # fancy indexing: already a copy
                 keep,
-                None if masks is None else masks[i],
+                None if masks is None else masks[i].copy(),
                 self.params,
                 self.crf,
                 self.ignore_index,
             ))
-        results = self.pool.map(_job, jobs)
-        out_labels = torch.from_numpy(np.stack([r[0] for r in results]).astype(np.int64))
-        out_conf = torch.from_numpy(np.stack([r[1] for r in results]))
-        return out_labels, out_conf
+        return PendingLabels(self.pool.submit_map(_job, jobs))
 
     def close(self) -> None:
         """Stop the CRF workers."""
@@ -350,6 +366,22 @@ class PseudoLabeler:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class PendingLabels:
+    """Pseudo labels being computed by the CRF workers (from :meth:`PseudoLabeler.submit`)."""
+
+    def __init__(self, pending: PendingMap[tuple[np.ndarray, np.ndarray]]) -> None:
+        self._pending = pending
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wait for the workers: labels (B, H, W) int64 and confidence (B, H, W) float32, CPU."""
+        import torch
+
+        results = self._pending.result()
+        out_labels = torch.from_numpy(np.stack([r[0] for r in results]).astype(np.int64))
+        out_conf = torch.from_numpy(np.stack([r[1] for r in results]))
+        return out_labels, out_conf
 
 
 # ----------------------------------------------------------------------------- resolution of F^c

@@ -10,6 +10,10 @@ One step, in the order the paper's Figure 2 draws it::
     L_lr   = label_reassign_loss(F^s, Y at stride, beta)  last 2 epochs  (eqs. 13-17)
     total  = L_cls + L_ce + lambda1 L_aa + lambda2 L_lr
 
+With ``pseudo.overlap`` (single process, no AMP) the CRF workers run while the training process
+does the backward pass of L_cls; the rest of the total is backpropagated once the labels are in
+(gradients add up: the same gradient as one backward of the total).
+
 Reproducibility: the order of every epoch and the augmentation of every image are drawn
 from ``(seed, epoch, index)``, and checkpoints carry the RNG state, so a run resumed from a
 checkpoint ends with exactly the numbers of an uninterrupted one (on CPU).
@@ -136,9 +140,12 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
         return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
     lock_dir = Path(results) / "runs" / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{dep.hash()}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker training it: wait for it
+    fd = os.open(lock_dir / f"{dep.hash()}.lock", os.O_CREAT | os.O_RDWR)  # empty; only locked
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another worker training it: wait for it
         return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- data order
@@ -214,8 +221,18 @@ def compute_losses(
     epoch: int,
     device: torch.device,
     labeler: Any | None,
+    early_backward: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
-    """The training objective for one batch. Returns (total, scalar losses, extras)."""
+    """The training objective for one batch. Returns (loss to backprop, scalar losses, extras).
+
+    Overlap: L_cls does not depend on the pseudo labels, so its backward pass can run while
+    the CRF workers make them. With ``early_backward`` given (and both L_cls and pseudo labels
+    in this step), the labels are submitted, ``early_backward(L_cls)`` is called (it must
+    backprop with ``retain_graph=True``: the other losses share the graph), and the returned
+    tensor is the rest of the objective, ``total - L_cls``. Gradients add up, so the two
+    backward passes give the gradient of the total. Otherwise the returned tensor is the
+    total. ``scalars["total"]`` is always the whole objective.
+    """
     core = model.module if hasattr(model, "module") else model
     images = batch["image"].to(device, non_blocking=True)
     labels = batch["labels"].to(device)
@@ -223,6 +240,7 @@ def compute_losses(
     L = cfg.loss
     parts: dict[str, torch.Tensor] = {}
     extras: dict[str, Any] = {}
+    backpropagated: torch.Tensor | None = None  # the part early_backward took care of
     if L.cls:
         parts["cls"] = losses.classification_loss(out["cls_logits"], labels)
     seg_losses = L.ce or L.affinity != "none" or L.label_reassign
@@ -236,13 +254,17 @@ def compute_losses(
             cams = training_cam(core, images, out["cam"], tuple(cfg.model.cam_scales), size)
             scores = out["cls_logits"].detach().float().sigmoid()
             assert labeler is not None
-            label, conf = labeler(
+            pending = labeler.submit(
                 batch["raw"].numpy(),
                 cams.cpu().numpy(),
                 batch["labels"].numpy(),
                 scores.cpu().numpy(),
                 valid=batch["valid"].numpy() if "valid" in batch else None,
             )
+            if early_backward is not None and "cls" in parts:
+                early_backward(parts["cls"])  # runs while the CRF workers label the batch
+                backpropagated = parts["cls"]
+            label, conf = pending.result()
             label, conf = label.to(device), conf.to(device)
             extras["pseudo"] = label
         seg_logits = out["seg_logits"]
@@ -279,7 +301,16 @@ def compute_losses(
         total = sum(parts.values())  # type: ignore[assignment]
     scalars = {k: float(v.detach()) for k, v in parts.items()}
     scalars["total"] = float(total.detach())
-    return total, scalars, extras
+    if backpropagated is None:
+        return total, scalars, extras
+    rest = [v for v in parts.values() if v is not backpropagated]
+    remainder = sum(rest) if rest else out["cls_logits"].sum() * 0.0
+    return remainder, scalars, extras  # type: ignore[return-value]
+
+
+def _backward_retaining(loss: torch.Tensor) -> None:
+    """``early_backward`` of the training loop: backprop L_cls, keep the graph for the rest."""
+    loss.backward(retain_graph=True)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -453,7 +484,12 @@ def train(
     from aakit.pseudo import PseudoLabeler
 
     labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers) if cfg.train.supervision == "image" else None
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
+    amp = cfg.train.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    # Overlap the CRFs with the backward of L_cls: two backward passes over one forward, which
+    # DDP forbids (its gradient all-reduce fires once per parameter per forward) and which the
+    # AMP loss scaler does not take part in.
+    early_backward = _backward_retaining if cfg.pseudo.overlap and not dist_info.enabled and not amp else None
 
     stop = {"signal": None}
 
@@ -493,13 +529,14 @@ def train(
                 lr_now = poly_lr(cfg.optim.lr, step, total_steps, cfg.optim.poly_power)
                 for g in optimizer.param_groups:
                     g["lr"] = lr_now * g["lr_mult"]
-                with torch.autocast(device.type, enabled=cfg.train.amp and device.type == "cuda"):
-                    total, scalars, _ = compute_losses(ddp_model, batch, cfg, epoch=epoch, device=device, labeler=labeler)
+                optimizer.zero_grad(set_to_none=True)  # before compute_losses: early_backward accumulates
+                with torch.autocast(device.type, enabled=amp):
+                    to_backprop, scalars, _ = compute_losses(ddp_model, batch, cfg, epoch=epoch, device=device,
+                                                             labeler=labeler, early_backward=early_backward)
                 if not math.isfinite(scalars["total"]):
                     raise AakitError(f"loss became {scalars['total']} at step {step + 1} (epoch {epoch + 1}); "
                                      f"lower optim.lr or check the data")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
+                scaler.scale(to_backprop).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1

@@ -1,0 +1,50 @@
+"""`aakit bench` smoke test: every figure is measured and sensible. No timing assertions."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from aakit.bench import ROWS, run_bench
+
+from conftest import REPO
+
+# Figures every synthetic-preset run must produce (seconds, MB, ratios, throughputs).
+POSITIVE = [
+    "net_fwd_bwd_s", "net_peak_mb", "aa_fwd_bwd_s", "lr_fwd_bwd_s", "aa_peak_mb", "aa_input_mb",
+    "cam_1scale_s", "cam_4scales_s", "cam_s",
+    "pseudo_labels_step_s", "pseudo_labels_inproc_s", "pseudo_labels_w1_s", "pseudo_labels_w2_s", "pseudo_per_image_s",
+    "crf_speedup_2_vs_1", "crf_wrapper_s", "crf_direct_s", "crf_wrapper_overhead", "confusion_mpix_s",
+    "step_full_s", "step_full_overlap_s", "step_no_aa_lr_s", "step_full_cam4_s",
+    "step_full_img_s", "step_full_overlap_img_s", "step_no_aa_lr_img_s", "step_full_cam4_img_s",
+    "ratio_aa_lr_over_step", "ratio_pseudo_over_step", "ratio_step_full_over_no_aa_lr", "overlap_speedup",
+]
+
+
+def test_run_bench_reports_every_figure() -> None:
+    fig = run_bench(preset="synthetic", repeats=1, batch=2, confusion_pixels=200_000)
+    assert fig["preset"] == "synthetic" and fig["batch"] == 2 and fig["crop"] == 164 and fig["repeats"] == 1
+    assert fig["pseudo_batch"] == 4  # 2 images per worker for the scaling figures
+    for key in POSITIVE:
+        v = fig.get(key)
+        assert isinstance(v, float) and math.isfinite(v) and v > 0, (key, v)
+    for key, _, _ in ROWS:  # the printed table shows only measured figures
+        assert key in fig, key
+    # derived figures are what they claim to be
+    assert fig["step_full_img_s"] == fig["batch"] / fig["step_full_s"]
+    assert fig["crf_speedup_2_vs_1"] == fig["pseudo_labels_w1_s"] / fig["pseudo_labels_w2_s"]
+    assert fig["overlap_speedup"] == fig["step_full_s"] / fig["step_full_overlap_s"]
+    assert fig["ratio_pseudo_over_step"] == fig["pseudo_labels_step_s"] / fig["step_full_s"]
+    assert fig["pseudo_per_image_s"] == fig["pseudo_labels_inproc_s"] / fig["pseudo_batch"]
+    assert fig["cam_s"] == fig["cam_1scale_s"]  # the synthetic preset's CAM uses scale 1 only
+    # the AA loss needs at least its pair tensors: more memory than its own input
+    assert fig["aa_peak_mb"] > fig["aa_input_mb"]
+    json.dumps(fig)  # --json writes exactly this
+
+
+def test_benchmark_script_is_a_plain_runner() -> None:
+    script = REPO / "benchmarks" / "bench.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "synthetic" in out.stdout and "--voc" in out.stdout
