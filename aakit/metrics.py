@@ -55,6 +55,8 @@ def confusion_matrix(pred: Any, gt: Any, num_classes: int, ignore_index: int = 2
     if p.shape != g.shape:
         raise ValueError(f"confusion_matrix: pred {p.shape} and gt {g.shape} differ")
     p, g = p.reshape(-1), g.reshape(-1)
+    if p.dtype == np.uint8 and g.dtype == np.uint8 and num_classes <= 256 and 0 <= ignore_index < 256:
+        return _confusion_uint8(p, g, num_classes, ignore_index)
     keep = g != ignore_index
     p = p[keep].astype(np.int64)
     g = g[keep].astype(np.int64)
@@ -67,6 +69,33 @@ def confusion_matrix(pred: Any, gt: Any, num_classes: int, ignore_index: int = 2
             )
     counts = np.bincount(num_classes * g + p, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def _confusion_uint8(p: np.ndarray, g: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """Fast path for uint8 label maps: one bincount over all 256 x 256 (gt, pred) pairs.
+
+    No masking or int64 copies: ignored pixels land in their own row, which is dropped, and
+    out-of-range values are found in the table afterwards (same errors as the general path).
+    """
+    table = np.bincount((g.astype(np.uint16) << 8) | p, minlength=65536).reshape(256, 256)
+    rows = np.ones(256, dtype=bool)
+    rows[ignore_index] = False
+    valid = table[rows]
+    gt_values = np.flatnonzero(rows)
+    bad_g = gt_values[(gt_values >= num_classes) & (valid.sum(1) > 0)]
+    if bad_g.size:
+        raise LabelValueError(
+            f"gt label values {bad_g[:5].tolist()} are outside 0..{num_classes - 1} (ignore = {ignore_index})"
+        )
+    bad_p = np.flatnonzero(valid[:, num_classes:].sum(0) > 0) + num_classes
+    if bad_p.size:
+        raise LabelValueError(
+            f"pred label values {bad_p[:5].tolist()} are outside 0..{num_classes - 1} (ignore = {ignore_index})"
+        )
+    cm = table[:num_classes, :num_classes].astype(np.int64)
+    if ignore_index < num_classes:
+        cm[ignore_index] = 0
+    return cm
 
 
 def iou_from_confusion(cm: np.ndarray) -> np.ndarray:

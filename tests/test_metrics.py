@@ -140,3 +140,24 @@ def test_keep_classes_by_score_is_strict() -> None:
     assert keep_classes_by_score(scores, 0.1).tolist() == [False, False, True, True]
     kept_t = keep_classes_by_score(torch.tensor([[0.2, 0.01]]), 0.1)
     assert isinstance(kept_t, torch.Tensor) and kept_t.tolist() == [[True, False]]
+
+
+def test_uint8_fast_path_equals_general_path_and_refuses_bad_values() -> None:
+    from aakit.metrics import LabelValueError, confusion_matrix
+
+    rng = np.random.default_rng(5)
+    for c, ignore in ((3, 255), (11, 255), (21, 0), (5, 2)):
+        p = rng.integers(0, c, size=(30, 20)).astype(np.uint8)
+        g = rng.integers(0, c, size=(30, 20)).astype(np.uint8)
+        g[rng.random(g.shape) < 0.25] = ignore
+        fast = confusion_matrix(p, g, c, ignore)
+        slow = confusion_matrix(p.astype(np.int64), g.astype(np.int64), c, ignore)
+        assert np.array_equal(fast, slow) and fast.dtype == np.int64
+    p = np.array([[1, 30]], dtype=np.uint8)
+    with pytest.raises(LabelValueError, match="pred label values \\[30\\]"):
+        confusion_matrix(p, np.array([[1, 2]], dtype=np.uint8), 21)
+    with pytest.raises(LabelValueError, match="gt label values \\[40\\]"):
+        confusion_matrix(np.array([[1, 2]], dtype=np.uint8), np.array([[1, 40]], dtype=np.uint8), 21)
+    # a wrong prediction under an ignored ground-truth pixel is not counted, nor refused
+    cm = confusion_matrix(np.array([[1, 200]], dtype=np.uint8), np.array([[1, 255]], dtype=np.uint8), 21)
+    assert cm.sum() == 1 and cm[1, 1] == 1
