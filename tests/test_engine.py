@@ -74,6 +74,8 @@ def test_resume_gives_identical_numbers(tiny_config: Config, tmp_path: Path) -> 
     assert json.loads((part / "status.json").read_text())["status"] == "interrupted"
     assert not (part / "summary.json").exists()
     done = train(tiny_config, results=tmp_path / "b", progress=False, resume=part)
+    prov = json.loads((done / "provenance.json").read_text())
+    assert prov["resumed_from_step"] == 3 and [r["step"] for r in prov["resumes"]] == [3]
     a, b = _summary(ref), _summary(done)
     assert a["metrics"] == b["metrics"]
     wa = torch.load(ref / "checkpoints/last.pt", weights_only=True)["model"]

@@ -113,6 +113,15 @@ class RunWriter:
                     pass
         return removed
 
+    def record_resume(self, step: int, prov: dict[str, Any]) -> None:
+        """Keep the first provenance; add this resume (step, command, commit, time) to it."""
+        old = read_json(self.path / "provenance.json") or prov
+        old.setdefault("resumes", []).append(
+            {k: prov.get(k) for k in ("command", "git_commit", "git_dirty", "host", "device", "created")} | {"step": step}
+        )
+        old["resumed_from_step"] = step
+        atomic_write_json(self.path / "provenance.json", old)
+
     def set_status(self, status: str, **extra: Any) -> None:
         info = read_json(self.path / "status.json") or {}
         info.update(

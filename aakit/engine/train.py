@@ -478,6 +478,7 @@ def train(
         else:
             writer.truncate_metrics(start_step, keep_epochs=epochs_done)
             writer.message(f"resumed from step {start_step}")
+            writer.record_resume(start_step, prov)
         writer.set_status("running", steps_total=total_steps, world_size=dist_info.world)
     barrier(dist_info)
 
