@@ -264,7 +264,10 @@ class MainScreen(Screen[None]):
                     text.append(f" - last: {last}", style="red")
         if self.poll_error:
             text.append(f"\npoller error: {self.poll_error}", style="bold red")
-        self.query_one("#summary", Static).update(text)
+        try:
+            self.query_one("#summary", Static).update(text)
+        except NoMatches:  # the screen is being torn down (quit) while a poll result arrives
+            return
 
     def _show_grids(self) -> None:
         assert self.snapshot is not None
