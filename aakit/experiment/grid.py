@@ -70,7 +70,7 @@ from optuna.trial import FrozenTrial, TrialState
 from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
 from aakit.errors import AakitError
 from aakit.experiment import studies
-from aakit.experiment.workers import parse_gpus, run_workers
+from aakit.experiment.workers import dispatch, parse_gpus
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 TrainFn = Callable[..., Path]
@@ -615,17 +615,7 @@ def run_grid(
     session = studies.new_session()
     args = (str(grid_path), list(overrides), str(results), storage, session, train, heartbeat, grace)
     out = GridResult(grid.name)
-    if workers == 1:
-        if gpu_list:
-            import os
-
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_list[0]
-        parts = [_grid_worker(*args, progress, log=log)]
-    else:
-        parts = run_workers(_grid_worker, (*args, False), workers, gpu_list)
-    for part in parts:
-        out.ran += part["ran"]
-        out.failed += [tuple(f) for f in part["failed"]]
+    out.ran, out.failed = dispatch(_grid_worker, args, workers=workers, gpus=gpu_list, progress=progress, log=log)
     out.points = grid_status(grid_path, overrides=overrides, results=results, storage=storage, grace=grace)
     return out
 

@@ -51,7 +51,7 @@ from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_y
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import TrainFn, _default_train, _metric_value, _one_line, format_value
-from aakit.experiment.workers import parse_gpus, run_workers
+from aakit.experiment.workers import dispatch, parse_gpus
 from aakit.runs import read_json, run_dir_name, safe_name
 
 SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description"}
@@ -403,18 +403,8 @@ def run_search(
     studies.get_or_create_study(st, search.study_name, direction="maximize")
     session = studies.new_session()
     args = (str(search_path), list(overrides), trials, str(results), storage, session, train, heartbeat, grace)
-    if workers == 1:
-        if gpu_list:
-            import os
-
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_list[0]
-        parts = [_search_worker(*args, progress, log=log)]
-    else:
-        parts = run_workers(_search_worker, (*args, False), workers, gpu_list)
     out = SearchResult(search.study_name, studies.describe_storage(storage, default))
-    for part in parts:
-        out.ran += part["ran"]
-        out.failed += [tuple(f) for f in part["failed"]]
+    out.ran, out.failed = dispatch(_search_worker, args, workers=workers, gpus=gpu_list, progress=progress, log=log)
     study = optuna.load_study(study_name=search.study_name, storage=st)
     out.best = _best(study)
     return out

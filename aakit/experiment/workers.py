@@ -105,3 +105,22 @@ def run_workers(fn: Callable[..., Any], args: tuple, workers: int, gpus: list[st
         text = msg if kind == "user" else msg.strip().splitlines()[-1]
         raise WorkerError(f"worker {i}: {text}")
     return [results[i][1] for i in range(workers)]
+
+
+def dispatch(fn: Callable[..., Any], args: tuple, *, workers: int, gpus: list[str] | None,
+             progress: bool, log: Callable[[str], None] | None) -> tuple[list[Any], list[tuple]]:
+    """Run a grid or search worker: here if ``workers == 1`` (pinned to the first GPU), else
+    in ``workers`` spawned processes (one GPU each, no progress bar).
+
+    ``fn(*args, progress, log=..., worker_index=...)`` returns ``{"ran": [...], "failed": [...]}``;
+    the parts are merged into (ran, failed).
+    """
+    if workers == 1:
+        if gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
+        parts = [fn(*args, progress, log=log)]
+    else:
+        parts = run_workers(fn, (*args, False), workers, gpus)
+    ran = [r for part in parts for r in part["ran"]]
+    failed = [tuple(f) for part in parts for f in part["failed"]]
+    return ran, failed
