@@ -520,6 +520,7 @@ def train(
     step = start_step
     status = "failed"
     last_epoch_record: dict[str, Any] | None = None
+    last_val: dict[str, dict[str, Any]] | None = None
     try:
         model.train()
         for epoch in range(epochs_done, cfg.train.epochs):
@@ -558,7 +559,10 @@ def train(
             record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step}
             last = epoch + 1 == cfg.train.epochs
             if dist_info.main and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
-                res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol="ss", use_crf=False)
+                res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol="ss",
+                               use_crf=False, save_pred=example_saver(cfg, writer) if last else None)
+                if last:
+                    last_val = res  # the final summary reuses it when its protocol is the same
                 record["miou"] = res["plain"]["miou"]
                 record["miou_rfpc"] = res["rfpc"]["miou"]
                 if pseudo_set is not None and labeler is not None and epoch >= cfg.train.cls_warmup_epochs:
@@ -605,7 +609,8 @@ def train(
 
             done = [r for r in read_metrics(writer.metrics_path)[0] if r.get("kind") == "epoch"]
             last_epoch_record = done[-1] if done else None
-        summary = final_summary(model, cfg, writer, val_set, num_classes, device, last_epoch_record, t_start, checksums)
+        summary = final_summary(model, cfg, writer, val_set, num_classes, device, last_epoch_record, t_start,
+                                checksums, val_res=last_val)
         writer.write_summary(summary)
         writer.set_status("finished", step=step)
     barrier(dist_info)
@@ -614,24 +619,37 @@ def train(
     return Path(path)  # type: ignore[arg-type]
 
 
-def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_set: Any, num_classes: int,
-                  device: torch.device, last: dict[str, Any] | None, t_start: float, checksums: list[float]) -> dict[str, Any]:
-    """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc."""
-    from aakit.config import key_hyperparameters
-
+def example_saver(cfg: Config, writer: RunWriter) -> Callable[[str, np.ndarray], None]:
+    """Saves the predictions of the first ``eval.save_examples`` images (Figure 5's examples)."""
     from aakit.data.voc import load_info, save_mask_png
 
     palette = load_info(cfg.data.root).palette
     n_saved = [0]
 
-    def save_pred(image_id: str, pred: np.ndarray) -> None:  # the examples of Figure 5
+    def save_pred(image_id: str, pred: np.ndarray) -> None:
         if n_saved[0] < cfg.eval.save_examples:
             save_mask_png(writer.path / "examples" / "pred" / f"{image_id}.png", pred, palette)
             n_saved[0] += 1
 
+    return save_pred
+
+
+def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_set: Any, num_classes: int,
+                  device: torch.device, last: dict[str, Any] | None, t_start: float, checksums: list[float],
+                  val_res: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc.
+
+    ``val_res``: the last epoch's val evaluation (single scale, no CRF), reused instead of a
+    second identical pass when the run's protocol is the same.
+    """
+    from aakit.config import key_hyperparameters
+
     metrics: dict[str, Any] = {}
-    res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol,
-                   save_pred=save_pred)
+    if val_res is not None and cfg.eval.protocol == "ss" and not cfg.eval.crf:
+        res = val_res
+    else:
+        res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol,
+                       save_pred=example_saver(cfg, writer))
     metrics["val"], metrics["val_rfpc"] = res["plain"], res["rfpc"]
     if cfg.eval.train_iou:
         from aakit.data.voc import EvalDataset
