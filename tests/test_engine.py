@@ -156,18 +156,19 @@ def test_training_never_opens_a_mask(tiny_config: Config, tmp_path: Path, monkey
 
 
 def test_pretrained_config_trains_its_run_once_and_shares_it(tiny_synth: Path, tmp_path: Path) -> None:
-    """model.pretrained: a YAML config -> that run is trained first (same data/network/seed), once."""
+    """model.pretrained: a YAML config -> that run is trained first (same data/network, own seed), once."""
     cls_yaml = tmp_path / "cls.yaml"
     cls_yaml.write_text(f"_base_: {REPO / 'experiments/synthetic/cls.yaml'}\ntrain:\n  epochs: 1\n  batch_size: 4\n")
     over = tiny_overrides(tiny_synth) | {"model.pretrained": str(cls_yaml), "train.cls_warmup_epochs": 0, "train.epochs": 1}
     a = train(load_config(REPO / "experiments/synthetic/baseline.yaml", over), results=tmp_path / "res", progress=False)
-    b = train(load_config(REPO / "experiments/synthetic/full.yaml", over), results=tmp_path / "res", progress=False)
+    b = train(load_config(REPO / "experiments/synthetic/full.yaml", over | {"train.seed": 7}), results=tmp_path / "res", progress=False)
     runs = sorted(p.name for p in (tmp_path / "res" / "runs").iterdir() if not p.name.startswith("."))
     cls_runs = [r for r in runs if r.startswith("synth-cls-")]
     assert len(cls_runs) == 1 and len(runs) == 3
     cls_run = tmp_path / "res" / "runs" / cls_runs[0]
     cls_cfg = load_config(cls_run / "config.yaml")
     assert cls_cfg.data.root == str(tiny_synth) and cls_cfg.model.num_classes == 5 and cls_cfg.model.small_width == 8
+    assert cls_cfg.train.seed == 0  # its own seed: the seed-7 run shared it, as seeds share ImageNet weights
     steps = [r for r in read_metrics(cls_run / "metrics.jsonl")[0] if r["kind"] == "step"]
     assert steps and set(steps[-1]["losses"]) == {"cls", "total"}  # classification only, no pseudo labels
     for run in (a, b):

@@ -94,9 +94,10 @@ def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | N
     * a run directory, or its ``checkpoints/last.pt``: that run's network;
     * a config YAML (``experiments/synthetic/cls.yaml``): the finished run of that config in
       ``results`` — trained first if it is missing (RRM's recipe (b), classification weights
-      first, for the embedded preset). It takes the data, network, seed and device of
-      ``like`` (the run that needs it). A file lock keeps concurrent grid workers from
-      training it twice.
+      first, for the embedded preset). It takes the data, network and device of ``like``
+      (the run that needs it) but keeps its own ``train.seed``: it stands in for ImageNet
+      weights, which every seed of a grid shares, so the seeds of a grid differ only in the
+      WSSS training. A file lock keeps concurrent grid workers from training it twice.
     """
     p = Path(path)
     if p.suffix in (".yaml", ".yml"):
@@ -126,11 +127,11 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
     from aakit.config import load_config
 
     inherit: dict[str, Any] = {}
-    if like is not None:  # same data, network, seed and device as the run that needs it
+    if like is not None:  # same data, network and device as the run that needs it (own seed)
         d = like.to_dict()
         inherit = {f"data.{k}": v for k, v in d["data"].items()}
         inherit |= {f"model.{k}": v for k, v in d["model"].items() if k != "pretrained"}
-        inherit |= {"train.seed": like.train.seed, "train.device": like.train.device,
+        inherit |= {"train.device": like.train.device,
                     "pseudo.workers": like.pseudo.workers, "eval.max_images": like.eval.max_images,
                     "eval.pseudo_images": like.eval.pseudo_images}
     dep = load_config(config, inherit)
