@@ -1,0 +1,129 @@
+"""The paper's claims judged on stored runs: reproduced / not reproduced / inconclusive / not run."""
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from experiment_fakes import write_run  # noqa: E402
+
+from aakit.experiment import claims as C  # noqa: E402
+from aakit.experiment import grid as G  # noqa: E402
+from aakit.experiment import report as R  # noqa: E402
+
+T1 = """\
+name: c-table1
+base: ../base.yaml
+preset: synthetic
+seeds: [0, 1, 2]
+rows:
+  - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}
+  - {table: 1, row: CLS+CE+AA, set: {loss.affinity: aa, loss.label_reassign: false}}
+  - {table: 1, row: CLS+CE+AA+LR, set: {loss.affinity: aa, loss.label_reassign: true}}
+  - {table: 1, row: CLS+CE+AA+LR+rfpc, set: {loss.affinity: aa, loss.label_reassign: true}, metric: val_rfpc}
+"""
+T3 = """\
+name: c-table3
+base: ../base.yaml
+preset: synthetic
+seeds: [0, 1]
+table: 3
+row: "{loss.weighting}"
+set: {loss.affinity: aa, loss.label_reassign: false}
+axes: {loss.weighting: [max, min, mean]}
+"""
+
+# val mIoU per (row, seed): AA clearly above CLS+CE; LR within the spread of AA (one seed
+# worse); Table 3: max beats mean clearly but loses to min clearly.
+VALUES = {
+    ("c-table1", "CLS+CE"): [0.40, 0.41, 0.42],
+    ("c-table1", "CLS+CE+AA"): [0.45, 0.47, 0.46],
+    ("c-table1", "CLS+CE+AA+LR"): [0.47, 0.46, 0.475],
+    ("c-table3", "max"): [0.50, 0.51],
+    ("c-table3", "min"): [0.55, 0.56],
+    ("c-table3", "mean"): [0.40, 0.41],
+}
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "exp"
+    grids = root / "grids"
+    grids.mkdir(parents=True)
+    (root / "base.yaml").write_text(
+        f"preset: synthetic\nmodel: {{backbone: small, num_classes: 5}}\ntrain: {{epochs: 1}}\n"
+        f"data: {{root: {tmp_path / 'synth'}}}\n")
+    (grids / "t1.yaml").write_text(T1)
+    (grids / "t3.yaml").write_text(T3)
+    results = tmp_path / "results"
+    done: set[str] = set()
+    for f in ("t1.yaml", "t3.yaml"):
+        for p in G.load_grid(grids / f).points:
+            vals = VALUES.get((G.load_grid(grids / f).name, p.row))
+            if vals is None or p.run_name in done:
+                continue
+            done.add(p.run_name)
+            write_run(results, p.config, p.run_name, val=vals[p.seed])
+    return results, grids
+
+
+def by_comparison(df: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    return {(r["winner"], r["other"]): r for r in df.to_dict("records")}
+
+
+def test_each_outcome_from_the_seeds_spread(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    df = C.evaluate_claims(results, "synthetic", grids)
+    rows = by_comparison(df)
+
+    aa = rows[("CLS+CE+AA", "CLS+CE")]
+    assert aa["diff"] == pytest.approx(5.0) and aa["spread"] == pytest.approx(1.0)
+    assert (aa["outcome"], aa["wins"], aa["paired"], aa["winner_n"]) == ("reproduced", 3, 3, 3)
+    assert aa["paper_diff"] == pytest.approx(63.2 - 60.0)
+
+    lr = rows[("CLS+CE+AA+LR", "CLS+CE+AA")]
+    assert lr["diff"] == pytest.approx(0.8333, abs=1e-3) and lr["outcome"] == "inconclusive" and lr["wins"] == 2
+
+    # the rfpc row reads val_rfpc of the same runs (the fakes add 2 points): paired, all won
+    rfpc = rows[("CLS+CE+AA+LR+rfpc", "CLS+CE+AA+LR")]
+    assert rfpc["diff"] == pytest.approx(2.0) and rfpc["outcome"] == "reproduced" and rfpc["wins"] == 3
+
+    # Table 3: one comparison reproduced, the other contradicted -> the claim is not reproduced
+    assert rows[("max", "mean")]["outcome"] == "reproduced"
+    assert rows[("max", "min")]["outcome"] == "not reproduced"
+    assert set(df[df["claim"] == "T3-max"]["claim_outcome"]) == {"not reproduced"}
+
+    # grids that never ran: not run, never judged
+    assert set(df[df["table"].isin([2, 4])]["outcome"]) == {"not run"}
+
+
+def test_one_seed_is_inconclusive_not_a_verdict() -> None:
+    r = C.compare({0: 60.0}, {0: 50.0})
+    assert r["diff"] == pytest.approx(10.0) and r["spread"] is None and r["outcome"] == "inconclusive"
+    assert C.compare({}, {0: 50.0})["outcome"] == "not run"
+    assert C.combine(["reproduced", "inconclusive"]) == "inconclusive"
+    assert C.combine(["reproduced", "reproduced"]) == "reproduced"
+
+
+def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    said: list[str] = []
+    R.cli_run(table=None, fmt="md", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=grids)
+    md = said[-1]
+    assert md.index("**Table 6.**") < md.index("**Claims.**")
+    assert "| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | +5.0 | 1.0 | 3/3 | +3.2 | reproduced | reproduced |" in md
+
+    said.clear()
+    R.cli_run(table=None, fmt="csv", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=grids, claims=True)
+    csv = pd.read_csv(io.StringIO(said[-1]))
+    assert list(csv.columns) == C.CLAIM_COLUMNS and len(csv) == sum(len(c.others) for c in C.CLAIMS)
+
+    out = tmp_path / "report"
+    R.cli_run(table=None, fmt="md", out=out, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=grids)
+    assert "not reproduced" in (out / "claims.md").read_text()
