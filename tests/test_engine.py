@@ -211,3 +211,11 @@ def test_eval_and_predict_commands(tiny_config: Config, tmp_path: Path, monkeypa
     m = Image.open(masks[0])
     assert m.mode == "P" and m.size == Image.open(sorted(images.iterdir())[0]).size
     assert set(np.unique(np.array(m))) <= set(range(5))
+
+
+def test_provenance_names_the_program_not_its_install_path(tiny_config: Config) -> None:
+    """Run summaries are committed: the recorded command must not carry a machine path."""
+    from aakit.engine.rundir import provenance
+
+    prov = provenance(tiny_config, command=["/opt/venv/bin/aakit", "grid", "t1.yaml"], overrides=[], device="cpu")
+    assert prov["command"] == ["aakit", "grid", "t1.yaml"]

@@ -43,6 +43,15 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout
 
 
+def _portable_command(argv: list[str]) -> list[str]:
+    """The command as typed: the program by its name, not the install path (``.../bin/aakit``),
+    so a committed run summary names no machine path."""
+    argv = list(argv)
+    if argv and os.path.isabs(argv[0]):
+        argv[0] = os.path.basename(argv[0])
+    return argv
+
+
 def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], device: str) -> dict[str, Any]:
     """Everything needed to say where a number came from."""
     repo = Path(__file__).resolve().parents[2]
@@ -56,7 +65,7 @@ def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], 
         except ImportError:
             versions[mod] = "missing"
     return {
-        "command": command if command is not None else sys.argv,
+        "command": _portable_command(command if command is not None else sys.argv),
         "overrides": list(overrides),
         "seed": cfg.train.seed,
         "config_hash": cfg.hash(),
