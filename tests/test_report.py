@@ -228,7 +228,7 @@ def test_cli_run_writes_files_and_figures(tmp_path: Path) -> None:
     said: list[str] = []
     R.cli_run(table=None, fmt="md", out=out, preset="synthetic", figures=True, results=results,
               echo=said.append, grids_dir=grids)
-    assert sorted(p.name for p in out.glob("*.md")) == ["claims.md"] + [f"table{n}.md" for n in range(1, 7)] + ["tables.md"]
+    assert sorted(p.name for p in out.glob("*.md")) == ["claims.md", "grid_costs.md"] + [f"table{n}.md" for n in range(1, 7)] + ["tables.md"]
     pngs = sorted(p.relative_to(out / "figures").as_posix() for p in (out / "figures").rglob("*.png"))
     assert "figure3_pseudo_miou.png" in pngs and "table4_gamma.png" in pngs
     assert sum(p.startswith("curves/") for p in pngs) == len(list((results / "runs").iterdir()))

@@ -666,31 +666,28 @@ def cli_run(
     if table is not None and table not in TITLES:
         raise ReportError(f"--table {table}: the paper has Tables 1-6")
     from aakit.experiment.claims import claims_table
+    from aakit.experiment.costs import costs_table
 
     if claims:  # the claims only
-        t = claims_table(results, preset, grids_dir)
-        if out is None:
-            echo(RENDERERS[fmt](t).rstrip("\n"))
-        else:
-            if Path(out).exists() and not Path(out).is_dir():
-                raise ReportError(f"--out {out}: exists and is not a directory")
-            atomic_write_text(Path(out) / f"claims.{EXTENSIONS[fmt]}", RENDERERS[fmt](t))
-            echo(f"wrote {Path(out) / f'claims.{EXTENSIONS[fmt]}'}")
-    else:
+        extras, tables = [claims_table(results, preset, grids_dir)], []
+    else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
         tables = build_report([table] if table else None, results=results, preset=preset, grids_dir=grids_dir)
-        with_claims = table is None  # all tables: the claims come after them (CSV: own file)
-        if out is None:
-            text = render(tables, fmt).rstrip("\n")
-            if with_claims and fmt != "csv":
-                text += "\n\n" + RENDERERS[fmt](claims_table(results, preset, grids_dir)).rstrip("\n")
-            echo(text)
-        else:
-            for p in write_report(tables, fmt, out):
-                echo(f"wrote {p}")
-            if with_claims:
-                p = Path(out) / f"claims.{EXTENSIONS[fmt]}"
-                atomic_write_text(p, RENDERERS[fmt](claims_table(results, preset, grids_dir)))
-                echo(f"wrote {p}")
+        extras = [] if table else [claims_table(results, preset, grids_dir), costs_table(results, preset, grids_dir)]
+    if out is None:
+        parts = [render(tables, fmt).rstrip("\n")] if tables else []
+        if fmt != "csv" or not tables:
+            parts += [RENDERERS[fmt](t).rstrip("\n") for t in extras]
+        echo("\n\n".join(parts))
+    else:
+        written = write_report(tables, fmt, out) if tables else []
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ReportError(f"--out {out}: exists and is not a directory")
+        for t in extras:
+            p = Path(out) / f"{t.label.lower().replace(' ', '_')}.{EXTENSIONS[fmt]}"
+            atomic_write_text(p, RENDERERS[fmt](t))
+            written.append(p)
+        for p in written:
+            echo(f"wrote {p}")
     if figures:
         from aakit.experiment.figures import make_figures
 
