@@ -253,6 +253,7 @@ def report(
     preset: Annotated[str, typer.Option(help="voc or synthetic.")] = "synthetic",
     figures: Annotated[bool, typer.Option("--figures", help="Also write PNG figures (needs --out or writes to results/figures).")] = False,
     claims: Annotated[bool, typer.Option("--claims", help="Only the paper's ablation claims: reproduced, not reproduced or inconclusive.")] = False,
+    into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers.
@@ -263,7 +264,7 @@ def report(
     from aakit.experiment import report as report_mod
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
-                       claims=claims)
+                       claims=claims, into=into)
 
 
 # ----------------------------------------------------------------------------- tui / bench / demo

@@ -156,3 +156,27 @@ def test_grid_costs_count_own_runs_reused_units_and_the_shared_pretraining(tmp_p
     assert df.loc["pre-training synth-cls-abcd1234 (shared)", "compute_s"] == pytest.approx(500.0)
     rows = {r[0]: r for r in costs_table(results, "synthetic", grids).blocks[0].rows}
     assert rows["c-table1"][1:5] == ["9/9", "9", "0", "0:15:00"]
+
+
+def test_into_replaces_only_the_marked_block(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    doc = tmp_path / "reproduction.md"
+    doc.write_text(f"# Hand-written title\n\nintro\n\n{R.BEGIN_MARK}\nold tables\n{R.END_MARK}\n\nhand-written end\n")
+    said: list[str] = []
+    run = dict(table=None, fmt="md", out=None, preset="synthetic", figures=False, results=results,
+               echo=said.append, grids_dir=grids)
+    R.cli_run(into=doc, **run)
+    text = doc.read_text()
+    assert text.startswith("# Hand-written title\n\nintro\n\n") and text.endswith("hand-written end\n")
+    assert "old tables" not in text and "**Table 1.**" in text and "**Claims.**" in text and "**Grid costs.**" in text
+    block = R.marked_block(doc)
+    R.cli_run(into=doc, **run)  # idempotent
+    assert R.marked_block(doc) == block and doc.read_text() == text
+
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    with pytest.raises(R.ReportError, match="needs one line"):
+        R.cli_run(into=plain, **run)
+    assert plain.read_text() == "no markers\n"
+    with pytest.raises(R.ReportError, match="--format md"):
+        R.cli_run(into=doc, **(run | {"fmt": "csv"}))

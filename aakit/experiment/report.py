@@ -648,6 +648,29 @@ def write_report(tables: Sequence[ReportTable], fmt: str, out: Path) -> list[Pat
     return paths + [p]
 
 
+BEGIN_MARK = "<!-- aakit report: begin (generated; refresh with aakit report --format md --into FILE) -->"
+END_MARK = "<!-- aakit report: end -->"
+
+
+def splice_block(path: Path, body: str) -> str:
+    """``path``'s text with the block between :data:`BEGIN_MARK` and :data:`END_MARK` replaced."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ReportError(f"--into {path}: cannot read it ({e.strerror or e})") from None
+    if text.count(BEGIN_MARK) != 1 or text.count(END_MARK) != 1 or text.index(BEGIN_MARK) > text.index(END_MARK):
+        raise ReportError(f"--into {path}: needs one line '{BEGIN_MARK}' and, after it, one line '{END_MARK}'")
+    head, rest = text.split(BEGIN_MARK, 1)
+    _, tail = rest.split(END_MARK, 1)
+    return f"{head}{BEGIN_MARK}\n\n{body.strip()}\n\n{END_MARK}{tail}"
+
+
+def marked_block(path: Path) -> str:
+    """The generated block of a document (what :func:`splice_block` put there), stripped."""
+    text = Path(path).read_text(encoding="utf-8")
+    return text.split(BEGIN_MARK, 1)[1].split(END_MARK, 1)[0].strip()
+
+
 def cli_run(
     *,
     table: int | None,
@@ -659,6 +682,7 @@ def cli_run(
     echo: Callable[[str], None] = print,
     grids_dir: Path | None = None,
     claims: bool = False,
+    into: Path | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this)."""
     if fmt not in FORMATS:
@@ -673,7 +697,16 @@ def cli_run(
     else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
         tables = build_report([table] if table else None, results=results, preset=preset, grids_dir=grids_dir)
         extras = [] if table else [claims_table(results, preset, grids_dir), costs_table(results, preset, grids_dir)]
-    if out is None:
+    if into is not None:  # the rendered report replaces the marked block of a document
+        if fmt != "md":
+            raise ReportError(f"--into {into}: needs --format md")
+        if out is not None:
+            raise ReportError("--into and --out: choose one")
+        parts = [render(tables, fmt).rstrip("\n")] if tables else []
+        parts += [RENDERERS[fmt](t).rstrip("\n") for t in extras]
+        atomic_write_text(into, splice_block(into, "\n\n".join(parts)))
+        echo(f"updated {into}")
+    elif out is None:
         parts = [render(tables, fmt).rstrip("\n")] if tables else []
         if fmt != "csv" or not tables:
             parts += [RENDERERS[fmt](t).rstrip("\n") for t in extras]
