@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.aakit-installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench reproduce clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,13 @@ demo: setup
 
 bench: setup
 	$(BIN)/aakit bench --preset synthetic
+
+# docs/reproduction.md: the paper's ablation grids on the embedded benchmark (hours on a CPU;
+# resumable: rerun after an interruption), then the page's generated block from the runs.
+reproduce: setup
+	$(BIN)/aakit data synth --out data/synth
+	for t in table1 table3 table4 table2; do $(BIN)/aakit grid experiments/grids/$$t.yaml || exit $$?; done
+	$(BIN)/aakit report --preset synthetic --format md --into docs/reproduction.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -165,6 +165,12 @@ def test_table5_with_other_classes_compares_miou_only(tmp_path: Path) -> None:
     assert block_row(t5, "Ours (aakit)")[1] == "n/a" and block_row(t5, "Ours (aakit)")[-1] == "57.0 ± 1.4"
     assert t5.blocks[1].header == ["Method", "bkg", *names[1:], "mIoU"]
     assert any("11 classes" in n for n in t5.notes)
+    # without the data (a fresh clone): the embedded benchmark's own class list, not class1..10
+    (tmp_path / "synth" / "meta.json").unlink()
+    fresh = R.build_table(5, results=results, preset="synthetic", grids_dir=grids)
+    from aakit.data.synth import CLASSES
+
+    assert fresh.blocks[1].header == ["Method", "bkg", *[c.name for c in CLASSES[:10]], "mIoU"]
 
 
 def test_grid_json_hashes_are_used_where_a_grid_has_run(tmp_path: Path) -> None:

@@ -336,6 +336,11 @@ def _class_names(runs: list[Run], k: int) -> list[str]:
         names = meta.get("class_names") if isinstance(meta, dict) else None
         if isinstance(names, list) and len(names) == k:
             return ["bkg" if i == 0 else str(x) for i, x in enumerate(names)]
+    if any(run.summary.get("preset") == "synthetic" for run in runs):
+        from aakit.data.synth import CLASSES  # the benchmark's own list: no data needed (fresh clone)
+
+        if 2 <= k - 1 <= len(CLASSES):
+            return ["bkg"] + [c.name for c in CLASSES[: k - 1]]
     return ["bkg"] + [f"class{i}" for i in range(1, k)]
 
 
