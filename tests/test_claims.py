@@ -86,6 +86,7 @@ def test_each_outcome_from_the_seeds_spread(tmp_path: Path) -> None:
 
     lr = rows[("CLS+CE+AA+LR", "CLS+CE+AA")]
     assert lr["diff"] == pytest.approx(0.8333, abs=1e-3) and lr["outcome"] == "inconclusive" and lr["wins"] == 2
+    assert lr["paired_mean"] == pytest.approx(0.8333, abs=1e-3) and lr["paired_std"] == pytest.approx(1.6073, abs=1e-3)
 
     # the rfpc row reads val_rfpc of the same runs (the fakes add 2 points): paired, all won
     rfpc = rows[("CLS+CE+AA+LR+rfpc", "CLS+CE+AA+LR")]
@@ -115,7 +116,7 @@ def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
               echo=said.append, grids_dir=grids)
     md = said[-1]
     assert md.index("**Table 6.**") < md.index("**Claims.**")
-    assert "| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | +5.0 | 1.0 | 3/3 | +3.2 | reproduced | reproduced |" in md
+    assert "| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | +5.0 | 1.0 | 3/3 | +5.0 ± 1.0 | +3.2 | reproduced | reproduced |" in md
 
     said.clear()
     R.cli_run(table=None, fmt="csv", out=None, preset="synthetic", figures=False, results=results,

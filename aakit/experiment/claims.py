@@ -13,7 +13,9 @@ Each claim says that one row of an ablation table beats one or more others on va
 A claim with several comparisons (Table 3: max beats mean *and* min) is reproduced when every
 comparison is, not reproduced when any is, inconclusive otherwise. ``wins`` counts the seeds
 where the claimed winner is ahead of the other row with the same seed (paired runs share the
-pre-training, the data order and the augmentation).
+pre-training, the data order and the augmentation), and ``paired Δ`` is the mean ± std of those
+per-seed differences: the verdict uses the rows' spread, which is the stricter test when, as
+here, a seed moves every row the same way; the paired columns show what the seeds agree on.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from aakit.experiment.published import load_published
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
 CLAIM_COLUMNS = ["claim", "table", "winner", "other", "winner_mean", "winner_std", "winner_n", "other_mean",
-                 "other_std", "other_n", "diff", "spread", "wins", "paired", "paper_diff", "outcome", "claim_outcome"]
+                 "other_std", "other_n", "diff", "spread", "wins", "paired", "paired_mean", "paired_std", "paper_diff",
+                 "outcome", "claim_outcome"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,9 @@ def compare(a: dict[int, float], b: dict[int, float]) -> dict[str, float | int |
     ma, sa = _mean_std(list(a.values()))
     mb, sb = _mean_std(list(b.values()))
     common = sorted(set(a) & set(b))
+    pm, ps = _mean_std([a[s] - b[s] for s in common])
     row: dict[str, float | int | str | None] = {
+        "paired_mean": pm, "paired_std": ps,
         "winner_mean": ma, "winner_std": sa, "winner_n": len(a), "other_mean": mb, "other_std": sb,
         "other_n": len(b), "wins": sum(a[s] > b[s] for s in common), "paired": len(common),
         "diff": None, "spread": None,
@@ -128,6 +133,12 @@ def _signed(x: float | None) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.1f}"
 
 
+def _paired(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:+.1f} ± {std:.1f}" if std is not None else f"{mean:+.1f}"
+
+
 def claims_table(results: Path = Path("results"), preset: str = "synthetic",
                  grids_dir: Path | None = None) -> ReportTable:
     """The claims as a report table (rendered like Tables 1-6: rich, md, latex, csv)."""
@@ -140,14 +151,16 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic",
             f"T{r.table}: {text[r.claim]}", f"{r.winner} vs {r.other}",
             _ours(none(r.winner_mean), none(r.winner_std), int(r.winner_n)),
             _ours(none(r.other_mean), none(r.other_std), int(r.other_n)),
-            _signed(none(r.diff)), _num(none(r.spread)), f"{r.wins}/{r.paired}", _signed(none(r.paper_diff)),
+            _signed(none(r.diff)), _num(none(r.spread)), f"{r.wins}/{r.paired}",
+            _paired(none(r.paired_mean), none(r.paired_std)), _signed(none(r.paper_diff)),
             str(r.outcome), str(r.claim_outcome),
         ])
     header = ["claim", "comparison", "winner (val)", "other (val)", "Δ ours", "spread", "seeds won",
-              "Δ paper", "comparison outcome", "claim outcome"]
+              "paired Δ", "Δ paper", "comparison outcome", "claim outcome"]
     notes = ["val mIoU in %, mean ± std over seeds; Δ = claimed winner − other; spread = the larger std; "
              "reproduced: Δ > spread; not reproduced: Δ < −spread; inconclusive: within the spread "
-             "or fewer than 2 seeds; seeds won = paired seeds where the winner is ahead"]
+             "or fewer than 2 seeds; seeds won = paired seeds where the winner is ahead; paired Δ = mean ± std "
+             "of the per-seed differences"]
     long = df.rename(columns={})
-    return ReportTable(0, "The paper's ablation claims, tested", preset, long, [Block(header, out, align="llrrrrrrll")],
+    return ReportTable(0, "The paper's ablation claims, tested", preset, long, [Block(header, out, align="llrrrrrrrll")],
                        notes, label="Claims")
