@@ -19,14 +19,13 @@ here, a seed moves every row the same way; the paired columns show what the seed
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from aakit.experiment.report import (
-    Block, ReportTable, _mean_std, _miou, _num, _ours, _paper, collect_points, gather, index_runs,
+    Block, ReportTable, _mean_std, _miou, _none, _num, _ours, _paper, collect_points, gather, index_runs,
 )
 from aakit.experiment.published import load_published
 
@@ -130,7 +129,7 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic",
 
 
 def _signed(x: float | None) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.1f}"
+    return "—" if _none(x) is None else f"{x:+.1f}"
 
 
 def _paired(mean: float | None, std: float | None) -> str:
@@ -145,8 +144,8 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic",
     df = evaluate_claims(results, preset, grids_dir)
     text = {c.key: c.text for c in CLAIMS}
     out = []
+    none = _none
     for r in df.itertuples(index=False):
-        none = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # noqa: E731
         out.append([
             f"T{r.table}: {text[r.claim]}", f"{r.winner} vs {r.other}",
             _ours(none(r.winner_mean), none(r.winner_std), int(r.winner_n)),
@@ -161,6 +160,5 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic",
              "reproduced: Δ > spread; not reproduced: Δ < −spread; inconclusive: within the spread "
              "or fewer than 2 seeds; seeds won = paired seeds where the winner is ahead; paired Δ = mean ± std "
              "of the per-seed differences"]
-    long = df.rename(columns={})
-    return ReportTable(0, "The paper's ablation claims, tested", preset, long, [Block(header, out, align="llrrrrrrrll")],
+    return ReportTable(0, "The paper's ablation claims, tested", preset, df, [Block(header, out, align="llrrrrrrrll")],
                        notes, label="Claims")
