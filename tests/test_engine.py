@@ -1,6 +1,7 @@
 """The training engine end to end on a tiny benchmark: run directory, resume, DDP, eval."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -219,3 +220,14 @@ def test_provenance_names_the_program_not_its_install_path(tiny_config: Config) 
 
     prov = provenance(tiny_config, command=["/opt/venv/bin/aakit", "grid", "t1.yaml"], overrides=[], device="cpu")
     assert prov["command"] == ["aakit", "grid", "t1.yaml"]
+
+
+def test_provenance_names_the_data_set_version(tiny_config: Config) -> None:
+    """A run records which embedded benchmark (name, version, seed, meta digest) it trained on."""
+    from aakit.engine.rundir import provenance
+
+    data = provenance(tiny_config, command=["aakit"], overrides=[], device="cpu")["data"]
+    assert data["name"] == "aakit-synth" and data["version"] and data["seed"] is not None
+    assert len(data["meta_sha256"]) == 16
+    voc_like = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, root="no/such/dir"))
+    assert provenance(voc_like, command=["aakit"], overrides=[], device="cpu")["data"] is None

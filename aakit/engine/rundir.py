@@ -78,7 +78,25 @@ def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], 
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "created": time.time(),
+        "data": data_identity(cfg.data.root),
     }
+
+
+def data_identity(root: str) -> dict[str, Any] | None:
+    """What identifies the data set a run saw: the embedded benchmark's name, version, seed and a
+    digest of its whole ``meta.json`` (knobs included); None for a data set without one (VOC)."""
+    import hashlib
+    import json
+
+    try:
+        raw = (Path(root) / "meta.json").read_bytes()
+        meta = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return {"name": meta.get("name"), "version": meta.get("version"), "seed": meta.get("seed"),
+            "meta_sha256": hashlib.sha256(raw).hexdigest()[:16]}
 
 
 class RunWriter:
