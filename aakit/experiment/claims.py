@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from aakit.experiment.report import (
-    Block, ReportTable, _mean_std, _miou, _none, _num, _ours, _paper, collect_points, gather, index_runs,
+    Block, Point, ReportTable, Run, _mean_std, _miou, _none, _num, _ours, _paper, collect_points, gather,
+    index_runs,
 )
 from aakit.experiment.published import load_published
 
@@ -58,10 +59,12 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def per_seed(results: Path, preset: str, grids_dir: Path | None = None) -> dict[tuple[int, str], dict[int, float]]:
+def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, points: list[Point] | None = None,
+             runs: dict[str, list[Run]] | None = None) -> dict[tuple[int, str], dict[int, float]]:
     """(table, row) -> {seed: val mIoU in %} of the finished runs that fill that row."""
-    points, _ = collect_points(results, preset, grids_dir)
-    runs = index_runs(results)
+    if points is None:
+        points, _ = collect_points(results, preset, grids_dir)
+    runs = index_runs(results) if runs is None else runs
     out: dict[tuple[int, str], dict[int, float]] = {}
     for table in sorted({c.table for c in CLAIMS}):
         for row, g in gather(points, runs, table).items():
@@ -108,10 +111,10 @@ def combine(outcomes: list[str]) -> str:
     return REPRODUCED if all(o == REPRODUCED for o in outcomes) else INCONCLUSIVE
 
 
-def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic",
-                    grids_dir: Path | None = None) -> pd.DataFrame:
+def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
+                    points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> pd.DataFrame:
     """Every comparison of every claim, one row each (columns :data:`CLAIM_COLUMNS`)."""
-    values = per_seed(results, preset, grids_dir)
+    values = per_seed(results, preset, grids_dir, points=points, runs=runs)
     pub = load_published(results=results)
     rows = []
     for c in CLAIMS:
@@ -138,10 +141,10 @@ def _paired(mean: float | None, std: float | None) -> str:
     return f"{mean:+.1f} ± {std:.1f}" if std is not None else f"{mean:+.1f}"
 
 
-def claims_table(results: Path = Path("results"), preset: str = "synthetic",
-                 grids_dir: Path | None = None) -> ReportTable:
+def claims_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
+                 points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> ReportTable:
     """The claims as a report table (rendered like Tables 1-6: rich, md, latex, csv)."""
-    df = evaluate_claims(results, preset, grids_dir)
+    df = evaluate_claims(results, preset, grids_dir, points=points, runs=runs)
     text = {c.key: c.text for c in CLAIMS}
     out = []
     none = _none

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aakit.experiment.report import Block, ReportTable, collect_points, index_runs
+from aakit.experiment.report import Block, Point, ReportTable, Run, collect_points, index_runs
 from aakit.runs import read_json
 
 COST_COLUMNS = ["grid", "units", "done", "trained", "reused", "compute_s", "span_s", "hosts"]
@@ -39,11 +39,12 @@ def _times(path: Path, summary: dict) -> tuple[float | None, float | None, str, 
     return start, end, str(prov.get("host") or "?"), str(prov.get("init") or "")
 
 
-def grid_costs(results: Path = Path("results"), preset: str = "synthetic",
-               grids_dir: Path | None = None) -> pd.DataFrame:
+def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
+               points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> pd.DataFrame:
     """One row per grid of ``preset`` (and per shared pre-training run); columns :data:`COST_COLUMNS`."""
-    points, _ = collect_points(results, preset, grids_dir)
-    runs = index_runs(results)
+    if points is None:
+        points, _ = collect_points(results, preset, grids_dir)
+    runs = index_runs(results) if runs is None else runs
     units: dict[str, list[str]] = {}
     for p in points:
         if p.hash not in units.setdefault(p.grid, []):
@@ -77,10 +78,10 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic",
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
-def costs_table(results: Path = Path("results"), preset: str = "synthetic",
-                grids_dir: Path | None = None) -> ReportTable:
+def costs_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
+                points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> ReportTable:
     """The grid costs as a report table."""
-    df = grid_costs(results, preset, grids_dir)
+    df = grid_costs(results, preset, grids_dir, points=points, runs=runs)
     out = [[r.grid, f"{r.done}/{r.units}", str(r.trained), str(r.reused),
             _hms(None if pd.isna(r.compute_s) else r.compute_s), _hms(None if pd.isna(r.span_s) else r.span_s),
             r.hosts or "—"] for r in df.itertuples(index=False)]

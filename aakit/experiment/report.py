@@ -519,13 +519,18 @@ def build_report(
     results: Path = Path("results"),
     preset: str = "synthetic",
     grids_dir: Path | None = None,
+    points: list[Point] | None = None,
+    runs: dict[str, list[Run]] | None = None,
+    notes: list[str] | None = None,
 ) -> list[ReportTable]:
-    """Tables 1-6 (or the given ones), sharing one scan of the runs and grids."""
+    """Tables 1-6 (or the given ones), sharing one scan of the runs and grids (or the given one)."""
     if preset not in PRESETS:
         raise ReportError(f"--preset {preset!r}: should be voc or synthetic")
     pub = load_published(results=results)
-    points, notes = collect_points(results, preset, grids_dir)
-    runs = index_runs(results)
+    if points is None:
+        points, notes = collect_points(results, preset, grids_dir)
+    notes = notes or []
+    runs = index_runs(results) if runs is None else runs
     out = []
     for n in tables or range(1, 7):
         t = build_table(n, results=results, preset=preset, published=pub, points=points, runs=runs)
@@ -694,28 +699,34 @@ def cli_run(
         raise ReportError(f"--format {fmt!r}: should be one of {', '.join(FORMATS)}")
     if table is not None and table not in TITLES:
         raise ReportError(f"--table {table}: the paper has Tables 1-6")
+    if preset not in PRESETS:
+        raise ReportError(f"--preset {preset!r}: should be voc or synthetic")
+    if into is not None and fmt != "md":
+        raise ReportError(f"--into {into}: needs --format md")
+    if into is not None and out is not None:
+        raise ReportError("--into and --out: choose one")
     from aakit.experiment.claims import claims_table
     from aakit.experiment.costs import costs_table
 
+    points, notes = collect_points(results, preset, grids_dir)  # one scan for every table
+    runs = index_runs(results)
     if claims:  # the claims only
-        extras, tables = [claims_table(results, preset, grids_dir)], []
+        extras, tables = [claims_table(results, preset, points=points, runs=runs)], []
     else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
-        tables = build_report([table] if table else None, results=results, preset=preset, grids_dir=grids_dir)
-        extras = [] if table else [claims_table(results, preset, grids_dir), costs_table(results, preset, grids_dir)]
-    if into is not None:  # the rendered report replaces the marked block of a document
-        if fmt != "md":
-            raise ReportError(f"--into {into}: needs --format md")
-        if out is not None:
-            raise ReportError("--into and --out: choose one")
-        parts = [render(tables, fmt).rstrip("\n")] if tables else []
-        parts += [RENDERERS[fmt](t).rstrip("\n") for t in extras]
-        atomic_write_text(into, splice_block(into, "\n\n".join(parts)))
-        echo(f"updated {into}")
-    elif out is None:
+        tables = build_report([table] if table else None, results=results, preset=preset,
+                              points=points, runs=runs, notes=notes)
+        extras = [] if table else [claims_table(results, preset, points=points, runs=runs),
+                                   costs_table(results, preset, points=points, runs=runs)]
+    if out is None:
         parts = [render(tables, fmt).rstrip("\n")] if tables else []
         if fmt != "csv" or not tables:
             parts += [RENDERERS[fmt](t).rstrip("\n") for t in extras]
-        echo("\n\n".join(parts))
+        text = "\n\n".join(parts)
+        if into is None:
+            echo(text)
+        else:  # the rendered report replaces the marked block of a document
+            atomic_write_text(into, splice_block(into, text))
+            echo(f"updated {into}")
     else:
         written = write_report(tables, fmt, out) if tables else []
         if Path(out).exists() and not Path(out).is_dir():
