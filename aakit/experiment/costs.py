@@ -49,7 +49,8 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
     for p in points:
         if p.hash not in units.setdefault(p.grid, []):
             units[p.grid].append(p.hash)
-    rows, pretrain = [], {}
+    rows: list[dict] = []
+    pretrain: set[str] = set()  # run names of the pre-training runs the grids' runs started from
     for grid, hashes in units.items():
         done = [runs[h][0] for h in hashes if runs.get(h)]
         own = [r for r in done if r.path.name.startswith(f"{grid}-")]
@@ -62,17 +63,16 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
             hosts.add(host)
             m = _INIT_RUN.search(init)
             if m:
-                pretrain.setdefault(m.group(1), grid)
+                pretrain.add(m.group(1))
         rows.append({"grid": grid, "units": len(hashes), "done": len(done), "trained": len(own),
                      "reused": len(done) - len(own), "compute_s": wall if own else None,
                      "span_s": max(ends) - min(starts) if starts and ends else None,
                      "hosts": ",".join(sorted(hosts))})
-    for name in sorted(pretrain):
-        summary = read_json(Path(results) / "runs" / name / "summary.json")
-        if not isinstance(summary, dict) or summary.get("status") != "finished":
-            continue
-        _, _, host, _ = _times(Path(results) / "runs" / name, summary)
-        wall = float(summary.get("wall_time_s") or 0.0)
+    by_name = {r.path.name: r for rs in runs.values() for r in rs}  # finished runs only
+    for name in sorted(pretrain & by_name.keys()):
+        r = by_name[name]
+        _, _, host, _ = _times(r.path, r.summary)
+        wall = float(r.summary.get("wall_time_s") or 0.0)
         rows.append({"grid": f"pre-training {name} (shared)", "units": 1, "done": 1, "trained": 1, "reused": 0,
                      "compute_s": wall, "span_s": wall, "hosts": host})
     return pd.DataFrame(rows, columns=COST_COLUMNS)

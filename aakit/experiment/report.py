@@ -705,6 +705,8 @@ def cli_run(
         raise ReportError(f"--into {into}: needs --format md")
     if into is not None and out is not None:
         raise ReportError("--into and --out: choose one")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ReportError(f"--out {out}: exists and is not a directory")
     from aakit.experiment.claims import claims_table
     from aakit.experiment.costs import costs_table
 
@@ -729,8 +731,6 @@ def cli_run(
             echo(f"updated {into}")
     else:
         written = write_report(tables, fmt, out) if tables else []
-        if Path(out).exists() and not Path(out).is_dir():
-            raise ReportError(f"--out {out}: exists and is not a directory")
         for t in extras:
             p = Path(out) / f"{t.label.lower().replace(' ', '_')}.{EXTENSIONS[fmt]}"
             atomic_write_text(p, RENDERERS[fmt](t))
