@@ -7,6 +7,7 @@ each epoch (see :func:`aakit.engine.train.epoch_batches`) and a seed offset by i
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -69,5 +70,13 @@ def all_gather_floats(info: DistInfo, value: float) -> list[float]:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group (only if this process joined it).
+
+    DDP and gloo objects caught in reference cycles would otherwise be freed during interpreter
+    shutdown, after the group is gone, where gloo's threads abort the process ("terminate called
+    without an active exception", SIGABRT — after a finished run, so torchrun reports a failure).
+    Collecting them here, while the group still exists, makes the exit clean.
+    """
     if info.enabled and info.owner and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -599,6 +599,7 @@ def train(
         if status != "finished" and dist_info.main:
             writer.set_status(status, step=step)
 
+    del ddp_model  # DDP's reducer holds the process group: let it go before the group does
     if status == "interrupted":
         cleanup(dist_info)
         raise KeyboardInterrupt(f"interrupted at step {step}; resume with: aakit train --resume {writer.path}")
