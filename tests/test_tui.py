@@ -563,3 +563,33 @@ def test_app_survives_a_failing_poll(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ResultsDirError, match="disk on fire"):
         export_svg(tmp_path, tmp_path / "x.svg")
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_tables_are_sized_to_their_cells_when_filled(tmp_path: Path) -> None:
+    """Column widths are set by ``show`` itself, not left to the next idle moment.
+
+    (A frame drawn before that moment was cached with cells cut to the header's width, and a
+    busy machine kept it: the dashboard SVG then lacked the run names.)
+    """
+    from textual.app import App
+
+    results = tmp_path / "results"
+    make_run(results, "a-rather-long-run-name", status="finished", steps=100)
+    row = tui_data.ResultsModel(results).poll(()).rows[0]
+
+    class Host(App):
+        def compose(self):  # noqa: ANN202
+            yield RunsTable()
+            yield KeyedTable(("k", "v"))
+
+    async def body() -> None:
+        app = Host()
+        async with app.run_test(size=(200, 20)):
+            runs, keyed = app.query_one(RunsTable), app.query_one(KeyedTable)
+            runs.show([row])
+            keyed.show([("x", ("[b]bold[/b]", "a longer value"))])
+            widths = {str(c.label): c.width for c in runs.ordered_columns}
+            assert widths["run"] == len("a-rather-long-run-name")
+            assert [c.width for c in keyed.ordered_columns] == [len("bold"), len("a longer value")]
+
+    asyncio.run(body())

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
+from rich.errors import MarkupError
+from rich.measure import Measurement
+from rich.protocol import is_renderable
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
@@ -115,6 +118,34 @@ def run_cells(row: RunRow, marked: bool = False) -> tuple[Any, ...]:
     )
 
 
+def _cell_renderable(cell: Any) -> Any:
+    """What a DataTable draws for ``cell``: strings are markup, other non-renderables ``str()``."""
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell)
+        except MarkupError:
+            return Text(cell)
+    return cell if is_renderable(cell) else Text(str(cell))
+
+
+def fit_columns(table: DataTable, rows: Iterable[Sequence[Any]]) -> None:
+    """Give every column of ``table`` the width of its widest cell (or label), now.
+
+    Call it before the rows change. A DataTable measures new cells only when the app is next
+    idle, while its render caches are keyed on an update counter that the measuring does not
+    bump: a frame drawn in between (a busy machine) keeps cells cut to the header's width until
+    some cell changes. Fixed widths leave nothing to measure later.
+    """
+    console = table.app.console
+    widths = [c.label.cell_len for c in table.ordered_columns]
+    for cells in rows:
+        for i, cell in enumerate(cells[: len(widths)]):
+            renderable = _cell_renderable(cell)
+            widths[i] = max(widths[i], Measurement.get(console, console.options, renderable).maximum)
+    for column, width in zip(table.ordered_columns, widths):
+        column.width, column.auto_width = width, False
+
+
 class RunsTable(DataTable):
     """The runs table: one row per run, keyed by the run's name; updated in place."""
 
@@ -147,6 +178,7 @@ class RunsTable(DataTable):
         marked = set(marked)
         names = [r.name for r in rows]
         cells = {r.name: run_cells(r, r.name in marked) for r in rows}
+        fit_columns(self, cells.values())
         if names != self.row_names:
             keep = self.cursor_name
             self.clear()
@@ -199,6 +231,7 @@ class KeyedTable(DataTable):
         rows = tuple(unique)
         if rows == self.rows_shown:
             return
+        fit_columns(self, (cells for _, cells in rows))
         keep = self.cursor_key
         self.clear()
         for key, cells in rows:
