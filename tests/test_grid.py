@@ -161,6 +161,21 @@ def test_grid_runs_every_unit_once_and_second_invocation_runs_nothing(tmp_path: 
     assert out2.ran == []
 
 
+def test_dry_run_and_status_leave_the_journal_untouched(tmp_path: Path) -> None:
+    """Looking at a grid (committed journals under results/studies/) must not change a byte."""
+    path = write_grid(tmp_path)
+    results = tmp_path / "results"
+    G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None)
+    journal = G.default_storage_path(results, "t1")
+    before = journal.read_bytes()
+    lines: list[str] = []
+    assert G.cli_run(path, overrides=[], workers=1, gpus=None, storage=None, results=results,
+                     dry_run=True, echo=lines.append) is None
+    assert "done" in lines[0]
+    G.grid_status(path, results=results)
+    assert journal.read_bytes() == before
+
+
 def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()

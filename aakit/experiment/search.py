@@ -278,9 +278,8 @@ def _search_worker(
     search = load_search(search_path, overrides)
     default = default_storage_path(res, search.name)
     storage = studies.open_storage(storage_url, default)
-    study = optuna.create_study(storage=storage, study_name=search.study_name, load_if_exists=True,
-                                direction="maximize", sampler=make_sampler(search, worker_index),
-                                pruner=make_pruner(search))
+    study = studies.get_or_create_study(storage, search.study_name, direction="maximize",
+                                        sampler=make_sampler(search, worker_index), pruner=make_pruner(search))
     worker = studies.Worker.current(session)
     train_fn = train or _default_train()
     say = log or (lambda msg: print(f"[{search.study_name} w{worker_index}] {msg}", flush=True))

@@ -135,8 +135,16 @@ def _postgres_driver(url: str, where: str) -> str:
 
 
 def get_or_create_study(storage: BaseStorage, name: str, **kwargs: Any) -> optuna.Study:
-    """Load study ``name`` or create it (safe when several processes race to create it)."""
-    return optuna.create_study(storage=storage, study_name=name, load_if_exists=True, **kwargs)
+    """Load study ``name`` or create it (safe when several processes race to create it).
+
+    Loading comes first: asking a journal to create a study that exists appends a record to the
+    file every time, so a mere look (``aakit grid --dry-run``) would change a committed journal.
+    """
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=kwargs.get("sampler"),
+                                 pruner=kwargs.get("pruner"))
+    except KeyError:  # no such study yet
+        return optuna.create_study(storage=storage, study_name=name, load_if_exists=True, **kwargs)
 
 
 @contextlib.contextmanager
