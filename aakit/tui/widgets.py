@@ -178,6 +178,8 @@ class RunsTable(DataTable):
         marked = set(marked)
         names = [r.name for r in rows]
         cells = {r.name: run_cells(r, r.name in marked) for r in rows}
+        if names == self.row_names and cells == self._cells:
+            return  # the usual poll: nothing changed, nothing to measure or draw
         fit_columns(self, cells.values())
         if names != self.row_names:
             keep = self.cursor_name
