@@ -31,11 +31,11 @@ def test_the_page_is_what_the_committed_runs_give() -> None:
     assert R.marked_block(DOC) == regenerated(), "refresh: aakit report --format md --into docs/reproduction.md"
 
 
-def test_table1_is_complete_with_three_seeds() -> None:
+def test_table1_is_complete_with_at_least_three_seeds() -> None:
     t = R.build_table(1, results=RESULTS, preset="synthetic", grids_dir=GRIDS)
     val = t.long[t.long["column"] == "val"].set_index("row")
     for row in ("CLS+CE", "CLS+CE+AA", "CLS+CE+AA+LR", "CLS+CE+AA+LR+rfpc"):
-        assert val.loc[row, "n_runs"] == 3 and val.loc[row, "n_expected"] == 3, row
+        assert val.loc[row, "n_runs"] == val.loc[row, "n_expected"] >= 3, row
 
 
 def test_every_claim_that_ran_has_a_verdict_and_its_numbers() -> None:
