@@ -6,7 +6,9 @@ replaced atomically; checkpoints are read back with ``torch.load(weights_only=Tr
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import platform
 import socket
@@ -85,9 +87,6 @@ def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], 
 def data_identity(root: str) -> dict[str, Any] | None:
     """What identifies the data set a run saw: the embedded benchmark's name, version, seed and a
     digest of its whole ``meta.json`` (knobs included); None for a data set without one (VOC)."""
-    import hashlib
-    import json
-
     try:
         raw = (Path(root) / "meta.json").read_bytes()
         meta = json.loads(raw)

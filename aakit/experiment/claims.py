@@ -147,14 +147,13 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
     df = evaluate_claims(results, preset, grids_dir, points=points, runs=runs)
     text = {c.key: c.text for c in CLAIMS}
     out = []
-    none = _none
     for r in df.itertuples(index=False):
         out.append([
             f"T{r.table}: {text[r.claim]}", f"{r.winner} vs {r.other}",
-            _ours(none(r.winner_mean), none(r.winner_std), int(r.winner_n)),
-            _ours(none(r.other_mean), none(r.other_std), int(r.other_n)),
-            _signed(none(r.diff)), _num(none(r.spread)), f"{r.wins}/{r.paired}",
-            _paired(none(r.paired_mean), none(r.paired_std)), _signed(none(r.paper_diff)),
+            _ours(_none(r.winner_mean), _none(r.winner_std), int(r.winner_n)),
+            _ours(_none(r.other_mean), _none(r.other_std), int(r.other_n)),
+            _signed(_none(r.diff)), _num(_none(r.spread)), f"{r.wins}/{r.paired}",
+            _paired(_none(r.paired_mean), _none(r.paired_std)), _signed(_none(r.paper_diff)),
             str(r.outcome), str(r.claim_outcome),
         ])
     header = ["claim", "comparison", "winner (val)", "other (val)", "Δ ours", "spread", "seeds won",
