@@ -119,3 +119,27 @@ def test_roundtrip_to_dict() -> None:
 
     c = load_config(None, ["loss.gamma=0.5", "model.pretrained=x.pth"])
     assert from_dict(c.to_dict()).hash() == c.hash()
+
+
+def test_voc_recipe_uses_the_momentum_of_the_authors_code() -> None:
+    """psa/RRM's PolyOptimizer puts the weight decay into SGD's momentum slot (issue 12)."""
+    voc = sorted(Path("experiments/voc").glob("*.yaml"))
+    assert len(voc) >= 7
+    for path in voc:
+        want = 0.9 if path.name == "full_momentum09.yaml" else 0.0005
+        assert load_config(path).optim.momentum == want, path
+    plain = load_config("experiments/voc/full.yaml").to_dict()
+    textbook = load_config("experiments/voc/full_momentum09.yaml").to_dict()
+    plain["optim"].pop("momentum"), textbook["optim"].pop("momentum")
+    plain.pop("name"), textbook.pop("name")
+    assert plain == textbook  # the variant changes nothing else
+
+
+def test_momentum_grid_crosses_the_two_momenta() -> None:
+    from aakit.experiment.grid import load_grid
+
+    grid = load_grid(Path("experiments/grids/voc/momentum.yaml"))
+    assert sorted(p.config.optim.momentum for p in grid.points) == [0.0005, 0.9]
+    assert {p.table for p in grid.points} == {0}
+    for grid_file in Path("experiments/grids/voc").glob("table*.yaml"):
+        assert {p.config.optim.momentum for p in load_grid(grid_file).points} == {0.0005}, grid_file

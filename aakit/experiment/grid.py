@@ -245,8 +245,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     points: list[GridPoint] = []
     ids: set[str] = set()
     for table, row, params, metric in specs:
-        if not isinstance(table, int) or isinstance(table, bool) or not 1 <= table <= 6:
-            raise GridError(f"{path}: row {row!r}: table should be 1..6, got {table!r}")
+        if not isinstance(table, int) or isinstance(table, bool) or not 0 <= table <= 6:
+            raise GridError(f"{path}: row {row!r}: table should be 1..6 (a paper table) or 0 (none), got {table!r}")
         if not isinstance(row, str) or not row:
             raise GridError(f"{path}: a point of table {table} has no row: label")
         if not isinstance(metric, str) or not metric:
