@@ -218,19 +218,48 @@ def test_downsample_nearest_numpy_by_hand() -> None:
 
 
 def test_multiscale_cam_averages_scales_without_grad() -> None:
+    """RRM's order: each scale's CAM to the scale-1 CAM's size, mean there, then upsampled."""
     conv = torch.nn.Conv2d(3, 2, 1)
 
     def cam_fn(x: torch.Tensor) -> torch.Tensor:  # stride-2 "network"
         return F.relu(conv(F.avg_pool2d(x, 2)))
 
+    def up(x: torch.Tensor, size: int) -> torch.Tensor:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
     images = torch.randn(2, 3, 16, 16, requires_grad=True)
-    out = multiscale_cam(cam_fn, images, (1.0, 0.5), out_size=16)
+    out = multiscale_cam(cam_fn, images, (1.0, 1.5), out_size=16)
     assert out.shape == (2, 2, 16, 16)
     assert not out.requires_grad
     with torch.no_grad():
-        c1 = F.interpolate(cam_fn(images), size=(16, 16), mode="bilinear", align_corners=False)
-        half = F.interpolate(images, size=(8, 8), mode="bilinear", align_corners=False)
-        c2 = F.interpolate(cam_fn(half), size=(16, 16), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(out, (c1 + c2) / 2)
+        c1 = cam_fn(images)  # 8x8: the scale-1 feature map
+        c15 = cam_fn(up(images, 24))  # 12x12
+        rrm = up((c1 + up(c15, 8)) / 2, 16)
+        old = (up(c1, 16) + up(c15, 16)) / 2  # upsample each scale first: not RRM
+    torch.testing.assert_close(out, rrm)
+    assert (out - old).abs().max() > 1e-3
     single = multiscale_cam(cam_fn, images, (1.0,), out_size=(16, 16))
-    torch.testing.assert_close(single, c1)
+    torch.testing.assert_close(single, up(c1, 16))
+
+
+def test_multiscale_cam_by_hand() -> None:
+    """4x4 image, stride-2 CAM: scales 1 and 0.5 averaged at 2x2, then upsampled to 4x4."""
+    x = torch.tensor([[0, 0, 4, 4], [0, 0, 4, 4], [8, 8, 0, 0], [8, 8, 0, 0]], dtype=torch.float32)
+    images = x.expand(1, 3, 4, 4)
+
+    def cam_fn(im: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(im, 2)[:, :1]
+
+    # scale 1: [[0, 4], [8, 0]]; scale 0.5: the 2x2 image pools to its mean, 3 -> mean at 2x2
+    # [[1.5, 3.5], [5.5, 1.5]]; upsampling (align_corners=False) samples rows/cols at
+    # -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1).
+    want = torch.tensor([
+        [1.5, 2.0, 3.0, 3.5],
+        [2.5, 2.625, 2.875, 3.0],
+        [4.5, 3.875, 2.625, 2.0],
+        [5.5, 4.5, 2.5, 1.5],
+    ])
+    out = multiscale_cam(cam_fn, images, (1.0, 0.5), out_size=4)
+    torch.testing.assert_close(out[0, 0], want)
+    # the size the scales are averaged at can be given (training passes the step's CAM's size)
+    torch.testing.assert_close(multiscale_cam(cam_fn, images, (0.5, 1.0), 4, feature_size=(2, 2)), out)

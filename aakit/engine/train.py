@@ -205,13 +205,17 @@ def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: in
 
 # ----------------------------------------------------------------------------- one step
 def training_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tensor, scales: tuple[float, ...], size: tuple[int, int]) -> torch.Tensor:
-    """Multi-scale CAM at crop size, no grad (METHOD.md 1); scale 1 reuses the step's CAM."""
+    """Multi-scale CAM at crop size, no grad (METHOD.md 1); scale 1 reuses the step's CAM.
+
+    As RRM: every scale's CAM is resized to the size of ``cam1`` (the scale-1 feature map),
+    averaged there, and the mean is upsampled to ``size``.
+    """
     from aakit.pseudo import multiscale_cam
 
     def cam_fn(x: torch.Tensor) -> torch.Tensor:
         return cam1.detach().float() if x is images else model.forward_cam(x).float()  # type: ignore[operator]
 
-    return multiscale_cam(cam_fn, images, scales, size)
+    return multiscale_cam(cam_fn, images, scales, size, feature_size=tuple(cam1.shape[-2:]))
 
 
 def compute_losses(
