@@ -18,6 +18,10 @@ This module imports neither torch nor typer nor textual: the TUI and the report 
 Every file is written atomically (temp file in the same directory + ``os.replace``), so a
 ``kill -9`` leaves the old or the new file, never a torn one. ``metrics.jsonl`` is append-only;
 readers skip a torn last line.
+
+A directory with any of these files is a run. One without ``config.yaml``, or whose
+``status.json`` / ``summary.json`` is not a JSON object, is *corrupt* (:func:`load_run` gives
+the reason, e.g. ``"status.json: not valid JSON"``): readers show it as such, never as running.
 """
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-STATUSES = ("running", "finished", "failed", "interrupted", "stale")
+STATUSES = ("running", "finished", "failed", "interrupted", "stale", "corrupt")
+#: Files whose presence makes a directory a run directory (whole or damaged).
+RUN_FILES = ("config.yaml", "status.json", "metrics.jsonl", "summary.json", "provenance.json")
 
 
 # ----------------------------------------------------------------------------- atomic I/O
@@ -202,6 +208,7 @@ class RunInfo:
     status_info: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    problem: str | None = None  # why the directory is corrupt (status "corrupt"), else None
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -261,33 +268,104 @@ def _finished_or_stale(metrics_path: Path) -> str:
     return "finished" if isinstance(summary, dict) and summary.get("status") == "finished" else "stale"
 
 
-def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) -> RunInfo:
+def read_status(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(content, problem) of a run's ``status.json``.
+
+    A missing file is no problem (a run between its first two writes, or an old one); a file
+    that is not a JSON object is: ``"status.json: not valid JSON"``. Written atomically, it is
+    never torn by a crash, so a bad one means damage (a full disk, a copy cut short, a hand edit).
+    """
+    return _read_object(Path(path), "status.json")
+
+
+def read_summary(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(content or None if missing, problem) of a run's ``summary.json``; see :func:`read_status`."""
+    path = Path(path)
+    if not path.exists():
+        return None, None
+    data, problem = _read_object(path, "summary.json")
+    return (None if problem else data), problem
+
+
+def _read_object(path: Path, label: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, UnicodeDecodeError) as e:
+        return {}, f"{label}: cannot read ({getattr(e, 'strerror', None) or type(e).__name__})"
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}, f"{label}: not valid JSON" + (" (empty)" if not text.strip() else "")
+    if not isinstance(data, dict):
+        return {}, f"{label}: not a JSON object"
+    return data, None
+
+
+def read_config(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(content, problem) of a run's ``config.yaml``: missing, empty or not a mapping is a problem."""
     import yaml  # local: keep `import aakit.runs` light
 
     path = Path(path)
-    config: dict[str, Any] = {}
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
-    status_info = read_json(path / "status.json") or {}
-    summary = read_json(path / "summary.json")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, "no config.yaml"
+    except (OSError, UnicodeDecodeError) as e:
+        return {}, f"config.yaml: cannot read ({getattr(e, 'strerror', None) or type(e).__name__})"
+    except yaml.YAMLError:
+        return {}, "config.yaml: not valid YAML"
+    if data is None:
+        return {}, "config.yaml: empty"
+    if not isinstance(data, dict):
+        return {}, "config.yaml: not a mapping"
+    return data, None
+
+
+def run_problem(path: Path) -> str | None:
+    """Why a run directory is *corrupt* (config.yaml, status.json or summary.json), or None."""
+    path = Path(path)
+    problems = [read_config(path / "config.yaml")[1], read_status(path / "status.json")[1],
+                read_summary(path / "summary.json")[1]]
+    found = [p for p in problems if p]
+    return "; ".join(found) if found else None
+
+
+def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) -> RunInfo:
+    """What is known about one run directory; a damaged one has status ``corrupt`` and a ``problem``."""
+    path = Path(path)
+    config, config_problem = read_config(path / "config.yaml")
+    status_info, status_problem = read_status(path / "status.json")
+    summary, summary_problem = read_summary(path / "summary.json")
     records, errors = read_metrics(path / "metrics.jsonl") if with_records else ([], [])
-    status = run_status(status_info, path / "metrics.jsonl", stale_after)
+    problem = "; ".join(p for p in (config_problem, status_problem, summary_problem) if p) or None
+    status = "corrupt" if problem else run_status(status_info, path / "metrics.jsonl", stale_after)
     return RunInfo(
         path=path,
         name=path.name,
         status=status,
-        config=config if isinstance(config, dict) else {},
-        summary=summary if isinstance(summary, dict) else None,
-        status_info=status_info if isinstance(status_info, dict) else {},
+        config=config,
+        summary=summary,
+        status_info=status_info,
         records=records,
         errors=errors,
+        problem=problem,
     )
 
 
+def is_run_dir(path: Path) -> bool:
+    """A directory holding any file of :data:`RUN_FILES` (hidden ones, like ``.locks``, are not runs)."""
+    path = Path(path)
+    return path.is_dir() and not path.name.startswith(".") and any((path / f).exists() for f in RUN_FILES)
+
+
 def iter_run_dirs(results: Path) -> Iterator[Path]:
-    """Run directories under ``results`` (``results/runs/*`` or ``results`` itself holding runs)."""
+    """Run directories under ``results`` (``results/runs/*`` or ``results`` itself holding runs).
+
+    A damaged run (no config.yaml, say) is listed too, so that readers show it as corrupt
+    rather than hide it.
+    """
     results = Path(results)
     roots = [results / "runs", results]
     seen: set[Path] = set()
@@ -295,7 +373,7 @@ def iter_run_dirs(results: Path) -> Iterator[Path]:
         if not root.is_dir():
             continue
         for p in sorted(root.iterdir()):
-            if p.is_dir() and (p / "config.yaml").exists() and p not in seen:
+            if p not in seen and is_run_dir(p):
                 seen.add(p)
                 yield p
 

@@ -317,6 +317,45 @@ def test_odd_run_directories_do_not_hide_the_others(
     assert model.poll().new_errors == ()  # reported once
 
 
+def make_corrupt_runs(root: Path) -> None:
+    """A truncated status.json, a missing config.yaml, an empty one; beside a healthy run."""
+    make_run(root, "good", steps=3)
+    torn = make_run(root, "torn-status", status="finished", steps=3)
+    (torn / "status.json").write_text('{"status": "fini')
+    make_run(root, "no-config", steps=3)
+    (root / "runs" / "no-config" / "config.yaml").unlink()
+    empty = make_run(root, "empty-config", steps=3)
+    (empty / "config.yaml").write_text("")
+    (root / "runs" / ".locks").mkdir()  # not a run: hidden, and holds no run file
+    (root / "runs" / "just-a-dir").mkdir()  # not a run: holds no run file
+
+
+def test_corrupt_run_directories_are_shown_as_corrupt_with_a_reason(tmp_path: Path) -> None:
+    make_corrupt_runs(tmp_path)
+    snap = ResultsModel(tmp_path, with_load=False).poll(["torn-status", "no-config"])
+    status = {r.name: r.status for r in snap.rows}
+    assert status == {"good": "running", "torn-status": "corrupt", "no-config": "corrupt",
+                      "empty-config": "corrupt"}
+    assert snap.row("torn-status").problem == "status.json: not valid JSON"
+    assert snap.row("no-config").problem == "no config.yaml"
+    assert snap.row("empty-config").problem == "config.yaml: empty"
+    assert snap.row("good").problem is None
+    # never counted as running, no ETA; its records are still read and drawn
+    assert snap.row("no-config").eta is None and snap.row("no-config").step == 3
+    assert "no-config" in snap.details and snap.details["no-config"].row.status == "corrupt"
+    assert [r.name for r in filter_rows(snap.rows, "corrupt")] == ["empty-config", "no-config", "torn-status"]
+    # the same verdict from aakit.runs, which the report and the figures read
+    from aakit.runs import list_runs
+
+    assert {r.name: (r.status, r.problem) for r in list_runs(tmp_path)} == {
+        "good": ("running", None), "torn-status": ("corrupt", "status.json: not valid JSON"),
+        "no-config": ("corrupt", "no config.yaml"), "empty-config": ("corrupt", "config.yaml: empty")}
+    # repaired: the next poll sees it
+    (tmp_path / "runs" / "torn-status" / "status.json").write_text('{"status": "finished"}')
+    model = ResultsModel(tmp_path, with_load=False)
+    assert model.poll().row("torn-status").status == "finished"
+
+
 def test_missing_results_dir_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(ResultsDirError, match="results directory not found"):
         ResultsModel(tmp_path / "nope")
@@ -447,6 +486,22 @@ def test_app_shows_finished_failed_stale_statuses(tmp_path: Path) -> None:
                           "live-run": "running"}
         assert t.cell_text("done-run", "progress").endswith("100%")
         assert t.cell_text("ghost-run", "eta") == "-"  # no ETA for a dead run
+
+    run_app(tmp_path, body)
+
+
+def test_app_shows_corrupt_runs_and_why(tmp_path: Path) -> None:
+    make_corrupt_runs(tmp_path)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 4, "runs listed")
+        status = {n: t.cell_text(n, "status") for n in t.row_names}
+        assert status == {"good": "running", "torn-status": "corrupt", "no-config": "corrupt",
+                          "empty-config": "corrupt"}
+        summary = str(app.main.query_one("#summary").render())
+        assert "3 corrupt" in summary and "torn-status: status.json: not valid JSON" in summary
+        assert "no-config: no config.yaml" in summary
 
     run_app(tmp_path, body)
 

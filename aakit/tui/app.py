@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 from rich.syntax import Syntax
@@ -48,6 +48,7 @@ from aakit.tui.data import (
     ResultsDirError,
     ResultsModel,
     RunDetail,
+    RunRow,
     Snapshot,
     config_diff,
     filter_rows,
@@ -102,6 +103,8 @@ Everything shown is read from the results directory (run directories, `grids/*/g
 * **stale** - says running, but its process is gone (same host) or its metrics have not
   moved for longer than `stale_after` seconds
 * **finished**, **failed**, **interrupted** - as written by the run
+* **corrupt** - no `config.yaml`, or a `status.json` / `summary.json` that is not a JSON
+  object (truncated, empty, hand-edited): the reason is in the summary line and the run view
 * **unreadable** - the run directory could not be read (the reason is in the summary line)
 
 `err` counts malformed lines of `metrics.jsonl`: they are shown, skipped, never fatal.
@@ -141,6 +144,17 @@ class HelpScreen(ModalScreen[None]):
 
 
 # ----------------------------------------------------------------------------- main screen
+def _append_corrupt(text: Text, rows: Sequence[RunRow], most: int = 3) -> None:
+    """A line naming the corrupt runs and why (the first ``most`` of them), if there are any."""
+    bad = [r for r in rows if r.status == "corrupt"]
+    if not bad:
+        return
+    text.append(f"\n⚠ {len(bad)} corrupt run(s): ", style="bold red")
+    text.append("; ".join(f"{r.name}: {r.problem or '?'}" for r in bad[:most]), style="red")
+    if len(bad) > most:
+        text.append("; ... (filter: corrupt)", style="red")
+
+
 class MainScreen(Screen[None]):
     """Tabs *Runs* and *Grids & studies*."""
 
@@ -242,7 +256,7 @@ class MainScreen(Screen[None]):
                 counts[r.status] = counts.get(r.status, 0) + 1
             text.append(f"{len(snap.rows)} runs", style="bold")
             if not snap.rows:
-                text.append(" - no run directory (with a config.yaml) under runs/ yet", style="dim")
+                text.append(" - no run directory under runs/ yet", style="dim")
             for i, (status, n) in enumerate(sorted(counts.items())):
                 text.append(", " if i else ": ")
                 text.append(f"{n} {status}", style=STATUS_STYLES.get(status, ""))
@@ -253,6 +267,7 @@ class MainScreen(Screen[None]):
                 text.append(f"  ·  filter {self.filter_text!r}: {shown} shown")
             if self.marked:
                 text.append(f"  ·  {len(self.marked)} marked (c: compare)")
+            _append_corrupt(text, snap.rows)
             bad = [r for r in snap.rows if r.errors]
             if bad:
                 n = sum(r.errors for r in bad)
@@ -449,6 +464,8 @@ class RunScreen(Screen[None]):
         title.append(f"  {fmt_progress(row)}  ")
         title.append_text(progress_bar(row.progress, 20))
         title.append(f"  ETA {fmt_duration(row.eta)}  best mIoU {fmt_miou(row.best_miou)}")
+        if row.problem:
+            title.append(f"\ncorrupt: {row.problem}", style="bold red")
         hp = "  ".join(f"{k}={v}" for k, v in row.hparams.items())
         title.append(f"\n{hp}", style="dim")
         self.query_one("#run-title", Static).update(title)

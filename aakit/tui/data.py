@@ -25,14 +25,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from aakit.config import key_hyperparameters
 from aakit.errors import AakitError
-from aakit.runs import JsonlTail, iter_run_dirs, read_json, run_status
+from aakit.runs import JsonlTail, iter_run_dirs, read_config, read_json, read_status, read_summary, run_status
 
 #: The loss components drawn in the run view, in order, with their labels.
 LOSS_KEYS: tuple[str, ...] = ("cls", "ce", "aa", "lr")
 LOSS_LABELS: dict[str, str] = {"cls": "CLS", "ce": "CE", "aa": "AA", "lr": "LR", "total": "total"}
 
-#: Grid point states, in display order ("stale" comes from a point's run, see :func:`read_grid`).
-GRID_STATES: tuple[str, ...] = ("done", "running", "missing", "failed", "stale")
+#: Grid point states, in display order ("stale" and "corrupt" come from a point's run, see
+#: :func:`read_grid`).
+GRID_STATES: tuple[str, ...] = ("done", "running", "missing", "failed", "stale", "corrupt")
 
 Series = tuple[tuple[float, ...], tuple[float, ...]]  # (x values, y values)
 
@@ -49,7 +50,7 @@ class RunRow:
     Attributes:
         name: the run directory's name.
         path: the run directory.
-        status: running / finished / failed / interrupted / stale.
+        status: running / finished / failed / interrupted / stale / corrupt (see ``problem``).
         epoch, epochs: the last epoch seen and the planned number of epochs.
         step, steps_total: the last iteration logged and the planned total.
         progress: fraction done in [0, 1].
@@ -61,6 +62,7 @@ class RunRow:
         errors: number of malformed metrics lines seen.
         updated: unix time of the newest metrics record.
         host: the host written in status.json.
+        problem: why the run directory is corrupt (``"no config.yaml"``...), else None.
     """
 
     name: str
@@ -79,11 +81,12 @@ class RunRow:
     errors: int = 0
     updated: float | None = None
     host: str | None = None
+    problem: str | None = None
 
     def search_text(self) -> str:
-        """The text a filter is matched against: name, status, host and hyperparameters."""
+        """The text a filter is matched against: name, status, host, hyperparameters, problem."""
         hp = " ".join(f"{k}={v}" for k, v in self.hparams.items())
-        return f"{self.name} {self.status} {self.host or ''} {hp}".lower()
+        return f"{self.name} {self.status} {self.host or ''} {hp} {self.problem or ''}".lower()
 
 
 @dataclass(frozen=True)
@@ -305,16 +308,6 @@ class _FileCache:
         return self.value, True
 
 
-def _read_yaml(path: Path) -> dict[str, Any] | None:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 class RunTracker:
     """Follows one run directory; :meth:`update` reads only what changed.
 
@@ -326,9 +319,10 @@ class RunTracker:
         self.path = Path(path)
         self.name = self.path.name
         self._tail = JsonlTail(self.path / "metrics.jsonl")
-        self._config = _FileCache(self.path / "config.yaml", _read_yaml)
-        self._status = _FileCache(self.path / "status.json", read_json)
-        self._summary = _FileCache(self.path / "summary.json", read_json)
+        # each value: (content, problem) as read by aakit.runs, or None while the file is absent
+        self._config = _FileCache(self.path / "config.yaml", read_config)
+        self._status = _FileCache(self.path / "status.json", read_status)
+        self._summary = _FileCache(self.path / "summary.json", read_summary)
         self._max_logs = max_logs
         self._reset_records()
         self.version = 0  # bumped whenever something the UI shows changed
@@ -402,18 +396,25 @@ class RunTracker:
     # -- views
     @property
     def config(self) -> dict[str, Any]:
-        return self._config.value or {}
+        return self._config.value[0] if self._config.value else {}
 
     @property
     def status_info(self) -> dict[str, Any]:
-        info = self._status.value
-        return info if isinstance(info, dict) else {}
+        return self._status.value[0] if self._status.value else {}
+
+    @property
+    def problem(self) -> str | None:
+        """Why the run directory is corrupt (as :func:`aakit.runs.load_run` says), else None."""
+        found = [self._config.value[1] if self._config.value else "no config.yaml"]
+        found += [c.value[1] for c in (self._status, self._summary) if c.value]
+        return "; ".join(p for p in found if p) or None
 
     def row(self, stale_after: float = 600.0, now: float | None = None) -> RunRow:
         """The run's table row as of ``now``."""
         now = time.time() if now is None else now
         info = self.status_info
-        status = str(run_status(info, self.path / "metrics.jsonl", stale_after))
+        problem = self.problem
+        status = "corrupt" if problem else str(run_status(info, self.path / "metrics.jsonl", stale_after))
         last = self.last_step or {}
         last_epoch = self.epochs[-1] if self.epochs else {}
         step = _int(last.get("step"))
@@ -459,6 +460,7 @@ class RunTracker:
             errors=self.error_count,
             updated=self.updated,
             host=info.get("host") if isinstance(info.get("host"), str) else None,
+            problem=problem,
         )
 
     def _hparams(self) -> dict[str, Any]:
@@ -468,7 +470,7 @@ class RunTracker:
             return {}
 
     def _summary_miou(self) -> float | None:
-        summary = self._summary.value
+        summary = self._summary.value[0] if self._summary.value else None
         try:
             return _num(summary["metrics"]["val"]["miou"])  # type: ignore[index]
         except (KeyError, TypeError):
@@ -537,6 +539,7 @@ _RUN_TO_GRID = {
     "stale": "stale",
     "failed": "failed",
     "interrupted": "failed",
+    "corrupt": "corrupt",
 }
 
 

@@ -36,6 +36,7 @@ STATUS_STYLES: dict[str, str] = {
     "interrupted": "bold magenta",
     "stale": "bold yellow",
     "unreadable": "bold red",
+    "corrupt": "bold white on red",
     # grid point states
     "done": "bold blue",
     "missing": "dim",
