@@ -131,6 +131,9 @@ class DataConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     num_workers: int = 2
     max_images: int | None = None  # use the first N images of the split (quick runs)
+    # crop padding: rrm = mean colour in the CRF's image too, padded pixels get pseudo labels
+    # (RRM); ignore = black in the CRF's image, padded pixels ignored (255)
+    pad_mode: Literal["rrm", "ignore"] = "rrm"
 
 
 @dataclass

@@ -29,7 +29,8 @@ Choices (follow RRM ``tool/myTool.py::compute_seg_label`` unless METHOD.md says 
   its top 40%; background is sure where it is the argmax and its score is > ``sure_bg``. The
   sure region is the union over those labels. A class with no CAM value above
   ``sure_fg_min`` has no sure pixel (RRM would crash there).
-- Pixels outside ``valid`` (the zero padding of the crop) become 255 with V = 0 at the end;
+- Pixels outside ``valid`` (training passes the crop's padding with ``data.pad_mode: ignore``;
+  with ``rrm``, RRM's default, no ``valid``) become 255 with V = 0 at the end;
   CAM normalisation and the CRF see the padded crop, as in RRM.
 - CAMs are clipped at 0 first (a no-op for RRM's ReLU CAMs).
 
@@ -251,7 +252,8 @@ def pseudo_label_single(
         cls_scores: (K,) sigmoid classification scores.
         params: pseudo-label thresholds and alphas.
         crf: dense-CRF parameters (training set).
-        valid: (H, W) bool, False on the zero padding of the crop; None = all valid.
+        valid: (H, W) bool, False where no label may be made (the crop's padding with
+            ``data.pad_mode: ignore``); None = all valid.
         ignore_index: value of unlabelled pixels.
 
     Returns:
@@ -330,7 +332,7 @@ class PseudoLabeler:
             cams: (B, K, H, W) CAMs at crop size.
             image_labels: (B, K) 0/1.
             cls_scores: (B, K) sigmoid scores.
-            valid: optional (B, H, W) bool, False on padding.
+            valid: optional (B, H, W) bool, False where no label may be made.
 
         Returns:
             labels (B, H, W) int64 and confidence (B, H, W) float32, on the CPU.

@@ -2,7 +2,23 @@
 
 The order is RRM's (``tool/myTool.py: get_data_from_chunk_v2``): rescale the image, flip it,
 normalise it, then take a random ``crop x crop`` window, padding with zeros where the image is
-smaller than the crop. Two differences from RRM, both fixed by METHOD.md / the paper:
+smaller than the crop. Zero in the normalised image is the mean colour. What the padding is
+afterwards is ``data.pad_mode``:
+
+* ``rrm`` (default, as RRM): the un-normalised crop the CRF sees is padded with the mean colour
+  too (RRM un-normalises the padded crop: ``(0 * std + mean) * 255`` cast to uint8, i.e.
+  (123, 116, 103) for the ImageNet mean), and the padded pixels are trained: training gives
+  the pseudo labels no ``valid`` map, so they label the padding like any other pixel;
+* ``ignore``: the un-normalised crop is padded black and training passes ``valid`` (False on
+  the padding) to the pseudo labels, which set the padding to 255.
+
+``valid`` itself is always where the image is (False on the padding), in both modes.
+
+A mask (full supervision) is padded with 255 (ignore) in both modes: RRM has no fully
+supervised training; psa's ``random_crop`` and DeepLab-style crops fill the label with the
+ignore value.
+
+Two differences from RRM, both fixed by METHOD.md / the paper:
 
 * the rescale factor is drawn so that the image **area** scales by ``U(0.7, 1.3)`` (paper 4.1:
   "w.r.t. the original image area"), so each side scales by the square root of that draw.
@@ -19,12 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image
 
 IGNORE = 255  # mask value of boundaries, padding and unlabelled pixels
+PadMode = Literal["rrm", "ignore"]
+PAD_MODES: tuple[str, ...] = ("rrm", "ignore")
 
 # A crop box: (container_top, container_left, image_top, image_left, height, width). The
 # ``height x width`` window of the image starting at (image_top, image_left) is pasted into the
@@ -105,6 +123,15 @@ def normalize(
     return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
+def mean_colour(mean: Sequence[float]) -> np.ndarray:
+    """The uint8 colour whose normalised value is 0, as RRM gets it: ``mean * 255`` truncated.
+
+    RRM un-normalises the zero-padded crop, ``(0 * std + mean) * 255``, and casts it to uint8
+    (truncation): (123, 116, 103) for the ImageNet mean.
+    """
+    return (np.asarray(mean, dtype=np.float64) * 255.0).astype(np.uint8)
+
+
 # ----------------------------------------------------------------------------- crop
 def random_crop_box(height: int, width: int, crop: int, rng: np.random.Generator) -> CropBox:
     """Draw where a ``crop x crop`` window goes, per axis, as RRM/psa do.
@@ -143,26 +170,24 @@ def random_crop(
     *,
     crop: int,
     rng: np.random.Generator,
+    raw_fill: Sequence[int] = (0, 0, 0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Random ``crop x crop`` window of the normalised image, the raw image and the mask.
 
-    Padding: 0 in the normalised image (the mean colour) and in the raw image, ``valid=False``,
-    255 (ignore) in the mask.
+    Padding: 0 in the normalised image (the mean colour), ``raw_fill`` in the raw image,
+    ``valid=False``, 255 (ignore) in the mask.
 
     Returns:
         (image, raw, valid, mask): float32 (crop, crop, 3), uint8 (crop, crop, 3),
-        bool (crop, crop), uint8 (crop, crop) or None.
+        bool (crop, crop) False on the padding, uint8 (crop, crop) or None.
     """
     h, w = image.shape[:2]
     box = random_crop_box(h, w, crop, rng)
     valid = crop_with_box(np.ones((h, w), dtype=bool), box, crop, False)
     out_mask = crop_with_box(mask, box, crop, IGNORE) if mask is not None else None
-    return (
-        crop_with_box(image, box, crop, 0.0),
-        crop_with_box(raw, box, crop, 0),
-        valid,
-        out_mask,
-    )
+    out_raw = crop_with_box(raw, box, crop, 0)
+    out_raw[~valid] = np.asarray(raw_fill, dtype=raw.dtype)
+    return crop_with_box(image, box, crop, 0.0), out_raw, valid, out_mask
 
 
 # ----------------------------------------------------------------------------- composition
@@ -182,6 +207,11 @@ class TrainTransform:
     flip: bool = True
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    pad_mode: PadMode = "rrm"
+
+    def __post_init__(self) -> None:
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
 
     def __call__(
         self,
@@ -198,15 +228,18 @@ class TrainTransform:
             rng: the only source of randomness.
 
         Returns:
-            ``image`` float32 (crop, crop, 3) normalised, ``raw`` uint8 (crop, crop, 3) the same
-            crop un-normalised, ``valid`` bool (crop, crop), and ``mask`` uint8 (crop, crop)
-            only if a mask was given.
+            ``image`` float32 (crop, crop, 3) normalised (0 on padding), ``raw`` uint8
+            (crop, crop, 3) the same crop un-normalised (padding: the mean colour with
+            ``pad_mode="rrm"``, black with ``"ignore"``), ``valid`` bool (crop, crop), False
+            on the padding, and ``mask`` uint8 (crop, crop), 255 on the padding, only if a
+            mask was given.
         """
         image, mask = random_rescale(image, mask, rng=rng, scale_range=self.scale_range)
         # Draw the coin even with flipping off, so the crop draws do not depend on the switch.
         image, mask = random_flip(image, mask, rng=rng, p=0.5 if self.flip else 0.0)
         norm = normalize(image, self.mean, self.std)
-        norm, raw, valid, mask = random_crop(norm, image, mask, crop=self.crop, rng=rng)
+        fill = tuple(int(c) for c in mean_colour(self.mean)) if self.pad_mode == "rrm" else (0, 0, 0)
+        norm, raw, valid, mask = random_crop(norm, image, mask, crop=self.crop, rng=rng, raw_fill=fill)
         out = {"image": norm, "raw": raw, "valid": valid}
         if mask is not None:
             out["mask"] = mask

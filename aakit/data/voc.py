@@ -441,7 +441,8 @@ class TrainDataset(torch.utils.data.Dataset):
     """Augmented training crops with image-level labels (or masks, ``supervision="full"``).
 
     Each item: ``image`` float32 (3, crop, crop) normalised; ``raw`` uint8 (crop, crop, 3) the
-    same crop un-normalised (for the CRF); ``valid`` bool (crop, crop), False on padding;
+    same crop un-normalised (for the CRF; its padding is the mean colour with ``pad_mode="rrm"``,
+    black with ``"ignore"``); ``valid`` bool (crop, crop), False on padding;
     ``labels`` float32 (K,); ``id`` str; and, only with ``supervision="full"``, ``mask`` int64
     (crop, crop) with 255 on padding.
 
@@ -463,6 +464,7 @@ class TrainDataset(torch.utils.data.Dataset):
         max_images: int | None = None,
         supervision: Literal["image", "full"] = "image",
         seed: int | None = None,
+        pad_mode: Literal["rrm", "ignore"] = "rrm",
     ) -> None:
         if supervision not in ("image", "full"):
             raise ValueError(f"supervision must be 'image' or 'full', got {supervision!r}")
@@ -478,6 +480,7 @@ class TrainDataset(torch.utils.data.Dataset):
             flip=flip,
             mean=tuple(float(m) for m in mean),  # type: ignore[arg-type]
             std=tuple(float(s) for s in std),  # type: ignore[arg-type]
+            pad_mode=pad_mode,
         )
         self.seed = seed
         self._rng: np.random.Generator | None = None

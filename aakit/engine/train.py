@@ -259,12 +259,14 @@ def compute_losses(
             cams = training_cam(core, images, out["cam"], tuple(cfg.model.cam_scales), size)
             scores = out["cls_logits"].detach().float().sigmoid()
             assert labeler is not None
+            # data.pad_mode: "rrm" labels the crop's padding like any pixel, "ignore" sets it to 255
+            ignore_pad = cfg.data.pad_mode == "ignore" and "valid" in batch
             pending = labeler.submit(
                 batch["raw"].numpy(),
                 cams.cpu().numpy(),
                 batch["labels"].numpy(),
                 scores.cpu().numpy(),
-                valid=batch["valid"].numpy() if "valid" in batch else None,
+                valid=batch["valid"].numpy() if ignore_pad else None,
             )
             if early_backward is not None and "cls" in parts:
                 early_backward(parts["cls"])  # runs while the CRF workers label the batch
@@ -332,6 +334,7 @@ def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
     train_set = TrainDataset(
         d.root, d.train_split, crop=d.crop, scale_range=d.scale_range, flip=d.flip,
         mean=d.mean, std=d.std, max_images=d.max_images, supervision=cfg.train.supervision,
+        pad_mode=d.pad_mode,
     )
     val_set = EvalDataset(d.root, d.val_split, mean=d.mean, std=d.std, max_images=cfg.eval.max_images)
     pseudo_set = None
