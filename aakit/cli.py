@@ -142,17 +142,26 @@ def data_voc(
     voc: Annotated[Path, typer.Option("--voc", help="VOCdevkit/VOC2012 directory.")],
     sbd: Annotated[Optional[Path], typer.Option("--sbd", help="SBD benchmark_RELEASE (or its dataset/) directory.")] = None,
 ) -> None:
-    """Convert SBD to PNG masks, write train_aug.txt and cache the image-level labels."""
+    """Convert SBD to PNG masks, write train_aug.txt and cache the image-level labels.
+
+    Labels come from Annotations/<id>.xml (every object, difficult ones included, as psa/RRM);
+    without Annotations/ from the masks, with a warning.
+    """
     from aakit.data.sbd import convert_sbd
-    from aakit.data.voc import build_label_cache
+    from aakit.data.voc import build_image_labels, fallback_warning
 
     if sbd is not None:
         with _bar("SBD -> PNG") as cb:
             report = convert_sbd(sbd, voc, progress=cb)
         _echo(str(report))
     else:
-        build_label_cache(voc, ["train", "val"] + (["train_aug"] if (voc / "ImageSets/Segmentation/train_aug.txt").exists() else []))
+        build_image_labels(voc, ["train", "val"] + (["train_aug"] if (voc / "ImageSets/Segmentation/train_aug.txt").exists() else []))
         _echo(f"label cache written to {voc / 'cls_labels.json'}")
+    warning = fallback_warning(voc)
+    if warning:
+        typer.echo(warning, err=True)
+    else:
+        _echo("image-level labels taken from Annotations/*.xml (difficult objects included)")
 
 
 @data_app.command("check")

@@ -1,13 +1,14 @@
 """Tiny VOC-style layouts for the data tests, written without aakit's own writers.
 
-The masks, JPEGs and label cache are made here with plain PIL/json, so the code under test is
-checked against independently produced files.
+The masks, JPEGs, label cache and annotation XMLs are made here with plain PIL/json/strings,
+so the code under test is checked against independently produced files.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -107,3 +108,40 @@ def small_meta(num_classes: int = 5) -> dict:
         "palette": [[10 * i, 20 * i, 30 * i] for i in range(num_classes)],
         "image_size": W,
     }
+
+
+# The 20 VOC object names, in class order 1..20 (written out here, not taken from aakit).
+VOC_NAMES = ("aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse "
+             "motorbike person pottedplant sheep sofa train tvmonitor").split()
+
+
+def write_annotation(path: Path, image_id: str, objects: Sequence[tuple[str, int]]) -> None:
+    """A VOC-style annotation XML: one ``<object>`` per (name, difficult), each with a part
+    (whose ``<name>`` is not a class) and a box, as in VOC2012's files."""
+    body = "".join(
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>{difficult}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin>"
+        f"<xmax>5</xmax><ymax>5</ymax></bndbox><part><name>head</name></part></object>"
+        for name, difficult in objects
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"<annotation><folder>VOC2012</folder><filename>{image_id}.jpg</filename>"
+        f"<size><width>{W}</width><height>{H}</height><depth>3</depth></size>"
+        f"<segmented>1</segmented>{body}</annotation>\n"
+    )
+
+
+def add_annotations(
+    layout: Layout, extra: dict[str, list[tuple[str, int]]] | None = None
+) -> dict[str, list[int]]:
+    """Write ``Annotations/<id>.xml`` for every id: one object per class of its mask, plus the
+    ``extra`` (name, difficult) objects of some ids. Returns the labels psa's rule gives:
+    the classes of every named object (difficult included, unknown names left out)."""
+    expected: dict[str, list[int]] = {}
+    for image_id, classes in layout.classes.items():
+        objects = [(VOC_NAMES[c - 1], 0) for c in classes] + list((extra or {}).get(image_id, []))
+        write_annotation(layout.root / "Annotations" / f"{image_id}.xml", image_id, objects)
+        named = {VOC_NAMES.index(n) + 1 for n, _ in objects if n in VOC_NAMES}
+        expected[image_id] = sorted(named)
+    return expected

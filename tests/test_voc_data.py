@@ -10,15 +10,28 @@ import pytest
 import torch
 from PIL import Image
 
-from _voc_layout import H, W, make_image, make_layout, small_meta, write_palette_png
+from _voc_layout import (
+    H,
+    W,
+    add_annotations,
+    make_image,
+    make_layout,
+    small_meta,
+    write_annotation,
+    write_palette_png,
+)
 from aakit.data import transforms as T
 from aakit.data.voc import (
     VOC_CLASSES,
     DataError,
     EvalDataset,
     TrainDataset,
+    build_image_labels,
     build_label_cache,
     load_image_labels,
+    parse_annotation,
+    read_label_cache,
+    read_label_source,
     load_info,
     read_mask,
     read_split,
@@ -165,6 +178,104 @@ def test_build_label_cache_rejects_bad_values(tmp_path: Path) -> None:
     write_palette_png(tmp_path / "SegmentationClassAug" / "s1.png", bad)
     with pytest.raises(DataError, match=r"s1\.png.*40"):
         build_label_cache(tmp_path, ["train_aug"])
+
+
+# ----------------------------------------------------------------------------- labels from XML
+def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run ``aakit.cli.main`` in process; its exit code (0 when it returns)."""
+    from aakit import cli
+
+    monkeypatch.setattr("sys.argv", ["aakit", *argv])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_labels_follow_the_xml_difficult_included(tmp_path: Path) -> None:
+    lay = make_layout(tmp_path)
+    # t0: a difficult person with no pixel in the mask; t1: a second, difficult dog, and an
+    # unknown name; s0: its mask's classes are replaced by an XML naming only a cat.
+    extra = {"t0": [("person", 1)], "t1": [("dog", 1), ("unicorn", 0)]}
+    expected = add_annotations(lay, extra)
+    write_annotation(tmp_path / "Annotations" / "s0.xml", "s0", [("cat", 0)])
+    expected["s0"] = [8]
+    assert 15 not in lay.classes["t0"] and expected["t0"] == sorted(lay.classes["t0"] + [15])
+    assert 12 in expected["t1"]
+    built = build_image_labels(tmp_path, ["train_aug", "val"])
+    assert built.source == "xml" and built.warning is None
+    for image_id in lay.splits["train_aug"] + lay.splits["val"]:
+        assert built.cache[image_id] == expected[image_id], image_id
+    assert read_label_cache(tmp_path) == built.cache  # the cache keeps its {id: [classes]} form
+    assert read_label_source(tmp_path) == "xml"
+    vec = load_image_labels(tmp_path, ["t0"])[0]
+    assert vec[15 - 1] == 1.0 and vec.sum() == len(expected["t0"])
+
+
+def test_parse_annotation_reads_objects_not_parts(tmp_path: Path) -> None:
+    path = tmp_path / "a.xml"
+    write_annotation(path, "a", [("person", 0), ("person", 1), ("background", 0), ("bus", 1)])
+    assert parse_annotation(path, VOC_CLASSES) == ([6, 15], ["background"])  # "head" ignored
+
+
+def test_without_annotations_labels_come_from_masks_with_warning(tmp_path: Path) -> None:
+    lay = make_layout(tmp_path)
+    built = build_image_labels(tmp_path, ["train_aug", "val"])
+    assert built.source == "masks" and read_label_source(tmp_path) == "masks"
+    assert built.warning is not None and "\n" not in built.warning
+    assert "Annotations" in built.warning and "masks" in built.warning
+    assert all(built.cache[i] == lay.classes[i] for i in lay.classes)
+
+
+def test_cli_data_voc_warns_on_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_layout(tmp_path)
+    (tmp_path / "cls_labels.json").unlink()
+    assert run_cli(["data", "voc", "--voc", str(tmp_path)], monkeypatch) == 0
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("warning:") and "masks" in line
+    assert (tmp_path / "cls_labels.json").is_file()
+    lay = make_layout(tmp_path / "x")
+    add_annotations(lay, {"t2": [("sheep", 1)]})
+    assert run_cli(["data", "voc", "--voc", str(lay.root)], monkeypatch) == 0
+    out, err = capsys.readouterr()
+    assert "Annotations" in out and not err.strip()
+    assert read_label_cache(lay.root)["t2"] == sorted(lay.classes["t2"] + [17])
+
+
+def test_kept_entries_of_another_source_make_the_cache_mixed(tmp_path: Path) -> None:
+    lay = make_layout(tmp_path)  # its cache (from masks, no source file) covers every id
+    add_annotations(lay)
+    assert build_image_labels(tmp_path, ["train"]).source == "xml"
+    assert read_label_source(tmp_path) == "mixed"  # s0, s1, v0, v1 kept from before
+    build_image_labels(tmp_path, ["train_aug", "val"])
+    assert read_label_source(tmp_path) == "xml"
+
+
+def test_malformed_or_missing_xml_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lay = make_layout(tmp_path)
+    add_annotations(lay)
+    bad = tmp_path / "Annotations" / "t1.xml"
+    bad.write_text("<annotation><object><name>cat</name></annotation>")
+    with pytest.raises(DataError, match=r"t1\.xml: malformed XML"):
+        parse_annotation(bad, VOC_CLASSES)
+    before = (tmp_path / "cls_labels.json").read_bytes()
+    assert run_cli(["data", "voc", "--voc", str(tmp_path)], monkeypatch) == 2
+    out, err = capsys.readouterr()
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in out + err
+    assert (tmp_path / "cls_labels.json").read_bytes() == before  # nothing written
+    bad.write_text("<annotation><object><pose>Left</pose></object></annotation>")
+    with pytest.raises(DataError, match=r"t1\.xml: object 1 has no <name>"):
+        build_label_cache(tmp_path, ["train"])
+    bad.unlink()
+    with pytest.raises(DataError, match=r"t1\.xml: annotation file not found"):
+        build_label_cache(tmp_path, ["train"])
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -7,8 +7,14 @@
       SegmentationClass/<id>.png       palette PNG, value = class index, 255 = boundary
       SegmentationClassAug/<id>.png    VOC + SBD masks (see aakit.data.sbd)
       ImageSets/Segmentation/{train,train_aug,val}.txt
-      cls_labels.json                  {id: [class indices 1..K present]}, made once from masks
+      Annotations/<id>.xml             VOC object annotations (source of the image-level labels)
+      cls_labels.json                  {id: [class indices 1..K present]}, made once (see below)
+      cls_labels.source.json           {"source": "xml" | "masks" | "mixed"}: where the labels came from
       meta.json                        only for non-VOC data sets (the embedded benchmark)
+
+Image-level labels follow psa / RRM: the classes named by the ``<object>`` elements of
+``Annotations/<id>.xml``, ``difficult`` objects included (an object may have no pixel in the
+mask). Without ``Annotations/`` (the embedded benchmark) they are the classes present in the mask.
 
 Class indices: 0 is background, 1..K are the K = num_classes - 1 object classes. The image-level
 label vector of an image has K entries; entry ``c - 1`` is 1 when class ``c`` is present.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
@@ -38,7 +45,9 @@ IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"
 AUG_MASK_DIR = "SegmentationClassAug"
 SPLIT_DIR = "ImageSets/Segmentation"
+ANNOTATION_DIR = "Annotations"
 LABEL_CACHE = "cls_labels.json"
+LABEL_SOURCE = "cls_labels.source.json"  # beside the cache: its format stays {id: [classes]}
 META_FILE = "meta.json"
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -321,7 +330,7 @@ def load_image(root: str | Path, image_id: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- label cache
 def _cache_hint() -> str:
-    return "run `aakit data voc` (or `aakit data labels`) to build it"
+    return "run `aakit data voc --voc ROOT` to build it"
 
 
 def read_label_cache(root: str | Path) -> dict[str, list[int]]:
@@ -383,44 +392,132 @@ def load_image_labels(
     return out
 
 
+# ----------------------------------------------------------------------------- annotations XML
+def annotation_path(root: str | Path, image_id: str) -> Path:
+    return Path(root) / ANNOTATION_DIR / f"{image_id}.xml"
+
+
+def parse_annotation(path: str | Path, class_names: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Classes named by the ``<object>`` elements of a VOC annotation XML, and unknown names.
+
+    psa's rule: every object counts, ``difficult`` ones included; names outside
+    ``class_names[1:]`` (background excluded) are left out, and returned as the second item.
+
+    Returns:
+        (sorted class indices 1..K, unknown object names in file order).
+
+    Raises:
+        DataError: missing or malformed file, or an object without a ``<name>`` (names the file).
+    """
+    path = Path(path)
+    index = {name: c for c, name in enumerate(class_names) if c > 0}
+    try:
+        tree = ET.parse(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: annotation file not found") from None
+    except ET.ParseError as e:
+        raise DataError(f"{path}: malformed XML ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read annotation ({e})") from None
+    classes: set[int] = set()
+    unknown: list[str] = []
+    for n, obj in enumerate(tree.getroot().iter("object"), start=1):
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise DataError(f"{path}: object {n} has no <name>")
+        if name in index:
+            classes.add(index[name])
+        else:
+            unknown.append(name)
+    return sorted(classes), unknown
+
+
+def label_source(root: str | Path) -> Literal["xml", "masks"]:
+    """Where :func:`build_label_cache` takes labels from: ``xml`` if ``Annotations/`` exists."""
+    return "xml" if (Path(root) / ANNOTATION_DIR).is_dir() else "masks"
+
+
+def fallback_warning(root: str | Path) -> str | None:
+    """One-line warning when the labels must come from the masks (None when XMLs are used)."""
+    if label_source(root) == "xml":
+        return None
+    return (f"warning: no {ANNOTATION_DIR}/ under {root}: image-level labels taken from the "
+            "masks, not from the XML as psa/RRM do (objects without pixels are left out)")  # fmt: skip
+
+
+def read_label_source(root: str | Path) -> str | None:
+    """``xml``, ``masks`` or ``mixed`` from ``cls_labels.source.json``; None if absent/unreadable."""
+    try:
+        data = json.loads((Path(root) / LABEL_SOURCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, str) else None
+
+
+# ----------------------------------------------------------------------------- label cache build
+@dataclass(frozen=True)
+class LabelBuild:
+    """Result of :func:`build_image_labels`."""
+
+    cache: dict[str, list[int]]  # the whole cache written
+    source: str  # "xml" or "masks" for the ids built now; "mixed" recorded if kept ids differ
+    warning: str | None  # the fallback warning, None when the XMLs were used
+
+
+def _split_ids(root: Path, splits: Sequence[str]) -> list[str]:
+    """Ids of ``splits`` in order, each once."""
+    return list(dict.fromkeys(i for split in splits for i in read_split(root, split)))
+
+
+def build_image_labels(
+    root: str | Path,
+    splits: Sequence[str],
+    *,
+    progress: ProgressFn | None = None,
+) -> LabelBuild:
+    """Make ``ROOT/cls_labels.json`` for the ids of ``splits``; record its source beside it.
+
+    From ``Annotations/<id>.xml`` (:func:`parse_annotation`) when ``Annotations/`` exists, else
+    from the masks (``SegmentationClassAug`` first, then ``SegmentationClass``) with a warning.
+    Entries of ids outside ``splits`` already in the cache are kept. Written atomically.
+
+    Raises:
+        DataError: a split file is missing; an XML is missing or malformed (with
+        ``Annotations/``); a mask is missing, corrupt or has bad values (without).
+    """
+    root = Path(root)
+    info = load_info(root)
+    source = label_source(root)
+    ids = _split_ids(root, splits)
+    try:
+        cache = read_label_cache(root)
+    except DataError:
+        cache = {}
+    kept = set(cache) - set(ids)
+    for n, image_id in enumerate(ids, start=1):
+        if source == "xml":
+            cache[image_id] = parse_annotation(annotation_path(root, image_id), info.class_names)[0]
+        else:
+            mask = read_checked_mask(find_mask(root, image_id), info.num_classes)
+            cache[image_id] = classes_in_mask(mask)
+        if progress is not None:
+            progress(n, len(ids))
+    recorded = source if not kept or read_label_source(root) == source else "mixed"
+    cache = dict(sorted(cache.items()))
+    atomic_write_json(root / LABEL_CACHE, cache)
+    atomic_write_json(root / LABEL_SOURCE, {"source": recorded})
+    return LabelBuild(cache, source, fallback_warning(root))
+
+
 def build_label_cache(
     root: str | Path,
     splits: Sequence[str],
     *,
     progress: ProgressFn | None = None,
 ) -> dict[str, list[int]]:
-    """Make ``ROOT/cls_labels.json`` from the masks of the ids of ``splits``.
-
-    Uses ``SegmentationClassAug`` when it has the mask, else ``SegmentationClass``. Entries of
-    ids outside ``splits`` already in the cache are kept. Written atomically.
-
-    Returns:
-        The whole cache written.
-
-    Raises:
-        DataError: a split file is missing, a mask is missing, corrupt or has bad values.
-    """
-    root = Path(root)
-    info = load_info(root)
-    ids: list[str] = []
-    seen: set[str] = set()
-    for split in splits:
-        for i in read_split(root, split):
-            if i not in seen:
-                seen.add(i)
-                ids.append(i)
-    try:
-        cache = read_label_cache(root)
-    except DataError:
-        cache = {}
-    for n, image_id in enumerate(ids, start=1):
-        mask = read_checked_mask(find_mask(root, image_id), info.num_classes)
-        cache[image_id] = classes_in_mask(mask)
-        if progress is not None:
-            progress(n, len(ids))
-    cache = dict(sorted(cache.items()))
-    atomic_write_json(root / LABEL_CACHE, cache)
-    return cache
+    """:func:`build_image_labels`, returning the whole cache written (the warning is dropped)."""
+    return build_image_labels(root, splits, progress=progress).cache
 
 
 # ----------------------------------------------------------------------------- datasets
