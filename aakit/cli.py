@@ -174,10 +174,11 @@ def data_check(
 
     with _bar("checking") as cb:
         problems = check_layout(root, quick=quick, progress=cb)
+    errors = [p for p in problems if not p.is_note]
     for p in problems:
-        _echo(f"{p.kind}: {p.where}: {p.message}")
-    if problems:
-        _echo(f"{len(problems)} problem(s) in {root}")
+        _echo(f"{'note: ' if p.is_note else ''}{p.kind}: {p.where}: {p.message}")
+    if errors:
+        _echo(f"{len(errors)} problem(s) in {root}")
         raise typer.Exit(2)
     _echo(f"{root}: no problems found")
 

@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _voc_layout import H, W, make_layout, small_meta, write_palette_png
-from aakit.data.check import KINDS, Problem, check_layout, summarize
+from _voc_layout import (
+    H,
+    W,
+    Layout,
+    add_annotations,
+    make_layout,
+    small_meta,
+    write_palette_png,
+)
+from aakit.data.check import EXAMPLES, KINDS, NOTE_KINDS, Problem, check_layout, summarize
+from aakit.data.voc import build_label_cache
 
 SEG = "ImageSets/Segmentation"
 VOC = "SegmentationClass"
@@ -22,6 +31,13 @@ def edit_cache(root: Path, change: Callable[[dict], None]) -> None:
     cache = json.loads((root / "cls_labels.json").read_text())
     change(cache)
     (root / "cls_labels.json").write_text(json.dumps(cache))
+
+
+def annotate(root: Path, extra: dict | None = None) -> Path:
+    """Add Annotations/ to the layout at ``root`` (XMLs following its masks, plus ``extra``)."""
+    classes = json.loads((root / "cls_labels.json").read_text())
+    add_annotations(Layout(root=root, splits={}, classes=classes), extra)
+    return root / "Annotations"
 
 
 def truncate(path: Path) -> None:
@@ -63,6 +79,10 @@ CASES: dict[str, tuple[Callable[[Path], None], str, set[str]]] = {
         "meta.json",
         set(),
     ),
+    "missing_xml": (lambda r: (annotate(r) / "s1.xml").unlink(), "Annotations/s1.xml", set()),
+    "bad_xml": (lambda r: (annotate(r) / "t1.xml").write_text("<annotation>"), "t1.xml", set()),
+    "xml_mask_disagreement": (lambda r: annotate(r, {"v0": [("cow", 1)]}), "Annotations", set()),
+    "xml_unknown_class": (lambda r: annotate(r, {"v1": [("unicorn", 0)]}), "Annotations", set()),
 }
 
 
@@ -142,3 +162,71 @@ def test_quick_mode_reads_headers_only(tmp_path: Path) -> None:
 def test_missing_root(tmp_path: Path) -> None:
     problems = check_layout(tmp_path / "nope")
     assert [p.kind for p in problems] == ["missing_folder"]
+
+
+# ----------------------------------------------------------------------------- XML vs mask
+def test_disagreements_are_counted_and_a_few_named(tmp_path: Path) -> None:
+    lay = make_layout(tmp_path)
+    ids = lay.splits["train_aug"] + lay.splits["val"]  # 7 images, each with an extra object
+    annotate(tmp_path, {i: [("pottedplant", 1)] for i in ids})
+    build_label_cache(tmp_path, ["train_aug", "val"])  # labels from the XML: no mismatch
+    problems = check_layout(tmp_path)
+    assert [p.kind for p in problems] == ["xml_mask_disagreement"]
+    note = problems[0]
+    assert note.is_note and note.where == "Annotations"
+    assert note.message.startswith("7 image(s)")
+    assert "7 with an XML class absent from the mask, 0 with a mask class" in note.message
+    named = [i for i in ids if f"{i} XML" in note.message]
+    assert len(named) == EXAMPLES < len(ids)
+    assert "\n" not in note.message
+    assert "xml_mask_disagreement" not in {p.kind for p in check_layout(tmp_path, quick=True)}
+
+
+def test_cache_from_masks_is_stale_when_annotations_exist(tmp_path: Path) -> None:
+    make_layout(tmp_path)  # cache from the masks
+    annotate(tmp_path, {"t0": [("person", 1)]})
+    problems = [p for p in check_layout(tmp_path) if not p.is_note]
+    assert [(p.kind, p.where) for p in problems] == [("label_mismatch", "t0")]
+    assert "Annotations/t0.xml names" in problems[0].message
+    assert "aakit data voc" in problems[0].message
+
+
+def test_mask_class_missing_from_xml_is_counted_the_other_way(tmp_path: Path) -> None:
+    make_layout(tmp_path)
+    xml = annotate(tmp_path) / "v1.xml"
+    xml.write_text("<annotation><object><name>bird</name></object></annotation>")
+    (note,) = check_layout(tmp_path)
+    assert "1 image(s)" in note.message and "1 with a mask class absent from the XML" in note.message
+    assert "v1 XML [3] mask" in note.message
+
+
+def run_check(root: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    from aakit import cli
+
+    monkeypatch.setattr("sys.argv", ["aakit", "data", "check", str(root)])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_cli_notes_alone_pass_malformed_xml_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_layout(tmp_path)
+    xmls = annotate(tmp_path, {"v0": [("cow", 1)]})
+    assert run_check(tmp_path, monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "note: xml_mask_disagreement: Annotations: 1 image(s)" in out
+    assert "no problems found" in out
+    (xmls / "t1.xml").write_bytes(b"<annotation><object><name>cat</nam")
+    assert run_check(tmp_path, monkeypatch) == 2
+    out, err = capsys.readouterr()
+    lines = [x for x in out.splitlines() if "bad_xml" in x]
+    assert len(lines) == 1 and "Annotations/t1.xml: malformed XML" in lines[0]
+    assert "Traceback" not in out + err and "1 problem(s)" in out
+
+
+def test_note_kinds_are_kinds() -> None:
+    assert NOTE_KINDS <= set(KINDS)

@@ -2,13 +2,19 @@
 
 Each problem is a :class:`Problem` with a ``kind`` (see :data:`KINDS`), ``where`` (a path
 relative to the root, or the root itself) and a one-line ``message``. An empty list means the
-layout is ready for training and evaluation.
+layout is ready for training and evaluation; so does a list of notes alone (``is_note``).
 
 Speed: folder listings are read once into sets (no ``stat`` per image), and the per-image work
 (decoding a JPEG and a mask) runs in a thread pool; Pillow releases the GIL while decoding.
 JPEGs are decoded at 1/8 scale (``Image.draft``), which still reads every byte of the file, so
 truncation is caught at a fraction of the cost. ``quick=True`` only reads file headers (sizes,
 modes) and skips pixel decoding: no value check, no truncation check.
+
+With ``Annotations/`` present the image-level labels follow the XML (see
+:func:`aakit.data.voc.parse_annotation`): the cache is compared with the XML, and the images
+whose XML objects and mask classes differ are counted in one *note* (``Problem.is_note``),
+which is information, not an error: in VOC, small, occluded or difficult objects often have
+no pixel in the mask.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from aakit.data.voc import (
+    ANNOTATION_DIR,
     AUG_MASK_DIR,
     IMAGE_DIR,
     LABEL_CACHE,
@@ -36,6 +43,7 @@ from aakit.data.voc import (
     bad_mask_values,
     classes_in_mask,
     load_info,
+    parse_annotation,
     parse_split_line,
     voc_info,
 )
@@ -58,7 +66,16 @@ KINDS: dict[str, str] = {
     "label_mismatch": "the cached labels of an image differ from the classes in its mask",
     "overlap": "a val image is also listed in a training split",
     "bad_meta": "meta.json is unreadable or inconsistent",
+    "missing_xml": "Annotations/ exists but an id of a split has no Annotations/<id>.xml",
+    "bad_xml": "an annotation XML is malformed or has an object without a <name>",
+    "xml_mask_disagreement": "note: images whose XML objects and mask classes differ",
+    "xml_unknown_class": "note: XML object names outside the class list (left out, as psa does)",
 }
+
+# Kinds that inform without failing the check (``aakit data check`` exits 0 on notes alone).
+NOTE_KINDS = frozenset({"xml_mask_disagreement", "xml_unknown_class"})
+EXAMPLES = 5  # images named in a note; all are counted
+REBUILD = "rebuild with `aakit data voc --voc ROOT`"
 
 DEFAULT_SPLITS = ("train", "train_aug", "val")
 
@@ -73,6 +90,11 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
+
+    @property
+    def is_note(self) -> bool:
+        """True for information that does not make the layout unusable (:data:`NOTE_KINDS`)."""
+        return self.kind in NOTE_KINDS
 
 
 def summarize(problems: Sequence[Problem]) -> dict[str, int]:
@@ -134,7 +156,7 @@ def _read_splits(root: Path, splits: Sequence[str]) -> tuple[dict[str, list[str]
 def _read_cache(root: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
     path = root / LABEL_CACHE
     if not path.is_file():
-        msg = "image-level label cache not found; run `aakit data voc` or `aakit data labels`"
+        msg = "image-level label cache not found; run `aakit data voc --voc ROOT`"
         return None, [Problem("missing_cache", LABEL_CACHE, msg)]
     try:
         cache = json.loads(path.read_text(encoding="utf-8"))
@@ -154,7 +176,9 @@ class _Job:
     image_id: str
     image: str | None  # relative path of the JPEG, None if missing
     masks: tuple[str, ...]  # relative paths of the masks to check (train mask first)
-    cached: tuple[int, ...] | None  # cached labels to compare with the train mask
+    cached: tuple[int, ...] | None  # cached labels to compare with the label source
+    xml: str | None = None  # relative path of the annotation XML, None if absent
+    from_xml: bool = False  # labels follow the XML (Annotations/ exists), not the mask
 
 
 def _check_jpeg(
@@ -205,36 +229,98 @@ def _check_mask(
     return classes_in_mask(mask), problems
 
 
-def _check_one(root: Path, job: _Job, info: DatasetInfo, quick: bool) -> list[Problem]:
-    """Decode one image and its masks; compare the training mask with the cached labels."""
+@dataclass(frozen=True)
+class _Outcome:
+    """What checking one image found."""
+
+    problems: list[Problem]
+    xml_classes: list[int] | None = None  # classes the XML names (None: no XML or unreadable)
+    mask_classes: list[int] | None = None  # classes in the first mask (None: not decoded)
+    unknown: tuple[str, ...] = ()  # XML object names outside the class list
+
+
+def _check_xml(
+    root: Path, rel: str, info: DatasetInfo
+) -> tuple[list[int] | None, tuple[str, ...], list[Problem]]:
+    """Classes and unknown names of one annotation XML, or the problem with it."""
+    try:
+        classes, unknown = parse_annotation(root / rel, info.class_names)
+    except DataError as e:
+        msg = str(e).removeprefix(f"{root / rel}: ")
+        return None, (), [Problem("bad_xml", rel, msg)]
+    return classes, tuple(unknown), []
+
+
+def _stale(job: _Job, reference: list[int] | None, rel: str, verb: str) -> list[Problem]:
+    """A label_mismatch problem if the cached labels differ from ``reference``."""
+    if job.cached is None or reference is None or sorted(job.cached) == reference:
+        return []
+    msg = (f"{LABEL_CACHE} lists classes {sorted(job.cached)} but {rel} {verb} "
+           f"{reference}; {REBUILD}")  # fmt: skip
+    return [Problem("label_mismatch", job.image_id, msg)]
+
+
+def _check_one(root: Path, job: _Job, info: DatasetInfo, quick: bool) -> _Outcome:
+    """Decode one image, its masks and XML; compare the cached labels with their source."""
     problems: list[Problem] = []
     size = None
     if job.image is not None:
         size, found = _check_jpeg(root, job.image, job.image_id, quick)
         problems += found
+    first: list[int] | None = None
     for n, rel in enumerate(job.masks):
         classes, found = _check_mask(root, rel, job.image_id, size, info, quick)
         problems += found
-        stale = job.cached is not None and classes is not None and sorted(job.cached) != classes
-        if n == 0 and stale:
-            msg = (f"{LABEL_CACHE} lists classes {sorted(job.cached or ())} but {rel} holds "
-                   f"{classes}; rebuild with `aakit data labels`")  # fmt: skip
-            problems.append(Problem("label_mismatch", job.image_id, msg))
-    return problems
+        if n == 0:
+            first = classes
+            if not job.from_xml:
+                problems += _stale(job, classes, rel, "holds")
+    if job.xml is None:
+        return _Outcome(problems, mask_classes=first)
+    xml_classes, unknown, found = _check_xml(root, job.xml, info)
+    problems += found + _stale(job, xml_classes, job.xml, "names")
+    return _Outcome(problems, xml_classes, first, unknown)
+
+
+def _notes(outcomes: Sequence[tuple[str, _Outcome]]) -> list[Problem]:
+    """The XML-vs-mask disagreements and unknown XML names, each as one counted note."""
+    differ = [(i, o.xml_classes, o.mask_classes) for i, o in outcomes
+              if o.xml_classes is not None and o.mask_classes is not None
+              and o.xml_classes != o.mask_classes]  # fmt: skip
+    notes: list[Problem] = []
+    if differ:
+        more_xml = sum(1 for _, x, m in differ if set(x or ()) - set(m or ()))
+        more_mask = sum(1 for _, x, m in differ if set(m or ()) - set(x or ()))
+        shown = "; ".join(f"{i} XML {x} mask {m}" for i, x, m in differ[:EXAMPLES])
+        msg = (f"{len(differ)} image(s) where the XML objects and the mask classes differ "
+               f"({more_xml} with an XML class absent from the mask, {more_mask} with a mask "
+               f"class absent from the XML); labels follow the XML; e.g. {shown}")  # fmt: skip
+        notes.append(Problem("xml_mask_disagreement", ANNOTATION_DIR, msg))
+    odd = [(i, o.unknown) for i, o in outcomes if o.unknown]
+    if odd:
+        names = sorted({n for _, u in odd for n in u})
+        shown = "; ".join(f"{i}.xml {list(u)}" for i, u in odd[:EXAMPLES])
+        msg = (f"{len(odd)} XML file(s) name objects outside the class list, left out as psa "
+               f"does: {names[:EXAMPLES * 2]}; e.g. {shown}")  # fmt: skip
+        notes.append(Problem("xml_unknown_class", ANNOTATION_DIR, msg))
+    return notes
 
 
 # ----------------------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class _Files:
-    """File names present in the three data folders, listed once."""
+    """File names present in the data folders, listed once."""
 
     images: set[str]
     voc_masks: set[str]
     aug_masks: set[str]
+    xmls: set[str] | None  # None when there is no Annotations/ folder
 
     @classmethod
     def scan(cls, root: Path) -> "_Files":
-        return cls(*(_listing(root / d) for d in (IMAGE_DIR, MASK_DIR, AUG_MASK_DIR)))
+        folders = [_listing(root / d) for d in (IMAGE_DIR, MASK_DIR, AUG_MASK_DIR)]
+        xml_dir = root / ANNOTATION_DIR
+        return cls(*folders, _listing(xml_dir) if xml_dir.is_dir() else None)
 
 
 def _cache_entry(
@@ -242,7 +328,7 @@ def _cache_entry(
 ) -> tuple[tuple[int, ...] | None, list[Problem]]:
     """The cached labels of a training image, or the problem with them."""
     entry = cache.get(image_id)
-    hint = "rebuild with `aakit data labels`"
+    hint = REBUILD
     if entry is None or entry == []:
         what = "no entry" if entry is None else "an empty entry"
         msg = f"training image has {what} in {LABEL_CACHE}; {hint}"
@@ -288,8 +374,16 @@ def _plan(
             problems.append(Problem("missing_mask", rel, msg))
         elif rel not in masks:
             masks.append(rel)
+    xml = None
+    if files.xmls is not None:
+        xml = f"{ANNOTATION_DIR}/{image_id}.xml"
+        if f"{image_id}.xml" not in files.xmls:
+            msg = f"image {image_id} has no annotation (`aakit data voc` reads labels from it)"
+            problems.append(Problem("missing_xml", xml, msg))
+            xml = None
     image = f"{IMAGE_DIR}/{jpg}" if jpg in files.images else None
-    return _Job(image_id, image, tuple(masks), cached), problems
+    job = _Job(image_id, image, tuple(masks), cached, xml, files.xmls is not None)
+    return job, problems
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -301,7 +395,10 @@ def check_layout(
     progress: ProgressFn | None = None,
     workers: int | None = None,
 ) -> list[Problem]:
-    """Every problem of the data set at ``root`` (empty list: all good).
+    """Every problem of the data set at ``root``, notes last (none but notes: all good).
+
+    With ``Annotations/``, every id needs an XML, the cache is compared with the XML, and one
+    note counts the images whose XML and mask disagree (needs decoding: not with ``quick``).
 
     Args:
         root: ``VOCdevkit/VOC2012`` or a generated benchmark folder.
@@ -349,8 +446,10 @@ def check_layout(
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
         results = pool.map(lambda job: _check_one(root, job, info, quick), jobs)
-        for done, found in enumerate(results, start=1):
-            problems += found
+        outcomes: list[tuple[str, _Outcome]] = []
+        for done, (job, outcome) in enumerate(zip(jobs, results), start=1):
+            problems += outcome.problems
+            outcomes.append((job.image_id, outcome))
             if progress is not None:
                 progress(done, len(jobs))
-    return problems
+    return problems + _notes(outcomes)
