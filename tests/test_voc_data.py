@@ -353,7 +353,7 @@ def test_train_transform_reproducible_with_seed() -> None:
 # ----------------------------------------------------------------------------- TrainDataset
 def test_train_dataset_item_shapes_and_types(tmp_path: Path) -> None:
     lay = make_layout(tmp_path)
-    ds = train_ds(tmp_path)
+    ds = train_ds(tmp_path, pad_mode="ignore")  # black padding (rrm's: tests/test_fidelity.py)
     assert len(ds) == 5 and ds.ids == lay.splits["train_aug"]
     item = ds[1]
     assert item["image"].shape == (3, 48, 48) and item["image"].dtype == torch.float32
