@@ -139,6 +139,7 @@ def test_grid_costs_count_own_runs_reused_units_and_the_shared_pretraining(tmp_p
     runs = results / "runs"
     pre = runs / "synth-cls-abcd1234"
     pre.mkdir()
+    (pre / "config.yaml").write_text("name: synth-cls\n")  # without it the run would be corrupt
     (pre / "summary.json").write_text(json.dumps({"status": "finished", "hash": "abcd1234", "wall_time_s": 500.0}))
     (pre / "provenance.json").write_text(json.dumps({"created": 0.0, "host": "h1"}))
     t1 = sorted(runs.glob("c-table1-*"))

@@ -254,3 +254,108 @@ def test_bad_report_requests(tmp_path: Path, kwargs: dict, match: str) -> None:
             "results": tmp_path, **kwargs}
     with pytest.raises(R.ReportError, match=match):
         R.cli_run(echo=lambda s: None, grids_dir=tmp_path, **args)
+
+
+# ----------------------------------------------------------------------------- honest failure paths
+def _aakit(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the real entry point in process: (exit code, stdout, stderr)."""
+    from aakit import cli
+
+    monkeypatch.setattr(sys, "argv", ["aakit", *argv])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_on_a_results_dir_without_runs_says_so_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    (empty / "runs" / ".locks").mkdir(parents=True)  # a lock directory is not a run
+    (empty / "runs" / "not-a-run").mkdir()  # nor is a directory without any run file
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"title\n{R.BEGIN_MARK}\nold tables\n{R.END_MARK}\n")
+    before = doc.read_bytes()
+    for extra in ([], ["--format", "md", "--into", str(doc)], ["--out", str(tmp_path / "out"), "--figures"],
+                  ["--claims"]):
+        code, out, err = _aakit(["report", "--results", str(empty), *extra], monkeypatch, capsys)
+        assert code == 2 and out == "", extra
+        assert err.count("\n") == 1 and str(empty) in err and "no runs" in err, err
+    assert doc.read_bytes() == before and not (tmp_path / "out").exists()
+    assert not (empty / "figures").exists() and sorted(p.name for p in (empty / "runs").iterdir()) == [".locks", "not-a-run"]
+    code, _, err = _aakit(["report", "--results", str(tmp_path / "nope")], monkeypatch, capsys)
+    assert code == 2 and "no such directory" in err and err.count("\n") == 1
+
+
+def _damage(results: Path, grids: Path) -> dict[str, Path]:
+    """Left-out runs of every kind, beside the interrupted one of :func:`setup`."""
+    pts = {(p.row, p.seed): p for p in G.load_grid(grids / "t1.yaml").points}
+    run = {k: results / "runs" / f"{pts[k].run_name}-{pts[k].hash}"
+           for k in (("CLS+CE", 1), ("CLS+CE", 2), ("CLS+CE+AA", 1), ("CLS+CE+AA+LR", 0), ("CLS+CE+AA+LR", 1))}
+    (run[("CLS+CE", 1)] / "status.json").write_text('{"status": "fini')  # truncated
+    (run[("CLS+CE", 2)] / "config.yaml").unlink()
+    s = json.loads((run[("CLS+CE+AA+LR", 0)] / "summary.json").read_text())
+    del s["metrics"]["train_rfpc"]
+    (run[("CLS+CE+AA+LR", 0)] / "summary.json").write_text(json.dumps(s))
+    twin = results / "runs" / f"copy-{pts[('CLS+CE+AA+LR', 1)].hash}"  # a second finished run, same hash
+    twin.mkdir()
+    for f in run[("CLS+CE+AA+LR", 1)].glob("*.*"):
+        (twin / f.name).write_bytes(f.read_bytes())
+    stray = results / "runs" / "stray-0badc0de"  # no grid point, no config: still named
+    stray.mkdir()
+    (stray / "metrics.jsonl").write_text("")
+    return {"status": run[("CLS+CE", 1)], "config": run[("CLS+CE", 2)], "interrupted": run[("CLS+CE+AA", 1)],
+            "metric": run[("CLS+CE+AA+LR", 0)], "twin": twin, "twin_of": run[("CLS+CE+AA+LR", 1)]}
+
+
+def test_report_names_every_run_it_left_out_and_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    results, grids = setup(tmp_path)
+    runs = _damage(results, grids)
+    monkeypatch.chdir(tmp_path)  # the grid files: experiments/grids of the working directory
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "grids").symlink_to(grids)
+    code, out, err = _aakit(["report", "--results", str(results), "--format", "md"], monkeypatch, capsys)
+    assert code == 0
+    # stdout is the report alone, the corrupt runs filling no cell; stderr names what was left out
+    assert "| CLS+CE | 60.0 | 63.7 | -3.7 | 50.0 | 60.0 | -10.0 | ss | 1/3 |" in out
+    assert "left out" not in out and "corrupt" not in out
+    lines = err.splitlines()
+    assert lines[0] == "aakit report: runs left out, and why:"
+    expect = [
+        f"Table 1 CLS+CE: 1/3 seeds; s1 {runs['status'].name}: corrupt: status.json: not valid JSON",
+        f"Table 1 CLS+CE: 1/3 seeds; s2 {runs['config'].name}: corrupt: no config.yaml",
+        f"Table 1 CLS+CE+AA: 1/3 seeds; s1 {runs['interrupted'].name}: no summary.json (status: interrupted)",
+        f"Table 1 CLS+CE+AA+LR+rfpc: 2/3 seeds; s0 {runs['metric'].name}: no 'train_rfpc' metrics in summary.json",
+        "run stray-0badc0de: corrupt: no config.yaml",
+    ]
+    for line in expect:
+        assert f"  {line}" in lines, (line, lines)
+    twin = [x for x in lines if "2 finished runs with hash" in x]
+    assert twin and all(runs["twin"].name in x and runs["twin_of"].name in x for x in twin)
+    assert len(lines) == len(set(lines))  # each said once
+
+
+def test_left_out_runs_in_the_tables_claims_and_costs(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    runs = _damage(results, grids)
+    index = R.index_runs(results)
+    assert index.seen == len(list((results / "runs").iterdir()))
+    corrupt = {s.path.name: s.reason for s in index.skipped if s.corrupt}
+    assert corrupt == {runs["status"].name: "corrupt: status.json: not valid JSON",
+                       runs["config"].name: "corrupt: no config.yaml", "stray-0badc0de": "corrupt: no config.yaml"}
+    t1 = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
+    assert cell(t1, "CLS+CE", "val")["n_runs"] == 1 and any("s1" in x and "status.json" in x for x in t1.dropped)
+    from aakit.experiment.claims import claims_table
+    from aakit.experiment.costs import costs_table
+
+    claims = claims_table(results, "synthetic", grids)
+    assert any("Table 1 CLS+CE: 1/3 seeds; s2" in x for x in claims.dropped)
+    s = json.loads((runs["twin"] / "summary.json").read_text())
+    (runs["twin"] / "summary.json").write_text(json.dumps(s | {"seed": None}))
+    assert any("has no seed in summary.json" in x for x in claims_table(results, "synthetic", grids).dropped)
+    costs = costs_table(results, "synthetic", grids)
+    assert any("no 'created' in provenance.json" in x for x in costs.dropped)

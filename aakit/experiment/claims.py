@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from aakit.experiment.report import (
-    Block, Point, ReportTable, Run, _mean_std, _miou, _none, _num, _ours, _paper, collect_points, gather,
-    index_runs,
+    Block, Point, ReportTable, Run, _mean_std, _miou, _none, _num, _ours, _paper, collect_points, dropped_lines,
+    gather, index_runs,
 )
 from aakit.experiment.published import load_published
 
@@ -59,20 +59,47 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+def _seed(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
 def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, points: list[Point] | None = None,
-             runs: dict[str, list[Run]] | None = None) -> dict[tuple[int, str], dict[int, float]]:
-    """(table, row) -> {seed: val mIoU in %} of the finished runs that fill that row."""
+             runs: dict[str, list[Run]] | None = None,
+             dropped: list[str] | None = None) -> dict[tuple[int, str], dict[int, float]]:
+    """(table, row) -> {seed: val mIoU in %} of the finished runs that fill that row.
+
+    ``dropped`` (if given) receives a line per run left out or counted oddly: those of
+    :func:`aakit.experiment.report.dropped_lines`, a run without ``seed`` in its summary (it is
+    given the next free number) and a second run with the same seed (it replaces the first).
+    """
     if points is None:
         points, _ = collect_points(results, preset, grids_dir)
     runs = index_runs(results) if runs is None else runs
     out: dict[tuple[int, str], dict[int, float]] = {}
+    notes: list[str] = []
     for table in sorted({c.table for c in CLAIMS}):
+        notes += dropped_lines(points, runs, table)
         for row, g in gather(points, runs, table).items():
             vals = out.setdefault((table, row), {})
+            by: dict[int, str] = {}
             for run, metric in g.runs:
                 v = _miou(run, metric)
-                if v is not None:
-                    vals[int(run.summary.get("seed", len(vals)))] = v
+                if v is None:
+                    continue
+                seed = _seed(run.summary.get("seed"))
+                if seed is None:
+                    seed = len(vals)
+                    notes.append(f"Claims, Table {table} {row}: {run.path.name} has no seed in summary.json; "
+                                 f"counted as seed {seed}")
+                elif seed in vals:
+                    notes.append(f"Claims, Table {table} {row}: seed {seed} twice: {run.path.name} counts, "
+                                 f"{by[seed]} not")
+                vals[seed], by[seed] = v, run.path.name
+    if dropped is not None:
+        dropped += notes
     return out
 
 
@@ -112,9 +139,13 @@ def combine(outcomes: list[str]) -> str:
 
 
 def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-                    points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> pd.DataFrame:
-    """Every comparison of every claim, one row each (columns :data:`CLAIM_COLUMNS`)."""
-    values = per_seed(results, preset, grids_dir, points=points, runs=runs)
+                    points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None,
+                    dropped: list[str] | None = None) -> pd.DataFrame:
+    """Every comparison of every claim, one row each (columns :data:`CLAIM_COLUMNS`).
+
+    ``dropped`` (if given) receives the runs left out, and why (see :func:`per_seed`).
+    """
+    values = per_seed(results, preset, grids_dir, points=points, runs=runs, dropped=dropped)
     pub = load_published(results=results)
     rows = []
     for c in CLAIMS:
@@ -144,7 +175,8 @@ def _paired(mean: float | None, std: float | None) -> str:
 def claims_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
                  points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> ReportTable:
     """The claims as a report table (rendered like Tables 1-6: rich, md, latex, csv)."""
-    df = evaluate_claims(results, preset, grids_dir, points=points, runs=runs)
+    dropped: list[str] = []
+    df = evaluate_claims(results, preset, grids_dir, points=points, runs=runs, dropped=dropped)
     text = {c.key: c.text for c in CLAIMS}
     out = []
     for r in df.itertuples(index=False):
@@ -163,4 +195,4 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
              "or fewer than 2 seeds; seeds won = paired seeds where the winner is ahead; paired Δ = mean ± std "
              "of the per-seed differences"]
     return ReportTable(0, "The paper's ablation claims, tested", preset, df, [Block(header, out, align="llrrrrrrrll")],
-                       notes, label="Claims")
+                       notes, label="Claims", dropped=dropped)

@@ -39,9 +39,26 @@ def _times(path: Path, summary: dict) -> tuple[float | None, float | None, str, 
     return start, end, str(prov.get("host") or "?"), str(prov.get("init") or "")
 
 
+def _untimed(grid: str, run: Run, start: float | None) -> list[str]:
+    """What of a run's time the costs cannot count, one line each."""
+    head = f"Grid costs {grid}: {run.path.name}"
+    out = [] if isinstance(run.summary.get("wall_time_s"), (int, float)) else [
+        f"{head}: no wall_time_s in summary.json, its compute counted as 0 s"]
+    if start is None:
+        out.append(f"{head}: no 'created' in provenance.json, left out of the span")
+    return out
+
+
 def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-               points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> pd.DataFrame:
-    """One row per grid of ``preset`` (and per shared pre-training run); columns :data:`COST_COLUMNS`."""
+               points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None,
+               dropped: list[str] | None = None) -> pd.DataFrame:
+    """One row per grid of ``preset`` (and per shared pre-training run); columns :data:`COST_COLUMNS`.
+
+    ``dropped`` (if given) receives a line per run whose time could not be counted: no
+    ``wall_time_s`` in its summary (compute counts 0 s), no ``created`` in its provenance (the
+    span leaves it out).
+    """
+    notes: list[str] = [] if dropped is None else dropped
     if points is None:
         points, _ = collect_points(results, preset, grids_dir)
     runs = index_runs(results) if runs is None else runs
@@ -57,6 +74,7 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
         starts, ends, hosts, wall = [], [], set(), 0.0
         for r in own:
             start, end, host, init = _times(r.path, r.summary)
+            notes += _untimed(grid, r, start)
             wall += float(r.summary.get("wall_time_s") or 0.0)
             starts += [start] if start is not None else []
             ends += [end] if end is not None else []
@@ -81,7 +99,8 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
 def costs_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
                 points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> ReportTable:
     """The grid costs as a report table."""
-    df = grid_costs(results, preset, grids_dir, points=points, runs=runs)
+    dropped: list[str] = []
+    df = grid_costs(results, preset, grids_dir, points=points, runs=runs, dropped=dropped)
     out = [[r.grid, f"{r.done}/{r.units}", str(r.trained), str(r.reused),
             _hms(None if pd.isna(r.compute_s) else r.compute_s), _hms(None if pd.isna(r.span_s) else r.span_s),
             r.hosts or "—"] for r in df.itertuples(index=False)]
@@ -89,4 +108,4 @@ def costs_table(results: Path = Path("results"), preset: str = "synthetic", grid
     notes = ["compute = sum of the wall times of the runs the grid trained itself; reused = units another grid "
              "trained (same config hash); span = first start to last end, pauses between sittings included"]
     return ReportTable(0, "What each grid cost", preset, df, [Block(header, out, align="lrrrrrl")], notes,
-                       label="Grid costs")
+                       label="Grid costs", dropped=dropped)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -34,7 +35,7 @@ import yaml
 
 from aakit.errors import AakitError
 from aakit.experiment.published import VOC_CLASSES, load_published, published_rows
-from aakit.runs import atomic_write_text, read_json
+from aakit.runs import atomic_write_text, is_run_dir, load_run, read_json
 
 FORMATS = ("rich", "md", "latex", "csv")
 PRESETS = ("voc", "synthetic")
@@ -136,16 +137,48 @@ def collect_points(results: Path, preset: str, grids_dir: Path | None = None) ->
     return points, notes
 
 
-def index_runs(results: Path) -> dict[str, list[Run]]:
-    """Finished runs under ``results/runs`` by config hash."""
-    out: dict[str, list[Run]] = {}
+@dataclass
+class Skipped:
+    """A run directory that fills no cell, and why (``corrupt``: see :func:`aakit.runs.load_run`)."""
+
+    path: Path
+    hash: str
+    reason: str
+    corrupt: bool = False
+
+
+class RunIndex(dict[str, list[Run]]):
+    """Finished runs by config hash; ``skipped`` names the other run directories, ``seen`` counts all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[Skipped] = []
+        self.seen = 0
+
+
+def index_runs(results: Path) -> RunIndex:
+    """Finished runs under ``results/runs`` by config hash (the others in ``.skipped``, with why).
+
+    A corrupt run directory (no config.yaml; status.json or summary.json not a JSON object)
+    fills no cell even if its summary says finished: :func:`dropped_lines` names it.
+    """
+    out = RunIndex()
     runs = Path(results) / "runs"
     for d in sorted(runs.iterdir()) if runs.is_dir() else []:
-        summary = read_json(d / "summary.json")
-        if not isinstance(summary, dict) or summary.get("status") != "finished":
+        if not is_run_dir(d):
             continue
-        h = summary.get("hash") or d.name.rsplit("-", 1)[-1]
-        out.setdefault(str(h), []).append(Run(d, summary))
+        out.seen += 1
+        info = load_run(d, with_records=False)
+        summary = info.summary
+        h = str((summary or {}).get("hash") or d.name.rsplit("-", 1)[-1])
+        if info.problem:
+            out.skipped.append(Skipped(d, h, f"corrupt: {info.problem}", corrupt=True))
+        elif summary is None:
+            out.skipped.append(Skipped(d, h, f"no summary.json (status: {info.status})"))
+        elif summary.get("status") != "finished":
+            out.skipped.append(Skipped(d, h, f"summary.json says status {summary.get('status')!r}"))
+        else:
+            out.setdefault(h, []).append(Run(d, summary))
     return out
 
 
@@ -187,6 +220,7 @@ class Gathered:
 
     expected: int = 0
     runs: list[tuple[Run, str]] = field(default_factory=list)  # (run, metric)
+    points: list[Point] = field(default_factory=list)  # the points counted in ``expected``
 
 
 def gather(points: Iterable[Point], runs: dict[str, list[Run]], table: int) -> dict[str, Gathered]:
@@ -206,6 +240,7 @@ def gather(points: Iterable[Point], runs: dict[str, list[Run]], table: int) -> d
         seen.add((p.row, p.hash))
         g = out.setdefault(p.row, Gathered())
         g.expected += 1
+        g.points.append(p)
         if runs.get(p.hash):
             g.runs.append((runs[p.hash][0], p.metric))
     return out
@@ -220,6 +255,37 @@ def _miou(run: Run, key: str) -> float | None:
     b = _block(run, key)
     v = b.get("miou") if b else None
     return 100.0 * float(v) if isinstance(v, (int, float)) else None
+
+
+def _columns(table: int, metric: str) -> list[str]:
+    """The summary keys a point's run must have for its cells of ``table`` (test: never expected)."""
+    return [train_key(metric), metric] if table <= 4 else [metric]
+
+
+def dropped_lines(points: Iterable[Point], runs: dict[str, list[Run]], table: int) -> list[str]:
+    """Why a point of ``table`` counts fewer runs than it could: one line per run left out.
+
+    A point whose run directory exists but is unfinished or corrupt; a point with several finished
+    runs (the first counts); a run whose summary lacks a metric of the table. A point never run
+    is not listed: the table shows it (``runs`` column, ``missing``).
+    """
+    skipped: dict[str, list[Skipped]] = {}
+    for s in getattr(runs, "skipped", []):
+        skipped.setdefault(s.hash, []).append(s)
+    out: list[str] = []
+    for row, g in gather(points, runs, table).items():
+        head = f"Table {table} {row}: {len(g.runs)}/{g.expected} seeds"
+        for p in g.points:
+            found = runs.get(p.hash) or []
+            if not found:
+                out += [f"{head}; s{p.seed} {s.path.name}: {s.reason}" for s in skipped.get(p.hash, [])]
+                continue
+            if len(found) > 1:
+                out.append(f"{head}; s{p.seed}: {len(found)} finished runs with hash {p.hash}, only "
+                           f"{found[0].path.name} counts, not {', '.join(r.path.name for r in found[1:])}")
+            out += [f"{head}; s{p.seed} {found[0].path.name}: no '{key}' metrics in summary.json"
+                    for key in _columns(table, p.metric) if _block(found[0], key) is None]
+    return out
 
 
 def _cell(table: int, row: str, column: str, values: list[float | None], protocols: Iterable[str],
@@ -266,6 +332,7 @@ class ReportTable:
     blocks: list[Block]
     notes: list[str] = field(default_factory=list)
     label: str = ""  # how it is named when shown; default "Table <number>"
+    dropped: list[str] = field(default_factory=list)  # runs left out and why (see dropped_lines)
 
     @property
     def name(self) -> str:
@@ -510,7 +577,8 @@ def build_table(
         f"'{NO_PAPER}' = no published number; Δ = ours − paper",
         *notes,
     ]
-    return ReportTable(number, TITLES[number], preset, long, blocks, notes)
+    return ReportTable(number, TITLES[number], preset, long, blocks, notes,
+                       dropped=dropped_lines(points, runs, number))
 
 
 def build_report(
@@ -681,20 +749,8 @@ def marked_block(path: Path) -> str:
     return text.split(BEGIN_MARK, 1)[1].split(END_MARK, 1)[0].strip()
 
 
-def cli_run(
-    *,
-    table: int | None,
-    fmt: str,
-    out: Path | None,
-    preset: str,
-    figures: bool,
-    results: Path,
-    echo: Callable[[str], None] = print,
-    grids_dir: Path | None = None,
-    claims: bool = False,
-    into: Path | None = None,
-) -> None:
-    """What ``aakit report`` does (the CLI's thin wrapper calls this)."""
+def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None) -> None:
+    """Refuse a report request that cannot be served, before anything is read or written."""
     if fmt not in FORMATS:
         raise ReportError(f"--format {fmt!r}: should be one of {', '.join(FORMATS)}")
     if table is not None and table not in TITLES:
@@ -707,11 +763,61 @@ def cli_run(
         raise ReportError("--into and --out: choose one")
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ReportError(f"--out {out}: exists and is not a directory")
+
+
+def no_runs_error(results: Path) -> ReportError:
+    """The one-line refusal of a report on a results directory without any run."""
+    results = Path(results)
+    where = f"no run directory under {results / 'runs'}"
+    if not results.is_dir():
+        where = "no such directory"
+    elif any(is_run_dir(p) for p in results.iterdir()):
+        where += f"; the runs are directly in {results}: give the directory that holds runs/"
+    return ReportError(f"--results {results}: no runs to report ({where})")
+
+
+def left_out(runs: dict[str, list[Run]], tables: Sequence[ReportTable]) -> list[str]:
+    """Every run left out of ``tables`` and why, once; then corrupt runs that no table named."""
+    lines = list(dict.fromkeys(line for t in tables for line in t.dropped))
+    named = set(re.split(r"[\s,:;]+", " ".join(lines)))  # run directory names hold none of these
+    for s in getattr(runs, "skipped", []):
+        if s.corrupt and s.path.name not in named:
+            lines.append(f"run {s.path.name}: {s.reason}")
+    return lines
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def cli_run(
+    *,
+    table: int | None,
+    fmt: str,
+    out: Path | None,
+    preset: str,
+    figures: bool,
+    results: Path,
+    echo: Callable[[str], None] = print,
+    grids_dir: Path | None = None,
+    claims: bool = False,
+    into: Path | None = None,
+    warn: Callable[[str], None] = _stderr,
+) -> None:
+    """What ``aakit report`` does (the CLI's thin wrapper calls this).
+
+    The report goes to ``echo`` (or to files); the runs it left out, and why, to ``warn``
+    (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
+    directory without any run is refused (:class:`ReportError`) before anything is written.
+    """
+    check_request(table=table, fmt=fmt, out=out, preset=preset, into=into)
+    runs = index_runs(results)
+    if not runs.seen:
+        raise no_runs_error(results)
     from aakit.experiment.claims import claims_table
     from aakit.experiment.costs import costs_table
 
     points, notes = collect_points(results, preset, grids_dir)  # one scan for every table
-    runs = index_runs(results)
     if claims:  # the claims only
         extras, tables = [claims_table(results, preset, points=points, runs=runs)], []
     else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
@@ -743,3 +849,8 @@ def cli_run(
         fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
         for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir):
             echo(f"wrote {p}")
+    dropped = left_out(runs, [*tables, *extras])
+    if dropped:
+        warn("aakit report: runs left out, and why:")
+        for line in dropped:
+            warn(f"  {line}")
