@@ -269,7 +269,8 @@ def report(
     """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers.
 
     Without --table, the claims of Tables 1-4 follow the tables, each judged against the
-    seeds' spread (aakit.experiment.claims).
+    seeds' spread (aakit.experiment.claims). The runs left out of a table (unfinished,
+    corrupt...) are named on stderr, with why; a results directory without runs is an error.
     """
     from aakit.experiment import report as report_mod
 
