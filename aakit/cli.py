@@ -107,17 +107,26 @@ def eval_(
     crf: Annotated[bool, typer.Option("--crf", help="Apply the test dense CRF.")] = False,
     rfpc: Annotated[bool, typer.Option("--rfpc", help="Report the rfpc number as the main one (both are stored).")] = False,
     save_png: Annotated[Optional[Path], typer.Option("--save-png", help="Write prediction PNGs (VOC palette) here.")] = None,
-    max_images: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a stored result measured on more images.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
-    """Evaluate a trained run: mIoU and per-class IoU, stored in the run with the protocol."""
+    """Evaluate a trained run: mIoU and per-class IoU, stored in the run with the protocol.
+
+    A result stored from more images is kept (exit 2) unless --force is given.
+    """
+    from aakit.config import load_config
+    from aakit.engine.evaluate import eval_protocol
     from aakit.engine.inference import evaluate_run
 
     if protocol not in ("ss", "msf"):
         raise AakitError(f"--protocol {protocol!r}: choose ss or msf")
-    res = evaluate_run(_run_dir(run, results), split=split, protocol=protocol, crf=crf, rfpc=rfpc,
-                       save_png=save_png, max_images=max_images)
-    _echo(res)
+    if max_images is not None and max_images < 1:
+        raise AakitError(f"--max-images {max_images}: an evaluation needs at least 1 image")
+    run_dir = _run_dir(run, results)
+    proto = eval_protocol(load_config(run_dir / "config.yaml"), protocol=protocol, crf=crf, rfpc=rfpc,
+                          max_images=max_images)
+    _echo(evaluate_run(run_dir, proto, split=split, save_png=save_png, force=force))
 
 
 @app.command()

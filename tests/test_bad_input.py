@@ -207,6 +207,7 @@ CASES: list[Case] = [
     Case("eval-no-such-run", lambda w: ["eval", "nope-run", "--results", str(w["results"])], "nope-run"),
     Case("eval-bad-protocol", lambda w: ["eval", str(w["run"]), "--protocol", "xx", "--results", str(w["results"])], "--protocol"),
     Case("eval-bad-split", lambda w: ["eval", str(w["run"]), "--split", "test", "--results", str(w["results"])], "test.txt"),
+    Case("eval-zero-images", lambda w: ["eval", str(w["run"]), "--max-images", "0", "--results", str(w["results"])], "--max-images 0"),
     Case("resume-not-a-run", lambda w: ["train", "--resume", str(w["files"]), "--results", str(w["results"])], "no run directory"),
     Case("predict-missing-image", lambda w: ["predict", str(w["run"]), str(w["files"] / "x.jpg"), "--out", str(w["base"] / "pred"), "--results", str(w["results"])], "x.jpg"),
     Case("predict-corrupt-image", lambda w: ["predict", str(w["run"]), str(_write(w["files"] / "c.jpg", b"garbage")), "--out", str(w["base"] / "pred2"), "--results", str(w["results"])], "c.jpg"),

@@ -127,3 +127,112 @@ def test_training_step_gives_the_crf_the_padded_crop(tiny_synth: Path, pad_mode:
     else:
         assert np.all(raw[pad.numpy()] == 0) and np.array_equal(valid, ~pad.numpy())
         assert torch.all(pseudo[pad] == 255)
+
+
+# ----------------------------------------------------------------------------- evaluation protocol
+def test_eval_protocol_is_built_in_one_place(tiny_config: Config) -> None:
+    from aakit.engine.evaluate import eval_protocol
+    from aakit.errors import AakitError
+
+    p = eval_protocol(tiny_config, protocol="msf", crf=True, rfpc=True, max_images=1449)
+    assert p.key == "msf+crf+rfpc@1449" and p.name == "msf-crf-rfpc"
+    assert p.scales == tuple(tiny_config.eval.scales) and p.flip and p.crf_params == tiny_config.crf.test
+    ss = eval_protocol(tiny_config)  # the run's own: ss, no CRF, eval.max_images = 4
+    assert ss.key == "ss@4" and ss.scales == (1.0,) and not ss.flip and not ss.crf
+    assert eval_protocol(tiny_config, max_images=None).key == "ss@all"
+    for bad in ({"max_images": 0}, {"protocol": "xx"}):
+        with pytest.raises(AakitError):
+            eval_protocol(tiny_config, **bad)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def crf_run(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 1-epoch run whose protocol has the test CRF on (eval.crf: true)."""
+    from aakit.engine.train import train
+
+    over = tiny_overrides(tiny_synth) | {"train.epochs": 1, "train.cls_warmup_epochs": 0, "eval.crf": True,
+                                         "eval.train_iou": False}
+    results = tmp_path_factory.mktemp("fidelity") / "results"
+    run = train(load_config(REPO / "experiments/synthetic/baseline.yaml", over), results=results, progress=False)
+    return run, results
+
+
+def test_training_with_eval_crf_applies_the_test_crf(crf_run: tuple[Path, Path]) -> None:
+    """summary.json's val is the CRF evaluation (it was the plain one, labelled crf: true)."""
+    import json
+
+    from aakit.data.voc import EvalDataset
+    from aakit.engine.evaluate import eval_protocol, evaluate
+    from aakit.engine.inference import load_run_model
+    from aakit.runs import read_metrics
+
+    run, _ = crf_run
+    metrics = json.loads((run / "summary.json").read_text())["metrics"]
+    assert metrics["val"]["crf"] is True and metrics["val"]["key"] == "ss+crf@4"
+    assert metrics["val_rfpc"]["key"] == "ss+crf+rfpc@4"
+    cfg, model, device = load_run_model(run)
+    d = cfg.data
+    val = EvalDataset(d.root, d.val_split, mean=d.mean, std=d.std, max_images=4)
+    with_crf = evaluate(model, val, eval_protocol(cfg), num_classes=5, device=device)
+    without = evaluate(model, val, eval_protocol(cfg, crf=False), num_classes=5, device=device)
+    assert metrics["val"]["miou"] == with_crf["plain"]["miou"]
+    assert metrics["val_rfpc"]["miou"] == with_crf["rfpc"]["miou"]
+    assert with_crf["plain"]["miou"] != without["plain"]["miou"]  # the CRF changes the number here
+    epoch = [r for r in read_metrics(run / "metrics.jsonl")[0] if r["kind"] == "epoch"][-1]
+    assert epoch["miou"] == without["plain"]["miou"]  # the per-epoch curve stays ss without CRF
+
+
+def test_an_evaluation_on_no_image_is_refused(crf_run: tuple[Path, Path]) -> None:
+    from aakit.engine.evaluate import eval_protocol, evaluate
+    from aakit.engine.inference import load_run_model
+    from aakit.errors import AakitError
+
+    cfg, model, device = load_run_model(crf_run[0])
+    with pytest.raises(AakitError, match="no image"):
+        evaluate(model, [], eval_protocol(cfg), num_classes=5, device=device)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_eval_command_keeps_results_from_more_images(crf_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-images 0 and fewer images than stored: one line, exit 2, nothing written; --force replaces."""
+    import json
+    import sys
+
+    from aakit import cli
+
+    run, results = crf_run
+
+    def aakit(*argv: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["aakit", "eval", str(run), "--results", str(results), *argv])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return code, out + err if code == 0 else err
+
+    def stored() -> dict:
+        return json.loads((run / "eval" / "val-ss.json").read_text())
+
+    before = _files(run)
+    code, err = aakit("--max-images", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--max-images 0" in err
+    assert _files(run) == before
+    code, out = aakit("--max-images", "3")
+    assert code == 0 and "ss@3" in out and stored()["images"] == 3 and stored()["key"] == "ss@3"
+    assert json.loads((run / "eval" / "val-ss-rfpc.json").read_text())["key"] == "ss+rfpc@3"
+    before = _files(run)
+    code, err = aakit("--max-images", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--force" in err and "ss@3" in err
+    assert _files(run) == before
+    code, _ = aakit("--max-images", "4")  # more images: replaces
+    assert code == 0 and stored()["key"] == "ss@4"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metrics"]["val-ss"]["key"] == "ss@4" and summary["metrics"]["val"]["key"] == "ss+crf@4"
+    code, _ = aakit("--max-images", "2", "--force")
+    assert code == 0 and stored()["key"] == "ss@2"

@@ -9,23 +9,89 @@ One forward pass per image serves both the plain and the rfpc prediction:
 
 The kept classes' probabilities are argmax-ed (after the test dCRF if asked), dropped classes
 can never win. Numbers are always stored with their protocol.
+
+How a number is measured is one value, an :class:`EvalProtocol`, built in one place
+(:func:`eval_protocol`, from a run's ``eval`` and ``crf.test`` settings); every evaluation
+(per epoch, the final summary, ``aakit eval``) passes one.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aakit.config import CRFParams, EvalConfig
+from aakit.config import Config, CRFParams
+from aakit.errors import AakitError
 from aakit.metrics import ConfusionMeter, keep_classes_by_score, remove_false_positive_classes
+
+PROTOCOLS = ("ss", "msf")
+_FROM_CONFIG: Any = object()  # eval_protocol: "take it from the config"
 
 
 def protocol_name(protocol: str, crf: bool, rfpc: bool) -> str:
-    """``ss``, ``msf-crf``, ``ss-rfpc``, ... the key a number is stored under."""
+    """``ss``, ``msf-crf``, ``ss-rfpc``, ... the name of the slot a number is stored under."""
     return protocol + ("-crf" if crf else "") + ("-rfpc" if rfpc else "")
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """Everything that decides how an evaluation number is measured (METHOD.md section 5).
+
+    ``rfpc`` names which of the two numbers every evaluation computes (with and without rfpc)
+    is the main one; ``crf_params`` are the test CRF's, used when ``crf`` is on;
+    ``max_images`` None means the whole split.
+    """
+
+    protocol: str = "ss"
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    crf: bool = False
+    rfpc: bool = False
+    cls_threshold: float = 0.1
+    max_images: int | None = None
+    crf_params: CRFParams = field(default_factory=CRFParams)
+
+    @property
+    def name(self) -> str:
+        """The storage slot: ``ss``, ``msf-crf-rfpc``, ... (no image count)."""
+        return protocol_name(self.protocol, self.crf, self.rfpc)
+
+    @property
+    def key(self) -> str:
+        """``msf+crf+rfpc@1449``: the protocol and its image budget (``@all`` = whole split)."""
+        return self.key_at(self.max_images)
+
+    def key_at(self, images: int | None) -> str:
+        """The key with the number of images actually evaluated."""
+        text = self.protocol + ("+crf" if self.crf else "") + ("+rfpc" if self.rfpc else "")
+        return f"{text}@{'all' if images is None else images}"
+
+
+def eval_protocol(cfg: Config, *, protocol: str | None = None, crf: bool | None = None, rfpc: bool | None = None,
+                  max_images: int | None = _FROM_CONFIG) -> EvalProtocol:
+    """The evaluation protocol of a run: ``cfg.eval`` and the test CRF, with the given changes.
+
+    ``ss`` is one scale without flip; ``msf`` takes ``eval.scales`` and ``eval.flip``.
+    ``max_images`` (default ``eval.max_images``; None = all) must be >= 1.
+    """
+    e = cfg.eval
+    protocol = e.protocol if protocol is None else protocol
+    if protocol not in PROTOCOLS:
+        raise AakitError(f"evaluation protocol {protocol!r}: choose ss or msf")
+    n = e.max_images if max_images is _FROM_CONFIG else max_images
+    if n is not None and n < 1:
+        raise AakitError(f"an evaluation on {n} images: it needs at least 1")
+    msf = protocol == "msf"
+    return EvalProtocol(
+        protocol=protocol, scales=tuple(e.scales) if msf else (1.0,), flip=e.flip if msf else False,
+        crf=e.crf if crf is None else crf, rfpc=e.rfpc if rfpc is None else rfpc,
+        cls_threshold=e.cls_threshold, max_images=n, crf_params=dataclasses.replace(cfg.crf.test),
+    )
 
 
 @torch.no_grad()
@@ -99,45 +165,45 @@ def segment(
 def evaluate(
     model: torch.nn.Module,
     dataset: Any,
-    cfg: EvalConfig,
+    proto: EvalProtocol,
     *,
     num_classes: int,
     device: torch.device,
-    crf: CRFParams | None = None,
-    protocol: str | None = None,
-    use_crf: bool | None = None,
     on_image: Callable[[int, int], None] | None = None,
     save_pred: Callable[[str, np.ndarray], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """mIoU of ``model`` on ``dataset`` with and without rfpc.
+    """mIoU of ``model`` on (the first ``proto.max_images`` images of) ``dataset``.
 
     Returns:
         ``{"plain": metrics, "rfpc": metrics}``, each ``{"miou", "iou", "pixel_acc",
-        "protocol", "crf", "rfpc", "images"}`` (mIoU as a fraction in [0, 1]).
+        "protocol", "crf", "rfpc", "images", "key"}`` (mIoU as a fraction in [0, 1]; ``key``
+        e.g. ``msf+crf+rfpc@1449``, with the number of images evaluated).
+
+    Raises:
+        AakitError: there is no image to evaluate.
     """
-    protocol = protocol or cfg.protocol
-    use_crf = cfg.crf if use_crf is None else use_crf
-    scales = tuple(cfg.scales) if protocol == "msf" else (1.0,)
-    flip = cfg.flip if protocol == "msf" else False
+    n = len(dataset) if proto.max_images is None else min(len(dataset), proto.max_images)
+    if n == 0:
+        raise AakitError(f"evaluation ({proto.key}): no image to evaluate")
     meters = {"plain": ConfusionMeter(num_classes), "rfpc": ConfusionMeter(num_classes)}
+    crf = proto.crf_params if proto.crf else None
     was_training = model.training
     model.eval()
-    n = len(dataset)
     try:
         for i in range(n):
             item = dataset[i]
             image = item["image"].unsqueeze(0).to(device)
-            probs, scores = predict_probs(model, image, scales=scales, flip=flip)
+            probs, scores = predict_probs(model, image, scales=proto.scales, flip=proto.flip)
             probs_np = probs.float().cpu().numpy()
             scores_np = scores.float().cpu().numpy()
             labels = np.asarray(item["labels"], dtype=np.float32)
-            raw = np.asarray(item["raw"]) if use_crf else None
+            raw = np.asarray(item["raw"]) if crf is not None else None
             gt = np.asarray(item["mask"])
             for key, rfpc in (("plain", False), ("rfpc", True)):
-                keep = keep_mask(scores_np, labels, rfpc=rfpc, threshold=cfg.cls_threshold)
-                pred = segment(probs_np, keep, raw, crf if use_crf else None)
+                keep = keep_mask(scores_np, labels, rfpc=rfpc, threshold=proto.cls_threshold)
+                pred = segment(probs_np, keep, raw, crf)
                 meters[key].update(pred, gt)
-                if save_pred is not None and rfpc == cfg.rfpc:
+                if save_pred is not None and rfpc == proto.rfpc:
                     save_pred(str(item["id"]), pred)
             if on_image is not None:
                 on_image(i + 1, n)
@@ -150,9 +216,10 @@ def evaluate(
             "miou": float(res["miou"]),
             "iou": res["iou"],  # None where a class is absent from prediction and truth
             "pixel_acc": float(res.get("pixel_accuracy", float("nan"))),
-            "protocol": protocol,
-            "crf": bool(use_crf),
+            "protocol": proto.protocol,
+            "crf": proto.crf,
             "rfpc": key == "rfpc",
             "images": n,
+            "key": dataclasses.replace(proto, rfpc=key == "rfpc").key_at(n),
         }
     return out

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from aakit.config import Config, load_config
-from aakit.engine.evaluate import evaluate, keep_mask, predict_probs, protocol_name, segment
+from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate, keep_mask, predict_probs, segment
 from aakit.engine.rundir import load_checkpoint_file
 from aakit.errors import AakitError
 from aakit.runs import atomic_write_json, read_json
@@ -40,23 +40,28 @@ def load_run_model(run: Path, device: torch.device | None = None) -> tuple[Confi
     return cfg, model.to(device).eval(), device
 
 
-def evaluate_run(
-    run: Path,
-    *,
-    split: str = "val",
-    protocol: str = "ss",
-    crf: bool = False,
-    rfpc: bool = False,
-    save_png: Path | None = None,
-    max_images: int | None = None,
-) -> str:
-    """Evaluate and store ``eval/<split>-<protocol>.json``; add both numbers to summary.json."""
+def evaluate_run(run: Path, proto: EvalProtocol | None = None, *, split: str = "val", save_png: Path | None = None,
+                 force: bool = False) -> str:
+    """Evaluate a trained run with ``proto`` (default: the run's own protocol).
+
+    Stores ``eval/<split>-<protocol>.json`` for the numbers with and without rfpc and adds both
+    to summary.json; each record names its protocol and image count (``key``, e.g.
+    ``msf+crf@1449``). Refused (AakitError): an evaluation on no image, and, unless ``force``,
+    one that would replace a stored result measured on more images.
+    """
     from aakit.data.voc import EvalDataset, load_info, save_mask_png
 
-    cfg, model, device = load_run_model(run)
-    d = cfg.data
+    run_cfg = load_config(run / "config.yaml")
+    proto = proto or eval_protocol(run_cfg)
+    d = run_cfg.data
+    dataset = EvalDataset(d.root, split, mean=d.mean, std=d.std, max_images=proto.max_images)
+    if len(dataset) == 0:
+        raise AakitError(f"{run.name}: the {split} split lists no image to evaluate on")
+    slots = {k: f"{split}-{dataclasses.replace(proto, rfpc=k == 'rfpc').name}" for k in ("plain", "rfpc")}
+    if not force:
+        refuse_fewer_images(run, list(slots.values()), len(dataset))
+    _, model, device = load_run_model(run)
     info = load_info(d.root)
-    dataset = EvalDataset(d.root, split, mean=d.mean, std=d.std, max_images=max_images)
     saver = None
     if save_png is not None:
         save_png.mkdir(parents=True, exist_ok=True)
@@ -66,26 +71,40 @@ def evaluate_run(
 
     from rich.progress import Progress
 
-    ecfg = dataclasses.replace(cfg.eval, rfpc=rfpc)
     with Progress(transient=True) as bar:
-        task = bar.add_task(f"eval {split} {protocol}", total=len(dataset))
-        res = evaluate(model, dataset, ecfg, num_classes=info.num_classes, device=device, crf=cfg.crf.test,
-                       protocol=protocol, use_crf=crf, on_image=lambda i, n: bar.update(task, completed=i),
-                       save_pred=saver)
+        task = bar.add_task(f"eval {split} {proto.key}", total=len(dataset))
+        res = evaluate(model, dataset, proto, num_classes=info.num_classes, device=device,
+                       on_image=lambda i, n: bar.update(task, completed=i), save_pred=saver)
     res["plain"]["split"] = res["rfpc"]["split"] = split
-    keys = {k: f"{split}-{protocol_name(protocol, crf, k == 'rfpc')}" for k in res}
-    for k, key in keys.items():
-        atomic_write_json(run / "eval" / f"{key}.json", res[k])
+    for k, slot in slots.items():
+        atomic_write_json(run / "eval" / f"{slot}.json", res[k])
     summary = read_json(run / "summary.json") or {"name": run.name, "metrics": {}}
-    summary.setdefault("metrics", {}).update({keys[k]: res[k] for k in res})
+    summary.setdefault("metrics", {}).update({slots[k]: res[k] for k in res})
     atomic_write_json(run / "summary.json", summary)
-    main = "rfpc" if rfpc else "plain"
-    lines = [f"{keys[main]}: mIoU {100 * res[main]['miou']:.2f} on {res[main]['images']} images"]
-    names = info.class_names
-    lines += [f"  {n:>14s} {'-' if v is None else f'{100 * v:.1f}'}" for n, v in zip(names, res[main]["iou"])]
-    other = "plain" if rfpc else "rfpc"
-    lines.append(f"({keys[other]}: mIoU {100 * res[other]['miou']:.2f})")
+    main, other = ("rfpc", "plain") if proto.rfpc else ("plain", "rfpc")
+    lines = [f"{slots[main]} ({res[main]['key']}): mIoU {100 * res[main]['miou']:.2f} on {res[main]['images']} images"]
+    lines += [f"  {n:>14s} {'-' if v is None else f'{100 * v:.1f}'}" for n, v in zip(info.class_names, res[main]["iou"])]
+    lines.append(f"({slots[other]}: mIoU {100 * res[other]['miou']:.2f})")
     return "\n".join(lines)
+
+
+def stored_images(run: Path, slot: str) -> tuple[int, str] | None:
+    """(images, key) of the result stored in ``slot`` (eval/ file or summary.json), the larger."""
+    found: list[tuple[int, str]] = []
+    summary = read_json(run / "summary.json") or {}
+    for rec in (read_json(run / "eval" / f"{slot}.json"), (summary.get("metrics") or {}).get(slot)):
+        if isinstance(rec, dict) and isinstance(rec.get("images"), int):
+            found.append((rec["images"], str(rec.get("key") or f"{rec['images']} images")))
+    return max(found) if found else None
+
+
+def refuse_fewer_images(run: Path, slots: list[str], images: int) -> None:
+    """AakitError if a result stored in one of ``slots`` was measured on more than ``images``."""
+    for slot in slots:
+        stored = stored_images(run, slot)
+        if stored is not None and stored[0] > images:
+            raise AakitError(f"{run.name}: {slot} is stored from {stored[0]} images ({stored[1]}); this evaluation "
+                             f"would use {images}: pass --force to replace it")
 
 
 def _collect_images(inputs: list[Path]) -> list[Path]:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from aakit import losses
 from aakit.config import Config
 from aakit.engine.distributed import DistInfo, all_gather_floats, barrier, broadcast_object, cleanup, init_distributed
-from aakit.engine.evaluate import evaluate
+from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
 from aakit.errors import AakitError
 
@@ -342,6 +342,8 @@ def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
         pseudo_set = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=cfg.eval.pseudo_images)
     for split, ids in ((d.train_split, train_set.ids), (d.val_split, val_set.ids)):
         require_images(d.root, split, ids)
+    if len(val_set) == 0:  # refuse before training, not at the end of the first epoch
+        raise AakitError(f"{d.root}: {d.val_split} lists no image to evaluate on")
     return train_set, val_set, pseudo_set, info.num_classes
 
 
@@ -567,8 +569,8 @@ def train(
             record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step}
             last = epoch + 1 == cfg.train.epochs
             if dist_info.main and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
-                res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol="ss",
-                               use_crf=False, save_pred=example_saver(cfg, writer) if last else None)
+                res = evaluate(model, val_set, epoch_protocol(cfg), num_classes=num_classes, device=device,
+                               save_pred=example_saver(cfg, writer) if last else None)
                 if last:
                     last_val = res  # the final summary reuses it when its protocol is the same
                 record["miou"] = res["plain"]["miou"]
@@ -643,21 +645,28 @@ def example_saver(cfg: Config, writer: RunWriter) -> Callable[[str, np.ndarray],
     return save_pred
 
 
+def epoch_protocol(cfg: Config) -> EvalProtocol:
+    """The per-epoch validation: single scale, no CRF (cheap); the run's other settings."""
+    return eval_protocol(cfg, protocol="ss", crf=False)
+
+
 def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_set: Any, num_classes: int,
                   device: torch.device, last: dict[str, Any] | None, t_start: float, checksums: list[float],
                   val_res: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc.
+    """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc, measured
+    with the run's protocol (``eval.protocol``, ``eval.crf``: the test CRF, ...).
 
-    ``val_res``: the last epoch's val evaluation (single scale, no CRF), reused instead of a
+    ``val_res``: the last epoch's val evaluation (:func:`epoch_protocol`), reused instead of a
     second identical pass when the run's protocol is the same.
     """
     from aakit.config import key_hyperparameters
 
+    proto = eval_protocol(cfg)
     metrics: dict[str, Any] = {}
-    if val_res is not None and cfg.eval.protocol == "ss" and not cfg.eval.crf:
+    if val_res is not None and proto == epoch_protocol(cfg):
         res = val_res
     else:
-        res = evaluate(model, val_set, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol,
+        res = evaluate(model, val_set, proto, num_classes=num_classes, device=device,
                        save_pred=example_saver(cfg, writer))
     metrics["val"], metrics["val_rfpc"] = res["plain"], res["rfpc"]
     if cfg.eval.train_iou:
@@ -665,7 +674,7 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
 
         d = cfg.data
         train_eval = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=cfg.eval.max_images)
-        res = evaluate(model, train_eval, cfg.eval, num_classes=num_classes, device=device, protocol=cfg.eval.protocol)
+        res = evaluate(model, train_eval, proto, num_classes=num_classes, device=device)
         metrics["train"], metrics["train_rfpc"] = res["plain"], res["rfpc"]
     return {
         "name": writer.path.name,
