@@ -141,7 +141,7 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
         return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
     lock_dir = Path(results) / "runs" / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"{dep.hash()}.lock", os.O_CREAT | os.O_RDWR)  # empty; only locked
+    fd = os.open(lock_dir / f"{dep.hash()}.lock", os.O_CREAT | os.O_RDWR, 0o666)  # empty; only locked
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # another worker training it: wait for it
         return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
