@@ -1,8 +1,15 @@
-"""Shared fixtures: a tiny embedded benchmark and a tiny training config built on it."""
+"""Shared fixtures: a tiny embedded benchmark, a tiny training config built on it, a PostgreSQL server."""
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -47,3 +54,58 @@ def tiny_config(tiny_synth: Path):
     from aakit.config import load_config
 
     return load_config(REPO / "experiments" / "synthetic" / "full.yaml", tiny_overrides(tiny_synth))
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return cands[-1] if cands else None
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port (skips, saying why, if impossible)."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg2 is not installed: pip install 'aakit[postgres]'")
+    run_as: dict[str, Any] = {}
+    if os.geteuid() == 0:  # initdb refuses to run as root: use the postgres account
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to own the server")
+        run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        # pytest's tmp_path lives under a root-only directory: give the server its own.
+        base = Path(tempfile.mkdtemp(prefix="aakit-pg-"))
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+    else:
+        base = tmp_path / "pg"
+        base.mkdir()
+    data = base / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LC_ALL": "C"}
+    try:
+        subprocess.run([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                       check=True, capture_output=True, cwd=base, env=env, timeout=60, **run_as)
+        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
+        subprocess.run([pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "30", "start"],
+                       check=True, capture_output=True, cwd=base, env=env, timeout=60, **run_as)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        shutil.rmtree(base, ignore_errors=True)
+        detail = getattr(e, "stderr", b"") or b""
+        pytest.skip(f"could not start a PostgreSQL server: {e} {detail.decode(errors='replace')[:200]}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, cwd=base,
+                       env=env, timeout=60, **run_as)
+        shutil.rmtree(base, ignore_errors=True)
