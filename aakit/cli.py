@@ -14,6 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from aakit.errors import AakitError
+from aakit.redact import redact_text
 
 app = typer.Typer(
     help="aakit: Adaptive Affinity + Label Reassign WSSS — train, evaluate, sweep, report, monitor.",
@@ -43,7 +44,12 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 def _echo(msg: str) -> None:
-    typer.echo(msg)
+    typer.echo(redact_text(msg))
+
+
+def _err(msg: str) -> None:
+    """One line on stderr, with any password or token in it masked (aakit.redact)."""
+    typer.echo(redact_text(msg), err=True)
 
 
 # ----------------------------------------------------------------------------- train / eval
@@ -367,13 +373,13 @@ def main() -> None:
     except AakitError as e:
         if debug:
             raise
-        typer.echo(f"aakit: error: {e}", err=True)
+        _err(f"aakit: error: {e}")
         sys.exit(2)
     except KeyboardInterrupt as e:
-        typer.echo(f"aakit: {e or 'interrupted'}", err=True)
+        _err(f"aakit: {e or 'interrupted'}")
         sys.exit(130)
     except Interrupted as e:
-        typer.echo(f"aakit: {e}", err=True)
+        _err(f"aakit: {e}")
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -387,13 +393,13 @@ def main() -> None:
             sys.exit(0)
         msg = (e.format_message() or type(e).__name__).strip().splitlines()[0]
         cmd = ctx.command_path if ctx is not None else "aakit"
-        typer.echo(f"{cmd}: error: {msg} (see {cmd} --help)", err=True)
+        _err(f"{cmd}: error: {msg} (see {cmd} --help)")
         sys.exit(2)
     except OSError as e:  # a path the user gave that cannot be read or written
         if debug:
             raise
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        typer.echo(f"aakit: error: {e.strerror or e}{where}", err=True)
+        _err(f"aakit: error: {e.strerror or e}{where}")
         sys.exit(2)
 
 

@@ -22,6 +22,7 @@ import torch
 
 from aakit.config import Config, save_config
 from aakit.errors import AakitError
+from aakit.redact import redact_argv, redact_text
 from aakit.runs import (
     append_jsonl,
     atomic_write_bytes,
@@ -55,7 +56,12 @@ def _portable_command(argv: list[str]) -> list[str]:
 
 
 def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], device: str) -> dict[str, Any]:
-    """Everything needed to say where a number came from."""
+    """Everything needed to say where a number came from, with no secret in it.
+
+    The command line, the overrides and the uncommitted diff are redacted
+    (:mod:`aakit.redact`): ``--storage postgresql://user:PASSWORD@host/db`` is recorded as
+    ``postgresql://user:***@host/db``, ``--token X`` as ``--token ***``.
+    """
     repo = Path(__file__).resolve().parents[2]
     commit = _git(["rev-parse", "HEAD"], repo)
     diff = _git(["diff", "HEAD"], repo)
@@ -67,13 +73,13 @@ def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], 
         except ImportError:
             versions[mod] = "missing"
     return {
-        "command": _portable_command(command if command is not None else sys.argv),
-        "overrides": list(overrides),
+        "command": redact_argv(_portable_command(command if command is not None else sys.argv)),
+        "overrides": redact_argv(overrides),
         "seed": cfg.train.seed,
         "config_hash": cfg.hash(),
         "git_commit": commit.strip() if commit else None,
         "git_dirty": bool(diff),
-        "git_diff": diff or "",
+        "git_diff": redact_text(diff or ""),
         "versions": versions,
         "device": device,
         "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
@@ -165,7 +171,7 @@ class RunWriter:
         append_jsonl(self.metrics_path, record)
 
     def message(self, text: str) -> None:
-        self.log({"kind": "log", "message": text})
+        self.log({"kind": "log", "message": redact_text(text)})
 
     def reset_metrics(self) -> None:
         """Start an empty metrics log (a restart from step 0 redoes every line)."""

@@ -71,6 +71,7 @@ from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_y
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.workers import dispatch, parse_gpus
+from aakit.redact import redact_text
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 TrainFn = Callable[..., Path]
@@ -424,8 +425,9 @@ def _metric_value(summary: dict[str, Any], metric: str) -> float | None:
 
 
 def _one_line(e: BaseException) -> str:
+    """The first line of an error, as stored in a trial and printed (secrets masked)."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    return redact_text(f"{type(e).__name__}: {text[0]}") if text else type(e).__name__
 
 
 def _grid_worker(

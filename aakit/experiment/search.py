@@ -52,6 +52,7 @@ from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import TrainFn, _default_train, _metric_value, _one_line, format_value
 from aakit.experiment.workers import dispatch, parse_gpus
+from aakit.redact import redact_text
 from aakit.runs import read_json, run_dir_name, safe_name
 
 SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description"}
@@ -304,8 +305,9 @@ def _search_worker(
         try:
             cfg = search.config(values, name)
         except ConfigError as e:  # e.g. a sampled value the schema refuses
-            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": str(e)})
-            failed.append((trial.number, str(e)))
+            msg = redact_text(str(e))
+            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
+            failed.append((trial.number, msg))
             failures_in_a_row += 1
             continue
         trial.set_user_attr("run", run_dir_name(name, cfg.hash()))

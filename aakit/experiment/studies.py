@@ -38,6 +38,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from aakit.errors import AakitError
+from aakit.redact import MASK, redact_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -69,11 +70,10 @@ def describe_storage(url: str | None, default: Path) -> str:
     if path is not None:
         return str(path)
     assert url is not None
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        cred, _, host = rest.rpartition("@")
-        rest = f"{cred.split(':')[0]}:***@{host}" if ":" in cred else f"{cred}@{host}"
-    return f"{scheme}://{rest}"
+    if "://" not in url and "@" in url:  # user:PASSWORD@host/db typed without a scheme
+        cred, _, host = url.rpartition("@")
+        return f"{cred.split(':')[0]}:{MASK}@{host}" if ":" in cred else url
+    return redact_text(url)
 
 
 def open_storage(url: str | None, default: Path) -> BaseStorage:
@@ -101,7 +101,7 @@ def open_storage(url: str | None, default: Path) -> BaseStorage:
     where = describe_storage(url, default)
     if "://" not in url:
         raise StorageError(
-            f"storage {url!r}: not a database URL (postgresql://..., sqlite:///...) nor a .log journal file"
+            f"storage {where!r}: not a database URL (postgresql://..., sqlite:///...) nor a .log journal file"
         )
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
@@ -110,10 +110,10 @@ def open_storage(url: str | None, default: Path) -> BaseStorage:
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as e:
-        raise StorageError(f"storage {where}: database driver missing ({str(e).splitlines()[0]})") from None
+        raise StorageError(f"storage {where}: database driver missing ({redact_text(str(e).splitlines()[0])})") from None
     except Exception as e:  # sqlalchemy errors: unreachable server, bad credentials, bad URL
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"storage {where}: cannot connect ({msg})") from None
+        raise StorageError(f"storage {where}: cannot connect ({redact_text(msg)})") from None
     return optuna.storages.get_storage(rdb)
 
 
