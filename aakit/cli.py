@@ -63,7 +63,7 @@ def train(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Train one run; writes results/runs/<name>-<config hash>/."""
-    from aakit.config import load_config
+    from aakit.config import load_config, load_run_config
     from aakit.engine.train import train as run_train
 
     if resume is not None:
@@ -72,7 +72,8 @@ def train(
             config = resume / "config.yaml"
     if config is None:
         raise AakitError("train: give a CONFIG file or --resume RUN")
-    cfg = load_config(config, set_ or [])
+    own = resume is not None and Path(config) == resume / "config.yaml"  # read as it was trained
+    cfg = load_run_config(config, set_ or []) if own else load_config(config, set_ or [])
     try:
         path = run_train(cfg, results=results, name=name, overrides=set_ or [], resume=resume,
                          progress=not no_progress, command=sys.argv)
@@ -121,7 +122,7 @@ def eval_(
 
     A result stored from more images is kept (exit 2) unless --force is given.
     """
-    from aakit.config import load_config
+    from aakit.config import load_run_config
     from aakit.engine.evaluate import eval_protocol
     from aakit.engine.inference import evaluate_run
 
@@ -130,7 +131,7 @@ def eval_(
     if max_images is not None and max_images < 1:
         raise AakitError(f"--max-images {max_images}: an evaluation needs at least 1 image")
     run_dir = _run_dir(run, results)
-    proto = eval_protocol(load_config(run_dir / "config.yaml"), protocol=protocol, crf=crf, rfpc=rfpc,
+    proto = eval_protocol(load_run_config(run_dir / "config.yaml"), protocol=protocol, crf=crf, rfpc=rfpc,
                           max_images=max_images)
     _echo(evaluate_run(run_dir, proto, split=split, save_png=save_png, force=force))
 
@@ -248,8 +249,10 @@ def grid(
     """Run an ablation grid (resumable; shareable across machines through --storage)."""
     from aakit.experiment import grid as grid_mod
 
-    grid_mod.cli_run(grid_file, overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
-                     results=results, dry_run=dry_run, echo=_echo)
+    out = grid_mod.cli_run(grid_file, overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
+                           results=results, dry_run=dry_run, echo=_echo)
+    if out is not None and (out.failed or out.counts()["failed"]):
+        raise typer.Exit(1)  # the failed points are named above
 
 
 @app.command()

@@ -24,6 +24,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from aakit.data.identity import data_digest
 from aakit.errors import AakitError
 
 
@@ -168,6 +169,16 @@ class EvalConfig:
     save_examples: int = 8  # first N val images: predictions + pseudo labels as PNGs (Fig. 5)
 
 
+# Settings that do not change a run's numbers, left out of its identity (Config.hash):
+# where the data lies (the data set enters by its digest), how many processes load it or run
+# the CRFs (pseudo.overlap gives the same gradient: tests/test_overlap.py), logging and
+# checkpoint frequency, example PNGs, and the device (CPU and GPU differ only in rounding).
+NOT_RESULTS = (
+    "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap",
+    "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples",
+)
+
+
 @dataclass
 class Config:
     """The whole configuration of a run."""
@@ -187,11 +198,20 @@ class Config:
         """Plain nested dict (tuples as lists), ready for YAML/JSON."""
         return _plain(dataclasses.asdict(self))
 
-    def hash(self) -> str:
-        """Short stable hash of everything that changes results (the name excluded)."""
+    def identity(self) -> dict[str, Any]:
+        """What the run computes: every setting that changes its numbers, and the data set by
+        its digest (:mod:`aakit.data.identity`) instead of its path. Settings of *how* it is
+        run (:data:`NOT_RESULTS`: the name, paths, worker counts, logging, device) are left out."""
         d = self.to_dict()
-        d.pop("name", None)
-        blob = json.dumps(d, sort_keys=True).encode()
+        for dotted in NOT_RESULTS:
+            section, _, key = dotted.rpartition(".")
+            (d[section] if section else d).pop(key, None)
+        d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
+        return d
+
+    def hash(self) -> str:
+        """Short stable hash of :meth:`identity`: runs that compute the same thing share it."""
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
     def get(self, dotted: str) -> Any:
@@ -465,6 +485,29 @@ def load_config(
         data = apply_overrides(data, overrides)
         source += " (with --set)"
     return from_dict(data, source)
+
+
+# Keys added to the schema after runs were written, with the value those runs effectively used
+# (not the new default): a run's config.yaml that lacks one is read with this value.
+LEGACY_VALUES: dict[str, Any] = {
+    "data.pad_mode": "ignore",  # black padding, ignored: aakit before issue 12
+}
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """A run's stored ``config.yaml``, read as the run was trained: keys it predates take
+    :data:`LEGACY_VALUES`, not today's defaults (``overrides`` apply last, as ``--set``)."""
+    data = read_yaml(path)
+    for dotted, value in LEGACY_VALUES.items():
+        node = data
+        *sections, key = dotted.split(".")
+        for part in sections:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node
+        if isinstance(node, dict):
+            node.setdefault(key, value)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return from_dict(data, str(path) + (" (with --set)" if overrides else ""))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -187,6 +187,7 @@ CASES: list[Case] = [
     Case("data-missing-val-mask", _bad_layout("missing-val-mask"), "mask"),
     Case("data-missing-split-file", _bad_layout("missing-split"), "val.txt"),
     Case("data-bad-meta", _bad_layout("bad-meta"), "meta.json"),
+    Case("grid-data-root-missing", lambda w: ["grid", str(_cfg(w, "nodata-grid.yaml", f"name: nodata\nbase: {REPO / 'experiments/synthetic/baseline.yaml'}\nseeds: [0]\ntable: 1\nrows: [{{row: x, set: {{data.root: {w['base'] / 'no-data-here'}}}}}]\n")), "--results", str(w["results"])], "no-data-here"),
     Case("data-class-mismatch", lambda w: _train_argv(w, extra=["--set", "model.num_classes=21"]), "model.num_classes"),
     Case("check-corrupt-jpeg", _check_layout("corrupt-jpeg"), "problem"),
     Case("check-mask-values", _check_layout("mask-values"), "problem"),

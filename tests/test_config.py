@@ -143,3 +143,61 @@ def test_momentum_grid_crosses_the_two_momenta() -> None:
     assert {p.table for p in grid.points} == {0}
     for grid_file in Path("experiments/grids/voc").glob("table*.yaml"):
         assert {p.config.optim.momentum for p in load_grid(grid_file).points} == {0.0005}, grid_file
+
+
+def test_hash_ignores_how_a_run_is_run_but_not_what_it_computes(tmp_path: Path) -> None:
+    """Issue 12: moving the data set or changing worker counts must not make a run look new."""
+    base = load_config(None)
+    same = ["data.root=/elsewhere/VOC2012", "data.num_workers=9", "pseudo.workers=7", "pseudo.overlap=true",
+            "train.log_every=50", "train.checkpoint_every=100", "train.device=cpu", "eval.save_examples=0"]
+    for item in same:
+        assert load_config(None, [item]).hash() == base.hash(), item
+    for item in ["loss.gamma=1.0", "optim.momentum=0.5", "data.crop=300", "eval.crf=true", "train.seed=3"]:
+        assert load_config(None, [item]).hash() != base.hash(), item
+
+
+def test_hash_follows_the_data_digest_not_the_path(tmp_path: Path) -> None:
+    import shutil
+
+    from aakit.data.identity import data_digest
+
+    a = tmp_path / "a"
+    (a / "ImageSets/Segmentation").mkdir(parents=True)
+    (a / "ImageSets/Segmentation/train_aug.txt").write_text("x1\nx2\n")
+    (a / "ImageSets/Segmentation/val.txt").write_text("v1\n")
+    (a / "cls_labels.json").write_text('{"x1": [1], "x2": [2], "v1": [3]}')
+    b = tmp_path / "moved" / "b"
+    shutil.copytree(a, b)
+    ca, cb = load_config(None, [f"data.root={a}"]), load_config(None, [f"data.root={b}"])
+    assert data_digest(a, ("train_aug", "val")) == data_digest(b, ("train_aug", "val")) is not None
+    assert ca.hash() == cb.hash() != load_config(None, [f"data.root={tmp_path / 'none'}"]).hash()
+    (b / "cls_labels.json").write_text('{"x1": [1], "x2": [2, 4], "v1": [3]}')  # other labels
+    assert load_config(None, [f"data.root={b}"]).hash() != ca.hash()
+    (b / "cls_labels.json").write_text((a / "cls_labels.json").read_text())
+    (b / "ImageSets/Segmentation/val.txt").write_text("v1\nv2\n")  # another split
+    assert load_config(None, [f"data.root={b}"]).hash() != ca.hash()
+    (b / "meta.json").write_text('{"name": "synth", "version": 1}')  # the benchmark: meta.json alone
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "meta.json").write_text('{"name": "synth", "version": 1}')
+    assert load_config(None, [f"data.root={b}"]).hash() == load_config(None, [f"data.root={c}"]).hash()
+
+
+def test_a_run_config_is_read_as_the_run_was_trained(tmp_path: Path) -> None:
+    """Keys added after a run was written take the value the run used (LEGACY_VALUES), not the
+    new default: a run from before data.pad_mode padded black and ignored the padding."""
+    import yaml
+
+    from aakit.config import LEGACY_VALUES, load_run_config
+
+    old = load_config(None).to_dict()
+    del old["data"]["pad_mode"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert load_config(tmp_path / "config.yaml").data.pad_mode == "rrm"  # a new config: the default
+    assert load_run_config(tmp_path / "config.yaml").data.pad_mode == LEGACY_VALUES["data.pad_mode"] == "ignore"
+    old["data"]["pad_mode"] = "rrm"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert load_run_config(tmp_path / "config.yaml").data.pad_mode == "rrm"  # stated: kept
+    assert load_run_config(tmp_path / "config.yaml", ["train.seed=4"]).train.seed == 4
+    committed = sorted(Path("results/runs").glob("*/config.yaml"))
+    assert committed and all(load_run_config(p).data.pad_mode == "ignore" for p in committed)

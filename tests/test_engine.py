@@ -231,3 +231,46 @@ def test_provenance_names_the_data_set_version(tiny_config: Config) -> None:
     assert len(data["meta_sha256"]) == 16
     voc_like = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, root="no/such/dir"))
     assert provenance(voc_like, command=["aakit"], overrides=[], device="cpu")["data"] is None
+
+
+def test_dependency_run_is_announced_with_its_length_and_retrained_without_checkpoint(
+    tiny_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: a pre-training that must run first is said before it starts (epochs, ETA);
+    a finished one whose checkpoint is absent (committed summaries carry none) is trained again."""
+    cls_yaml = tmp_path / "cls.yaml"
+    cls_yaml.write_text(f"_base_: {REPO / 'experiments/synthetic/cls.yaml'}\ntrain:\n  epochs: 1\n  batch_size: 4\n")
+    over = tiny_overrides(tiny_synth) | {"model.pretrained": str(cls_yaml), "train.cls_warmup_epochs": 0, "train.epochs": 1}
+    res = tmp_path / "res"
+    train(load_config(REPO / "experiments/synthetic/baseline.yaml", over), results=res, progress=False)
+    first = capsys.readouterr().err
+    assert "must be trained first" in first and "1 epochs" in first and "no earlier run" in first
+    (cls_run,) = [p for p in (res / "runs").iterdir() if p.name.startswith("synth-cls-")]
+    train(load_config(REPO / "experiments/synthetic/baseline.yaml", over | {"train.seed": 1}), results=res, progress=False)
+    assert "must be trained first" not in capsys.readouterr().err  # finished, with its weights: used as is
+    (cls_run / "checkpoints" / "last.pt").unlink()
+    train(load_config(REPO / "experiments/synthetic/baseline.yaml", over | {"train.seed": 2}), results=res, progress=False)
+    again = capsys.readouterr().err
+    assert "training again" in again and f"{cls_run.name}: 1 epochs in" in again and "ETA about" in again
+    assert (cls_run / "checkpoints" / "last.pt").exists()
+
+
+def test_a_run_stays_loadable_when_its_data_set_moved(tiny_config: Config, tmp_path: Path) -> None:
+    """The checkpoint is checked against the hash the run was created under (provenance)."""
+    import shutil
+
+    import yaml
+
+    from aakit.engine.inference import load_run_model
+
+    cfg = load_config(REPO / "experiments/synthetic/baseline.yaml",
+                      tiny_overrides(Path(tiny_config.data.root)) | {"train.epochs": 1, "train.cls_warmup_epochs": 0})
+    run = train(cfg, results=tmp_path / "res", progress=False)
+    moved = tmp_path / "moved-run"
+    shutil.copytree(run, moved)
+    data = yaml.safe_load((moved / "config.yaml").read_text())
+    data["data"]["root"] = str(tmp_path / "data-now-elsewhere")
+    (moved / "config.yaml").write_text(yaml.safe_dump(data))
+    assert load_config(moved / "config.yaml").hash() != cfg.hash()  # no digest without the data
+    loaded, _model, _device = load_run_model(moved)
+    assert loaded.data.root.endswith("data-now-elsewhere")

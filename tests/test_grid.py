@@ -301,3 +301,26 @@ def test_shipped_grid_files_expand() -> None:
         assert grid.preset == ("voc" if f.parent.name == "voc" else "synthetic")
         assert {p.table for p in grid.points} & {1, 2, 3, 4}
     assert len(names) == 8  # grid.json files never collide
+
+
+def test_cli_grid_with_failed_points_exits_non_zero_and_names_them(
+    tmp_path: Path, tiny_synth: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a grid whose points fail must not exit 0 (the real engine; the start weights
+    of one point do not exist, so it fails before training)."""
+    from conftest import REPO, tiny_overrides
+
+    from aakit import cli
+
+    sets = {k: v for k, v in tiny_overrides(tiny_synth).items() if k != "model.pretrained"}
+    spec = {"name": "failing", "base": str(REPO / "experiments/synthetic/baseline.yaml"), "seeds": [0],
+            "table": 1, "set": sets | {"train.epochs": 1, "train.cls_warmup_epochs": 0},
+            "rows": [{"row": "bad", "set": {"model.pretrained": str(tmp_path / "no-such-weights.pth")}}]}
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(sys, "argv", ["aakit", "grid", str(grid), "--results", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert e.value.code == 1, (out, err)
+    assert "failed t1-bad-s0" in out and "no-such-weights.pth" in out

@@ -44,3 +44,20 @@ def test_every_claim_that_ran_has_a_verdict_and_its_numbers() -> None:
     ran = df[df["outcome"] != "not run"]
     assert len(ran) and ran["diff"].notna().all()
     assert set(ran["outcome"]) <= {"reproduced", "not reproduced", "inconclusive"}
+
+
+def test_committed_runs_stay_readable_under_the_new_run_identity() -> None:
+    """Issue 12 changed what a run's hash covers (the data set by digest, not by path; no worker
+    counts): the committed runs keep loading, are listed as finished, and a run is still
+    checked against the hash it was created under."""
+    from aakit.config import load_config
+    from aakit.engine.rundir import recorded_hash
+    from aakit.runs import list_runs
+
+    runs = sorted(p for p in (RESULTS / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(runs) >= 50
+    for run in runs:
+        cfg = load_config(run / "config.yaml")
+        assert recorded_hash(run, cfg) == run.name.rsplit("-", 1)[1], run.name
+    listed = {r.path.name: r.status for r in list_runs(RESULTS)}
+    assert {listed[r.name] for r in runs} == {"finished"}

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from aakit.config import Config, load_config
+from aakit.config import Config, load_run_config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate, keep_mask, predict_probs, segment
-from aakit.engine.rundir import load_checkpoint_file
+from aakit.engine.rundir import load_checkpoint_file, recorded_hash
 from aakit.errors import AakitError
 from aakit.runs import atomic_write_json, read_json
 
@@ -25,11 +25,11 @@ def load_run_model(run: Path, device: torch.device | None = None) -> tuple[Confi
     """The run's config and its trained network (eval mode)."""
     from aakit.models import build_model
 
-    cfg = load_config(run / "config.yaml")
+    cfg = load_run_config(run / "config.yaml")
     ckpt = run / "checkpoints" / "last.pt"
     if not ckpt.exists():
         raise AakitError(f"{run}: no checkpoint (checkpoints/last.pt); was the run trained here?")
-    state = load_checkpoint_file(ckpt, expect_hash=cfg.hash())
+    state = load_checkpoint_file(ckpt, expect_hash=recorded_hash(run, cfg))
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
     model = build_model(dataclasses.replace(cfg.model, pretrained=None))
@@ -51,7 +51,7 @@ def evaluate_run(run: Path, proto: EvalProtocol | None = None, *, split: str = "
     """
     from aakit.data.voc import EvalDataset, load_info, save_mask_png
 
-    run_cfg = load_config(run / "config.yaml")
+    run_cfg = load_run_config(run / "config.yaml")
     proto = proto or eval_protocol(run_cfg)
     d = run_cfg.data
     dataset = EvalDataset(d.root, split, mean=d.mean, std=d.std, max_images=proto.max_images)

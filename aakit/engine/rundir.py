@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from aakit.config import Config, save_config
+from aakit.data.identity import data_digest, identity_files
 from aakit.errors import AakitError
 from aakit.redact import redact_argv, redact_text
 from aakit.runs import (
@@ -86,22 +87,37 @@ def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], 
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "created": time.time(),
-        "data": data_identity(cfg.data.root),
+        "data": data_identity(cfg),
     }
 
 
-def data_identity(root: str) -> dict[str, Any] | None:
-    """What identifies the data set a run saw: the embedded benchmark's name, version, seed and a
-    digest of its whole ``meta.json`` (knobs included); None for a data set without one (VOC)."""
+def data_identity(cfg: Config) -> dict[str, Any] | None:
+    """What identifies the data set a run saw: the digest that enters the run's hash
+    (:func:`aakit.data.identity.data_digest`: ``meta.json``, or VOC's split files and label
+    cache) and, for the embedded benchmark, its name, version, seed and the sha256 of its whole
+    ``meta.json`` (knobs included); None when the data set has no such files."""
+    root, splits = cfg.data.root, (cfg.data.train_split, cfg.data.val_split)
+    digest = data_digest(root, splits)
+    if digest is None:
+        return None
+    out: dict[str, Any] = {"digest": digest, "files": [f.name for f in identity_files(root, splits)]}
     try:
         raw = (Path(root) / "meta.json").read_bytes()
         meta = json.loads(raw)
     except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict):
-        return None
-    return {"name": meta.get("name"), "version": meta.get("version"), "seed": meta.get("seed"),
-            "meta_sha256": hashlib.sha256(raw).hexdigest()[:16]}
+        return out
+    if isinstance(meta, dict):
+        out |= {"name": meta.get("name"), "version": meta.get("version"), "seed": meta.get("seed"),
+                "meta_sha256": hashlib.sha256(raw).hexdigest()[:16]}
+    return out
+
+
+def recorded_hash(run: Path, cfg: Config) -> str:
+    """The hash a run was created under (its ``provenance.json``), so a run stays loadable after
+    its data set moved or the identity rules changed; ``cfg.hash()`` if it recorded none."""
+    prov = read_json(Path(run) / "provenance.json")
+    h = prov.get("config_hash") if isinstance(prov, dict) else None
+    return h if isinstance(h, str) and h else cfg.hash()
 
 
 class RunWriter:
@@ -214,7 +230,11 @@ class RunWriter:
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.ckpt_path.exists():
             return None
-        return load_checkpoint_file(self.ckpt_path, expect_hash=self.cfg.hash())
+        return load_checkpoint_file(self.ckpt_path, expect_hash=self.run_hash())
+
+    def run_hash(self) -> str:
+        """The hash this run was created under (a resumed older run keeps its own)."""
+        return recorded_hash(self.path, self.cfg)
 
 
 def load_checkpoint_file(path: Path, expect_hash: str | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import dataclasses
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +39,9 @@ from aakit.config import Config
 from aakit.engine.distributed import DistInfo, all_gather_floats, barrier, broadcast_object, cleanup, init_distributed
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
+from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
+from aakit.runs import read_json, safe_name
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -137,16 +140,44 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
     dep = load_config(config, inherit)
     if dep.model.pretrained and Path(dep.model.pretrained).suffix in (".yaml", ".yml"):
         raise AakitError(f"{config}: model.pretrained of a pre-training config may not be another config")
+    why = ["(model.pretrained of a dependent run)"]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the ranks train it together
-        return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
+        return train(dep, results=results, progress=progress, command=why, require_checkpoint=True)
     lock_dir = Path(results) / "runs" / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_dir / f"{dep.hash()}.lock", os.O_CREAT | os.O_RDWR, 0o666)  # empty; only locked
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # another worker training it: wait for it
-        return train(dep, results=results, progress=progress, command=["(model.pretrained of a dependent run)"])
+        writer = RunWriter(Path(results), dep)
+        if not (writer.is_finished() and writer.ckpt_path.exists()):
+            print(dependency_notice(config, dep, writer, Path(results)), file=sys.stderr, flush=True)
+        return train(dep, results=results, progress=progress, command=why, require_checkpoint=True)
     finally:
         os.close(fd)
+
+
+def dependency_notice(config: Path, dep: Config, writer: RunWriter, results: Path) -> str:
+    """One line said before a dependency run is trained: which, how long, and an ETA taken from
+    the last finished run of the same name (scaled by its epochs), if there is one."""
+    what = "resuming" if writer.exists() else "training"
+    if writer.is_finished():
+        what = "training again (its summary has no checkpoint: checkpoints are not committed)"
+    head = (f"model.pretrained: {config} -> run {writer.path.name} must be trained first; "
+            f"{what} it now: {dep.train.epochs} epochs")
+    earlier = []
+    for d in sorted((results / "runs").glob(f"{safe_name(dep.name)}-*")):
+        s = read_json(d / "summary.json")
+        if isinstance(s, dict) and s.get("wall_time_s") and s.get("epochs"):
+            earlier.append((d.stat().st_mtime, d.name, float(s["wall_time_s"]), int(s["epochs"])))
+    if not earlier:
+        return head + " (no earlier run to estimate its duration; the progress bar shows an ETA)"
+    _, name, wall, epochs = max(earlier)
+    eta = wall * dep.train.epochs / max(epochs, 1)
+    return head + f", ETA about {_minutes(eta)} ({name}: {epochs} epochs in {_minutes(wall)})"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 # ----------------------------------------------------------------------------- data order
@@ -324,6 +355,7 @@ def _backward_retaining(loss: torch.Tensor) -> None:
 def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
     from aakit.data.voc import EvalDataset, TrainDataset, load_info
 
+    require_data_root(cfg.data.root, cfg.preset)
     info = load_info(cfg.data.root)
     if info.num_classes != cfg.model.num_classes:
         raise AakitError(
@@ -420,6 +452,7 @@ def train(
     progress: bool = True,
     command: list[str] | None = None,
     stop_after_steps: int | None = None,
+    require_checkpoint: bool = False,
 ) -> Path:
     """Train one run; returns its directory ``results/runs/<name>-<hash>/``.
 
@@ -434,6 +467,8 @@ def train(
         progress: show a rich progress bar.
         command: the command line to record (default ``sys.argv``).
         stop_after_steps: stop (as if interrupted) after this many steps — for tests.
+        require_checkpoint: a finished run counts as done only with its checkpoint (a run
+            whose weights another run starts from); otherwise it is trained again.
     """
     dist_info = init_distributed(cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = select_device(cfg.train.device, dist_info)
@@ -442,7 +477,7 @@ def train(
         writer.path = Path(resume)
         writer.metrics_path = writer.path / "metrics.jsonl"
         writer.ckpt_path = writer.path / "checkpoints" / "last.pt"
-    if writer.is_finished():
+    if writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint):
         cleanup(dist_info)
         return writer.path
 
@@ -522,7 +557,7 @@ def train(
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "epochs_done": epochs_done,
-                "config_hash": cfg.hash(),
+                "config_hash": writer.run_hash(),
             })
 
     bar = _Progress(progress and dist_info.main, total_steps, start_step, writer.path.name)
@@ -678,7 +713,7 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
         metrics["train"], metrics["train_rfpc"] = res["plain"], res["rfpc"]
     return {
         "name": writer.path.name,
-        "hash": cfg.hash(),
+        "hash": writer.run_hash(),
         "status": "finished",
         "preset": cfg.preset,
         "metrics": metrics,

@@ -68,6 +68,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.workers import dispatch, parse_gpus
@@ -609,6 +610,9 @@ def run_grid(
     if workers < 1:
         raise GridError(f"--workers {workers}: must be >= 1")
     grid = load_grid(grid_path, overrides)  # check everything before starting any process
+    if train is None:  # the engine trains: its data must be there (a fake trainer needs none)
+        for cfg in {p.config.data.root: p.config for p in grid.points}.values():
+            require_data_root(cfg.data.root, cfg.preset, where=f"{grid_path}: data.root")
     gpu_list = parse_gpus(gpus)
     results = Path(results)
     default = default_storage_path(results, grid.name)
