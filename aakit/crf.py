@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -89,7 +90,14 @@ def dense_crf_job(args: tuple[np.ndarray, np.ndarray, CRFParams]) -> np.ndarray:
 
 
 def _init_worker() -> None:
-    """Runs once in each worker: keep any numeric library that got imported single-threaded."""
+    """Runs once in each worker: ignore Ctrl-C, and keep any numeric library single-threaded.
+
+    Ctrl-C at a terminal reaches the whole process group; the training process handles it
+    (checkpoint, one line, exit) and shuts the pool down, so a worker must not die of it
+    mid-job (which left the parent waiting on a broken pool, or printing the workers'
+    tracebacks).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in _THREAD_ENV:
         os.environ[var] = "1"
     torch = sys.modules.get("torch")
