@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from aakit.config import Config, load_config
+from aakit.labels import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,7 +212,7 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
     g = np.random.default_rng(1)
     pred = g.integers(0, cfg.model.num_classes, size=confusion_pixels, dtype=np.int64).astype(np.uint8)
     gt = pred.copy()
-    gt[g.random(confusion_pixels) < 0.2] = 255
+    gt[g.random(confusion_pixels) < 0.2] = IGNORE_INDEX
     meter = ConfusionMeter(cfg.model.num_classes)
     fig["confusion_mpix_s"] = confusion_pixels / timeit(lambda: meter.update(pred, gt), repeats) / 1e6
 

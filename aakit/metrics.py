@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from aakit.errors import AakitError
+from aakit.labels import IGNORE_INDEX
 
 
 class LabelValueError(AakitError, ValueError):
@@ -33,7 +34,7 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def confusion_matrix(pred: Any, gt: Any, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(pred: Any, gt: Any, num_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Count (gt, pred) pairs over the pixels whose GT is not ignored.
 
     One ``np.bincount`` of ``num_classes * gt + pred``: each pair gets its own bin.
@@ -131,7 +132,7 @@ class ConfusionMeter:
         ignore_index: GT value to skip.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)

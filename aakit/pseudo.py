@@ -45,11 +45,11 @@ import numpy as np
 
 from aakit.config import CRFParams, PseudoConfig
 from aakit.crf import CRFPool, PendingMap, dense_crf
+from aakit.labels import IGNORE_INDEX
 
 if TYPE_CHECKING:
     import torch
 
-IGNORE = 255
 NORM_EPS = 1e-5  # RRM: cam / (max + 1e-5)
 
 
@@ -184,7 +184,7 @@ def pseudo_label_present(
     params: PseudoConfig,
     crf: CRFParams,
     valid: np.ndarray | None = None,
-    ignore_index: int = IGNORE,
+    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo label from the CAMs of the present classes only (steps 2-5).
 
@@ -241,7 +241,7 @@ def pseudo_label_single(
     params: PseudoConfig,
     crf: CRFParams,
     valid: np.ndarray | None = None,
-    ignore_index: int = IGNORE,
+    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """RRM's pseudo label of one image (METHOD.md section 2, steps 1-5).
 
@@ -309,7 +309,7 @@ class PseudoLabeler:
         crf: CRFParams,
         workers: int | None = None,
         *,
-        ignore_index: int = IGNORE,
+        ignore_index: int = IGNORE_INDEX,
         context: str = "spawn",
     ) -> None:
         self.params = params

@@ -47,6 +47,7 @@ from aakit.data.voc import (
     parse_split_line,
     voc_info,
 )
+from aakit.labels import IGNORE_INDEX
 
 # Every kind of problem, with what it means.
 KINDS: dict[str, str] = {
@@ -224,7 +225,7 @@ def _check_mask(
         return None, [Problem("bad_mask", rel, msg)]
     bad = bad_mask_values(mask, info.num_classes)
     if bad:
-        msg = f"mask values {bad[:8]} outside 0..{info.num_classes - 1} and 255"
+        msg = f"mask values {bad[:8]} outside 0..{info.num_classes - 1} and {IGNORE_INDEX}"
         problems.append(Problem("bad_mask_values", rel, msg))
     return classes_in_mask(mask), problems
 

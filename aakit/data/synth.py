@@ -69,11 +69,11 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from aakit.errors import AakitError
+from aakit.labels import IGNORE_INDEX
 
 SYNTH_VERSION = "1.0"
 DATASET_NAME = "aakit-synth"
 JPEG_QUALITY = 95
-IGNORE = 255
 SPLITS = ("train", "val")
 
 
@@ -539,7 +539,7 @@ def render_scene(
 
     label_u8 = label.astype(np.uint8)
     banded = label_u8.copy()
-    banded[band] = IGNORE
+    banded[band] = IGNORE_INDEX
     scene = {"background": bg_name, "objects": scene_objs}
     return image, label_u8, banded, scene
 
@@ -581,7 +581,7 @@ def _make_one(job: _Job) -> tuple[str, list[int], dict[str, Any]]:
     (root / "JPEGImages" / f"{iid}.jpg").write_bytes(_jpeg_bytes(image))
     (root / "SegmentationClass" / f"{iid}.png").write_bytes(_png_bytes(banded))
     (root / "SegmentationClassAug" / f"{iid}.png").write_bytes(_png_bytes(label))
-    present = sorted(int(c) for c in np.unique(label) if 0 < c < IGNORE)
+    present = sorted(int(c) for c in np.unique(label) if 0 < c < IGNORE_INDEX)
     return iid, present, scene
 
 
@@ -599,7 +599,7 @@ def _meta(
         "image_size": size,
         "n_train": n_train,
         "n_val": n_val,
-        "ignore_index": IGNORE,
+        "ignore_index": IGNORE_INDEX,
         "boundary": "SegmentationClass: 1-px band of 255 on the object side of every visible "
                     "outline; SegmentationClassAug: no band",
         "classes": [dataclasses.asdict(c) for c in classes],

@@ -40,7 +40,8 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image
 
-IGNORE = 255  # mask value of boundaries, padding and unlabelled pixels
+from aakit.labels import IGNORE_INDEX
+
 PadMode = Literal["rrm", "ignore"]
 PAD_MODES: tuple[str, ...] = ("rrm", "ignore")
 
@@ -184,7 +185,7 @@ def random_crop(
     h, w = image.shape[:2]
     box = random_crop_box(h, w, crop, rng)
     valid = crop_with_box(np.ones((h, w), dtype=bool), box, crop, False)
-    out_mask = crop_with_box(mask, box, crop, IGNORE) if mask is not None else None
+    out_mask = crop_with_box(mask, box, crop, IGNORE_INDEX) if mask is not None else None
     out_raw = crop_with_box(raw, box, crop, 0)
     out_raw[~valid] = np.asarray(raw_fill, dtype=raw.dtype)
     return crop_with_box(image, box, crop, 0.0), out_raw, valid, out_mask

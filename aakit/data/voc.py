@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aakit.data.transforms import IGNORE, TrainTransform, normalize
+from aakit.data.transforms import TrainTransform, normalize
 from aakit.errors import AakitError
+from aakit.labels import IGNORE_INDEX
 from aakit.runs import atomic_write_bytes, atomic_write_json
 
 # ----------------------------------------------------------------------------- constants
@@ -140,13 +141,13 @@ def bad_mask_values(mask: np.ndarray, num_classes: int) -> list[int]:
     """Values of ``mask`` outside {0..num_classes-1, 255}, sorted (empty list if none)."""
     counts = np.bincount(mask.reshape(-1), minlength=256)
     present = np.flatnonzero(counts)
-    return [int(v) for v in present if v >= num_classes and v != IGNORE]
+    return [int(v) for v in present if v >= num_classes and v != IGNORE_INDEX]
 
 
 def classes_in_mask(mask: np.ndarray) -> list[int]:
     """Object classes present in a mask: values other than background 0 and ignore 255."""
     counts = np.bincount(mask.reshape(-1), minlength=256)
-    return [int(v) for v in np.flatnonzero(counts) if v not in (0, IGNORE)]
+    return [int(v) for v in np.flatnonzero(counts) if v not in (0, IGNORE_INDEX)]
 
 
 def read_checked_mask(path: str | Path, num_classes: int) -> np.ndarray:
@@ -156,7 +157,7 @@ def read_checked_mask(path: str | Path, num_classes: int) -> np.ndarray:
     if bad:
         shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
         raise DataError(
-            f"{path}: mask values {shown} outside 0..{num_classes - 1} and 255 (ignore)"
+            f"{path}: mask values {shown} outside 0..{num_classes - 1} and {IGNORE_INDEX} (ignore)"
         )
     return mask
 
