@@ -37,8 +37,8 @@ class ConfigError(AakitError, ValueError):
 class ModelConfig:
     """Network (METHOD.md section 1)."""
 
-    backbone: Literal["resnet38d", "small"] = "resnet38d"
-    pretrained: str | None = None  # MXNet .params converted, or a psa-layout .pth
+    backbone: Literal["resnet38d", "small", "mobilenet_v2"] = "resnet38d"
+    pretrained: str | None = None  # MXNet .params converted, a psa-layout .pth, or "imagenet" (mobilenet_v2)
     num_classes: int = 21  # background + 20 objects
     embed_dim: int = 512  # C1: channels of F^s
     seg_dilation: int = 12  # dilation of both 3x3 convs of the segmentation head
@@ -47,6 +47,8 @@ class ModelConfig:
     freeze_bn: bool = True
     freeze_conv1a: bool = True
     small_width: int = 32  # width of the small CPU backbone (backbone: small)
+    output_stride: int = 8  # backbone: mobilenet_v2 (4, 8, 16 or 32); ResNet-38 is 8, small 4
+    last_block: int = 18  # backbone: mobilenet_v2 keeps features[0..N] (13: up to 96 channels)
 
 
 @dataclass
@@ -237,6 +239,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("model.seg_dilation", lambda v: v >= 1, "must be >= 1"),
     ("model.cls_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("model.small_width", lambda v: v >= 4, "must be >= 4"),
+    ("model.output_stride", lambda v: v in (4, 8, 16, 32), "must be 4, 8, 16 or 32"),
+    ("model.last_block", lambda v: 1 <= v <= 18, "must be in 1..18"),
     ("model.cam_scales", lambda v: len(v) > 0 and all(s > 0 for s in v), "needs scales > 0"),
     ("pseudo.min_class_score", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("pseudo.min_crf_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
@@ -388,6 +392,31 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def load_yaml_file(path: str | Path, error: type[AakitError] = ConfigError) -> Any:
+    """The YAML content of ``path`` (``None`` if empty), or one line naming the file and the line.
+
+    Args:
+        path: the file.
+        error: the exception raised (a grid or search file raises its own kind).
+
+    Raises:
+        ConfigError (or ``error``): unreadable file, not UTF-8, or a YAML syntax error, as
+        ``"FILE: line N YAML syntax error: PROBLEM"``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read ({e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(f"{path}:{where} YAML syntax error: {problem}") from None
+
+
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a config file, resolving ``_base_`` (a path or a list of paths) recursively."""
     path = Path(path)
@@ -400,17 +429,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: _base_ cycle: {chain}")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}:{where} YAML syntax error: {problem}") from None
+    data = load_yaml_file(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from aakit.config import Config, ConfigError, load_config
+from aakit.config import Config, ConfigError, load_config, load_yaml_file
+from aakit.errors import AakitError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,6 +83,26 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     p.write_text("loss:\n  gamma: 1\n  margin: [1, 2\n")
     with pytest.raises(ConfigError, match=r"s\.yaml.*line \d+.*YAML"):
         load_config(p)
+
+
+def test_load_yaml_file_one_line_errors_of_the_callers_kind(tmp_path: Path) -> None:
+    class OwnError(AakitError):
+        pass
+
+    p = tmp_path / "g.yaml"
+    p.write_text("rows: [{a: 1\n")
+    with pytest.raises(ConfigError, match=r"g\.yaml: line \d+ YAML syntax error: ") as info:
+        load_yaml_file(p)
+    assert "\n" not in str(info.value)
+    with pytest.raises(OwnError, match="YAML syntax error"):
+        load_yaml_file(p, OwnError)
+    p.write_bytes(b"a: \xff\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_yaml_file(p)
+    p.write_text("")
+    assert load_yaml_file(p) is None
+    p.write_text("a: [1, 2]\n")
+    assert load_yaml_file(p) == {"a": [1, 2]}
 
 
 def test_base_cycle_and_missing(tmp_path: Path) -> None:

@@ -64,10 +64,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+from aakit.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_file, read_yaml
 from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
@@ -177,14 +176,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise GridError(f"{path}: grid file not found")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise GridError(f"{path}:{where} YAML syntax error: {getattr(e, 'problem', None) or e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GridError(f"{path}: cannot read ({e})") from None
+    spec = load_yaml_file(path, GridError)
     if not isinstance(spec, dict):
         raise GridError(f"{path}: top level must be a mapping (base:, seeds:, rows: or axes:)")
     unknown = sorted(set(spec) - GRID_KEYS)

@@ -44,10 +44,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from aakit.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+from aakit.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_file, read_yaml
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import TrainFn, _default_train, _metric_value, _one_line, format_value
@@ -165,12 +164,7 @@ def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
     path = Path(path)
     if not path.is_file():
         raise SearchError(f"{path}: search file not found")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise SearchError(f"{path}:{where} YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    spec = load_yaml_file(path, SearchError)
     if not isinstance(spec, dict):
         raise SearchError(f"{path}: top level must be a mapping (base:, params:)")
     bad = sorted(set(spec) - SEARCH_KEYS)
