@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import yaml
 from rich.syntax import Syntax
@@ -155,7 +155,16 @@ def _append_corrupt(text: Text, rows: Sequence[RunRow], most: int = 3) -> None:
         text.append("; ... (filter: corrupt)", style="red")
 
 
-class MainScreen(Screen[None]):
+class AakitScreen(Screen[None]):
+    """A screen of the dashboard: :attr:`aakit` is its app, typed (``self.app`` is a plain App)."""
+
+    @property
+    def aakit(self) -> AakitTui:
+        """The dashboard app this screen belongs to."""
+        return cast("AakitTui", self.app)
+
+
+class MainScreen(AakitScreen):
     """Tabs *Runs* and *Grids & studies*."""
 
     BINDINGS = [
@@ -213,13 +222,13 @@ class MainScreen(Screen[None]):
         self.ready = True
         self.query_one(RunsTable).focus()
         self._show_summary()
-        self.app.start_poller()  # type: ignore[attr-defined]
+        self.aakit.start_poller()
         if self.snapshot is not None:
             self._draw()
 
     def on_screen_resume(self) -> None:
         """Back from a run or compare view: stop reading details."""
-        self.app.set_watched(())  # type: ignore[attr-defined]
+        self.aakit.set_watched(())
 
     # -- data down
     def update_snapshot(self, snapshot: Snapshot) -> None:
@@ -232,7 +241,7 @@ class MainScreen(Screen[None]):
         self._show_runs()
         self._show_grids()
         self._show_studies()
-        self.app.mark_loaded()  # type: ignore[attr-defined]
+        self.aakit.mark_loaded()
 
     def visible_rows(self) -> list[Any]:
         """The rows shown: filtered, then sorted."""
@@ -274,7 +283,7 @@ class MainScreen(Screen[None]):
                 text.append(
                     f"\n⚠ {n} malformed metrics line(s) in {len(bad)} run(s), skipped", style="bold red"
                 )
-                last = self.app.errors[-1] if self.app.errors else ""  # type: ignore[attr-defined]
+                last = self.aakit.errors[-1] if self.aakit.errors else ""
                 if last:
                     text.append(f" - last: {last}", style="red")
         if self.poll_error:
@@ -341,7 +350,7 @@ class MainScreen(Screen[None]):
     @on(DataTable.RowSelected, "#runs-table")
     def _open_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
-            self.app.open_run(event.row_key.value)  # type: ignore[attr-defined]
+            self.aakit.open_run(event.row_key.value)
 
     @on(DataTable.HeaderSelected, "#runs-table")
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
@@ -390,12 +399,12 @@ class MainScreen(Screen[None]):
         if len(names) < 2:
             self.notify("Mark two or more runs with space first.", severity="warning")
             return
-        self.app.open_compare(names)  # type: ignore[attr-defined]
+        self.aakit.open_compare(names)
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        target = RunsTable if tab == "runs" else "#grids-table"
-        self.query_one(target).focus()  # type: ignore[arg-type]
+        table = self.query_one(RunsTable) if tab == "runs" else self.query_one("#grids-table", KeyedTable)
+        table.focus()
 
 
 # ----------------------------------------------------------------------------- run screen
@@ -406,7 +415,7 @@ def _loss_title(detail: RunDetail) -> str:
     return f"losses per step (total {fmt_float(total)}){lr}"
 
 
-class RunScreen(Screen[None]):
+class RunScreen(AakitScreen):
     """One run: curves, config, logs, errors and the host's load."""
 
     BINDINGS = [Binding("escape,b", "back", "Back")]
@@ -441,7 +450,7 @@ class RunScreen(Screen[None]):
         self.query_one("#config-box").border_title = "config.yaml"
         self.query_one("#load").border_title = "load"
         self.ready = True
-        snap = self.app.snapshot  # type: ignore[attr-defined]
+        snap = self.aakit.snapshot
         if snap is not None:  # draw what is known at once; the poller adds the curves
             self.update_snapshot(snap)
 
@@ -489,7 +498,7 @@ class RunScreen(Screen[None]):
 COMPARE_LOSSES: tuple[str, ...] = ("total", *LOSS_KEYS)
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(AakitScreen):
     """Two or more runs: one loss component and the mIoU overlaid, config differences."""
 
     BINDINGS = [
@@ -520,7 +529,7 @@ class CompareScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.ready = True
-        snap = self.app.snapshot  # type: ignore[attr-defined]
+        snap = self.aakit.snapshot
         if snap is not None:
             self.update_snapshot(snap)
 
@@ -579,7 +588,7 @@ class AakitTui(App[None]):
         self._wake = threading.Event()
         self._loaded = asyncio.Event()
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[None]:
         return self.main
 
     def start_poller(self) -> None:

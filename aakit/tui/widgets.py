@@ -129,7 +129,7 @@ def _cell_renderable(cell: Any) -> Any:
     return cell if is_renderable(cell) else Text(str(cell))
 
 
-def fit_columns(table: DataTable, rows: Iterable[Sequence[Any]]) -> None:
+def fit_columns(table: DataTable[Any], rows: Iterable[Sequence[Any]]) -> None:
     """Give every column of ``table`` the width of its widest cell (or label), now.
 
     Call it before the rows change. A DataTable measures new cells only when the app is next
@@ -147,7 +147,7 @@ def fit_columns(table: DataTable, rows: Iterable[Sequence[Any]]) -> None:
         column.width, column.auto_width = width, False
 
 
-class RunsTable(DataTable):
+class RunsTable(DataTable[Any]):
     """The runs table: one row per run, keyed by the run's name; updated in place."""
 
     BINDINGS = [
@@ -200,10 +200,10 @@ class RunsTable(DataTable):
 
     def cell_text(self, name: str, column: str) -> str:
         """The plain text of a cell (for tests and the summary line)."""
-        return self.get_cell(name, column).plain
+        return str(self.get_cell(name, column).plain)
 
 
-class KeyedTable(DataTable):
+class KeyedTable(DataTable[Any]):
     """A small table rebuilt only when its content changes; the cursor keeps its row key.
 
     Used for grids, grid points, studies, trials and config differences.
@@ -231,16 +231,16 @@ class KeyedTable(DataTable):
         for key, cells in rows:
             seen[key] = seen.get(key, 0) + 1
             unique.append((key if seen[key] == 1 else f"{key}#{seen[key]}", tuple(cells)))
-        rows = tuple(unique)
-        if rows == self.rows_shown:
+        shown = tuple(unique)
+        if shown == self.rows_shown:
             return
-        fit_columns(self, (cells for _, cells in rows))
+        fit_columns(self, (cells for _, cells in shown))
         keep = self.cursor_key
         self.clear()
-        for key, cells in rows:
+        for key, cells in shown:
             self.add_row(*cells, key=key)
-        self.rows_shown = rows
-        keys = [k for k, _ in rows]
+        self.rows_shown = shown
+        keys = [k for k, _ in shown]
         if keep in keys:
             self.move_cursor(row=keys.index(keep), animate=False)
 
