@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aakit.models.mobilenet import MobileNetV2Backbone
 from aakit.models.resnet38d import ResNet38d
 from aakit.models.small import SmallBackbone
 
@@ -144,7 +145,10 @@ def build_backbone(cfg: "ModelConfig") -> tuple[nn.Module, int]:
     if cfg.backbone == "small":
         small = SmallBackbone(width=cfg.small_width)
         return small, small.out_channels
-    raise ValueError(f"unknown backbone {cfg.backbone!r} (expected 'resnet38d' or 'small')")
+    if cfg.backbone == "mobilenet_v2":
+        mnv2 = MobileNetV2Backbone(cfg.output_stride, cfg.last_block, freeze_bn=cfg.freeze_bn)
+        return mnv2, mnv2.out_channels
+    raise ValueError(f"unknown backbone {cfg.backbone!r} (expected 'resnet38d', 'small' or 'mobilenet_v2')")
 
 
 def build_model(cfg: "ModelConfig") -> SingleStageNet:

