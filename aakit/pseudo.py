@@ -14,25 +14,9 @@ At every training step, the classification branch's CAMs are turned into pixel l
    "CAM-sure" region.
 5. Confidence V = the CRF probability of the pixel's label (0 on ignored pixels).
 
-Choices (follow RRM ``tool/myTool.py::compute_seg_label`` unless METHOD.md says otherwise):
-
-- CRF probability of a label: the low-alpha CRF for an object label (the CRF that chose it),
-  the high-alpha CRF for background (likewise). RRM tests ``max(Q_high[bg], Q_low[objects])``
-  against 0.8; for object pixels that is the same test whenever ``min_crf_prob >= 0.5``; for
-  a background pixel where the low-alpha CRF is >= 0.8 sure of an object, RRM keeps the
-  background label and we ignore the pixel (the two CRFs contradict each other there).
-- CAM-sure region (RRM): CAM argmax is taken over ``[bg score with alpha_high, CAMs]`` (RRM
-  hard-codes 32 = its high alpha). For each label that wins somewhere in the low-alpha CRF
-  (background included), as RRM loops over ``np.unique(crf_la_label)``: an object class is sure
-  where it is the CAM argmax and its CAM is above the value at position
-  ``int(n * (1 - sure_fg_top))`` of its sorted CAM values > ``sure_fg_min`` (n of them), i.e.
-  its top 40%; background is sure where it is the argmax and its score is > ``sure_bg``. The
-  sure region is the union over those labels. A class with no CAM value above
-  ``sure_fg_min`` has no sure pixel (RRM would crash there).
-- Pixels outside ``valid`` (training passes the crop's padding with ``data.pad_mode: ignore``;
-  with ``rrm``, RRM's default, no ``valid``) become 255 with V = 0 at the end;
-  CAM normalisation and the CRF see the padded crop, as in RRM.
-- CAMs are clipped at 0 first (a no-op for RRM's ReLU CAMs).
+Where this follows RRM ``tool/myTool.py::compute_seg_label`` and where it departs (the CRF
+probability of a label, the CAM-sure region, the padding, clipping at 0) is written down in
+docs/method.md, section "Pseudo labels".
 
 torch is imported inside the functions that need it: CRF worker processes import this module
 to run :func:`pseudo_label_single` and must not load torch.

@@ -1,48 +1,14 @@
 """The embedded benchmark: a procedural, seeded, versioned WSSS data set in the VOC layout.
 
-Plain shapes on a plain background would be solved by any CAM; this generator reproduces
-the phenomena that weakly supervised segmentation fights, each behind a knob (:class:`Knobs`,
-recorded in ``meta.json``) so the difficulty can be calibrated:
-
-* **Classes need several cues together.** Each of the 10 object classes is a shape plus a
-  material (colour family + texture). Every material is worn by two classes and most shapes
-  are used by two classes, so a patch of body only narrows the class down to two candidates:
-  the outline, or the badge below, settles it.
-* **A small discriminative mark.** Every object carries a small black-and-white badge whose
-  pattern is unique to its class (``mark`` in :data:`CLASSES`), the single most class-specific
-  cue. A classifier can rely on the badge alone, so its CAM tends to cover the badge and
-  little of the body (the partial-activation problem).
-* **Class-correlated context.** Each class has a preferred background scheme shared with one
-  other class (pairs that cut across the material pairs). The background follows the primary
-  object's preference with probability ``context_prob``; extra objects come from the primary's
-  context group with probability ``cooccur_prob``. Background and co-occurring classes become
-  shortcuts, so CAMs and pseudo labels leak into them (the "boat on water" effect).
-* **1-3 objects with occlusion** (later objects are drawn over earlier ones; masks show what
-  is visible), soft drop shadows (background in the mask), anti-aliased edges, optical blur,
-  per-pixel noise and a global illumination jitter (gain, colour cast, gradient).
-
-Layout written under ``root`` (the VOC one, so one loader serves both)::
-
-    JPEGImages/<id>.jpg                 RGB, JPEG quality 95
-    SegmentationClass/<id>.png          palette PNG: 0 background, 1..K classes, 255 boundary
-    SegmentationClassAug/<id>.png       the same labels without the boundary band
-    ImageSets/Segmentation/{train,train_aug,val}.txt   (train_aug = train)
-    cls_labels.json                     {id: [present classes 1..K, sorted]}
-    scenes.json                         {id: {"background", "objects": [...]}} (for analysis)
-    meta.json                           name, version, seed, classes, palette, knobs, ...
-
-Boundary band: like VOC's ``SegmentationClass``, which marks object outlines with 255, every
-pixel on the outer edge of a visible region (a pixel with a 4-neighbour lower in the drawing
-order and of another class) is 255: a 1-pixel band on the object side, where the anti-aliased
-colour mixes object and background. ``SegmentationClassAug`` has no band (like SBD's masks):
-every pixel is labelled. Image-level labels list the classes of the band-free mask; every
-listed class also has band-free pixels in ``SegmentationClass`` (the generator guarantees a
-minimum visible area per object).
-
-Determinism: every image draws from its own ``SeedSequence([seed, split, index])``, so the
-files are byte-identical for the same parameters whatever the number of workers. The set is
-written to a temporary sibling directory and renamed into place at the end: an interrupted
-run never leaves a half set that looks complete.
+Plain shapes on a plain background would be solved by any CAM; this generator reproduces the
+phenomena that weakly supervised segmentation fights (classes that need several cues, a small
+discriminative badge, class-correlated backgrounds, occlusion, soft edges and noise), each
+behind a knob (:class:`Knobs`, recorded in ``meta.json``) so the difficulty can be calibrated.
+The files (VOC's ``JPEGImages``, ``SegmentationClass`` with a 255 boundary band,
+``SegmentationClassAug`` without it, ``ImageSets``, plus ``cls_labels.json``, ``scenes.json``
+and ``meta.json``) are byte-identical for the same parameters whatever the number of workers.
+How each phenomenon is made, the layout, the boundary band and the determinism are described
+in docs/benchmark.md.
 
 Example::
 
