@@ -1,0 +1,47 @@
+"""Paired statistics of the claims (issue 14): intervals, detectable effect, verdicts."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as sps
+
+from aakit.experiment.stats import (
+    INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, min_detectable_effect, paired_comparison, t_interval, verdict,
+)
+
+
+def test_t_interval_matches_scipy() -> None:
+    diffs = [1.2, 0.4, 2.0, 0.9, 1.5, -0.2]
+    mean, sd, low, high = t_interval(diffs)
+    lo, hi = sps.t.interval(0.95, len(diffs) - 1, loc=sps.tmean(diffs), scale=sps.sem(diffs))
+    assert mean == pytest.approx(sum(diffs) / 6) and sd == pytest.approx(sps.tstd(diffs))
+    assert (low, high) == (pytest.approx(lo), pytest.approx(hi))
+
+
+def test_too_few_pairs_give_no_interval_and_no_verdict() -> None:
+    r = paired_comparison([0.5], paper_effect=3.2)
+    assert r.n == 1 and r.mean_diff == 0.5 and math.isnan(r.ci_low) and math.isnan(r.mde)
+    assert r.verdict == INCONCLUSIVE and paired_comparison([], 1.0).verdict == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("diffs, paper, want", [
+    ([1.0, 1.2, 0.8, 1.1, 0.9], 3.2, SUPPORTED),          # interval above 0
+    ([-1.0, -1.2, -0.8, -1.1, -0.9], 3.2, OPPOSITE),      # below 0
+    ([0.3, -0.2, 0.1, -0.1, 0.2], 3.2, SMALLER),          # contains 0, excludes the paper's 3.2
+    ([0.3, -0.2, 0.1, -0.1, 0.2], 0.1, INCONCLUSIVE),     # contains 0 and the paper's 0.1
+    ([3.0, -2.0, 4.0, -3.0, 2.0], 3.2, INCONCLUSIVE),     # too wide to exclude either
+])
+def test_verdicts(diffs: list[float], paper: float, want: str) -> None:
+    assert paired_comparison(diffs, paper).verdict == want
+
+
+def test_verdict_without_a_paper_effect_never_says_smaller() -> None:
+    assert verdict(-0.1, 0.1, None) == INCONCLUSIVE and verdict(-0.1, 0.1, -2.0) == INCONCLUSIVE
+
+
+def test_min_detectable_effect_shrinks_with_seeds_and_matches_the_formula() -> None:
+    sd = 2.2
+    mde6, mde21 = min_detectable_effect(sd, 6), min_detectable_effect(sd, 21)
+    assert mde21 < mde6
+    assert mde6 == pytest.approx((sps.t.ppf(0.975, 5) + sps.t.ppf(0.8, 5)) * sd / math.sqrt(6))
