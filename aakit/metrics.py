@@ -132,18 +132,32 @@ class ConfusionMeter:
         ignore_index: GT value to skip.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, keep_per_image: bool = False) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self._per_image: list[np.ndarray] | None = [] if keep_per_image else None
 
     def update(self, pred: Any, gt: Any) -> None:
         """Add one image (or a batch: any matching shapes)."""
-        self.matrix += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        cm = confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        self.matrix += cm
+        if self._per_image is not None:
+            self._per_image.append(cm)
+
+    @property
+    def per_image(self) -> np.ndarray:
+        """(N, C, C) the confusion matrix of each update, in order (``keep_per_image=True``);
+        what an image-level bootstrap resamples."""
+        if self._per_image is None:
+            raise ValueError("ConfusionMeter(keep_per_image=False) keeps no per-image matrices")
+        return np.stack(self._per_image) if self._per_image else np.zeros((0, self.num_classes, self.num_classes), np.int64)
 
     def reset(self) -> None:
         """Forget everything counted so far."""
         self.matrix[:] = 0
+        if self._per_image is not None:
+            self._per_image.clear()
 
     def compute(self) -> dict[str, Any]:
         """``{"miou": float, "iou": [float | None per class], "pixel_accuracy": float}``.

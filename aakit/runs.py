@@ -25,6 +25,7 @@ the reason, e.g. ``"status.json: not valid JSON"``): readers show it as such, ne
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -34,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 STATUSES = ("running", "finished", "failed", "interrupted", "stale", "corrupt")
 #: Files whose presence makes a directory a run directory (whole or damaged).
@@ -85,6 +88,23 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_confusions(path: Path, arrays: dict[str, Any]) -> None:
+    """Per-image confusion matrices of an evaluation, compressed (``np.savez_compressed``):
+    ``{slot: (N, C, C) int}``, e.g. ``eval/val-ss-confusions.npz``, written atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v, dtype=np.int64) for k, v in arrays.items()})
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def read_confusions(path: Path) -> dict[str, Any] | None:
+    """What :func:`write_confusions` wrote, or None if the file is absent or unreadable."""
+    try:
+        with np.load(Path(path)) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
 
 
 def read_json(path: Path) -> Any | None:

@@ -171,6 +171,7 @@ def evaluate(
     device: torch.device,
     on_image: Callable[[int, int], None] | None = None,
     save_pred: Callable[[str, np.ndarray], None] | None = None,
+    per_image: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """mIoU of ``model`` on (the first ``proto.max_images`` images of) ``dataset``.
 
@@ -179,13 +180,16 @@ def evaluate(
         "protocol", "crf", "rfpc", "images", "key"}`` (mIoU as a fraction in [0, 1]; ``key``
         e.g. ``msf+crf+rfpc@1449``, with the number of images evaluated).
 
+        If ``per_image`` is a dict, it receives ``{"plain": (n, C, C), "rfpc": ...}``, the
+        confusion matrix of every image (for image-level bootstrap and variance decomposition).
+
     Raises:
         AakitError: there is no image to evaluate.
     """
     n = len(dataset) if proto.max_images is None else min(len(dataset), proto.max_images)
     if n == 0:
         raise AakitError(f"evaluation ({proto.key}): no image to evaluate")
-    meters = {"plain": ConfusionMeter(num_classes), "rfpc": ConfusionMeter(num_classes)}
+    meters = {k: ConfusionMeter(num_classes, keep_per_image=per_image is not None) for k in ("plain", "rfpc")}
     crf = proto.crf_params if proto.crf else None
     was_training = model.training
     model.eval()
@@ -210,6 +214,8 @@ def evaluate(
     finally:
         model.train(was_training)
     out: dict[str, dict[str, Any]] = {}
+    if per_image is not None:
+        per_image.update({key: meter.per_image for key, meter in meters.items()})
     for key, meter in meters.items():
         res = meter.compute()
         out[key] = {

@@ -16,7 +16,7 @@ from aakit.config import Config, load_run_config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate, keep_mask, predict_probs, segment
 from aakit.engine.rundir import load_checkpoint_file, recorded_hash
 from aakit.errors import AakitError
-from aakit.runs import atomic_write_json, read_json
+from aakit.runs import atomic_write_json, read_json, write_confusions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -73,11 +73,13 @@ def evaluate_run(run: Path, proto: EvalProtocol | None = None, *, split: str = "
 
     with Progress(transient=True) as bar:
         task = bar.add_task(f"eval {split} {proto.key}", total=len(dataset))
+        per_image: dict[str, np.ndarray] = {}
         res = evaluate(model, dataset, proto, num_classes=info.num_classes, device=device,
-                       on_image=lambda i, n: bar.update(task, completed=i), save_pred=saver)
+                       on_image=lambda i, n: bar.update(task, completed=i), save_pred=saver, per_image=per_image)
     res["plain"]["split"] = res["rfpc"]["split"] = split
     for k, slot in slots.items():
         atomic_write_json(run / "eval" / f"{slot}.json", res[k])
+    write_confusions(run / "eval" / f"{slots['plain']}-confusions.npz", per_image)
     summary = read_json(run / "summary.json") or {"name": run.name, "metrics": {}}
     summary.setdefault("metrics", {}).update({slots[k]: res[k] for k in res})
     atomic_write_json(run / "summary.json", summary)
