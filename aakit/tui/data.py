@@ -1,7 +1,8 @@
 """The TUI's data layer: gather what the screens show from run directories, grids, studies.
 
 Nothing here imports Textual, and nothing here talks to the engine: everything is read from
-files (``aakit.runs`` defines the run-directory format). The app calls
+files (``aakit.runs`` defines the run-directory format, :mod:`aakit.experiment.gridstate` reads
+``grid.json`` for the TUI and the report alike). The app calls
 :meth:`ResultsModel.poll` in a worker thread and hands the returned, immutable
 :class:`Snapshot` to the UI thread; tests call the same functions directly.
 
@@ -25,15 +26,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from aakit.config import key_hyperparameters
 from aakit.errors import AakitError
-from aakit.runs import JsonlTail, iter_run_dirs, read_config, read_json, read_status, read_summary, run_status
+from aakit.experiment.gridstate import GRID_STATES, GridState, read_grid_state, read_grid_states  # noqa: F401
+from aakit.runs import JsonlTail, iter_run_dirs, read_config, read_status, read_summary, run_status
 
 #: The loss components drawn in the run view, in order, with their labels.
 LOSS_KEYS: tuple[str, ...] = ("cls", "ce", "aa", "lr")
 LOSS_LABELS: dict[str, str] = {"cls": "CLS", "ce": "CE", "aa": "AA", "lr": "LR", "total": "total"}
-
-#: Grid point states, in display order ("stale" and "corrupt" come from a point's run, see
-#: :func:`read_grid`).
-GRID_STATES: tuple[str, ...] = ("done", "running", "missing", "failed", "stale", "corrupt")
 
 Series = tuple[tuple[float, ...], tuple[float, ...]]  # (x values, y values)
 
@@ -504,33 +502,8 @@ class RunTracker:
 
 
 # ----------------------------------------------------------------------------- grids
-@dataclass(frozen=True)
-class GridPoint:
-    """One point of a grid: its parameters, its run directory name and its state."""
-
-    id: str
-    params: Mapping[str, Any]
-    run: str | None
-    state: str
-
-
-@dataclass(frozen=True)
-class GridInfo:
-    """A grid read from ``results/grids/<name>/grid.json``; ``error`` if it is unreadable."""
-
-    name: str
-    path: Path
-    points: tuple[GridPoint, ...] = ()
-    error: str | None = None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Number of points in each state of :data:`GRID_STATES` (plus any other state seen)."""
-        out = {s: 0 for s in GRID_STATES}
-        for p in self.points:
-            out[p.state] = out.get(p.state, 0) + 1
-        return out
-
+# A grid is read by the report's reader of grid.json (aakit.experiment.gridstate); the TUI
+# refines each point's recorded state with its run's live status.
 
 #: How a run's live status refines a grid point's recorded state.
 _RUN_TO_GRID = {
@@ -543,43 +516,30 @@ _RUN_TO_GRID = {
 }
 
 
-def read_grid(path: Path, run_status_by_name: Mapping[str, str] | None = None) -> GridInfo:
-    """Read one ``grid.json``; never raises.
+def _live(grid: GridState, run_status_by_name: Mapping[str, str] | None) -> GridState:
+    """``grid`` with the state of each point whose run directory is known replaced by the run's."""
+    statuses = run_status_by_name or {}
+    points = tuple(
+        dataclasses.replace(p, state=_RUN_TO_GRID.get(statuses[p.run], p.state))
+        if p.run and p.run in statuses else p
+        for p in grid.points
+    )
+    return dataclasses.replace(grid, points=points)
+
+
+def read_grid(path: Path, run_status_by_name: Mapping[str, str] | None = None) -> GridState:
+    """Read one ``grid.json`` (:func:`aakit.experiment.gridstate.read_grid_state`); never raises.
 
     The file's ``state`` of a point is the experiment manager's word; when the point's run
     directory is known (``run_status_by_name``), its live status wins, so a point whose run
     finished a second ago shows ``done`` before the manager rewrites the file.
     """
-    path = Path(path)
-    name = path.parent.name
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
-        why = "unreadable JSON" if data is None else "no 'points' list"
-        return GridInfo(name=name, path=path, error=f"{path.name}: {why}")
-    statuses = run_status_by_name or {}
-    points = []
-    for i, p in enumerate(data["points"]):
-        if not isinstance(p, dict):
-            continue
-        run = p.get("run") if isinstance(p.get("run"), str) else None
-        state = str(p.get("state") or "missing")
-        if run and run in statuses:
-            state = _RUN_TO_GRID.get(statuses[run], state)
-        params = p.get("params") if isinstance(p.get("params"), dict) else {}
-        points.append(GridPoint(id=str(p.get("id", i)), params=params, run=run, state=state))
-    return GridInfo(name=str(data.get("name") or name), path=path, points=tuple(points))
+    return _live(read_grid_state(path), run_status_by_name)
 
 
-def read_grids(results: Path, run_status_by_name: Mapping[str, str] | None = None) -> list[GridInfo]:
-    """Every ``results/grids/*/grid.json``, sorted by directory name."""
-    root = Path(results) / "grids"
-    if not root.is_dir():
-        return []
-    return [
-        read_grid(d / "grid.json", run_status_by_name)
-        for d in sorted(root.iterdir())
-        if (d / "grid.json").is_file()
-    ]
+def read_grids(results: Path, run_status_by_name: Mapping[str, str] | None = None) -> list[GridState]:
+    """Every ``results/grids/*/grid.json``, sorted by directory name (see :func:`read_grid`)."""
+    return [_live(g, run_status_by_name) for g in read_grid_states(results)]
 
 
 # ----------------------------------------------------------------------------- studies
@@ -796,7 +756,7 @@ class Snapshot:
     time: float
     rows: tuple[RunRow, ...]
     details: Mapping[str, RunDetail]
-    grids: tuple[GridInfo, ...]
+    grids: tuple[GridState, ...]
     studies: tuple[StudyInfo, ...]
     load: SystemLoad | None
     new_errors: tuple[str, ...] = ()
