@@ -391,6 +391,112 @@ def _labels(objs: list[_Object], size: int) -> tuple[np.ndarray, np.ndarray, np.
     return layer, label, band
 
 
+def _visible_enough(objs: list[_Object], size: int, knobs: Knobs) -> bool:
+    """Every object keeps ``min_visible_frac`` of its area (and MIN_VISIBLE_PX) band-free."""
+    layer, _, band = _labels(objs, size)
+    for i, o in enumerate(objs):
+        full = int((o.coverage >= 0.5).sum())
+        vis = int(((layer == i) & ~band).sum())
+        if vis < max(MIN_VISIBLE_PX, knobs.min_visible_frac * full):
+            return False
+    return True
+
+
+def _place_objects(rng: np.random.Generator, order: list[int], classes: tuple[ClassSpec, ...],
+                   size: int, knobs: Knobs, xx: np.ndarray, yy: np.ndarray) -> list[_Object]:
+    """Place objects one by one, in drawing order.
+
+    An object that would hide too much of the earlier ones, or be hidden itself, is placed
+    again (or dropped after _MAX_TRIES, keeping at least one).
+    """
+    objs: list[_Object] = []
+    for cls in order:
+        for _ in range(_MAX_TRIES):
+            trial = objs + [_place(rng, cls, classes[cls - 1], size, knobs, xx, yy)]
+            if _visible_enough(trial, size, knobs):
+                objs = trial
+                break
+        if not objs:  # only with extreme knobs: fall back to one centred object
+            objs = [_place(rng, cls, classes[cls - 1], size, knobs, xx, yy, centred=True)]
+    return objs
+
+
+def _badge(rng: np.random.Generator, o: _Object, spec: ClassSpec, knobs: Knobs,
+           xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A disc deep enough inside the body, at a random admissible spot.
+
+    Returns:
+        ``(coverage, rgb, description)``: the badge's soft coverage (H, W) (0 if the object
+        wears none), its colours (H, W, 3), and ``mark_center`` / ``mark_radius`` for the scene.
+    """
+    has_mark = bool(rng.random() < knobs.mark_prob)
+    mr = max(1.5, knobs.mark_scale * o.r)
+    deep = np.flatnonzero(o.sdf.ravel() <= -(mr + 1.0))
+    if deep.size == 0:
+        deep = np.array([int(np.argmin(o.sdf))])
+        mr = max(1.0, -float(o.sdf.ravel()[deep[0]]) - 0.5)
+    k = int(deep[rng.integers(deep.size)])
+    my, mx = yy.ravel()[k], xx.ravel()[k]
+    mxn, myn = (xx - mx) / mr, (yy - my) / mr
+    mcov = _coverage((np.hypot(mxn, myn) - 1.0) * mr, 1.0) * (o.coverage > 0) * has_mark
+    white = _mark_pattern(spec.mark, mxn, myn)
+    mark_rgb = np.where(white[..., None] > 0.5, np.array(MARK_WHITE, float),
+                        np.array(MARK_BLACK, float))
+    desc = {
+        "mark_center": [round(float(mx), 1), round(float(my), 1)] if has_mark else None,
+        "mark_radius": round(mr, 2) if has_mark else 0.0,
+    }
+    return mcov, mark_rgb, desc
+
+
+def _draw_object(rng: np.random.Generator, img: np.ndarray, o: _Object, spec: ClassSpec,
+                 knobs: Knobs, light: float, xx: np.ndarray,
+                 yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Draw one object over ``img``: its shadow, body (texture + shading) and badge.
+
+    Returns:
+        ``(img, badge_mask, description)``: the new image, the badge's hard mask, and the
+        object's entry in the scene description (visibility added later).
+    """
+    shift = (0.12 * o.r + 1.0) * np.array([np.sin(light), np.cos(light)])
+    shifted = np.roll(o.coverage, np.round(shift).astype(int), axis=(0, 1))
+    shadow = gaussian_filter(shifted, 0.15 * o.r + 1)
+    img *= 1 - knobs.shadow_strength * shadow[..., None]
+
+    c, s = np.cos(o.angle), np.sin(o.angle)
+    u = c * (xx - o.cx) + s * (yy - o.cy)
+    v = -s * (xx - o.cx) + c * (yy - o.cy)
+    base = _family_colour(rng, spec.colour)
+    tone = _texture(rng, spec.texture, u, v, o.r)
+    shading = 1 + 0.15 * (u * np.cos(light) + v * np.sin(light)) / o.r
+    body = base * ((1 - knobs.texture_contrast * tone) * shading)[..., None]
+    mcov, mark_rgb, mark_desc = _badge(rng, o, spec, knobs, xx, yy)
+    body = body * (1 - mcov[..., None]) + mark_rgb * mcov[..., None]
+
+    a = o.coverage[..., None]
+    img = img * (1 - a) + body * a
+    desc = {
+        "class": o.cls, "center": [round(o.cx, 2), round(o.cy, 2)], "radius": round(o.r, 2),
+        "aspect": round(o.aspect, 3), "angle_deg": round(float(np.degrees(o.angle)), 1),
+        **mark_desc,
+    }
+    return img, mcov >= 0.5, desc
+
+
+def _photometry(rng: np.random.Generator, img: np.ndarray, size: int, knobs: Knobs,
+                xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Global gain, colour cast, brightness ramp, optical blur and sensor noise; uint8 RGB."""
+    gain = rng.uniform(1 - knobs.illumination_jitter, 1 + knobs.illumination_jitter)
+    cast = 1 + rng.uniform(-knobs.colour_cast, knobs.colour_cast, 3)
+    g_ang = rng.uniform(0, 2 * np.pi)
+    ramp = ((xx - size / 2) * np.cos(g_ang) + (yy - size / 2) * np.sin(g_ang)) / (size / 2)
+    img = img * (gain * cast) * (1 + knobs.illumination_gradient * ramp)[..., None]
+    if knobs.blur_sigma_px > 0:
+        img = gaussian_filter(img, (knobs.blur_sigma_px, knobs.blur_sigma_px, 0))
+    img = img + rng.normal(0, knobs.noise_std, img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 def render_scene(
     rng: np.random.Generator,
     size: int,
@@ -417,73 +523,17 @@ def render_scene(
     names = list(BACKGROUNDS)
     bg_name = primary_ctx if rng.random() < knobs.context_prob else names[int(rng.integers(len(names)))]
     order = [wanted[i] for i in rng.permutation(len(wanted))]  # primary not always at the bottom
+    objs = _place_objects(rng, order, classes, size, knobs, xx, yy)
 
-    # Place objects one by one; an object that would hide too much of the earlier ones, or be
-    # hidden itself, is placed again (or dropped after _MAX_TRIES, keeping at least one).
-    objs: list[_Object] = []
-    for cls in order:
-        for _ in range(_MAX_TRIES):
-            cand = _place(rng, cls, classes[cls - 1], size, knobs, xx, yy)
-            trial = objs + [cand]
-            layer, _, band = _labels(trial, size)
-            ok = True
-            for i, o in enumerate(trial):
-                full = int((o.coverage >= 0.5).sum())
-                vis = int(((layer == i) & ~band).sum())
-                if vis < max(MIN_VISIBLE_PX, knobs.min_visible_frac * full):
-                    ok = False
-                    break
-            if ok:
-                objs = trial
-                break
-        if not objs:  # only with extreme knobs: fall back to one centred object
-            objs = [_place(rng, cls, classes[cls - 1], size, knobs, xx, yy, centred=True)]
-
-    # Compose: background, then per object its shadow, body (texture + shading) and badge.
+    # Compose: background, then per object its shadow, body and badge.
     img = _background(rng, bg_name, size)
     light = rng.uniform(0, 2 * np.pi)
     scene_objs: list[dict[str, Any]] = []
     mark_masks: list[np.ndarray] = []
     for o in objs:
-        spec = classes[o.cls - 1]
-        shift = (0.12 * o.r + 1.0) * np.array([np.sin(light), np.cos(light)])
-        shifted = np.roll(o.coverage, np.round(shift).astype(int), axis=(0, 1))
-        shadow = gaussian_filter(shifted, 0.15 * o.r + 1)
-        img *= 1 - knobs.shadow_strength * shadow[..., None]
-
-        c, s = np.cos(o.angle), np.sin(o.angle)
-        u = c * (xx - o.cx) + s * (yy - o.cy)
-        v = -s * (xx - o.cx) + c * (yy - o.cy)
-        base = _family_colour(rng, spec.colour)
-        tone = _texture(rng, spec.texture, u, v, o.r)
-        shading = 1 + 0.15 * (u * np.cos(light) + v * np.sin(light)) / o.r
-        body = base * ((1 - knobs.texture_contrast * tone) * shading)[..., None]
-
-        # Badge: a disc deep enough inside the body, at a random admissible spot.
-        has_mark = bool(rng.random() < knobs.mark_prob)
-        mr = max(1.5, knobs.mark_scale * o.r)
-        deep = np.flatnonzero(o.sdf.ravel() <= -(mr + 1.0))
-        if deep.size == 0:
-            deep = np.array([int(np.argmin(o.sdf))])
-            mr = max(1.0, -float(o.sdf.ravel()[deep[0]]) - 0.5)
-        k = int(deep[rng.integers(deep.size)])
-        my, mx = yy.ravel()[k], xx.ravel()[k]
-        mxn, myn = (xx - mx) / mr, (yy - my) / mr
-        mcov = _coverage((np.hypot(mxn, myn) - 1.0) * mr, 1.0) * (o.coverage > 0) * has_mark
-        white = _mark_pattern(spec.mark, mxn, myn)
-        mark_rgb = np.where(white[..., None] > 0.5, np.array(MARK_WHITE, float),
-                            np.array(MARK_BLACK, float))
-        body = body * (1 - mcov[..., None]) + mark_rgb * mcov[..., None]
-
-        a = o.coverage[..., None]
-        img = img * (1 - a) + body * a
-        mark_masks.append(mcov >= 0.5)
-        scene_objs.append({
-            "class": o.cls, "center": [round(o.cx, 2), round(o.cy, 2)], "radius": round(o.r, 2),
-            "aspect": round(o.aspect, 3), "angle_deg": round(float(np.degrees(o.angle)), 1),
-            "mark_center": [round(float(mx), 1), round(float(my), 1)] if has_mark else None,
-            "mark_radius": round(mr, 2) if has_mark else 0.0,
-        })
+        img, mark_mask, desc = _draw_object(rng, img, o, classes[o.cls - 1], knobs, light, xx, yy)
+        mark_masks.append(mark_mask)
+        scene_objs.append(desc)
 
     layer, label, band = _labels(objs, size)
     for i, (so, mm) in enumerate(zip(scene_objs, mark_masks)):
@@ -492,17 +542,7 @@ def render_scene(
         so["visible_frac"] = round(so["visible_px"] / max(drawn, 1), 4)  # < 1: occluded
         so["mark_visible"] = bool(mm.sum() > 0 and (mm & (layer == i)).sum() >= 0.5 * mm.sum())
 
-    # Global photometry: gain, colour cast, brightness ramp, optical blur, sensor noise.
-    gain = rng.uniform(1 - knobs.illumination_jitter, 1 + knobs.illumination_jitter)
-    cast = 1 + rng.uniform(-knobs.colour_cast, knobs.colour_cast, 3)
-    g_ang = rng.uniform(0, 2 * np.pi)
-    ramp = ((xx - size / 2) * np.cos(g_ang) + (yy - size / 2) * np.sin(g_ang)) / (size / 2)
-    img = img * (gain * cast) * (1 + knobs.illumination_gradient * ramp)[..., None]
-    if knobs.blur_sigma_px > 0:
-        img = gaussian_filter(img, (knobs.blur_sigma_px, knobs.blur_sigma_px, 0))
-    img = img + rng.normal(0, knobs.noise_std, img.shape)
-    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
+    image = _photometry(rng, img, size, knobs, xx, yy)
     label_u8 = label.astype(np.uint8)
     banded = label_u8.copy()
     banded[band] = IGNORE_INDEX
@@ -792,7 +832,7 @@ def describe(root: str | Path) -> str:
             area[present] += counts[present] / m.size
             n_cls.append(len(present))
             fg.append(1 - counts[0] / m.size)
-            for c in present:
+            for c in present.tolist():
                 on_ctx[c] += scenes[iid]["background"] == classes[c]["context"]
         lines.append(f"[{split}] {len(ids)} images, {np.mean(n_cls):.2f} classes/image, "
                      f"foreground {100 * np.mean(fg):.1f}% of pixels")
