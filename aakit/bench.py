@@ -20,9 +20,11 @@ Nothing here is asserted by the test suite: speed belongs in benchmarks, not in 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,7 @@ def _preset_config(preset: str) -> Config:
     return load_config(REPO / "experiments/synthetic/full.yaml")
 
 
-def _synthetic_batch(cfg: Config, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def _synthetic_batch(cfg: Config, batch: int, seed: int = 0) -> dict[str, Any]:
     """A batch of random-but-structured images with 1-3 image labels each (no data set needed)."""
     g = np.random.default_rng(seed)
     s, k = cfg.data.crop, cfg.model.num_classes - 1
@@ -98,6 +100,27 @@ def _synthetic_batch(cfg: Config, batch: int, seed: int = 0) -> dict[str, torch.
 FOUR_SCALES = (1.0, 0.5, 1.5, 2.0)  # METHOD.md 1: the training-time CAM of RRM
 
 
+@dataclass
+class _Bench:
+    """What every stage of :func:`run_bench` measures on, and where it writes its figures."""
+
+    cfg: Config
+    model: torch.nn.Module
+    data: dict[str, Any]  # the batch (see _synthetic_batch)
+    repeats: int
+    say: Callable[[str], None]
+    fig: dict[str, Any]
+
+    @property
+    def batch(self) -> int:
+        return int(self.data["image"].shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the batch's images."""
+        return int(self.data["image"].shape[-2]), int(self.data["image"].shape[-1])
+
+
 def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, ...] = (1, 2),
               batch: int | None = None, log: Callable[[str], None] | None = None,
               confusion_pixels: int = 4_000_000) -> dict[str, Any]:
@@ -113,52 +136,77 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
         log: called with the name of each stage as it starts.
         confusion_pixels: pixels per confusion-matrix update.
     """
-    from aakit import losses
-    from aakit.crf import dense_crf
-    from aakit.engine.train import compute_losses, training_cam
-    from aakit.metrics import ConfusionMeter
     from aakit.models import build_model
-    from aakit.pseudo import PseudoLabeler, downsample_labels
 
-    say = log or (lambda _m: None)
     cfg = _preset_config(preset)
     if preset == "voc":
         repeats = min(repeats, 2)
     b = batch or (1 if preset == "voc" else cfg.train.batch_size)
     data = _synthetic_batch(cfg, b)
-    device = torch.device("cpu")
     model = build_model(dataclasses.replace(cfg.model, pretrained=None)).train()
     fig: dict[str, Any] = {"preset": preset, "batch": b, "crop": cfg.data.crop, "repeats": repeats,
                            "torch_threads": torch.get_num_threads(), "crf_workers": cfg.pseudo.workers,
                            "cam_scales": list(cfg.model.cam_scales)}
+    ctx = _Bench(cfg, model, data, repeats, log or (lambda _m: None), fig)
+    out = _bench_network(ctx)
+    cams = _bench_cam(ctx, out)
+    label, conf = _bench_pseudo_labels(ctx, out, cams, workers)
+    _bench_dense_crf(ctx)
+    _bench_losses(ctx, out, label, conf)
+    _bench_confusion(ctx, confusion_pixels)
+    _bench_steps(ctx)
+    fig["ratio_aa_lr_over_step"] = (fig["aa_fwd_bwd_s"] + fig["lr_fwd_bwd_s"]) / fig["step_full_s"]
+    fig["ratio_pseudo_over_step"] = fig["pseudo_labels_step_s"] / fig["step_full_s"]
+    fig["ratio_step_full_over_no_aa_lr"] = fig["step_full_s"] / fig["step_no_aa_lr_s"]
+    fig["overlap_speedup"] = fig["step_full_s"] / fig["step_full_overlap_s"]
+    return fig
 
-    say("network forward + backward")
+
+def _bench_network(ctx: _Bench) -> dict[str, torch.Tensor]:
+    """Forward + backward of the batch (time, peak memory); returns a no-grad forward's output."""
+    ctx.say("network forward + backward")
+    model, image = ctx.model, ctx.data["image"]
 
     def net_step() -> None:
-        out = model(data["image"])
+        out = model(image)
         (out["seg_logits"].mean() + out["cls_logits"].mean() + out["embedding"].mean()).backward()
 
-    fig["net_fwd_bwd_s"] = timeit(net_step, repeats)
-    fig["net_peak_mb"] = _peak_alloc_mb(net_step)  # what the AA loss's memory compares with
-
+    ctx.fig["net_fwd_bwd_s"] = timeit(net_step, ctx.repeats)
+    ctx.fig["net_peak_mb"] = _peak_alloc_mb(net_step)  # what the AA loss's memory compares with
     with torch.no_grad():
-        out = model(data["image"])
-    size = tuple(data["image"].shape[-2:])
-    say("multi-scale CAM")
+        out: dict[str, torch.Tensor] = model(image)
+    return out
+
+
+def _bench_cam(ctx: _Bench, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The CAM of the batch with one scale, four, and the preset's; returns the preset's."""
+    from aakit.engine.train import training_cam
+
+    ctx.say("multi-scale CAM")
+    image, fig = ctx.data["image"], ctx.fig
+    size = ctx.size
 
     def cam(scales: tuple[float, ...]) -> torch.Tensor:
-        return training_cam(model, data["image"], out["cam"], scales, size)
+        return training_cam(ctx.model, image, out["cam"], scales, size)
 
-    fig.update(timeit_many({"cam_1scale_s": lambda: cam((1.0,)), "cam_4scales_s": lambda: cam(FOUR_SCALES)}, repeats))
-    preset_scales = tuple(cfg.model.cam_scales)
+    fig.update(timeit_many({"cam_1scale_s": lambda: cam((1.0,)), "cam_4scales_s": lambda: cam(FOUR_SCALES)},
+                           ctx.repeats))
+    preset_scales = tuple(ctx.cfg.model.cam_scales)
     fig["cam_s"] = {(1.0,): fig["cam_1scale_s"], FOUR_SCALES: fig["cam_4scales_s"]}.get(preset_scales)
     if fig["cam_s"] is None:
-        fig["cam_s"] = timeit(lambda: cam(preset_scales), repeats)
-    cams = cam(preset_scales)
+        fig["cam_s"] = timeit(lambda: cam(preset_scales), ctx.repeats)
+    return cam(preset_scales)
 
-    say("pseudo labels")
+
+def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.Tensor,
+                         workers: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo labels in process and with each CRF worker count; returns the batch's labels."""
+    from aakit.pseudo import PseudoLabeler
+
+    ctx.say("pseudo labels")
+    cfg, fig, b = ctx.cfg, ctx.fig, ctx.batch
     scores = out["cls_logits"].sigmoid().numpy()
-    args = (data["raw"].numpy(), cams.numpy(), data["labels"].numpy(), scores)
+    args = (ctx.data["raw"].numpy(), cams.numpy(), ctx.data["labels"].numpy(), scores)
     # One CRF job per image: worker scaling needs at least 2 images per worker, so the scaling
     # figures label the step's batch repeated to ``pseudo_batch`` images (same sizes and classes).
     n = max(b, 2 * max(workers, default=1))
@@ -167,11 +215,12 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
     counts = sorted({0, *workers, cfg.pseudo.workers})
     labelers = {w: PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=w) for w in counts}
     try:  # every pool alive at once (idle workers sleep), the calls interleaved
-        timed = {("pseudo_labels_inproc_s" if w == 0 else f"pseudo_labels_w{w}_s"):
-                 (lambda lab=lab: lab(*tiled)) for w, lab in labelers.items() if w == 0 or w in workers}
+        timed: dict[str, Callable[[], Any]] = {
+            ("pseudo_labels_inproc_s" if w == 0 else f"pseudo_labels_w{w}_s"): functools.partial(lab, *tiled)
+            for w, lab in labelers.items() if w == 0 or w in workers}
         # the step's own batch, with the step's pool: what a training step waits for
         timed["pseudo_labels_step_s"] = lambda: labelers[cfg.pseudo.workers](*args)
-        fig.update(timeit_many(timed, repeats))
+        fig.update(timeit_many(timed, ctx.repeats))
         label, conf = labelers[0](*args)
     finally:
         for lab in labelers.values():
@@ -179,21 +228,35 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
     fig["pseudo_per_image_s"] = fig["pseudo_labels_inproc_s"] / n
     if len(workers) > 1:
         fig["crf_speedup_2_vs_1"] = fig[f"pseudo_labels_w{workers[0]}_s"] / fig[f"pseudo_labels_w{workers[1]}_s"]
+    return label, conf
 
-    say("dense CRF: wrapper vs pydensecrf")
+
+def _bench_dense_crf(ctx: _Bench) -> None:
+    """aakit's dense-CRF wrapper against pydensecrf called directly, on the same input."""
+    from aakit.crf import dense_crf
+
+    ctx.say("dense CRF: wrapper vs pydensecrf")
+    size = ctx.size
+    p = ctx.cfg.crf.train
     # both sides get the same C-ordered float32 input (pydensecrf refuses strided arrays)
     prob = np.ascontiguousarray(np.random.default_rng(0).dirichlet(np.ones(4), size=size).transpose(2, 0, 1),
                                 dtype=np.float32)
-    img = np.ascontiguousarray(data["raw"][0].numpy())
-    fig.update(timeit_many({"crf_wrapper_s": lambda: dense_crf(img, prob, cfg.crf.train),
-                            "crf_direct_s": lambda: _direct_crf(img, prob, cfg.crf.train)}, max(repeats, 5)))
-    fig["crf_wrapper_overhead"] = fig["crf_wrapper_s"] / fig["crf_direct_s"]
+    img = np.ascontiguousarray(ctx.data["raw"][0].numpy())
+    ctx.fig.update(timeit_many({"crf_wrapper_s": lambda: dense_crf(img, prob, p),
+                                "crf_direct_s": lambda: _direct_crf(img, prob, p)}, max(ctx.repeats, 5)))
+    ctx.fig["crf_wrapper_overhead"] = ctx.fig["crf_wrapper_s"] / ctx.fig["crf_direct_s"]
 
-    say("AA and LR losses")
+
+def _bench_losses(ctx: _Bench, out: dict[str, torch.Tensor], label: torch.Tensor, conf: torch.Tensor) -> None:
+    """The AA and LR losses, forward + backward, at the size of F^c / F^s; AA's peak memory."""
+    from aakit import losses
+    from aakit.pseudo import downsample_labels
+
+    ctx.say("AA and LR losses")
     seg = torch.randn_like(out["seg_logits"]).requires_grad_(True)
     emb = torch.randn_like(out["embedding"]).requires_grad_(True)
-    small, small_conf = downsample_labels(label, conf, tuple(seg.shape[-2:]))
-    L = cfg.loss
+    small, small_conf = downsample_labels(label, conf, (seg.shape[-2], seg.shape[-1]))
+    L = ctx.cfg.loss
 
     def aa() -> None:
         losses.affinity_loss(seg.softmax(1), small, dilations=tuple(L.dilations), margin=L.margin_aa,
@@ -203,27 +266,41 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
         beta = seg.detach().softmax(1).gather(1, small.clamp(0, seg.shape[1] - 1).unsqueeze(1)).squeeze(1)
         losses.label_reassign_loss(emb, small, beta, margin=L.margin_lr, gamma=L.gamma).backward()
 
-    fig["aa_fwd_bwd_s"] = timeit(aa, repeats)
-    fig["lr_fwd_bwd_s"] = timeit(lr, repeats)
-    fig["aa_input_mb"] = seg.numel() * seg.element_size() / 2**20
-    fig["aa_peak_mb"] = _peak_alloc_mb(aa)
+    ctx.fig["aa_fwd_bwd_s"] = timeit(aa, ctx.repeats)
+    ctx.fig["lr_fwd_bwd_s"] = timeit(lr, ctx.repeats)
+    ctx.fig["aa_input_mb"] = seg.numel() * seg.element_size() / 2**20
+    ctx.fig["aa_peak_mb"] = _peak_alloc_mb(aa)
 
-    say("evaluation throughput")
+
+def _bench_confusion(ctx: _Bench, pixels: int) -> None:
+    """Confusion-matrix accumulation, in million pixels per second (20 % ignored)."""
+    from aakit.metrics import ConfusionMeter
+
+    ctx.say("evaluation throughput")
+    k = ctx.cfg.model.num_classes
     g = np.random.default_rng(1)
-    pred = g.integers(0, cfg.model.num_classes, size=confusion_pixels, dtype=np.int64).astype(np.uint8)
+    pred = g.integers(0, k, size=pixels, dtype=np.int64).astype(np.uint8)
     gt = pred.copy()
-    gt[g.random(confusion_pixels) < 0.2] = IGNORE_INDEX
-    meter = ConfusionMeter(cfg.model.num_classes)
-    fig["confusion_mpix_s"] = confusion_pixels / timeit(lambda: meter.update(pred, gt), repeats) / 1e6
+    gt[g.random(pixels) < 0.2] = IGNORE_INDEX
+    meter = ConfusionMeter(k)
+    ctx.fig["confusion_mpix_s"] = pixels / timeit(lambda: meter.update(pred, gt), ctx.repeats) / 1e6
 
-    say("training steps")
+
+def _bench_steps(ctx: _Bench) -> None:
+    """Whole training steps: with and without AA + LR, overlapped, and with a 4-scale CAM."""
+    from aakit.engine.train import compute_losses
+    from aakit.pseudo import PseudoLabeler
+
+    ctx.say("training steps")
+    cfg, model, data = ctx.cfg, ctx.model, ctx.data
+    device = torch.device("cpu")
     opt = torch.optim.SGD(model.parameters(), lr=1e-6)
     variants: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
         ("full", {}, {}, False),
         ("full_overlap", {}, {}, True),
         ("no_aa_lr", {"affinity": "none", "label_reassign": False}, {}, False),
     ]
-    if preset_scales != FOUR_SCALES:
+    if tuple(cfg.model.cam_scales) != FOUR_SCALES:
         variants.append(("full_cam4", {}, {"cam_scales": FOUR_SCALES}, False))
 
     def early(loss: torch.Tensor) -> None:
@@ -245,14 +322,9 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
             c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_over),
                                     model=dataclasses.replace(cfg.model, **model_over))
             steps[f"step_{name}_s"] = make_step(c, lab, overlap)
-        fig.update(timeit_many(steps, repeats))
+        ctx.fig.update(timeit_many(steps, ctx.repeats))
     for name, *_ in variants:
-        fig[f"step_{name}_img_s"] = b / fig[f"step_{name}_s"]
-    fig["ratio_aa_lr_over_step"] = (fig["aa_fwd_bwd_s"] + fig["lr_fwd_bwd_s"]) / fig["step_full_s"]
-    fig["ratio_pseudo_over_step"] = fig["pseudo_labels_step_s"] / fig["step_full_s"]
-    fig["ratio_step_full_over_no_aa_lr"] = fig["step_full_s"] / fig["step_no_aa_lr_s"]
-    fig["overlap_speedup"] = fig["step_full_s"] / fig["step_full_overlap_s"]
-    return fig
+        ctx.fig[f"step_{name}_img_s"] = ctx.batch / ctx.fig[f"step_{name}_s"]
 
 
 def _direct_crf(img: np.ndarray, prob: np.ndarray, p: Any) -> np.ndarray:
