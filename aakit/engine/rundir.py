@@ -124,8 +124,19 @@ class RunWriter:
     """One run directory ``<results>/runs/<name>-<hash>/``."""
 
     def __init__(self, results: Path, cfg: Config, name: str | None = None) -> None:
+        self._at(Path(results) / "runs" / run_dir_name(name or cfg.name, cfg.hash()), cfg)
+
+    @classmethod
+    def open(cls, path: Path, cfg: Config) -> RunWriter:
+        """The existing run directory ``path`` (to resume it), whatever its name and hash: a run
+        keeps the directory it was created in (its hash is read from its provenance)."""
+        writer = cls.__new__(cls)
+        writer._at(Path(path), cfg)
+        return writer
+
+    def _at(self, path: Path, cfg: Config) -> None:
         self.cfg = cfg
-        self.path = Path(results) / "runs" / run_dir_name(name or cfg.name, cfg.hash())
+        self.path = path
         self.metrics_path = self.path / "metrics.jsonl"
         self.ckpt_path = self.path / "checkpoints" / "last.pt"
 

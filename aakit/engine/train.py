@@ -472,11 +472,7 @@ def train(
     """
     dist_info = init_distributed(cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = select_device(cfg.train.device, dist_info)
-    writer = RunWriter(Path(results), cfg, name)
-    if resume is not None:
-        writer.path = Path(resume)
-        writer.metrics_path = writer.path / "metrics.jsonl"
-        writer.ckpt_path = writer.path / "checkpoints" / "last.pt"
+    writer = RunWriter.open(Path(resume), cfg) if resume is not None else RunWriter(Path(results), cfg, name)
     if writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint):
         cleanup(dist_info)
         return writer.path
