@@ -26,6 +26,7 @@ import yaml
 
 from aakit.data.identity import data_digest
 from aakit.errors import AakitError
+from aakit.presets import not_found_hint, resolve_config
 
 
 class ConfigError(AakitError, ValueError):
@@ -418,8 +419,9 @@ def load_yaml_file(path: str | Path, error: type[AakitError] = ConfigError) -> A
 
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a config file, resolving ``_base_`` (a path or a list of paths) recursively."""
-    path = Path(path)
+    """Read a config file, resolving ``_base_`` (a path or a list of paths) recursively.
+    A path that does not exist names a shipped preset (``voc/full``: :mod:`aakit.presets`)."""
+    path = resolve_config(path)
     try:
         real = path.resolve()
     except OSError as e:  # pragma: no cover
@@ -428,7 +430,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         chain = " -> ".join(str(p) for p in (*_seen, real))
         raise ConfigError(f"{path}: _base_ cycle: {chain}")
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file not found{not_found_hint(path)}")
     data = load_yaml_file(path)
     if data is None:
         data = {}
@@ -443,7 +445,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
     merged: dict[str, Any] = {}
     for b in bases:
-        merged = _deep_merge(merged, read_yaml(path.parent / b, (*_seen, real)))
+        merged = _deep_merge(merged, read_yaml(resolve_config(b, relative_to=path.parent), (*_seen, real)))
     return _deep_merge(merged, data)
 
 

@@ -45,7 +45,7 @@ def write_grid(tmp_path: Path, text: str = TABLE1, name: str = "grid.yaml") -> P
 
 
 def trials_of(results: Path, name: str) -> list[FrozenTrial]:
-    storage = studies.open_storage(None, G.default_storage_path(results, name))
+    storage = studies.open_storage(None, studies.default_storage_path(results, "grid", name))
     return optuna.load_study(study_name=f"grid-{name}", storage=storage).get_trials()
 
 
@@ -166,7 +166,7 @@ def test_dry_run_and_status_leave_the_journal_untouched(tmp_path: Path) -> None:
     path = write_grid(tmp_path)
     results = tmp_path / "results"
     G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None)
-    journal = G.default_storage_path(results, "t1")
+    journal = studies.default_storage_path(results, "grid", "t1")
     before = journal.read_bytes()
     lines: list[str] = []
     assert G.cli_run(path, overrides=[], workers=1, gpus=None, storage=None, results=results,
@@ -184,7 +184,7 @@ def dead_pid() -> int:
 
 def leave_claim(results: Path, name: str, unit: G.GridPoint, **attrs: object) -> None:
     """A RUNNING trial as a worker killed midway leaves it."""
-    storage = studies.open_storage(None, G.default_storage_path(results, name))
+    storage = studies.open_storage(None, studies.default_storage_path(results, "grid", name))
     study = studies.get_or_create_study(storage, f"grid-{name}", direction="maximize")
     sid = storage.get_study_id_from_name(study.study_name)
     ua = {"point": unit.hash, "host": socket.gethostname(), "pid": 1, "heartbeat": time.time(),

@@ -8,6 +8,7 @@ import pytest
 
 CORE = [
     "aakit.config",
+    "aakit.presets",
     "aakit.losses",
     "aakit.pseudo",
     "aakit.crf",

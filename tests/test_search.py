@@ -47,7 +47,7 @@ def write_search(tmp_path: Path, text: str = SEARCH) -> Path:
 
 
 def study_trials(results: Path, name: str = "s", storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
-    st = studies.open_storage(storage, S.default_storage_path(results, name))
+    st = studies.open_storage(storage, studies.default_storage_path(results, "search", name))
     return optuna.load_study(study_name=f"search-{name}", storage=st).get_trials()
 
 
@@ -181,7 +181,7 @@ def test_workers_option_and_a_dead_workers_trial_is_replaced(tmp_path: Path, mon
     path = write_search(tmp_path)
     results = tmp_path / "results"
     # a trial whose worker was killed: RUNNING, on this host, its process gone
-    st = studies.open_storage(None, S.default_storage_path(results, "s"))
+    st = studies.open_storage(None, studies.default_storage_path(results, "search", "s"))
     study = studies.get_or_create_study(st, "search-s", direction="maximize")
     t = study.ask()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

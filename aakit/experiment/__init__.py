@@ -6,6 +6,8 @@
 * :mod:`~aakit.experiment.search` — Optuna searches (``aakit search``);
 * :mod:`~aakit.experiment.report` — Tables 1-6 from the stored runs (``aakit report``);
 * :mod:`~aakit.experiment.figures` — PNG figures (``aakit report --figures``);
+* :mod:`~aakit.experiment.lifecycle` — the one lifecycle of a grid point or search trial: claim,
+  heartbeat, train, finish, recovery after a killed worker;
 * :mod:`~aakit.experiment.studies` — storages and the liveness of trials;
 * :mod:`~aakit.experiment.workers` — worker processes pinned to GPUs or the CPU.
 

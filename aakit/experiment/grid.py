@@ -71,6 +71,7 @@ from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.workers import dispatch, parse_gpus
+from aakit.presets import resolve_config
 from aakit.redact import redact_text
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
@@ -186,8 +187,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     if not isinstance(name, str) or safe_name(name) != name:
         raise GridError(f"{path}: name {name!r} should use only letters, digits and . _ + -")
     if not isinstance(spec.get("base"), str):
-        raise GridError(f"{path}: base: should name the base config file (relative to the grid file)")
-    base_path = path.parent / spec["base"]
+        raise GridError(f"{path}: base: should name the base config file (relative to the grid file, or a preset name)")
+    base_path = resolve_config(spec["base"], relative_to=path.parent)
     try:
         base = read_yaml(base_path)
     except ConfigError as e:

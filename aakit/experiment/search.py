@@ -51,6 +51,7 @@ from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import TrainFn, _default_train, _metric_value, _one_line, format_value
 from aakit.experiment.workers import dispatch, parse_gpus
+from aakit.presets import resolve_config
 from aakit.redact import redact_text
 from aakit.runs import read_json, run_dir_name, safe_name
 
@@ -174,9 +175,9 @@ def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
     if not isinstance(name, str) or safe_name(name) != name:
         raise SearchError(f"{path}: name {name!r} should use only letters, digits and . _ + -")
     if not isinstance(spec.get("base"), str):
-        raise SearchError(f"{path}: base: should name the base config file (relative to the search file)")
+        raise SearchError(f"{path}: base: should name the base config file (relative to the search file, or a preset name)")
     try:
-        base = read_yaml(path.parent / spec["base"])
+        base = read_yaml(resolve_config(spec["base"], relative_to=path.parent))
     except ConfigError as e:
         raise SearchError(f"{path}: base: {e}") from None
     fixed = spec.get("set") or {}

@@ -48,6 +48,17 @@ class StorageError(AakitError):
 
 
 # ----------------------------------------------------------------------------- storages
+def default_storage_path(results: Path, kind: str, name: str) -> Path:
+    """The default journal file of a grid or search: ``results/studies/<kind>-<name>.log``.
+
+    Args:
+        results: the results directory.
+        kind: ``"grid"`` or ``"search"``.
+        name: the grid's or search's name (a search's study may carry a suffix; its file does not).
+    """
+    return Path(results) / "studies" / f"{kind}-{name}.log"
+
+
 def is_journal(url: str | None) -> bool:
     """True if ``url`` names a journal file (the default storage is one)."""
     return url is None or url.startswith("journal:") or url.endswith(".log")

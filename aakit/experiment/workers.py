@@ -8,20 +8,22 @@ process that already started torch's thread pools can deadlock.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import queue
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from aakit.errors import AakitError
+from aakit.experiment.lifecycle import WorkerSpec
 
 
 class WorkerError(AakitError):
     """A worker process stopped on an error (its message is passed on)."""
 
 
-def parse_gpus(gpus: str | list[str] | list[int] | tuple[Any, ...] | None) -> list[str] | None:
+def parse_gpus(gpus: str | Sequence[str | int] | None) -> list[str] | None:
     """``"0,1"`` or ``[0, 1]`` -> ``["0", "1"]``; None or "" -> None."""
     if gpus is None:
         return None
@@ -45,7 +47,7 @@ def worker_env(index: int, workers: int, gpus: list[str] | None) -> dict[str, st
     return env
 
 
-def _entry(index: int, env: dict[str, str], fn: Callable[..., Any], args: tuple, q: Any) -> None:
+def _entry(index: int, env: dict[str, str], fn: Callable[..., Any], args: tuple[Any, ...], q: Any) -> None:
     os.environ.update(env)
     try:
         q.put((index, "ok", fn(*args, worker_index=index)))
@@ -57,7 +59,7 @@ def _entry(index: int, env: dict[str, str], fn: Callable[..., Any], args: tuple,
         q.put((index, "error", traceback.format_exc(limit=5)))
 
 
-def run_workers(fn: Callable[..., Any], args: tuple, workers: int, gpus: list[str] | None) -> list[Any]:
+def run_workers(fn: Callable[..., Any], args: tuple[Any, ...], workers: int, gpus: list[str] | None) -> list[Any]:
     """Run ``fn(*args, worker_index=i)`` in ``workers`` spawned processes; their results in order.
 
     ``fn`` and ``args`` must be picklable (module-level functions, plain data).
@@ -107,20 +109,20 @@ def run_workers(fn: Callable[..., Any], args: tuple, workers: int, gpus: list[st
     return [results[i][1] for i in range(workers)]
 
 
-def dispatch(fn: Callable[..., Any], args: tuple, *, workers: int, gpus: list[str] | None,
-             progress: bool, log: Callable[[str], None] | None) -> tuple[list[Any], list[tuple]]:
+def dispatch(fn: Callable[..., Any], spec: WorkerSpec, args: tuple[Any, ...], *, workers: int, gpus: list[str] | None,
+             log: Callable[[str], None] | None) -> tuple[list[Any], list[tuple[Any, ...]]]:
     """Run a grid or search worker: here if ``workers == 1`` (pinned to the first GPU), else
     in ``workers`` spawned processes (one GPU each, no progress bar).
 
-    ``fn(*args, progress, log=..., worker_index=...)`` returns ``{"ran": [...], "failed": [...]}``;
+    ``fn(spec, *args, log=..., worker_index=...)`` returns ``{"ran": [...], "failed": [...]}``;
     the parts are merged into (ran, failed).
     """
     if workers == 1:
         if gpus:
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
-        parts = [fn(*args, progress, log=log)]
+        parts = [fn(spec, *args, log=log)]
     else:
-        parts = run_workers(fn, (*args, False), workers, gpus)
+        parts = run_workers(fn, (dataclasses.replace(spec, progress=False), *args), workers, gpus)
     ran = [r for part in parts for r in part["ran"]]
     failed = [tuple(f) for part in parts for f in part["failed"]]
     return ran, failed
