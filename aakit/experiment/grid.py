@@ -54,6 +54,7 @@ with ``state`` one of ``done | running | missing | failed``.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -63,19 +64,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from aakit.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_file, read_yaml
 from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
+from aakit.experiment.lifecycle import (
+    Claim,
+    Job,
+    Lifecycle,
+    Say,
+    TrainFn,
+    UnitFailed,
+    WorkerSpec,
+    metric_value,
+    one_line,
+    printer,
+)
 from aakit.experiment.workers import dispatch, parse_gpus
 from aakit.presets import resolve_config
-from aakit.redact import redact_text
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
-
-TrainFn = Callable[..., Path]
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description"}
 ROW_KEYS = {"table", "row", "set", "metric"}
@@ -276,10 +285,6 @@ def grid_file(table: int, preset: str, root: Path = Path("experiments/grids")) -
     return (Path(root) / "voc" if preset == "voc" else Path(root)) / f"table{table}.yaml"
 
 
-def default_storage_path(results: Path, name: str) -> Path:
-    return Path(results) / "studies" / f"grid-{name}.log"
-
-
 def state_path(results: Path, name: str) -> Path:
     return Path(results) / "grids" / name / "grid.json"
 
@@ -374,7 +379,7 @@ def grid_status(
 ) -> list[dict[str, Any]]:
     """Each point's state without running anything (also refreshes grid.json when ``write``)."""
     grid = load_grid(grid_path, overrides)
-    default = default_storage_path(results, grid.name)
+    default = studies.default_storage_path(results, "grid", grid.name)
     study_name = f"grid-{grid.name}"
     if not write and storage is None and not default.exists():
         return point_states(grid, results, [], grace)  # nothing ran yet: create no file
@@ -403,165 +408,130 @@ class GridResult:
         return c
 
 
-def _default_train() -> TrainFn:
-    from aakit.engine.train import train  # imported late: keeps torch out of `aakit grid --help`
+@dataclass
+class _PointReport:
+    """A grid point's trial: each epoch's val mIoU as an intermediate value, the point's metric
+    from the finished run's summary as its value (no pruning)."""
 
-    return train
+    lc: Lifecycle
+    claim: Claim
+    metric: str
 
+    def on_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        miou = record.get("miou")
+        if isinstance(miou, (int, float)):
+            with contextlib.suppress(Exception):  # a missed value must not stop the training
+                self.lc.storage.set_trial_intermediate_value(self.claim.trial_id, int(epoch), float(miou))
 
-def _metric_value(summary: dict[str, Any], metric: str) -> float | None:
-    metrics = summary.get("metrics") or {}
-    for key in (metric, "val"):
-        m = metrics.get(key)
-        if isinstance(m, dict) and isinstance(m.get("miou"), (int, float)):
-            return float(m["miou"])
-    return None
+    def value(self, run_dir: Path) -> float:
+        summary = read_json(run_dir / "summary.json")
+        if not isinstance(summary, dict) or summary.get("status") != "finished":
+            raise UnitFailed(f"{run_dir.name} ended without a finished summary.json")
+        value = metric_value(summary, self.metric)
+        return 0.0 if value is None else value
 
+    def complete(self, value: float, run: str) -> None:
+        self.lc.finish(self.claim, TrialState.COMPLETE, value, attrs={"outcome": "done", "run": run})
 
-def _one_line(e: BaseException) -> str:
-    """The first line of an error, as stored in a trial and printed (secrets masked)."""
-    text = str(e).strip().splitlines()
-    return redact_text(f"{type(e).__name__}: {text[0]}") if text else type(e).__name__
+    def prune(self) -> None:
+        self.lc.finish(self.claim, TrialState.PRUNED)
 
 
 def _grid_worker(
-    grid_path: str,
-    overrides: list[str],
-    results: str,
-    storage_url: str | None,
-    session: str,
-    train: TrainFn | None,
-    heartbeat: float,
-    grace: float,
-    progress: bool,
-    worker_index: int = 0,
-    log: Callable[[str], None] | None = None,
+    spec: WorkerSpec, grid_path: str, overrides: list[str], *, worker_index: int = 0,
+    log: Say | None = None,
 ) -> dict[str, Any]:
-    """One worker's loop: claim a free unit, train it, repeat until nothing is left to take."""
-    res = Path(results)
+    """One worker's loop: claim a free point, train it, repeat until nothing is left to take."""
     grid = load_grid(grid_path, overrides)
-    default = default_storage_path(res, grid.name)
-    storage = studies.open_storage(storage_url, default)
-    study = studies.get_or_create_study(storage, f"grid-{grid.name}", direction="maximize")
-    study_id = storage.get_study_id_from_name(study.study_name)
-    where = studies.describe_storage(storage_url, default)
-    worker = studies.Worker.current(session)
-    train_fn = train or _default_train()
-    say = log or (lambda msg: print(f"[{grid.name} w{worker_index}] {msg}", flush=True))
-    units = grid.units()
-    ids_of: dict[str, list[str]] = {}
-    for p in grid.points:
-        ids_of.setdefault(p.hash, []).append(p.id)
-    attempted: set[str] = set()
+    lc = Lifecycle.open(spec, studies.default_storage_path(spec.results, "grid", grid.name), f"grid-{grid.name}")
+    say = log or printer(f"{grid.name} w{worker_index}")
+    attempted: set[str] = set()  # units done, or tried in this worker: not claimed again
     ran: list[str] = []
     failed: list[tuple[str, str]] = []
-
-    def refresh_state() -> None:
+    _refresh_state(grid, lc, say)
+    while (claimed := _claim_next(grid, lc, attempted)) is not None:
+        unit, claim = claimed
+        job = _job(unit, lc, claim)
+        _refresh_state(grid, lc, say)
+        say(f"{unit.row} seed {unit.seed} ({unit.hash}){' resuming' if job.resume else ''} [trial {claim.number}]")
         try:
-            trials = storage.get_all_trials(study_id, deepcopy=False)
-            write_state(grid, res, point_states(grid, res, trials, grace), where, study.study_name)
-        except Exception as e:  # the state file is a view; never let it stop the work
-            say(f"could not write grid.json: {_one_line(e)}")
-
-    refresh_state()
-    while True:
-        trials = storage.get_all_trials(study_id, deepcopy=False)
-        studies.fail_dead_trials(storage, trials, grace)
-        by_point = _trials_by_point(storage.get_all_trials(study_id, deepcopy=False))
-        claimed: tuple[GridPoint, int, int] | None = None
-        for unit in units:
-            h = unit.hash
-            if h in attempted:
-                continue
-            if find_finished_run(res, h) is not None:
-                attempted.add(h)
-                continue
-            ts = by_point.get(h, [])
-            if any(t.state == TrialState.COMPLETE for t in ts):
-                attempted.add(h)
-                continue
-            if any(studies.is_live(t, grace) for t in ts):
-                continue  # another worker has it
-            if any(t.state == TrialState.FAIL and t.user_attrs.get("outcome") == "error"
-                   and t.user_attrs.get("session") == session for t in ts):
-                attempted.add(h)  # failed in this invocation: the next one retries it
-                continue
-            claimed_now = _claim(storage, study_id, unit, worker, grace)
-            if claimed_now is None:
-                continue  # lost the race
-            claimed = (unit, *claimed_now)
-            break
-        if claimed is None:
-            break
-        unit, trial_id, number = claimed
-        h = unit.hash
-        attempted.add(h)
-        name = unit.run_name
-        expected = run_dir_name(name, h)
-        resume = find_resumable_run(res, h, expected)
-        storage.set_trial_user_attr(trial_id, "run", resume.name if resume else expected)
-        refresh_state()
-        say(f"{unit.row} seed {unit.seed} ({h}){' resuming' if resume else ''} [trial {number}]")
-
-        def on_epoch(epoch: int, record: dict[str, Any], _tid: int = trial_id) -> None:
-            miou = record.get("miou")
-            if isinstance(miou, (int, float)):
-                try:
-                    storage.set_trial_intermediate_value(_tid, int(epoch), float(miou))
-                except Exception:
-                    pass
-
-        try:
-            with studies.Heartbeat(storage, trial_id, heartbeat):
-                run_dir = train_fn(unit.config, results=res, name=name, overrides=list(unit.overrides),
-                                   resume=resume, epoch_callback=on_epoch, progress=progress)
-        except (KeyboardInterrupt, SystemExit):
-            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "interrupted"})
-            refresh_state()
-            raise
-        except Exception as e:  # noqa: BLE001 - one failed point must not stop the grid
-            msg = _one_line(e)
-            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
-            failed.append((unit.id, msg))
-            say(f"FAILED {unit.row} seed {unit.seed}: {msg}")
-            refresh_state()
-            continue
-        summary = read_json(Path(run_dir) / "summary.json")
-        if not isinstance(summary, dict) or summary.get("status") != "finished":
-            msg = f"{Path(run_dir).name} ended without a finished summary.json"
-            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
-            failed.append((unit.id, msg))
-            refresh_state()
-            continue
-        value = _metric_value(summary, unit.metric)
-        studies.finish_trial(storage, trial_id, TrialState.COMPLETE, 0.0 if value is None else value,
-                             attrs={"outcome": "done", "run": Path(run_dir).name})
-        ran.append(Path(run_dir).name)
-        refresh_state()
-    refresh_state()
+            outcome = lc.run_unit(claim, job, _PointReport(lc, claim, unit.metric))
+        finally:
+            _refresh_state(grid, lc, say)
+        if outcome.state == "done" and outcome.run is not None:
+            ran.append(outcome.run)
+        else:
+            failed.append((unit.id, outcome.message))
+            say(f"FAILED {unit.row} seed {unit.seed}: {outcome.message}")
+    _refresh_state(grid, lc, say)
     return {"ran": ran, "failed": failed}
 
 
-def _claim(
-    storage: optuna.storages.BaseStorage, study_id: int, unit: GridPoint, worker: studies.Worker, grace: float
-) -> tuple[int, int] | None:
-    """Create a RUNNING trial for ``unit``; keep it only if no earlier live claim exists."""
-    template = FrozenTrial(
-        number=0, state=TrialState.RUNNING, value=None, datetime_start=studies.utc_now(),
-        datetime_complete=None, params={}, distributions={},
-        user_attrs={**worker.attrs(), "point": unit.hash, "table": unit.table, "row": unit.row,
-                    "seed": unit.seed, "id": unit.id},
-        system_attrs={}, intermediate_values={}, trial_id=0,
-    )
-    trial_id = storage.create_new_trial(study_id, template_trial=template)
-    mine = storage.get_trial(trial_id)
-    for t in storage.get_all_trials(study_id, deepcopy=False):
-        if t.user_attrs.get("point") != unit.hash or t._trial_id == trial_id:
+def _refresh_state(grid: Grid, lc: Lifecycle, say: Say) -> None:
+    """Rewrite grid.json from the study: a view, so a failure is said, never raised."""
+    results = lc.spec.results
+    try:
+        points = point_states(grid, results, lc.trials(), lc.spec.grace)
+        write_state(grid, results, points, lc.where, lc.study.study_name)
+    except Exception as e:  # noqa: BLE001 - the state file must never stop the work
+        say(f"could not write grid.json: {one_line(e)}")
+
+
+def _claim_next(grid: Grid, lc: Lifecycle, attempted: set[str]) -> tuple[GridPoint, Claim] | None:
+    """Free the points of dead workers, then claim the first free point (None: nothing left)."""
+    lc.recover_stale()
+    by_point = _trials_by_point(lc.trials())
+    for unit in grid.units():
+        if not _is_free(unit, by_point.get(unit.hash, []), lc, attempted):
             continue
-        if t.state == TrialState.COMPLETE or (t.number < mine.number and studies.is_live(t, grace)):
-            studies.finish_trial(storage, trial_id, TrialState.FAIL, attrs={"outcome": "duplicate"})
+        claim = _claim_point(lc, unit)
+        if claim is not None:
+            attempted.add(unit.hash)
+            return unit, claim
+    return None
+
+
+def _is_free(unit: GridPoint, trials: list[FrozenTrial], lc: Lifecycle, attempted: set[str]) -> bool:
+    """May ``unit`` be claimed now? Adds it to ``attempted`` once it is done, or failed in this
+    invocation (its ``session``: the next invocation retries it, so a broken config cannot loop)."""
+    if unit.hash in attempted:
+        return False
+    if find_finished_run(lc.spec.results, unit.hash) is not None \
+            or any(t.state == TrialState.COMPLETE for t in trials):
+        attempted.add(unit.hash)
+        return False
+    if any(lc.is_live(t) for t in trials):
+        return False  # another worker has it
+    if any(t.state == TrialState.FAIL and t.user_attrs.get("outcome") == "error"
+           and t.user_attrs.get("session") == lc.spec.session for t in trials):
+        attempted.add(unit.hash)
+        return False
+    return True
+
+
+def _claim_point(lc: Lifecycle, unit: GridPoint) -> Claim | None:
+    """Claim ``unit`` with a trial; keep it only if no earlier live claim (nor a COMPLETE one) exists.
+
+    Storages number trials in creation order, so of two workers racing for a unit exactly one
+    sees itself first; the other marks its trial FAIL (``outcome = "duplicate"``).
+    """
+    claim = lc.claim({"point": unit.hash, "table": unit.table, "row": unit.row, "seed": unit.seed,
+                      "id": unit.id})
+    for t in lc.trials():
+        if t.user_attrs.get("point") != unit.hash or t._trial_id == claim.trial_id:
+            continue
+        if t.state == TrialState.COMPLETE or (t.number < claim.number and lc.is_live(t)):
+            lc.fail(claim, "duplicate")
             return None
-    return trial_id, mine.number
+    return claim
+
+
+def _job(unit: GridPoint, lc: Lifecycle, claim: Claim) -> Job:
+    """What a claimed point trains: its config, resuming an unfinished run of the same hash."""
+    expected = run_dir_name(unit.run_name, unit.hash)
+    resume = find_resumable_run(lc.spec.results, unit.hash, expected)
+    lc.set_run(claim, resume.name if resume else expected)
+    return Job(unit.config, unit.run_name, list(unit.overrides), resume)
 
 
 def run_grid(
@@ -608,13 +578,13 @@ def run_grid(
             require_data_root(cfg.data.root, cfg.preset, where=f"{grid_path}: data.root")
     gpu_list = parse_gpus(gpus)
     results = Path(results)
-    default = default_storage_path(results, grid.name)
+    default = studies.default_storage_path(results, "grid", grid.name)
     studies.get_or_create_study(studies.open_storage(storage, default), f"grid-{grid.name}",
                                 direction="maximize")
-    session = studies.new_session()
-    args = (str(grid_path), list(overrides), str(results), storage, session, train, heartbeat, grace)
+    spec = WorkerSpec(results, storage, studies.new_session(), train, heartbeat, grace, progress)
     out = GridResult(grid.name)
-    out.ran, out.failed = dispatch(_grid_worker, args, workers=workers, gpus=gpu_list, progress=progress, log=log)
+    out.ran, out.failed = dispatch(_grid_worker, spec, (str(grid_path), list(overrides)), workers=workers,
+                                   gpus=gpu_list, log=log)
     out.points = grid_status(grid_path, overrides=overrides, results=results, storage=storage, grace=grace)
     return out
 

@@ -49,7 +49,19 @@ from optuna.trial import FrozenTrial, TrialState
 from aakit.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_file, read_yaml
 from aakit.errors import AakitError
 from aakit.experiment import studies
-from aakit.experiment.grid import TrainFn, _default_train, _metric_value, _one_line, format_value
+from aakit.experiment.grid import format_value, override_strings
+from aakit.experiment.lifecycle import (
+    Claim,
+    Job,
+    Lifecycle,
+    Outcome,
+    Say,
+    TrainFn,
+    UnitFailed,
+    WorkerSpec,
+    metric_value,
+    printer,
+)
 from aakit.experiment.workers import dispatch, parse_gpus
 from aakit.presets import resolve_config
 from aakit.redact import redact_text
@@ -231,10 +243,6 @@ def make_pruner(search: Search) -> optuna.pruners.BasePruner:
         raise SearchError(f"{search.file}: pruner: {e}") from None
 
 
-def default_storage_path(results: Path, name: str) -> Path:
-    return Path(results) / "studies" / f"search-{name}.log"
-
-
 # ----------------------------------------------------------------------------- running
 @dataclass
 class SearchResult:
@@ -254,106 +262,97 @@ def counted(trials: list[FrozenTrial], grace: float) -> list[FrozenTrial]:
             or (t.state == TrialState.RUNNING and studies.is_live(t, grace, now))]
 
 
+@dataclass
+class _TrialReport:
+    """A search trial: each epoch's val mIoU to Optuna's pruner, the metric as its value."""
+
+    study: optuna.Study
+    trial: optuna.Trial
+    metric: str
+
+    def on_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        miou = record.get("miou")
+        if not isinstance(miou, (int, float)):
+            return
+        self.trial.report(float(miou), int(epoch))
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} (val mIoU {100 * miou:.1f})")
+
+    def value(self, run_dir: Path) -> float:
+        summary = read_json(run_dir / "summary.json")
+        value = metric_value(summary, self.metric) if isinstance(summary, dict) else None
+        if value is None:
+            raise UnitFailed(f"{run_dir.name}: no finished summary with metric {self.metric!r}")
+        return value
+
+    def complete(self, value: float, run: str) -> None:
+        self.trial.set_user_attr("run", run)
+        self.study.tell(self.trial, value)
+
+    def prune(self) -> None:
+        self.study.tell(self.trial, state=TrialState.PRUNED)
+
+
 def _search_worker(
-    search_path: str,
-    overrides: list[str],
-    trials: int,
-    results: str,
-    storage_url: str | None,
-    session: str,
-    train: TrainFn | None,
-    heartbeat: float,
-    grace: float,
-    progress: bool,
-    max_failures: int = 3,
-    worker_index: int = 0,
-    log: Callable[[str], None] | None = None,
+    spec: WorkerSpec, search_path: str, overrides: list[str], trials: int, *, max_failures: int = 3,
+    worker_index: int = 0, log: Say | None = None,
 ) -> dict[str, Any]:
     """One worker: ask for trials while the study has fewer than ``trials``; train each."""
-    res = Path(results)
     search = load_search(search_path, overrides)
-    default = default_storage_path(res, search.name)
-    storage = studies.open_storage(storage_url, default)
-    study = studies.get_or_create_study(storage, search.study_name, direction="maximize",
-                                        sampler=make_sampler(search, worker_index), pruner=make_pruner(search))
-    worker = studies.Worker.current(session)
-    train_fn = train or _default_train()
-    say = log or (lambda msg: print(f"[{search.study_name} w{worker_index}] {msg}", flush=True))
+    lc = Lifecycle.open(spec, studies.default_storage_path(spec.results, "search", search.name), search.study_name,
+                        sampler=make_sampler(search, worker_index), pruner=make_pruner(search))
+    say = log or printer(f"{search.study_name} w{worker_index}")
     ran: list[int] = []
     failed: list[tuple[int, str]] = []
-    failures_in_a_row = 0
-    while failures_in_a_row < max_failures:
-        with studies.journal_lock(storage_url, default):
-            studies.fail_dead_trials(storage, study.get_trials(deepcopy=False), grace)
-            if len(counted(study.get_trials(deepcopy=False), grace)) >= trials:
-                break
-            trial = study.ask()
-            for k, v in worker.attrs().items():
-                trial.set_user_attr(k, v)
-        # Safety net for storages without the lock: am I beyond the budget?
-        before = [t for t in counted(study.get_trials(deepcopy=False), grace) if t.number < trial.number]
-        if len(before) >= trials:
-            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "surplus"})
-            break
-        values = {p.key: p.suggest(trial) for p in search.params}
-        name = safe_name(f"{search.study_name}-t{trial.number}")
-        try:
-            cfg = search.config(values, name)
-        except ConfigError as e:  # e.g. a sampled value the schema refuses
-            msg = redact_text(str(e))
-            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
-            failed.append((trial.number, msg))
-            failures_in_a_row += 1
-            continue
-        trial.set_user_attr("run", run_dir_name(name, cfg.hash()))
-        shown = ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items())
-        say(f"trial {trial.number}: {shown}")
-
-        def on_epoch(epoch: int, record: dict[str, Any], _trial: optuna.Trial = trial) -> None:
-            miou = record.get("miou")
-            if not isinstance(miou, (int, float)):
-                return
-            _trial.report(float(miou), int(epoch))
-            if _trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val mIoU {100 * miou:.1f})")
-
-        overrides_used = [f"{k}={json.dumps(v)}" for k, v in {**search.fixed, **values}.items()] + search.overrides
-        try:
-            with studies.Heartbeat(storage, trial._trial_id, heartbeat):
-                run_dir = train_fn(cfg, results=res, name=name, overrides=overrides_used, resume=None,
-                                   epoch_callback=on_epoch, progress=progress)
-        except optuna.TrialPruned as e:
-            study.tell(trial, state=TrialState.PRUNED)
+    in_a_row = 0  # failures
+    while in_a_row < max_failures and (trial := _ask_within_budget(lc, trials)) is not None:
+        outcome = _run_trial(search, lc, trial, say)
+        if outcome.state == "failed":
+            failed.append((trial.number, outcome.message))
+            in_a_row += 1
+            say(f"trial {trial.number} FAILED: {outcome.message}")
+        else:
             ran.append(trial.number)
-            failures_in_a_row = 0
-            say(f"trial {trial.number}: {e}")
-            continue
-        except (KeyboardInterrupt, SystemExit):
-            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "interrupted"})
-            raise
-        except Exception as e:  # noqa: BLE001 - a failed trial must not end the search
-            msg = _one_line(e)
-            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
-            failed.append((trial.number, msg))
-            failures_in_a_row += 1
-            say(f"trial {trial.number} FAILED: {msg}")
-            continue
-        summary = read_json(Path(run_dir) / "summary.json")
-        value = _metric_value(summary, search.metric) if isinstance(summary, dict) else None
-        if value is None:
-            msg = f"{Path(run_dir).name}: no finished summary with metric {search.metric!r}"
-            studies.finish_trial(storage, trial._trial_id, TrialState.FAIL, attrs={"outcome": "error", "error": msg})
-            failed.append((trial.number, msg))
-            failures_in_a_row += 1
-            continue
-        trial.set_user_attr("run", Path(run_dir).name)
-        study.tell(trial, value)
-        ran.append(trial.number)
-        failures_in_a_row = 0
-        say(f"trial {trial.number}: val mIoU {100 * value:.2f}")
-    if failures_in_a_row >= max_failures:
+            in_a_row = 0
+    if in_a_row >= max_failures:
         say(f"stopping: {max_failures} trials in a row failed (last: {failed[-1][1]})")
     return {"ran": ran, "failed": failed}
+
+
+def _ask_within_budget(lc: Lifecycle, budget: int) -> optuna.Trial | None:
+    """A new trial, or None once the study counts ``budget`` trials (see :func:`counted`)."""
+    grace = lc.spec.grace
+    with lc.budget_lock():
+        lc.recover_stale()
+        if len(counted(lc.trials(), grace)) >= budget:
+            return None
+        trial = lc.ask()
+    # Safety net for storages without the lock: am I beyond the budget?
+    before = [t for t in counted(lc.trials(), grace) if t.number < trial.number]
+    if len(before) >= budget:
+        lc.fail(Claim.of(trial), "surplus")
+        return None
+    return trial
+
+
+def _run_trial(search: Search, lc: Lifecycle, trial: optuna.Trial, say: Say) -> Outcome:
+    """Sample the trial's values, train its config, and report to it."""
+    claim = Claim.of(trial)
+    values = {p.key: p.suggest(trial) for p in search.params}
+    name = safe_name(f"{search.study_name}-t{trial.number}")
+    try:
+        cfg = search.config(values, name)
+    except ConfigError as e:  # e.g. a sampled value the schema refuses
+        return lc.fail(claim, "error", redact_text(str(e)))
+    lc.set_run(claim, run_dir_name(name, cfg.hash()))
+    say(f"trial {trial.number}: " + ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items()))
+    used = override_strings({**search.fixed, **values}) + search.overrides
+    outcome = lc.run_unit(claim, Job(cfg, name, used), _TrialReport(lc.study, trial, search.metric))
+    if outcome.state == "pruned":
+        say(f"trial {trial.number}: {outcome.message}")
+    elif outcome.state == "done" and outcome.value is not None:
+        say(f"trial {trial.number}: val mIoU {100 * outcome.value:.2f}")
+    return outcome
 
 
 def run_search(
@@ -394,13 +393,13 @@ def run_search(
     search = load_search(search_path, overrides)
     gpu_list = parse_gpus(gpus)
     results = Path(results)
-    default = default_storage_path(results, search.name)
+    default = studies.default_storage_path(results, "search", search.name)
     st = studies.open_storage(storage, default)
     studies.get_or_create_study(st, search.study_name, direction="maximize")
-    session = studies.new_session()
-    args = (str(search_path), list(overrides), trials, str(results), storage, session, train, heartbeat, grace)
+    spec = WorkerSpec(results, storage, studies.new_session(), train, heartbeat, grace, progress)
     out = SearchResult(search.study_name, studies.describe_storage(storage, default))
-    out.ran, out.failed = dispatch(_search_worker, args, workers=workers, gpus=gpu_list, progress=progress, log=log)
+    out.ran, out.failed = dispatch(_search_worker, spec, (str(search_path), list(overrides), trials),
+                                   workers=workers, gpus=gpu_list, log=log)
     study = optuna.load_study(study_name=search.study_name, storage=st)
     out.best = _best(study)
     return out
@@ -461,7 +460,7 @@ def show_search(
     targets: list[tuple[str, str | None, Path]] = []  # (study, storage url, default journal)
     if search_path is not None:
         search = load_search(search_path, overrides)
-        targets.append((search.study_name, storage, default_storage_path(results, search.name)))
+        targets.append((search.study_name, storage, studies.default_storage_path(results, "search", search.name)))
     elif storage is not None:
         st = studies.open_storage(storage, results / "studies" / "none.log")
         targets += [(s.study_name, storage, Path()) for s in optuna.get_all_study_summaries(st)
@@ -495,7 +494,7 @@ def format_trials(name: str, df: Any) -> str:
             shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.4g}")
     if "seconds" in shown:
         shown["seconds"] = shown["seconds"].map(lambda v: "" if v is None or v != v else f"{v:.0f}")
-    return f"{name} (value = val mIoU %)\n" + shown.to_string(index=False)
+    return f"{name} (value = val mIoU %)\n" + str(shown.to_string(index=False))
 
 
 def cli_run(
