@@ -32,15 +32,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from aakit import losses
 from aakit.config import Config
 from aakit.engine.distributed import DistInfo, all_gather_floats, barrier, broadcast_object, cleanup, init_distributed
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
+from aakit.engine.targets import request_targets, training_cam
 from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
+from aakit.objective import LossInputs, Objective, StepLosses, build_objective
 from aakit.runs import read_json, safe_name
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -235,18 +235,32 @@ def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: in
 
 
 # ----------------------------------------------------------------------------- one step
-def training_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tensor, scales: tuple[float, ...], size: tuple[int, int]) -> torch.Tensor:
-    """Multi-scale CAM at crop size, no grad (METHOD.md 1); scale 1 reuses the step's CAM.
+def losses_of_batch(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, objective: Objective, *,
+                    epoch: int, device: torch.device, labeler: Any | None,
+                    early_backward: Callable[[torch.Tensor], None] | None = None) -> tuple[StepLosses, LossInputs]:
+    """Forward one batch, make its pseudo labels and compute the objective's active terms.
 
-    As RRM: every scale's CAM is resized to the size of ``cam1`` (the scale-1 feature map),
-    averaged there, and the mean is upsampled to ``size``.
+    Overlap: the terms that need no pseudo label (L_cls) are computed first; with
+    ``early_backward`` given and the labels made by the CRF workers, they go to
+    ``early_backward`` (which must keep the graph) while the workers run, and the returned
+    :class:`StepLosses` says so — its ``pending()`` is what is left to backpropagate.
     """
-    from aakit.pseudo import multiscale_cam
-
-    def cam_fn(x: torch.Tensor) -> torch.Tensor:
-        return cam1.detach().float() if x is images else model.forward_cam(x).float()  # type: ignore[operator]
-
-    return multiscale_cam(cam_fn, images, scales, size, feature_size=tuple(cam1.shape[-2:]))
+    core = model.module if hasattr(model, "module") else model
+    # forward: class scores, CAM, embedding F^s and segmentation logits F^c
+    images = batch["image"].to(device, non_blocking=True)
+    labels = batch["labels"].to(device)
+    x = LossInputs(model(images), labels, tuple(images.shape[-2:]))  # type: ignore[arg-type]
+    # the terms that need no pseudo label (L_cls) first: their backward may overlap the CRFs
+    step = StepLosses(objective(x, epoch, labelled=False), anchor=x.out["cls_logits"])
+    if objective.needs_labels(epoch):
+        # pseudo labels: multi-scale CAM -> two dense CRFs in the CRF workers (or the masks)
+        pending = request_targets(core, batch, x.out, images, cfg, labeler, device)  # type: ignore[arg-type]
+        if early_backward is not None and pending.from_workers:
+            step.backward_early(early_backward)  # runs while the CRF workers label the batch
+        x.labels, x.confidence = pending.result()
+        # the terms on the pseudo labels (L_ce, L_aa, L_lr)
+        step.terms |= objective(x, epoch, labelled=True)
+    return step, x
 
 
 def compute_losses(
@@ -259,91 +273,15 @@ def compute_losses(
     labeler: Any | None,
     early_backward: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
-    """The training objective for one batch. Returns (loss to backprop, scalar losses, extras).
-
-    Overlap: L_cls does not depend on the pseudo labels, so its backward pass can run while
-    the CRF workers make them. With ``early_backward`` given (and both L_cls and pseudo labels
-    in this step), the labels are submitted, ``early_backward(L_cls)`` is called (it must
-    backprop with ``retain_graph=True``: the other losses share the graph), and the returned
-    tensor is the rest of the objective, ``total - L_cls``. Gradients add up, so the two
-    backward passes give the gradient of the total. Otherwise the returned tensor is the
-    total. ``scalars["total"]`` is always the whole objective.
-    """
-    core = model.module if hasattr(model, "module") else model
-    images = batch["image"].to(device, non_blocking=True)
-    labels = batch["labels"].to(device)
-    out = model(images)
-    L = cfg.loss
-    parts: dict[str, torch.Tensor] = {}
-    extras: dict[str, Any] = {}
-    backpropagated: torch.Tensor | None = None  # the part early_backward took care of
-    if L.cls:
-        parts["cls"] = losses.classification_loss(out["cls_logits"], labels)
-    seg_losses = L.ce or L.affinity != "none" or L.label_reassign
-    segment = seg_losses and (cfg.train.supervision == "full" or epoch >= cfg.train.cls_warmup_epochs)
-    if segment:
-        size = tuple(images.shape[-2:])
-        if cfg.train.supervision == "full":
-            label = batch["mask"].to(device).long()
-            conf = (label != 255).float()
-        else:
-            cams = training_cam(core, images, out["cam"], tuple(cfg.model.cam_scales), size)
-            scores = out["cls_logits"].detach().float().sigmoid()
-            assert labeler is not None
-            # data.pad_mode: "rrm" labels the crop's padding like any pixel, "ignore" sets it to 255
-            ignore_pad = cfg.data.pad_mode == "ignore" and "valid" in batch
-            pending = labeler.submit(
-                batch["raw"].numpy(),
-                cams.cpu().numpy(),
-                batch["labels"].numpy(),
-                scores.cpu().numpy(),
-                valid=batch["valid"].numpy() if ignore_pad else None,
-            )
-            if early_backward is not None and "cls" in parts:
-                early_backward(parts["cls"])  # runs while the CRF workers label the batch
-                backpropagated = parts["cls"]
-            label, conf = pending.result()
-            label, conf = label.to(device), conf.to(device)
-            extras["pseudo"] = label
-        seg_logits = out["seg_logits"]
-        if L.ce:
-            up = F.interpolate(seg_logits, size=size, mode="bilinear", align_corners=False)
-            parts["ce"] = losses.joint_ce_loss(up, label)
-        need_small = L.affinity != "none" or L.label_reassign
-        if need_small:
-            from aakit.pseudo import downsample_labels
-
-            small, small_conf = downsample_labels(label, conf, tuple(seg_logits.shape[-2:]))
-            prob = seg_logits.float().softmax(1)
-            if L.affinity != "none":
-                parts["aa"] = L.lambda_aa * losses.affinity_loss(
-                    prob,
-                    small,
-                    dilations=tuple(L.dilations),
-                    margin=L.margin_aa,
-                    confidence=small_conf if L.affinity == "aa" else None,
-                    weighting=L.weighting,
-                    kl=L.kl,
-                )
-            lr_active = L.label_reassign and epoch >= cfg.train.epochs - L.lr_last_epochs
-            if lr_active:
-                # beta: the network's probability of each pixel's pseudo label (detached)
-                idx = small.clamp(0, prob.shape[1] - 1).unsqueeze(1)
-                beta = prob.detach().gather(1, idx).squeeze(1)
-                parts["lr"] = L.lambda_lr * losses.label_reassign_loss(
-                    out["embedding"].float(), small, beta, margin=L.margin_lr, gamma=L.gamma
-                )
-    if not parts:
-        total = out["cls_logits"].sum() * 0.0
-    else:
-        total = sum(parts.values())  # type: ignore[assignment]
-    scalars = {k: float(v.detach()) for k, v in parts.items()}
-    scalars["total"] = float(total.detach())
-    if backpropagated is None:
-        return total, scalars, extras
-    rest = [v for v in parts.values() if v is not backpropagated]
-    remainder = sum(rest) if rest else out["cls_logits"].sum() * 0.0
-    return remainder, scalars, extras  # type: ignore[return-value]
+    """:func:`losses_of_batch` for the callers of the older interface (``aakit bench``, tests):
+    ``(what is left to backpropagate, scalar losses with "total", extras)``; ``extras["pseudo"]``
+    holds the pseudo labels when the CRFs made some. Without ``early_backward`` what is left is
+    the total; with it, the total less L_cls, which went to ``early_backward``."""
+    step, x = losses_of_batch(model, batch, cfg, build_objective(cfg), epoch=epoch, device=device,
+                              labeler=labeler, early_backward=early_backward)
+    scalars = step.scalars()
+    made = cfg.train.supervision == "image" and x.labels is not None
+    return step.pending(), scalars, ({"pseudo": x.labels} if made else {})
 
 
 def _backward_retaining(loss: torch.Tensor) -> None:
@@ -531,6 +469,7 @@ def train(
     # Overlap the CRFs with the backward of L_cls: two backward passes over one forward, which
     # DDP forbids (its gradient all-reduce fires once per parameter per forward) and which the
     # AMP loss scaler does not take part in.
+    objective = build_objective(cfg)
     early_backward = _backward_retaining if cfg.pseudo.overlap and not dist_info.enabled and not amp else None
 
     stop = {"signal": None}
@@ -574,12 +513,13 @@ def train(
                     g["lr"] = lr_now * g["lr_mult"]
                 optimizer.zero_grad(set_to_none=True)  # before compute_losses: early_backward accumulates
                 with torch.autocast(device.type, enabled=amp):
-                    to_backprop, scalars, _ = compute_losses(ddp_model, batch, cfg, epoch=epoch, device=device,
-                                                             labeler=labeler, early_backward=early_backward)
+                    step_losses, _ = losses_of_batch(ddp_model, batch, cfg, objective, epoch=epoch, device=device,
+                                                     labeler=labeler, early_backward=early_backward)
+                scalars = step_losses.scalars()
                 if not math.isfinite(scalars["total"]):
                     raise AakitError(f"loss became {scalars['total']} at step {step + 1} (epoch {epoch + 1}); "
                                      f"lower optim.lr or check the data")
-                scaler.scale(to_backprop).backward()
+                scaler.scale(step_losses.pending()).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1

@@ -1,0 +1,77 @@
+"""The labels the segmentation terms train on: online pseudo labels, or masks.
+
+With image-level supervision (the paper) a step's pseudo labels come from its own multi-scale CAM
+through the two dense CRFs (METHOD.md section 2), run by the CRF workers of a
+:class:`aakit.pseudo.PseudoLabeler`: :func:`request_targets` hands them the batch and returns at
+once, so the training process may do other work (the backward pass of L_cls) meanwhile.
+With ``train.supervision: full`` the masks are the labels (the upper-bound reference).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from aakit.config import Config
+
+if TYPE_CHECKING:
+    from aakit.pseudo import PendingLabels, PseudoLabeler
+
+
+def training_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tensor, scales: tuple[float, ...], size: tuple[int, int]) -> torch.Tensor:
+    """Multi-scale CAM at crop size, no grad (METHOD.md 1); scale 1 reuses the step's CAM.
+
+    As RRM: every scale's CAM is resized to the size of ``cam1`` (the scale-1 feature map),
+    averaged there, and the mean is upsampled to ``size``.
+    """
+    from aakit.pseudo import multiscale_cam
+
+    def cam_fn(x: torch.Tensor) -> torch.Tensor:
+        return cam1.detach().float() if x is images else model.forward_cam(x).float()  # type: ignore[operator]
+
+    return multiscale_cam(cam_fn, images, scales, size, feature_size=tuple(cam1.shape[-2:]))
+
+
+@dataclass
+class PendingTargets:
+    """Labels and confidence on their way: from the CRF workers (``pending``) or at hand."""
+
+    device: torch.device
+    pending: PendingLabels | None = None
+    ready: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def from_workers(self) -> bool:
+        return self.pending is not None
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels (B, H, W) int64, confidence (B, H, W) float) on the device; waits for the workers."""
+        if self.pending is None:
+            assert self.ready is not None
+            return self.ready
+        label, conf = self.pending.result()
+        return label.to(self.device), conf.to(self.device)
+
+
+def request_targets(model: torch.nn.Module, batch: dict[str, Any], out: dict[str, torch.Tensor],
+                    images: torch.Tensor, cfg: Config, labeler: PseudoLabeler | None,
+                    device: torch.device) -> PendingTargets:
+    """Start labelling a batch: the masks (``train.supervision: full``), or its multi-scale CAM and
+    class scores handed to the CRF workers. ``model`` is the bare network (not DDP)."""
+    if cfg.train.supervision == "full":
+        label = batch["mask"].to(device).long()
+        return PendingTargets(device, ready=(label, (label != 255).float()))
+    cams = training_cam(model, images, out["cam"], tuple(cfg.model.cam_scales), tuple(images.shape[-2:]))
+    scores = out["cls_logits"].detach().float().sigmoid()
+    assert labeler is not None
+    # data.pad_mode: "rrm" labels the crop's padding like any pixel, "ignore" sets it to 255
+    ignore_pad = cfg.data.pad_mode == "ignore" and "valid" in batch
+    pending = labeler.submit(
+        batch["raw"].numpy(),
+        cams.cpu().numpy(),
+        batch["labels"].numpy(),
+        scores.cpu().numpy(),
+        valid=batch["valid"].numpy() if ignore_pad else None,
+    )
+    return PendingTargets(device, pending=pending)
