@@ -15,6 +15,8 @@ from experiment_fakes import fake_train, write_run  # noqa: E402
 from aakit.experiment import grid as G  # noqa: E402
 from aakit.experiment import report as R  # noqa: E402
 from aakit.experiment.published import VOC_CLASSES  # noqa: E402
+from aakit.experiment.results import load_results  # noqa: E402
+from aakit.experiment.tables import LONG_COLUMNS  # noqa: E402
 
 FULL = "{loss.affinity: aa, loss.label_reassign: true}"
 T1 = f"""\
@@ -218,7 +220,7 @@ def test_all_tables_in_all_four_formats(tmp_path: Path) -> None:
     assert r"train: $\Delta$" in tex and "missing" in tex and r"\%" in tex
 
     csv = pd.read_csv(io.StringIO(R.render(tables, "csv")))
-    assert list(csv.columns) == R.LONG_COLUMNS and set(csv["table"]) == {1, 2, 3, 4, 5, 6}
+    assert list(csv.columns) == LONG_COLUMNS and set(csv["table"]) == {1, 2, 3, 4, 5, 6}
     row = csv[(csv["table"] == 1) & (csv["row"] == "CLS+CE") & (csv["column"] == "val")].iloc[0]
     assert (row["ours_mean"], row["ours_std"], row["n_runs"], row["paper"], row["diff"]) == (52.0, 2.0, 3, 60.0, -8.0)
     miss = csv[(csv["table"] == 2) & (csv["row"] == "SA 4-8-12-24") & (csv["column"] == "val")].iloc[0]
@@ -344,9 +346,9 @@ def test_report_names_every_run_it_left_out_and_why(
 def test_left_out_runs_in_the_tables_claims_and_costs(tmp_path: Path) -> None:
     results, grids = setup(tmp_path)
     runs = _damage(results, grids)
-    index = R.index_runs(results)
+    index = load_results(results, "synthetic", grids)
     assert index.seen == len(list((results / "runs").iterdir()))
-    corrupt = {s.path.name: s.reason for s in index.skipped if s.corrupt}
+    corrupt = {s.path.name: s.reason for s in index.dropped if s.corrupt}
     assert corrupt == {runs["status"].name: "corrupt: status.json: not valid JSON",
                        runs["config"].name: "corrupt: no config.yaml", "stray-0badc0de": "corrupt: no config.yaml"}
     t1 = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)

@@ -24,11 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from aakit.experiment.report import (
-    Block, Point, ReportTable, Run, _mean_std, _miou, _none, _num, _ours, _paper, collect_points, dropped_lines,
-    gather, index_runs,
-)
 from aakit.experiment.published import load_published
+from aakit.experiment.results import ResultsIndex, load_results
+from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_std, nan_to_none, paper_of
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
 CLAIM_COLUMNS = ["claim", "table", "winner", "other", "winner_mean", "winner_std", "winner_n", "other_mean",
@@ -66,27 +64,25 @@ def _seed(value: object) -> int | None:
         return None
 
 
-def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, points: list[Point] | None = None,
-             runs: dict[str, list[Run]] | None = None,
+def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, index: ResultsIndex | None = None,
              dropped: list[str] | None = None) -> dict[tuple[int, str], dict[int, float]]:
     """(table, row) -> {seed: val mIoU in %} of the finished runs that fill that row.
 
+    ``index``: the runs and grid points of ``preset`` already read (default: read them here).
     ``dropped`` (if given) receives a line per run left out or counted oddly: those of
-    :func:`aakit.experiment.report.dropped_lines`, a run without ``seed`` in its summary (it is
-    given the next free number) and a second run with the same seed (it replaces the first).
+    :meth:`aakit.experiment.results.ResultsIndex.left_out`, a run without ``seed`` in its summary
+    (it is given the next free number) and a second run with the same seed (it replaces the first).
     """
-    if points is None:
-        points, _ = collect_points(results, preset, grids_dir)
-    runs = index_runs(results) if runs is None else runs
+    index = load_results(results, preset, grids_dir) if index is None else index
     out: dict[tuple[int, str], dict[int, float]] = {}
     notes: list[str] = []
     for table in sorted({c.table for c in CLAIMS}):
-        notes += dropped_lines(points, runs, table)
-        for row, g in gather(points, runs, table).items():
+        notes += index.left_out(table)
+        for row, g in index.rows(table).items():
             vals = out.setdefault((table, row), {})
             by: dict[int, str] = {}
             for run, metric in g.runs:
-                v = _miou(run, metric)
+                v = run.miou(metric)
                 if v is None:
                     continue
                 seed = _seed(run.summary.get("seed"))
@@ -105,10 +101,10 @@ def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, point
 
 def compare(a: dict[int, float], b: dict[int, float]) -> dict[str, float | int | str | None]:
     """One comparison: ``a`` (the claimed winner) against ``b``, by the rule of this module."""
-    ma, sa = _mean_std(list(a.values()))
-    mb, sb = _mean_std(list(b.values()))
+    ma, sa = mean_std(list(a.values()))
+    mb, sb = mean_std(list(b.values()))
     common = sorted(set(a) & set(b))
-    pm, ps = _mean_std([a[s] - b[s] for s in common])
+    pm, ps = mean_std([a[s] - b[s] for s in common])
     row: dict[str, float | int | str | None] = {
         "paired_mean": pm, "paired_std": ps,
         "winner_mean": ma, "winner_std": sa, "winner_n": len(a), "other_mean": mb, "other_std": sb,
@@ -139,21 +135,20 @@ def combine(outcomes: list[str]) -> str:
 
 
 def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-                    points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None,
-                    dropped: list[str] | None = None) -> pd.DataFrame:
+                    index: ResultsIndex | None = None, dropped: list[str] | None = None) -> pd.DataFrame:
     """Every comparison of every claim, one row each (columns :data:`CLAIM_COLUMNS`).
 
     ``dropped`` (if given) receives the runs left out, and why (see :func:`per_seed`).
     """
-    values = per_seed(results, preset, grids_dir, points=points, runs=runs, dropped=dropped)
+    values = per_seed(results, preset, grids_dir, index=index, dropped=dropped)
     pub = load_published(results=results)
     rows = []
     for c in CLAIMS:
         comps = []
         for other in c.others:
             r = compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}))
-            pw, _ = _paper(pub, c.table, c.winner, "val")
-            po, _ = _paper(pub, c.table, other, "val")
+            pw, _ = paper_of(pub, c.table, c.winner, "val")
+            po, _ = paper_of(pub, c.table, other, "val")
             r |= {"claim": c.key, "table": c.table, "winner": c.winner, "other": other,
                   "paper_diff": None if pw is None or po is None else pw - po}
             comps.append(r)
@@ -163,7 +158,7 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
 
 
 def _signed(x: float | None) -> str:
-    return "—" if _none(x) is None else f"{x:+.1f}"
+    return "—" if nan_to_none(x) is None else f"{x:+.1f}"
 
 
 def _paired(mean: float | None, std: float | None) -> str:
@@ -173,19 +168,19 @@ def _paired(mean: float | None, std: float | None) -> str:
 
 
 def claims_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-                 points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> ReportTable:
+                 index: ResultsIndex | None = None) -> ReportTable:
     """The claims as a report table (rendered like Tables 1-6: rich, md, latex, csv)."""
     dropped: list[str] = []
-    df = evaluate_claims(results, preset, grids_dir, points=points, runs=runs, dropped=dropped)
+    df = evaluate_claims(results, preset, grids_dir, index=index, dropped=dropped)
     text = {c.key: c.text for c in CLAIMS}
     out = []
     for r in df.itertuples(index=False):
         out.append([
             f"T{r.table}: {text[r.claim]}", f"{r.winner} vs {r.other}",
-            _ours(_none(r.winner_mean), _none(r.winner_std), int(r.winner_n)),
-            _ours(_none(r.other_mean), _none(r.other_std), int(r.other_n)),
-            _signed(_none(r.diff)), _num(_none(r.spread)), f"{r.wins}/{r.paired}",
-            _paired(_none(r.paired_mean), _none(r.paired_std)), _signed(_none(r.paper_diff)),
+            fmt_ours(nan_to_none(r.winner_mean), nan_to_none(r.winner_std), int(r.winner_n)),
+            fmt_ours(nan_to_none(r.other_mean), nan_to_none(r.other_std), int(r.other_n)),
+            _signed(nan_to_none(r.diff)), fmt_num(nan_to_none(r.spread)), f"{r.wins}/{r.paired}",
+            _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)), _signed(nan_to_none(r.paper_diff)),
             str(r.outcome), str(r.claim_outcome),
         ])
     header = ["claim", "comparison", "winner (val)", "other (val)", "Δ ours", "spread", "seeds won",

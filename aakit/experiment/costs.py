@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from aakit.experiment.report import Block, Point, ReportTable, Run, collect_points, index_runs
-from aakit.runs import read_json
+from aakit.experiment.results import ResultsIndex, RunRecord, load_results
+from aakit.experiment.tables import Block, ReportTable
 
 COST_COLUMNS = ["grid", "units", "done", "trained", "reused", "compute_s", "span_s", "hosts"]
 _INIT_RUN = re.compile(r"runs/([^/]+)/checkpoints/")
@@ -31,15 +31,14 @@ def _hms(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _times(path: Path, summary: dict) -> tuple[float | None, float | None, str, str]:
-    prov = read_json(path / "provenance.json")
-    prov = prov if isinstance(prov, dict) else {}
-    start, wall = prov.get("created"), summary.get("wall_time_s")
+def _times(run: RunRecord) -> tuple[float | None, float | None, str, str]:
+    prov = run.provenance
+    start, wall = prov.get("created"), run.summary.get("wall_time_s")
     end = start + wall if isinstance(start, (int, float)) and isinstance(wall, (int, float)) else None
     return start, end, str(prov.get("host") or "?"), str(prov.get("init") or "")
 
 
-def _untimed(grid: str, run: Run, start: float | None) -> list[str]:
+def _untimed(grid: str, run: RunRecord, start: float | None) -> list[str]:
     """What of a run's time the costs cannot count, one line each."""
     head = f"Grid costs {grid}: {run.path.name}"
     out = [] if isinstance(run.summary.get("wall_time_s"), (int, float)) else [
@@ -50,20 +49,19 @@ def _untimed(grid: str, run: Run, start: float | None) -> list[str]:
 
 
 def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-               points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None,
-               dropped: list[str] | None = None) -> pd.DataFrame:
+               index: ResultsIndex | None = None, dropped: list[str] | None = None) -> pd.DataFrame:
     """One row per grid of ``preset`` (and per shared pre-training run); columns :data:`COST_COLUMNS`.
 
+    ``index``: the runs and grid points of ``preset`` already read (default: read them here).
     ``dropped`` (if given) receives a line per run whose time could not be counted: no
     ``wall_time_s`` in its summary (compute counts 0 s), no ``created`` in its provenance (the
     span leaves it out).
     """
     notes: list[str] = [] if dropped is None else dropped
-    if points is None:
-        points, _ = collect_points(results, preset, grids_dir)
-    runs = index_runs(results) if runs is None else runs
+    index = load_results(results, preset, grids_dir) if index is None else index
+    runs = index.runs
     units: dict[str, list[str]] = {}
-    for p in points:
+    for p in index.points:
         if p.hash not in units.setdefault(p.grid, []):
             units[p.grid].append(p.hash)
     rows: list[dict] = []
@@ -73,7 +71,7 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
         own = [r for r in done if r.path.name.startswith(f"{grid}-")]
         starts, ends, hosts, wall = [], [], set(), 0.0
         for r in own:
-            start, end, host, init = _times(r.path, r.summary)
+            start, end, host, init = _times(r)
             notes += _untimed(grid, r, start)
             wall += float(r.summary.get("wall_time_s") or 0.0)
             starts += [start] if start is not None else []
@@ -89,7 +87,7 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
     by_name = {r.path.name: r for rs in runs.values() for r in rs}  # finished runs only
     for name in sorted(pretrain & by_name.keys()):
         r = by_name[name]
-        _, _, host, _ = _times(r.path, r.summary)
+        _, _, host, _ = _times(r)
         wall = float(r.summary.get("wall_time_s") or 0.0)
         rows.append({"grid": f"pre-training {name} (shared)", "units": 1, "done": 1, "trained": 1, "reused": 0,
                      "compute_s": wall, "span_s": wall, "hosts": host})
@@ -97,10 +95,10 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
 
 
 def costs_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-                points: list[Point] | None = None, runs: dict[str, list[Run]] | None = None) -> ReportTable:
+                index: ResultsIndex | None = None) -> ReportTable:
     """The grid costs as a report table."""
     dropped: list[str] = []
-    df = grid_costs(results, preset, grids_dir, points=points, runs=runs, dropped=dropped)
+    df = grid_costs(results, preset, grids_dir, index=index, dropped=dropped)
     out = [[r.grid, f"{r.done}/{r.units}", str(r.trained), str(r.reused),
             _hms(None if pd.isna(r.compute_s) else r.compute_s), _hms(None if pd.isna(r.span_s) else r.span_s),
             r.hosts or "—"] for r in df.itertuples(index=False)]

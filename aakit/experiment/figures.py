@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
 from aakit.errors import AakitError
-from aakit.experiment.report import Gathered, Point, Run, collect_points, gather, index_runs
+from aakit.experiment.results import ResultsIndex, RowRuns, load_results
+from aakit.experiment.tables import mean_std
 from aakit.runs import atomic_write_bytes, list_runs
 
 
@@ -113,7 +114,7 @@ LEFT_IN, TOP_IN, RIGHT_IN = 0.3, 0.35, 0.05  # room for the image ids and the co
 CAPTION_LINE_IN, CAPTION_FONT = 0.15, 7.0
 
 
-def pick_run(gathered: Gathered | None) -> Path | None:
+def pick_run(gathered: RowRuns | None) -> Path | None:
     """The run directory that stands for a table row: seed 0 if it ran, else the first finished run."""
     if gathered is None or not gathered.runs:
         return None
@@ -123,9 +124,9 @@ def pick_run(gathered: Gathered | None) -> Path | None:
     return gathered.runs[0][0].path
 
 
-def figure5_runs(points: Sequence[Point], finished: dict[str, list[Run]]) -> dict[str, Path | None]:
+def figure5_runs(index: ResultsIndex) -> dict[str, Path | None]:
     """The run directory of each source of :data:`FIGURE5_SOURCES` (None where none finished)."""
-    tables = {t: gather(points, finished, t) for t in {t for t, _ in FIGURE5_SOURCES.values()}}
+    tables = {t: index.rows(t) for t in {t for t, _ in FIGURE5_SOURCES.values()}}
     return {key: pick_run(tables[t].get(row)) for key, (t, row) in FIGURE5_SOURCES.items()}
 
 
@@ -295,8 +296,12 @@ def make_figures(
     *,
     preset: str | None = None,
     grids_dir: Path | None = None,
+    index: ResultsIndex | None = None,
 ) -> list[Path]:
-    """Write every figure that the stored runs allow; returns the files written."""
+    """Write every figure that the stored runs allow; returns the files written.
+
+    ``index``: the runs and grid points of ``preset`` already read (default: read them here).
+    """
     results, out = Path(results), Path(out)
     written: list[Path] = []
     runs = [r for r in list_runs(results) if preset is None or r.config.get("preset") == preset]
@@ -306,11 +311,8 @@ def make_figures(
             fig = training_curves(r.records, f"{r.name} ({r.status})")
             written.append(_save(fig, out / "curves" / f"{r.name}.png"))
 
-    points: list[Point] = []
-    if preset is not None:
-        points, _ = collect_points(results, preset, grids_dir)
-    finished = index_runs(results)
-    rows = gather(points, finished, 1)
+    index = load_results(results, preset, grids_dir) if index is None else index
+    rows = index.rows(1)
     curves: dict[str, list[dict[int, float]]] = {}
     for row, label in (("CLS+CE", "baseline CLS+CE"), ("CLS+CE+AA+LR", "ours CLS+CE+AA+LR")):
         row_runs = rows[row].runs if row in rows else []
@@ -323,7 +325,7 @@ def make_figures(
 
     from aakit.experiment.published import load_published, published_value
 
-    g4 = gather(points, finished, 4)
+    g4 = index.rows(4)
     if any(g.runs for g in g4.values()):
         pub = load_published(results=results)
         fig = _new_figure(6.0, 3.8)
@@ -334,13 +336,11 @@ def make_figures(
                 gamma = float(row.split("=", 1)[1])
             except (IndexError, ValueError):
                 continue
-            vals = [100 * float(run.summary["metrics"][m]["miou"]) for run, m in g.runs
-                    if isinstance((run.summary.get("metrics") or {}).get(m), dict)]
-            if vals:
-                mean = sum(vals) / len(vals)
+            mean, std = mean_std([v for v in g.column()[0] if v is not None])
+            if mean is not None:
                 xs.append(gamma)
                 means.append(mean)
-                stds.append((sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0)
+                stds.append(std or 0.0)
             pv = published_value(pub, 4, row, "val")
             if pv is not None:
                 paper_x.append(gamma)
@@ -359,7 +359,7 @@ def make_figures(
         ax.legend(fontsize=8)
         written.append(_save(fig, out / "table4_gamma.png"))
 
-    fig5 = figure5(**figure5_runs(points, finished))
+    fig5 = figure5(**figure5_runs(index))
     if fig5 is not None:
         written.append(_save(fig5, out / FIGURE5_FILE, tight=False))
     return written
