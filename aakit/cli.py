@@ -24,8 +24,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Data sets: VOC + SBD conversion, layout checks, the embedded benchmark.", no_args_is_help=True)
 weights_app = typer.Typer(help="ImageNet weights: convert MXNet .params to PyTorch.", no_args_is_help=True)
+configs_app = typer.Typer(help="The shipped presets (experiments/): list them, copy one to edit.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(weights_app, name="weights")
+app.add_typer(configs_app, name="configs")
 
 _DEBUG = False
 
@@ -37,8 +39,19 @@ ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2 (repeatable).")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from aakit import __version__
+
+        typer.echo(f"aakit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
     global _DEBUG
     _DEBUG = debug
 
@@ -55,7 +68,7 @@ def _err(msg: str) -> None:
 # ----------------------------------------------------------------------------- train / eval
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config (see experiments/).")] = None,
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config, or a preset name: synthetic/full (aakit configs ls).")] = None,
     set_: SetOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config's name).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
@@ -238,7 +251,7 @@ def weights_convert(
 # ----------------------------------------------------------------------------- experiments
 @app.command()
 def grid(
-    grid_file: Annotated[Path, typer.Argument(help="Grid YAML (experiments/grids/...).")],
+    grid_file: Annotated[Path, typer.Argument(help="Grid YAML, or a preset name: grids/table1 (aakit configs ls).")],
     set_: SetOpt = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
@@ -248,8 +261,9 @@ def grid(
 ) -> None:
     """Run an ablation grid (resumable; shareable across machines through --storage)."""
     from aakit.experiment import grid as grid_mod
+    from aakit.presets import resolve_config
 
-    out = grid_mod.cli_run(grid_file, overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
+    out = grid_mod.cli_run(resolve_config(grid_file), overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
                            results=results, dry_run=dry_run, echo=_echo)
     if out is not None and (out.failed or out.counts()["failed"]):
         raise typer.Exit(1)  # the failed points are named above
@@ -257,7 +271,7 @@ def grid(
 
 @app.command()
 def search(
-    search_file: Annotated[Optional[Path], typer.Argument(help="Search YAML (experiments/searches/...).")] = None,
+    search_file: Annotated[Optional[Path], typer.Argument(help="Search YAML, or a preset name: searches/synthetic.")] = None,
     trials: Annotated[int, typer.Option("--trials", help="Trials to run in total (across workers).")] = 10,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal file in results/studies/).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
@@ -268,7 +282,9 @@ def search(
 ) -> None:
     """Optuna search over lambda1, lambda2, m, gamma and the dilation set."""
     from aakit.experiment import search as search_mod
+    from aakit.presets import resolve_config
 
+    search_file = None if search_file is None else resolve_config(search_file)
     search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
                        show=show, overrides=set_ or [], results=results, echo=_echo)
 
@@ -294,6 +310,36 @@ def report(
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
                        claims=claims, into=into)
+
+
+# ----------------------------------------------------------------------------- presets
+@configs_app.command("ls")
+def configs_ls() -> None:
+    """List the shipped presets: a name works wherever a config, grid or search file is asked for."""
+    from aakit.presets import list_presets, presets_root
+
+    _echo(f"presets in {presets_root()} (e.g. aakit train synthetic/full; aakit configs copy NAME DIR to edit one):")
+    presets = list_presets()
+    width = max((len(name) for name, _ in presets), default=0)
+    for name, what in presets:
+        _echo(f"  {name:{width}s}  {what}")
+
+
+@configs_app.command("copy")
+def configs_copy(
+    name: Annotated[str, typer.Argument(help="Preset name (aakit configs ls), e.g. voc/full.yaml.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to write the copy into.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Copy a preset into DEST to edit it.
+
+    A config is flattened: what it inherits through _base_ is merged in (one self-contained
+    file, the same config hash). A grid or search keeps its text, its base: naming the shipped
+    config (base: synthetic/full.yaml).
+    """
+    from aakit.presets import copy_preset
+
+    _echo(f"wrote {copy_preset(name, dest, force=force)}")
 
 
 # ----------------------------------------------------------------------------- tui / bench / demo

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from aakit.errors import AakitError
+from aakit.presets import published_csv
 
 COLUMNS = ("table", "row", "column", "value", "protocol", "stage", "backbone", "supervision", "note")
 FILE_NAME = "published.csv"
@@ -38,12 +39,12 @@ class PublishedError(AakitError):
 def default_published_path(results: Path | None = None) -> Path:
     """Where ``published.csv`` is looked for.
 
-    ``<results>/published.csv`` if it exists, else the copy in the repository this package
-    was installed from (``results/published.csv`` beside ``aakit/``).
+    ``<results>/published.csv`` if it exists, else the copy shipped with aakit (the wheel's,
+    or ``results/published.csv`` beside ``aakit/`` in the repository: :mod:`aakit.presets`).
     """
     if results is not None and (Path(results) / FILE_NAME).is_file():
         return Path(results) / FILE_NAME
-    return Path(__file__).resolve().parents[2] / "results" / FILE_NAME
+    return published_csv()
 
 
 def load_published(path: Path | None = None, results: Path | None = None) -> pd.DataFrame:
