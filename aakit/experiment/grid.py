@@ -62,11 +62,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from aakit.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_file, read_yaml
+from aakit.config import Config, ConfigError, apply_overrides, from_dict
 from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
@@ -82,8 +82,8 @@ from aakit.experiment.lifecycle import (
     one_line,
     printer,
 )
+from aakit.experiment.specfile import SpecFile, read_spec_file
 from aakit.experiment.workers import dispatch, parse_gpus
-from aakit.presets import resolve_config
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description"}
@@ -173,6 +173,15 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
+class _Row(NamedTuple):
+    """A row of a grid file, before its checks: table, row label, parameters (its set:), metric."""
+
+    table: Any
+    row: Any
+    params: dict[str, Any]
+    metric: Any
+
+
 def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     """Read, check and expand a grid file.
 
@@ -183,101 +192,113 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     Raises:
         GridError: one line naming the file and the key, row or value at fault.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise GridError(f"{path}: grid file not found")
-    spec = load_yaml_file(path, GridError)
-    if not isinstance(spec, dict):
-        raise GridError(f"{path}: top level must be a mapping (base:, seeds:, rows: or axes:)")
-    unknown = sorted(set(spec) - GRID_KEYS)
-    if unknown:
-        raise GridError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(GRID_KEYS))})")
-    name = spec.get("name", path.stem)
-    if not isinstance(name, str) or safe_name(name) != name:
-        raise GridError(f"{path}: name {name!r} should use only letters, digits and . _ + -")
-    if not isinstance(spec.get("base"), str):
-        raise GridError(f"{path}: base: should name the base config file (relative to the grid file, or a preset name)")
-    base_path = resolve_config(spec["base"], relative_to=path.parent)
-    try:
-        base = read_yaml(base_path)
-    except ConfigError as e:
-        raise GridError(f"{path}: base: {e}") from None
-    seeds = spec.get("seeds", [base.get("train", {}).get("seed", 0)])
+    head = read_spec_file(path, kind="grid", keys=GRID_KEYS, shape="base:, seeds:, rows: or axes:", error=GridError)
+    seeds = _seeds(head)
+    common = _mapping(head.spec.get("set"), f"{head.path}: set:")
+    points = _expand(head, _rows(head.spec, head.path), seeds, common, overrides)
+    presets = {p.config.preset for p in points}
+    if len(presets) > 1:
+        raise GridError(f"{head.path}: points mix presets {sorted(presets)}; set preset: in the grid file")
+    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points)
+
+
+def _seeds(head: SpecFile) -> list[int]:
+    """The grid's ``seeds:`` (default: the base config's train.seed)."""
+    seeds = head.spec.get("seeds", [head.base.get("train", {}).get("seed", 0)])
     if (
         not isinstance(seeds, list)
         or not seeds
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
-        raise GridError(f"{path}: seeds: should be a non-empty list of integers, got {seeds!r}")
+        raise GridError(f"{head.path}: seeds: should be a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
-        raise GridError(f"{path}: seeds: {seeds!r} repeats a seed")
-    common = _mapping(spec.get("set"), f"{path}: set:")
-    default_table = spec.get("table")
-    default_metric = spec.get("metric", "val")
+        raise GridError(f"{head.path}: seeds: {seeds!r} repeats a seed")
+    return seeds
 
-    specs: list[tuple[int, str, dict[str, Any], str]] = []  # table, row, params, metric
-    has_rows, has_axes = "rows" in spec, "axes" in spec
-    if has_rows == has_axes:
+
+def _rows(spec: dict[str, Any], path: Path) -> list[_Row]:
+    """The grid's rows: its explicit rows:, or the crossing of its axes:."""
+    if ("rows" in spec) == ("axes" in spec):
         raise GridError(f"{path}: needs exactly one of rows: (explicit points) or axes: (crossed)")
-    if has_rows:
-        rows = spec["rows"]
-        if not isinstance(rows, list):
-            raise GridError(f"{path}: rows: should be a list of {{table, row, set, metric}}")
-        for i, r in enumerate(rows):
-            where = f"{path}: rows[{i}]"
-            if not isinstance(r, dict):
-                raise GridError(f"{where} should be a mapping with table, row, set")
-            bad = sorted(set(r) - ROW_KEYS)
-            if bad:
-                raise GridError(f"{where}: unknown key {bad[0]!r} (known: {', '.join(sorted(ROW_KEYS))})")
-            specs.append((r.get("table", default_table), r.get("row"), _mapping(r.get("set"), f"{where}.set"),
-                          r.get("metric", default_metric)))
+    table, metric = spec.get("table"), spec.get("metric", "val")
+    if "rows" in spec:
+        rows = _explicit_rows(spec["rows"], path, table, metric)
     else:
-        axes = _mapping(spec["axes"], f"{path}: axes:")
-        for k, v in axes.items():
-            if not isinstance(v, list):
-                raise GridError(f"{path}: axes: {k} should be a list of values")
-        template = spec.get("row") or ", ".join(f"{k}={{{k}}}" for k in axes)
-        if axes and all(axes.values()):
-            for combo in itertools.product(*axes.values()):
-                params = dict(zip(axes.keys(), combo))
-                specs.append((default_table, _fill_template(str(template), params, str(path)), params,
-                              default_metric))
-    if not specs:
+        rows = _crossed_rows(spec, path, table, metric)
+    if not rows:
         raise GridError(f"{path}: the grid has no points (empty rows: or an empty axis)")
+    return rows
 
+
+def _explicit_rows(rows: Any, path: Path, table: Any, metric: Any) -> list[_Row]:
+    """``rows: [{table, row, set, metric}, ...]`` (table and metric default to the grid's)."""
+    if not isinstance(rows, list):
+        raise GridError(f"{path}: rows: should be a list of {{table, row, set, metric}}")
+    out = []
+    for i, r in enumerate(rows):
+        where = f"{path}: rows[{i}]"
+        if not isinstance(r, dict):
+            raise GridError(f"{where} should be a mapping with table, row, set")
+        bad = sorted(set(r) - ROW_KEYS)
+        if bad:
+            raise GridError(f"{where}: unknown key {bad[0]!r} (known: {', '.join(sorted(ROW_KEYS))})")
+        out.append(_Row(r.get("table", table), r.get("row"), _mapping(r.get("set"), f"{where}.set"),
+                        r.get("metric", metric)))
+    return out
+
+
+def _crossed_rows(spec: dict[str, Any], path: Path, table: Any, metric: Any) -> list[_Row]:
+    """``axes: {key: [values]}`` crossed, each combination labelled by the ``row:`` template."""
+    axes = _mapping(spec["axes"], f"{path}: axes:")
+    for k, v in axes.items():
+        if not isinstance(v, list):
+            raise GridError(f"{path}: axes: {k} should be a list of values")
+    if not axes or not all(axes.values()):
+        return []
+    template = str(spec.get("row") or ", ".join(f"{k}={{{k}}}" for k in axes))
+    combos = (dict(zip(axes.keys(), combo)) for combo in itertools.product(*axes.values()))
+    return [_Row(table, _fill_template(template, params, str(path)), params, metric) for params in combos]
+
+
+def _expand(head: SpecFile, rows: list[_Row], seeds: list[int], common: dict[str, Any],
+            overrides: Sequence[str]) -> list[GridPoint]:
+    """Every row for every seed, as points (each checked against the config schema)."""
     points: list[GridPoint] = []
     ids: set[str] = set()
-    for table, row, params, metric in specs:
-        if not isinstance(table, int) or isinstance(table, bool) or not 0 <= table <= 6:
-            raise GridError(f"{path}: row {row!r}: table should be 1..6 (a paper table) or 0 (none), got {table!r}")
-        if not isinstance(row, str) or not row:
-            raise GridError(f"{path}: a point of table {table} has no row: label")
-        if not isinstance(metric, str) or not metric:
-            raise GridError(f"{path}: row {row!r}: metric should name a summary metrics key like val")
+    for row in rows:
+        _check_row(row, head.path)
         for seed in seeds:
-            where = f"{path} (row {row!r}, seed {seed})"
-            values = {**common, **params, "train.seed": seed}
-            if spec.get("preset") is not None:
-                values["preset"] = spec["preset"]
-            run_name = safe_name(f"{name}-{row}-s{seed}")
-            try:
-                data = apply_overrides(base, values)
-                data = apply_overrides(data, list(overrides))
-                data["name"] = run_name
-                cfg = from_dict(data, where)
-            except ConfigError as e:
-                raise GridError(str(e)) from None
-            pid = safe_name(f"t{table}-{row}-s{seed}")
-            if pid in ids:
-                raise GridError(f"{path}: table {table} row {row!r} seed {seed} appears twice")
-            ids.add(pid)
-            points.append(GridPoint(pid, table, row, dict(params), seed, metric, cfg,
-                                    override_strings(values) + list(overrides)))
-    presets = {p.config.preset for p in points}
-    if len(presets) > 1:
-        raise GridError(f"{path}: points mix presets {sorted(presets)}; set preset: in the grid file")
-    return Grid(name=name, file=path, preset=presets.pop(), points=points)
+            point = _point(head, row, seed, common, overrides)
+            if point.id in ids:
+                raise GridError(f"{head.path}: table {row.table} row {row.row!r} seed {seed} appears twice")
+            ids.add(point.id)
+            points.append(point)
+    return points
+
+
+def _check_row(row: _Row, path: Path) -> None:
+    if not isinstance(row.table, int) or isinstance(row.table, bool) or not 0 <= row.table <= 6:
+        raise GridError(f"{path}: row {row.row!r}: table should be 1..6 (a paper table) or 0 (none), "
+                        f"got {row.table!r}")
+    if not isinstance(row.row, str) or not row.row:
+        raise GridError(f"{path}: a point of table {row.table} has no row: label")
+    if not isinstance(row.metric, str) or not row.metric:
+        raise GridError(f"{path}: row {row.row!r}: metric should name a summary metrics key like val")
+
+
+def _point(head: SpecFile, row: _Row, seed: int, common: dict[str, Any], overrides: Sequence[str]) -> GridPoint:
+    """One row for one seed: base, the grid's set:, the row's, the seed, the preset, then ``--set``."""
+    values = {**common, **row.params, "train.seed": seed}
+    if head.spec.get("preset") is not None:
+        values["preset"] = head.spec["preset"]
+    try:
+        data = apply_overrides(apply_overrides(head.base, values), list(overrides))
+        data["name"] = safe_name(f"{head.name}-{row.row}-s{seed}")
+        cfg = from_dict(data, f"{head.path} (row {row.row!r}, seed {seed})")
+    except ConfigError as e:
+        raise GridError(str(e)) from None
+    return GridPoint(safe_name(f"t{row.table}-{row.row}-s{seed}"), row.table, row.row, dict(row.params), seed,
+                     row.metric, cfg, override_strings(values) + list(overrides))
 
 
 def grid_file(table: int, preset: str, root: Path = Path("experiments/grids")) -> Path:

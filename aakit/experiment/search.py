@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from aakit.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_file, read_yaml
+from aakit.config import Config, ConfigError, apply_overrides, from_dict
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import format_value, override_strings
@@ -62,8 +62,8 @@ from aakit.experiment.lifecycle import (
     metric_value,
     printer,
 )
+from aakit.experiment.specfile import read_spec_file
 from aakit.experiment.workers import dispatch, parse_gpus
-from aakit.presets import resolve_config
 from aakit.redact import redact_text
 from aakit.runs import read_json, run_dir_name, safe_name
 
@@ -174,24 +174,8 @@ def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
     Raises:
         SearchError: one line naming the file and the key at fault.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SearchError(f"{path}: search file not found")
-    spec = load_yaml_file(path, SearchError)
-    if not isinstance(spec, dict):
-        raise SearchError(f"{path}: top level must be a mapping (base:, params:)")
-    bad = sorted(set(spec) - SEARCH_KEYS)
-    if bad:
-        raise SearchError(f"{path}: unknown key {bad[0]!r} (known: {', '.join(sorted(SEARCH_KEYS))})")
-    name = spec.get("name", path.stem)
-    if not isinstance(name, str) or safe_name(name) != name:
-        raise SearchError(f"{path}: name {name!r} should use only letters, digits and . _ + -")
-    if not isinstance(spec.get("base"), str):
-        raise SearchError(f"{path}: base: should name the base config file (relative to the search file, or a preset name)")
-    try:
-        base = read_yaml(resolve_config(spec["base"], relative_to=path.parent))
-    except ConfigError as e:
-        raise SearchError(f"{path}: base: {e}") from None
+    head = read_spec_file(path, kind="search", keys=SEARCH_KEYS, shape="base:, params:", error=SearchError)
+    path, spec, name, base = head.path, head.spec, head.name, head.base
     fixed = spec.get("set") or {}
     if not isinstance(fixed, dict):
         raise SearchError(f"{path}: set: should be a mapping of dotted keys to values")
