@@ -1,6 +1,7 @@
 """The shipped presets by name, from any folder (aakit.presets; issue 18)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,8 +134,9 @@ def test_report_and_demo_read_the_presets_root(elsewhere: Path, monkeypatch: pyt
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aakit.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's aakit, whatever the venv's install
+    return subprocess.run([sys.executable, "-m", "aakit.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_cli_version_ls_copy_and_bad_names(elsewhere: Path) -> None:
