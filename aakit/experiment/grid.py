@@ -62,7 +62,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence, Unpack
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -75,7 +75,6 @@ from aakit.experiment.lifecycle import (
     Job,
     Lifecycle,
     Say,
-    TrainFn,
     UnitFailed,
     WorkerSpec,
     metric_value,
@@ -83,7 +82,7 @@ from aakit.experiment.lifecycle import (
     printer,
 )
 from aakit.experiment.specfile import SpecFile, read_spec_file
-from aakit.experiment.workers import dispatch, parse_gpus
+from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description"}
@@ -555,58 +554,33 @@ def _job(unit: GridPoint, lc: Lifecycle, claim: Claim) -> Job:
     return Job(unit.config, unit.run_name, list(unit.overrides), resume)
 
 
-def run_grid(
-    grid_path: str | Path,
-    *,
-    overrides: Sequence[str] = (),
-    results: Path = Path("results"),
-    storage: str | None = None,
-    workers: int = 1,
-    gpus: str | Sequence[str | int] | None = None,
-    train: TrainFn | None = None,
-    heartbeat: float = 30.0,
-    grace: float = 600.0,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> GridResult:
+def run_grid(grid_path: str | Path, *, overrides: Sequence[str] = (), **options: Unpack[RunOptions]) -> GridResult:
     """Run every missing or failed point of a grid (``aakit grid GRID.yaml``).
 
     Args:
         grid_path: the grid YAML.
         overrides: ``--set`` items applied to every point (they change the hashes).
-        results: the results directory (runs, grids, studies).
-        storage: None for ``results/studies/grid-<name>.log``, or a storage URL to share with
-            other machines.
-        workers: worker processes on this machine (each pinned by ``gpus`` or to the CPU).
-        gpus: GPU indices, e.g. ``"0,1"``.
-        train: the training function (the engine's by default; tests inject a fake).
-        heartbeat: seconds between heartbeats of a running point.
-        grace: seconds without a heartbeat after which another host's point counts as dead.
-        progress: show the engine's progress bar (only with one worker).
-        log: where progress lines go (print by default).
+        options: where and how the points run (see :class:`~aakit.experiment.workers.RunOptions`;
+            the storage defaults to ``results/studies/grid-<name>.log``).
 
     Returns:
         What ran, what failed, and the final state of every point.
 
     Raises:
-        GridError: a bad grid file; StorageError: a storage that cannot be opened.
+        GridError: a bad grid file or option; StorageError: a storage that cannot be opened;
+        AakitError: the data of the points missing (only when the engine trains).
     """
-    if workers < 1:
-        raise GridError(f"--workers {workers}: must be >= 1")
+    check_workers(options, GridError)
     grid = load_grid(grid_path, overrides)  # check everything before starting any process
-    if train is None:  # the engine trains: its data must be there (a fake trainer needs none)
+    if options.get("train") is None:  # the engine trains: its data must be there (a fake trainer needs none)
         for cfg in {p.config.data.root: p.config for p in grid.points}.values():
             require_data_root(cfg.data.root, cfg.preset, where=f"{grid_path}: data.root")
-    gpu_list = parse_gpus(gpus)
-    results = Path(results)
-    default = studies.default_storage_path(results, "grid", grid.name)
-    studies.get_or_create_study(studies.open_storage(storage, default), f"grid-{grid.name}",
-                                direction="maximize")
-    spec = WorkerSpec(results, storage, studies.new_session(), train, heartbeat, grace, progress)
+    launch = Launch.prepare(options, "grid", grid.name, f"grid-{grid.name}")
     out = GridResult(grid.name)
-    out.ran, out.failed = dispatch(_grid_worker, spec, (str(grid_path), list(overrides)), workers=workers,
-                                   gpus=gpu_list, log=log)
-    out.points = grid_status(grid_path, overrides=overrides, results=results, storage=storage, grace=grace)
+    out.ran, out.failed = launch.dispatch(_grid_worker, (str(grid_path), list(overrides)))
+    spec = launch.spec
+    out.points = grid_status(grid_path, overrides=overrides, results=spec.results, storage=spec.storage,
+                             grace=spec.grace)
     return out
 
 

@@ -87,10 +87,10 @@ class WorkerSpec:
     results: Path
     storage: str | None
     session: str
-    train: TrainFn | None = None
-    heartbeat: float = 30.0
-    grace: float = 600.0
-    progress: bool = True
+    train: TrainFn | None
+    heartbeat: float
+    grace: float
+    progress: bool
 
 
 @dataclass(frozen=True)

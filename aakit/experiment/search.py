@@ -41,7 +41,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Unpack
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -56,14 +56,13 @@ from aakit.experiment.lifecycle import (
     Lifecycle,
     Outcome,
     Say,
-    TrainFn,
     UnitFailed,
     WorkerSpec,
     metric_value,
     printer,
 )
 from aakit.experiment.specfile import read_spec_file
-from aakit.experiment.workers import dispatch, parse_gpus
+from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.redact import redact_text
 from aakit.runs import read_json, run_dir_name, safe_name
 
@@ -339,53 +338,28 @@ def _run_trial(search: Search, lc: Lifecycle, trial: optuna.Trial, say: Say) -> 
     return outcome
 
 
-def run_search(
-    search_path: str | Path,
-    *,
-    trials: int,
-    overrides: Sequence[str] = (),
-    results: Path = Path("results"),
-    storage: str | None = None,
-    workers: int = 1,
-    gpus: str | Sequence[str | int] | None = None,
-    train: TrainFn | None = None,
-    heartbeat: float = 30.0,
-    grace: float = 600.0,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> SearchResult:
+def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str] = (),
+               **options: Unpack[RunOptions]) -> SearchResult:
     """Run a search until its study holds ``trials`` trials (``aakit search``).
 
     Args:
         search_path: the search YAML.
         trials: total size of the study (COMPLETE + PRUNED + running), shared by all workers.
         overrides: ``--set`` items applied to every trial (they name a separate study).
-        results: results root (runs/ and studies/).
-        storage: None for ``results/studies/search-<name>.log``, else a storage URL.
-        workers: worker processes on this machine; gpus: one GPU per worker (``"0,1"``).
-        train: the training function (the engine's by default; tests inject a fake).
-        heartbeat, grace: liveness of running trials (see :mod:`aakit.experiment.studies`).
-        progress: the engine's progress bar (one worker only). log: where lines go.
+        options: where and how the trials run (see :class:`~aakit.experiment.workers.RunOptions`;
+            the storage defaults to ``results/studies/search-<name>.log``).
 
     Raises:
         SearchError, StorageError: bad input, with a one-line message.
     """
     if trials < 1:
         raise SearchError(f"--trials {trials}: must be >= 1")
-    if workers < 1:
-        raise SearchError(f"--workers {workers}: must be >= 1")
+    check_workers(options, SearchError)
     search = load_search(search_path, overrides)
-    gpu_list = parse_gpus(gpus)
-    results = Path(results)
-    default = studies.default_storage_path(results, "search", search.name)
-    st = studies.open_storage(storage, default)
-    studies.get_or_create_study(st, search.study_name, direction="maximize")
-    spec = WorkerSpec(results, storage, studies.new_session(), train, heartbeat, grace, progress)
-    out = SearchResult(search.study_name, studies.describe_storage(storage, default))
-    out.ran, out.failed = dispatch(_search_worker, spec, (str(search_path), list(overrides), trials),
-                                   workers=workers, gpus=gpu_list, log=log)
-    study = optuna.load_study(study_name=search.study_name, storage=st)
-    out.best = _best(study)
+    launch = Launch.prepare(options, "search", search.name, search.study_name)
+    out = SearchResult(search.study_name, launch.where)
+    out.ran, out.failed = launch.dispatch(_search_worker, (str(search_path), list(overrides), trials))
+    out.best = _best(optuna.load_study(study_name=search.study_name, storage=launch.storage))
     return out
 
 

@@ -5,6 +5,10 @@
 several workers run on the CPU (``CUDA_VISIBLE_DEVICES=""``) and share its cores
 (``OMP_NUM_THREADS = cores // N`` unless the user set it). Spawn, not fork: a forked child of a
 process that already started torch's thread pools can deadlock.
+
+:class:`RunOptions` are the options ``run_grid`` and ``run_search`` share (``--results``,
+``--storage``, ``--workers``, ``--gpus``, ...); :meth:`Launch.prepare` checks them, creates the
+study and draws the invocation's session, and :meth:`Launch.dispatch` runs the workers.
 """
 from __future__ import annotations
 
@@ -13,10 +17,15 @@ import multiprocessing as mp
 import os
 import queue
 import traceback
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypedDict
+
+from optuna.storages import BaseStorage
 
 from aakit.errors import AakitError
-from aakit.experiment.lifecycle import WorkerSpec
+from aakit.experiment import studies
+from aakit.experiment.lifecycle import Say, TrainFn, WorkerSpec
 
 
 class WorkerError(AakitError):
@@ -126,3 +135,75 @@ def dispatch(fn: Callable[..., Any], spec: WorkerSpec, args: tuple[Any, ...], *,
     ran = [r for part in parts for r in part["ran"]]
     failed = [tuple(f) for part in parts for f in part["failed"]]
     return ran, failed
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of ``run_grid`` and ``run_search`` (all optional).
+
+    Keys:
+        results: the results directory (runs/, grids/, studies/); default ``results``.
+        storage: None (default) for the journal file ``results/studies/<grid|search>-<name>.log``,
+            or a storage URL to share with other machines (``postgresql://...``).
+        workers: worker processes on this machine (default 1), each pinned by ``gpus`` or to the CPU.
+        gpus: GPU indices, e.g. ``"0,1"``.
+        train: the training function (the engine's by default; tests inject a fake).
+        heartbeat: seconds between heartbeats of a running unit (default 30).
+        grace: seconds without a heartbeat after which another host's unit counts as dead
+            (default 600).
+        progress: show the engine's progress bar (default True; only with one worker).
+        log: where progress lines go (default: printed, each headed by its worker).
+    """
+
+    results: Path
+    storage: str | None
+    workers: int
+    gpus: str | Sequence[str | int] | None
+    train: TrainFn | None
+    heartbeat: float
+    grace: float
+    progress: bool
+    log: Say | None
+
+
+def check_workers(options: RunOptions, error: type[AakitError]) -> None:
+    """Refuse unknown options (TypeError, as for any call) and a worker count below 1 (``error``)."""
+    unknown = sorted(set(options) - set(RunOptions.__optional_keys__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+    workers = options.get("workers", 1)
+    if workers < 1:
+        raise error(f"--workers {workers}: must be >= 1")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A grid or search ready to start its workers: options checked, study created, session drawn."""
+
+    spec: WorkerSpec
+    workers: int
+    gpus: list[str] | None
+    log: Say | None
+    default_journal: Path
+    storage: BaseStorage
+
+    @classmethod
+    def prepare(cls, options: RunOptions, kind: str, name: str, study_name: str) -> "Launch":
+        """Parse ``--gpus``, open the storage and create the study (StorageError: one line)."""
+        gpus = parse_gpus(options.get("gpus"))
+        results = Path(options.get("results", Path("results")))
+        default = studies.default_storage_path(results, kind, name)
+        url = options.get("storage")
+        storage = studies.open_storage(url, default)
+        studies.get_or_create_study(storage, study_name, direction="maximize")
+        spec = WorkerSpec(results, url, studies.new_session(), options.get("train"), options.get("heartbeat", 30.0),
+                          options.get("grace", 600.0), options.get("progress", True))
+        return cls(spec, options.get("workers", 1), gpus, options.get("log"), default, storage)
+
+    @property
+    def where(self) -> str:
+        """The storage as printed and recorded (no password)."""
+        return studies.describe_storage(self.spec.storage, self.default_journal)
+
+    def dispatch(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[list[Any], list[tuple[Any, ...]]]:
+        """Run ``fn(spec, *args)`` in this launch's workers (see :func:`dispatch`)."""
+        return dispatch(fn, self.spec, args, workers=self.workers, gpus=self.gpus, log=self.log)
