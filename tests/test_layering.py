@@ -23,6 +23,8 @@ CORE = [
     "aakit.engine.inference",
     "aakit.runs",
     "aakit.experiment.grid",
+    "aakit.experiment.search",
+    "aakit.experiment.lifecycle",
     "aakit.experiment.report",
 ]
 

@@ -193,7 +193,7 @@ def _is_zombie(pid: int) -> bool:
     try:
         import psutil
 
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except Exception:  # gone meanwhile, no permission, psutil missing
         return False
 
