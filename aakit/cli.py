@@ -292,18 +292,18 @@ def search(
 @app.command()
 def report(
     table: Annotated[Optional[int], typer.Option("--table", help="Only this table (1-6).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="rich, md, latex or csv.")] = "rich",
+    fmt: Annotated[str, typer.Option("--format", help="rich, md, latex or csv; json with --claims.")] = "rich",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write files here instead of printing.")] = None,
     preset: Annotated[str, typer.Option(help="voc or synthetic.")] = "synthetic",
     figures: Annotated[bool, typer.Option("--figures", help="Also write PNG figures (needs --out or writes to results/figures).")] = False,
-    claims: Annotated[bool, typer.Option("--claims", help="Only the paper's ablation claims: reproduced, not reproduced or inconclusive.")] = False,
+    claims: Annotated[bool, typer.Option("--claims", help="Only the paper's ablation claims: supported, opposite, smaller than the paper's or inconclusive.")] = False,
     into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers.
 
-    Without --table, the claims of Tables 1-4 follow the tables, each judged against the
-    seeds' spread (aakit.experiment.claims). The runs left out of a table (unfinished,
+    Without --table, the claims of Tables 1-4 follow the tables, each judged on the paired
+    per-seed differences (95 % t-interval; aakit.experiment.claims). The runs left out of a table (unfinished,
     corrupt...) are named on stderr, with why; a results directory without runs is an error.
     """
     from aakit.experiment import report as report_mod

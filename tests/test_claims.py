@@ -1,4 +1,5 @@
-"""The paper's claims judged on stored runs: reproduced / not reproduced / inconclusive / not run."""
+"""The paper's claims judged on stored runs with paired intervals: supported / opposite /
+smaller than the paper's / inconclusive / not run (issue 14 replaced the unpaired spread rule)."""
 from __future__ import annotations
 
 import io
@@ -74,39 +75,69 @@ def by_comparison(df: pd.DataFrame) -> dict[tuple[str, str], dict]:
     return {(r["winner"], r["other"]): r for r in df.to_dict("records")}
 
 
-def test_each_outcome_from_the_seeds_spread(tmp_path: Path) -> None:
+def test_each_verdict_from_the_paired_interval(tmp_path: Path) -> None:
     results, grids = setup(tmp_path)
     df = C.evaluate_claims(results, "synthetic", grids)
     rows = by_comparison(df)
+    t2 = 4.302652729911275  # t_{0.975, 2}: three paired seeds
 
-    aa = rows[("CLS+CE+AA", "CLS+CE")]
-    assert aa["diff"] == pytest.approx(5.0) and aa["spread"] == pytest.approx(1.0)
-    assert (aa["outcome"], aa["wins"], aa["paired"], aa["winner_n"]) == ("reproduced", 3, 3, 3)
+    aa = rows[("CLS+CE+AA", "CLS+CE")]  # per-seed differences 5, 6, 4
+    assert aa["diff"] == pytest.approx(5.0) and aa["paired_std"] == pytest.approx(1.0)
+    assert (aa["ci_low"], aa["ci_high"]) == (pytest.approx(5 - t2 / 3**0.5), pytest.approx(5 + t2 / 3**0.5))
+    assert (aa["outcome"], aa["wins"], aa["paired"], aa["winner_n"]) == ("supported", 3, 3, 3)
     assert aa["paper_diff"] == pytest.approx(63.2 - 60.0)
+    assert [(p["seed"], p["winner"], p["loser"]) for p in aa["pairs"]] == [(0, 0.45, 0.40), (1, 0.47, 0.41), (2, 0.46, 0.42)]
 
-    lr = rows[("CLS+CE+AA+LR", "CLS+CE+AA")]
-    assert lr["diff"] == pytest.approx(0.8333, abs=1e-3) and lr["outcome"] == "inconclusive" and lr["wins"] == 2
+    lr = rows[("CLS+CE+AA+LR", "CLS+CE+AA")]  # 2, -1, 1.5: the interval holds 0 and the paper's +0.7
     assert lr["paired_mean"] == pytest.approx(0.8333, abs=1e-3) and lr["paired_std"] == pytest.approx(1.6073, abs=1e-3)
+    assert lr["outcome"] == "inconclusive" and lr["wins"] == 2 and lr["ci_low"] < 0 < 0.7 < lr["ci_high"]
 
-    # the rfpc row reads val_rfpc of the same runs (the fakes add 2 points): paired, all won
+    # the rfpc row reads val_rfpc of the same runs (the fakes add 2 points): no spread at all
     rfpc = rows[("CLS+CE+AA+LR+rfpc", "CLS+CE+AA+LR")]
-    assert rfpc["diff"] == pytest.approx(2.0) and rfpc["outcome"] == "reproduced" and rfpc["wins"] == 3
+    assert rfpc["diff"] == pytest.approx(2.0) and rfpc["outcome"] == "supported" and rfpc["wins"] == 3
 
-    # Table 3: one comparison reproduced, the other contradicted -> the claim is not reproduced
-    assert rows[("max", "mean")]["outcome"] == "reproduced"
-    assert rows[("max", "min")]["outcome"] == "not reproduced"
-    assert set(df[df["claim"] == "T3-max"]["claim_outcome"]) == {"not reproduced"}
+    # Table 3 with two seeds: max - mean = 5, 6 (t_{0.975,1} = 12.7 makes the interval hold 0);
+    # max - min = -10, -11 (below 0 all the same) -> the claim is opposite
+    assert rows[("max", "mean")]["outcome"] == "inconclusive" and rows[("max", "mean")]["ci_low"] < 0
+    assert rows[("max", "min")]["outcome"] == "opposite"
+    assert set(df[df["claim"] == "T3-max"]["claim_outcome"]) == {"opposite"}
 
     # grids that never ran: not run, never judged
     assert set(df[df["table"].isin([2, 4])]["outcome"]) == {"not run"}
 
 
 def test_one_seed_is_inconclusive_not_a_verdict() -> None:
-    r = C.compare({0: 60.0}, {0: 50.0})
-    assert r["diff"] == pytest.approx(10.0) and r["spread"] is None and r["outcome"] == "inconclusive"
-    assert C.compare({}, {0: 50.0})["outcome"] == "not run"
-    assert C.combine(["reproduced", "inconclusive"]) == "inconclusive"
-    assert C.combine(["reproduced", "reproduced"]) == "reproduced"
+    r = C.compare({0: (60.0, "a", 0.6)}, {0: (50.0, "b", 0.5)}, 3.0)
+    assert r["diff"] == pytest.approx(10.0) and r["ci_low"] is None and r["outcome"] == "inconclusive"
+    assert C.compare({}, {0: (50.0, "b", 0.5)})["outcome"] == "not run"
+    assert C.combine(["supported", "inconclusive"]) == "inconclusive"
+    assert C.combine(["supported", "supported"]) == "supported"
+    assert C.combine(["supported", "smaller than the paper's"]) == "smaller than the paper's"
+    assert C.combine(["smaller than the paper's", "opposite"]) == "opposite"
+
+
+def test_claims_json_lists_pairs_whose_differences_give_the_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import statistics
+
+    from scipy import stats as sps
+
+    results, grids = setup(tmp_path)
+    said: list[str] = []
+    R.cli_run(table=None, fmt="json", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=grids, claims=True)
+    items = json.loads(said[-1])
+    assert {"claim", "paper_effect", "n", "mean_diff", "ci_low", "ci_high", "verdict", "pairs"} <= set(items[0])
+    for it in items:
+        diffs = [100 * (p["winner"] - p["loser"]) for p in it["pairs"]]
+        assert it["n"] == len(diffs)
+        if len(diffs) >= 2 and statistics.stdev(diffs) > 0:
+            lo, hi = sps.t.interval(0.95, len(diffs) - 1, loc=statistics.mean(diffs), scale=sps.sem(diffs))
+            assert (it["mean_diff"], it["ci_low"], it["ci_high"]) == (pytest.approx(statistics.mean(diffs)),
+                                                                      pytest.approx(lo), pytest.approx(hi))
+    with pytest.raises(R.ReportError, match="--format json: only with --claims"):
+        R.cli_run(table=None, fmt="json", out=None, preset="synthetic", figures=False, results=results,
+                  echo=said.append, grids_dir=grids)
 
 
 def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
@@ -116,7 +147,8 @@ def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
               echo=said.append, grids_dir=grids)
     md = said[-1]
     assert md.index("**Table 6.**") < md.index("**Claims.**")
-    assert "| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | +5.0 | 1.0 | 3/3 | +5.0 ± 1.0 | +3.2 | reproduced | reproduced |" in md
+    assert ("| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | 3/3 | +5.0 ± 1.0 "
+            "| [+2.5, +7.5] | 3.1 | +3.2 | supported | supported |") in md
 
     said.clear()
     R.cli_run(table=None, fmt="csv", out=None, preset="synthetic", figures=False, results=results,
@@ -127,7 +159,7 @@ def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
     out = tmp_path / "report"
     R.cli_run(table=None, fmt="md", out=out, preset="synthetic", figures=False, results=results,
               echo=said.append, grids_dir=grids)
-    assert "not reproduced" in (out / "claims.md").read_text()
+    assert "opposite" in (out / "claims.md").read_text()
 
 
 def test_grid_costs_count_own_runs_reused_units_and_the_shared_pretraining(tmp_path: Path) -> None:

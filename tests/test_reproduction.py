@@ -43,7 +43,7 @@ def test_every_claim_that_ran_has_a_verdict_and_its_numbers() -> None:
     assert set(df["claim"]) == {c.key for c in CLAIMS}
     ran = df[df["outcome"] != "not run"]
     assert len(ran) and ran["diff"].notna().all()
-    assert set(ran["outcome"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert set(ran["outcome"]) <= {"supported", "opposite", "smaller than the paper's", "inconclusive"}
 
 
 def test_committed_runs_stay_readable_under_the_new_run_identity() -> None:

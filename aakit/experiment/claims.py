@@ -1,21 +1,20 @@
-"""The paper's claims about its ablations, tested on stored runs: reproduced or not.
+"""The paper's claims about its ablations, tested on stored runs with paired statistics.
 
 Each claim says that one row of an ablation table beats one or more others on val mIoU
-(Tables 1-4). For every comparison we take the per-seed values of both rows (the same runs
-``aakit report`` puts in the table) and decide:
+(Tables 1-4). Two rows trained with the same seed share the pre-training, the data order and
+the augmentation, so each comparison is decided on the per-seed *differences* of the claimed
+winner and the other row (the same runs ``aakit report`` puts in the table), by the rule of
+:mod:`aakit.experiment.stats`: a 95 % t-interval of the mean difference, and
 
-* **reproduced** — our mean difference is in the paper's direction and larger than the seeds'
-  spread (the larger of the two rows' standard deviations over seeds, n - 1);
-* **not reproduced** — the difference is larger than that spread, the other way;
-* **inconclusive** — the difference is within the spread (or a row has fewer than two seeds,
-  so there is no spread to compare with).
+* **supported** — the interval lies above 0;
+* **opposite** — it lies below 0;
+* **smaller than the paper's** — it contains 0 but excludes the paper's (positive) effect;
+* **inconclusive** — anything else, or fewer than two paired seeds.
 
-A claim with several comparisons (Table 3: max beats mean *and* min) is reproduced when every
-comparison is, not reproduced when any is, inconclusive otherwise. ``wins`` counts the seeds
-where the claimed winner is ahead of the other row with the same seed (paired runs share the
-pre-training, the data order and the augmentation), and ``paired Δ`` is the mean ± std of those
-per-seed differences: the verdict uses the rows' spread, which is the stricter test when, as
-here, a seed moves every row the same way; the paired columns show what the seeds agree on.
+``mde`` is the smallest effect the seeds can detect (80 % power). A claim with several
+comparisons (Table 3: max beats mean *and* min) is supported when every comparison is,
+opposite when any is, smaller than the paper's when any is (and none is opposite),
+inconclusive otherwise. Until issue 14 the rule compared the rows' unpaired spread.
 """
 from __future__ import annotations
 
@@ -26,12 +25,13 @@ import pandas as pd
 
 from aakit.experiment.published import load_published
 from aakit.experiment.results import ResultsIndex, load_results
+from aakit.experiment.stats import INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, paired_comparison
 from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_std, nan_to_none, paper_of
 
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
+NOT_RUN = "not run"
 CLAIM_COLUMNS = ["claim", "table", "winner", "other", "winner_mean", "winner_std", "winner_n", "other_mean",
-                 "other_std", "other_n", "diff", "spread", "wins", "paired", "paired_mean", "paired_std", "paper_diff",
-                 "outcome", "claim_outcome"]
+                 "other_std", "other_n", "diff", "wins", "paired", "paired_mean", "paired_std", "ci_low", "ci_high",
+                 "mde", "paper_diff", "outcome", "claim_outcome", "pairs"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,13 @@ def _seed(value: object) -> int | None:
         return None
 
 
+Seeded = dict[int, tuple[float, str, float]]  # seed -> (val mIoU in %, run directory name, mIoU as stored)
+
+
 def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, index: ResultsIndex | None = None,
-             dropped: list[str] | None = None) -> dict[tuple[int, str], dict[int, float]]:
-    """(table, row) -> {seed: val mIoU in %} of the finished runs that fill that row.
+             dropped: list[str] | None = None) -> dict[tuple[int, str], Seeded]:
+    """(table, row) -> {seed: (val mIoU in %, run name, mIoU as stored)} of the finished runs that
+    fill that row.
 
     ``index``: the runs and grid points of ``preset`` already read (default: read them here).
     ``dropped`` (if given) receives a line per run left out or counted oddly: those of
@@ -74,7 +78,7 @@ def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, index
     (it is given the next free number) and a second run with the same seed (it replaces the first).
     """
     index = load_results(results, preset, grids_dir) if index is None else index
-    out: dict[tuple[int, str], dict[int, float]] = {}
+    out: dict[tuple[int, str], Seeded] = {}
     notes: list[str] = []
     for table in sorted({c.table for c in CLAIMS}):
         notes += index.left_out(table)
@@ -93,45 +97,38 @@ def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, index
                 elif seed in vals:
                     notes.append(f"Claims, Table {table} {row}: seed {seed} twice: {run.path.name} counts, "
                                  f"{by[seed]} not")
-                vals[seed], by[seed] = v, run.path.name
+                stored = (run.block(metric) or {}).get("miou")
+                vals[seed], by[seed] = (v, run.path.name, stored), run.path.name
     if dropped is not None:
         dropped += notes
     return out
 
 
-def compare(a: dict[int, float], b: dict[int, float]) -> dict[str, float | int | str | None]:
-    """One comparison: ``a`` (the claimed winner) against ``b``, by the rule of this module."""
-    ma, sa = mean_std(list(a.values()))
-    mb, sb = mean_std(list(b.values()))
+def compare(a: Seeded, b: Seeded, paper_diff: float | None = None) -> dict[str, object]:
+    """One comparison: ``a`` (the claimed winner) against ``b``, paired by seed."""
+    ma, sa = mean_std([v[0] for v in a.values()])
+    mb, sb = mean_std([v[0] for v in b.values()])
     common = sorted(set(a) & set(b))
-    pm, ps = mean_std([a[s] - b[s] for s in common])
-    row: dict[str, float | int | str | None] = {
-        "paired_mean": pm, "paired_std": ps,
+    diffs = [a[s][0] - b[s][0] for s in common]
+    paired = paired_comparison(diffs, paper_diff)
+    return {
         "winner_mean": ma, "winner_std": sa, "winner_n": len(a), "other_mean": mb, "other_std": sb,
-        "other_n": len(b), "wins": sum(a[s] > b[s] for s in common), "paired": len(common),
-        "diff": None, "spread": None,
+        "other_n": len(b), "diff": None if ma is None or mb is None else ma - mb,
+        "wins": sum(d > 0 for d in diffs), "paired": len(common),
+        "paired_mean": nan_to_none(paired.mean_diff), "paired_std": nan_to_none(paired.sd),
+        "ci_low": nan_to_none(paired.ci_low), "ci_high": nan_to_none(paired.ci_high), "mde": nan_to_none(paired.mde),
+        "outcome": NOT_RUN if not common else paired.verdict,
+        "pairs": [{"seed": s, "winner_run": a[s][1], "loser_run": b[s][1], "winner": a[s][2], "loser": b[s][2]}
+                  for s in common],
     }
-    if ma is None or mb is None:
-        row["outcome"] = NOT_RUN
-        return row
-    diff = ma - mb
-    row["diff"] = diff
-    if sa is None or sb is None:
-        row["outcome"] = INCONCLUSIVE
-        return row
-    spread = max(sa, sb)
-    row["spread"] = spread
-    row["outcome"] = REPRODUCED if diff > spread else NOT_REPRODUCED if diff < -spread else INCONCLUSIVE
-    return row
 
 
 def combine(outcomes: list[str]) -> str:
-    """A claim's outcome from its comparisons'."""
-    if NOT_RUN in outcomes:
-        return NOT_RUN
-    if NOT_REPRODUCED in outcomes:
-        return NOT_REPRODUCED
-    return REPRODUCED if all(o == REPRODUCED for o in outcomes) else INCONCLUSIVE
+    """A claim's outcome from its comparisons' (see the module docstring)."""
+    for first in (NOT_RUN, OPPOSITE, SMALLER):
+        if first in outcomes:
+            return first
+    return SUPPORTED if all(o == SUPPORTED for o in outcomes) else INCONCLUSIVE
 
 
 def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
@@ -146,11 +143,11 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
     for c in CLAIMS:
         comps = []
         for other in c.others:
-            r = compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}))
             pw, _ = paper_of(pub, c.table, c.winner, "val")
             po, _ = paper_of(pub, c.table, other, "val")
-            r |= {"claim": c.key, "table": c.table, "winner": c.winner, "other": other,
-                  "paper_diff": None if pw is None or po is None else pw - po}
+            paper_diff = None if pw is None or po is None else pw - po
+            r = compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}), paper_diff)
+            r |= {"claim": c.key, "table": c.table, "winner": c.winner, "other": other, "paper_diff": paper_diff}
             comps.append(r)
         verdict = combine([str(r["outcome"]) for r in comps])
         rows += [r | {"claim_outcome": verdict} for r in comps]
@@ -167,6 +164,10 @@ def _paired(mean: float | None, std: float | None) -> str:
     return f"{mean:+.1f} ± {std:.1f}" if std is not None else f"{mean:+.1f}"
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "—" if low is None or high is None else f"[{low:+.1f}, {high:+.1f}]"
+
+
 def claims_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
                  index: ResultsIndex | None = None) -> ReportTable:
     """The claims as a report table (rendered like Tables 1-6: rich, md, latex, csv)."""
@@ -179,15 +180,32 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
             f"T{r.table}: {text[r.claim]}", f"{r.winner} vs {r.other}",
             fmt_ours(nan_to_none(r.winner_mean), nan_to_none(r.winner_std), int(r.winner_n)),
             fmt_ours(nan_to_none(r.other_mean), nan_to_none(r.other_std), int(r.other_n)),
-            _signed(nan_to_none(r.diff)), fmt_num(nan_to_none(r.spread)), f"{r.wins}/{r.paired}",
-            _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)), _signed(nan_to_none(r.paper_diff)),
-            str(r.outcome), str(r.claim_outcome),
+            f"{r.wins}/{r.paired}", _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
+            _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
+            _signed(nan_to_none(r.paper_diff)), str(r.outcome), str(r.claim_outcome),
         ])
-    header = ["claim", "comparison", "winner (val)", "other (val)", "Δ ours", "spread", "seeds won",
-              "paired Δ", "Δ paper", "comparison outcome", "claim outcome"]
-    notes = ["val mIoU in %, mean ± std over seeds; Δ = claimed winner − other; spread = the larger std; "
-             "reproduced: Δ > spread; not reproduced: Δ < −spread; inconclusive: within the spread "
-             "or fewer than 2 seeds; seeds won = paired seeds where the winner is ahead; paired Δ = mean ± std "
-             "of the per-seed differences"]
+    header = ["claim", "comparison", "winner (val)", "other (val)", "seeds won", "paired Δ", "95 % CI",
+              "detectable", "Δ paper", "comparison verdict", "claim verdict"]
+    notes = ["val mIoU in %, mean ± std over seeds; paired Δ = mean ± std of the per-seed differences "
+             "(claimed winner − other, same seed); 95 % CI = Student-t interval of that mean; detectable = the "
+             "smallest difference these seeds find with 80 % power; supported: CI above 0; opposite: CI below 0; "
+             "smaller than the paper's: CI contains 0 but lies below Δ paper; inconclusive: otherwise or fewer "
+             "than 2 paired seeds; seeds won = paired seeds where the winner is ahead"]
     return ReportTable(0, "The paper's ablation claims, tested", preset, df, [Block(header, out, align="llrrrrrrrll")],
                        notes, label="Claims", dropped=dropped)
+
+
+def claims_json(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
+                index: ResultsIndex | None = None, dropped: list[str] | None = None) -> list[dict[str, object]]:
+    """One object per comparison: ``claim``, ``comparison``, ``paper_effect``, ``n``, ``mean_diff``,
+    ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``verdict``, ``claim_verdict`` and ``pairs`` (each
+    ``seed``, ``winner_run``, ``loser_run`` and the val mIoU of ``winner`` and ``loser`` as stored
+    in their ``summary.json``, a fraction). Differences are in points: ``mean_diff`` is the mean of
+    ``100 * (winner - loser)`` over the pairs."""
+    df = evaluate_claims(results, preset, grids_dir, index=index, dropped=dropped)
+    return [{
+        "claim": r.claim, "table": int(r.table), "comparison": f"{r.winner} vs {r.other}",
+        "paper_effect": nan_to_none(r.paper_diff), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
+        "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
+        "mde": nan_to_none(r.mde), "verdict": r.outcome, "claim_verdict": r.claim_outcome, "pairs": r.pairs,
+    } for r in df.itertuples(index=False)]

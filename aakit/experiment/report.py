@@ -24,6 +24,7 @@ puts them together; none of them imports it.
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from aakit.errors import AakitError
-from aakit.experiment.claims import claims_table
+from aakit.experiment.claims import claims_json, claims_table
 from aakit.experiment.costs import costs_table
 from aakit.experiment.figures import make_figures
 from aakit.experiment.published import VOC_CLASSES, load_published, published_rows
@@ -406,10 +407,16 @@ def cli_run(
     (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
     directory without any run is refused (:class:`ReportError`) before anything is written.
     """
-    check_request(table=table, fmt=fmt, out=out, preset=preset, into=into)
+    if fmt == "json" and not (claims and out is None and into is None and table is None):
+        raise ReportError("--format json: only with --claims, printed (no --out, --into or --table)")
+    check_request(table=table, fmt="md" if fmt == "json" else fmt, out=out, preset=preset, into=into)
     index = load_results(results, preset, grids_dir)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)
+    if fmt == "json":  # the claims with their paired numbers, for scripts
+        echo(json.dumps(claims_json(results, preset, index=index), indent=2, allow_nan=False))
+        _warn_left_out(left_out(index, [claims_table(results, preset, index=index)]), warn)
+        return
     if claims:  # the claims only
         extras, tables = [claims_table(results, preset, index=index)], []
     else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
@@ -437,7 +444,10 @@ def cli_run(
         fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
         for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index):
             echo(f"wrote {p}")
-    dropped = left_out(index, [*tables, *extras])
+    _warn_left_out(left_out(index, [*tables, *extras]), warn)
+
+
+def _warn_left_out(dropped: list[str], warn: Callable[[str], None]) -> None:
     if dropped:
         warn("aakit report: runs left out, and why:")
         for line in dropped:
