@@ -45,3 +45,36 @@ def test_min_detectable_effect_shrinks_with_seeds_and_matches_the_formula() -> N
     mde6, mde21 = min_detectable_effect(sd, 6), min_detectable_effect(sd, 21)
     assert mde21 < mde6
     assert mde6 == pytest.approx((sps.t.ppf(0.975, 5) + sps.t.ppf(0.8, 5)) * sd / math.sqrt(6))
+
+
+def test_two_way_split_adds_up_and_finds_a_seed_effect() -> None:
+    import numpy as np
+
+    from aakit.experiment.variance import bootstrap_variance, two_way
+
+    rng = np.random.default_rng(1)
+    seed = rng.normal(0, 5, 6)[None, :]
+    row = np.array([[0.0], [1.0], [2.0]])
+    values = 40 + row + seed + rng.normal(0, 0.3, (3, 6))
+    ss = two_way(values)
+    assert ss["row"] + ss["seed"] + ss["within seed"] == pytest.approx(ss["total"])
+    assert ss["seed"] > 10 * ss["within seed"] and ss["row"] > ss["within seed"]
+    same = np.zeros((20, 3, 3), int)
+    same[:, 0, 0], same[:, 1, 1], same[:, 2, 2] = 5, 5, 5  # every image perfect: no evaluation-set spread
+    assert bootstrap_variance(same) == pytest.approx(0.0)
+    mixed = same.copy()
+    mixed[::2, 1, 1], mixed[::2, 1, 2] = 0, 5  # half the images get class 1 wrong
+    assert bootstrap_variance(mixed) > 0
+
+
+def test_report_variance_on_the_committed_runs() -> None:
+    from pathlib import Path
+
+    from aakit.experiment.variance import variance_table
+
+    repo = Path(__file__).resolve().parents[1]
+    t = variance_table(repo / "results", "synthetic", 1, repo / "experiments" / "grids")
+    got = {r["component"]: r for r in t.long.to_dict("records")}
+    assert got["seed"]["n"] == 5 and got["row"]["n"] == 2  # 3 trained rows (rfpc re-reads) x 6 seeds
+    assert got["seed"]["share"] > 0.5  # version 1 of the benchmark: the seed dominates (issue 14's audit)
+    assert sum(got[c]["share"] for c in ("row", "seed", "within seed")) == pytest.approx(1.0)

@@ -44,6 +44,7 @@ from aakit.experiment.tables import (
     EXTENSIONS, MISSING, NO_PAPER, RENDERERS, Block, Cell, ReportTable, cells_frame, fmt_diff, fmt_num, paper_of,
     render_csv,
 )
+from aakit.experiment.variance import variance_table
 from aakit.runs import atomic_write_text, is_run_dir, read_json
 
 FORMATS = ("rich", "md", "latex", "csv")
@@ -400,6 +401,7 @@ def cli_run(
     claims: bool = False,
     into: Path | None = None,
     warn: Callable[[str], None] = _stderr,
+    variance: bool = False,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
 
@@ -407,6 +409,10 @@ def cli_run(
     (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
     directory without any run is refused (:class:`ReportError`) before anything is written.
     """
+    if variance and claims:
+        raise ReportError("--variance and --claims: one at a time")
+    if variance and table is not None and table not in (1, 2, 3, 4):
+        raise ReportError(f"--variance --table {table}: the ablation tables are 1-4")
     if fmt == "json" and not (claims and out is None and into is None and table is None):
         raise ReportError("--format json: only with --claims, printed (no --out, --into or --table)")
     check_request(table=table, fmt="md" if fmt == "json" else fmt, out=out, preset=preset, into=into)
@@ -417,7 +423,9 @@ def cli_run(
         echo(json.dumps(claims_json(results, preset, index=index), indent=2, allow_nan=False))
         _warn_left_out(left_out(index, [claims_table(results, preset, index=index)]), warn)
         return
-    if claims:  # the claims only
+    if variance:  # where one table's spread comes from (seed, rows, within seed, evaluation set)
+        extras, tables = [variance_table(results, preset, table or 1, index=index)], []
+    elif claims:  # the claims only
         extras, tables = [claims_table(results, preset, index=index)], []
     else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
         tables = build_report([table] if table else None, results=results, preset=preset, index=index)
