@@ -127,7 +127,7 @@ def test_ddp_two_processes_keep_equal_weights(tiny_synth: Path, tmp_path: Path) 
 
 def test_training_never_opens_a_mask(tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only evaluation may read masks: the training steps see images and image labels."""
-    import aakit.engine.train as T
+    import aakit.engine.trainer as T  # the trainer draws the batches
     from PIL import Image
 
     opened: list[str] = []

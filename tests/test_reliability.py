@@ -329,7 +329,7 @@ def test_resume_with_a_torn_metrics_line_ends_with_a_clean_file(reference: Path,
 def test_crash_during_epoch_evaluation_redoes_it_on_resume(reference: Path, tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With checkpoint_every=1 the step-4 checkpoint precedes epoch 1's evaluation; a crash in
     that evaluation must not lose the epoch's record."""
-    import aakit.engine.train as T
+    import aakit.engine.hooks as T  # the evaluation and the summary run in hooks
 
     class Crash(BaseException):
         pass
@@ -357,7 +357,7 @@ def test_crash_during_epoch_evaluation_redoes_it_on_resume(reference: Path, tiny
 def test_crash_during_final_evaluation_resumes_to_the_same_summary(reference: Path, tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after the last epoch but before summary.json: resuming trains nothing more and
     writes the same summary (the last epoch's pseudo-label score comes from the log)."""
-    import aakit.engine.train as T
+    import aakit.engine.hooks as T  # the evaluation and the summary run in hooks
 
     class Crash(BaseException):
         pass
@@ -380,7 +380,7 @@ def test_crash_during_final_evaluation_resumes_to_the_same_summary(reference: Pa
 def test_sigterm_during_epoch_evaluation_stops_after_it(reference: Path, tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A signal arriving during an evaluation stops the run right after that epoch's checkpoint
     (not one training step later), and the resumed run still matches."""
-    import aakit.engine.train as T
+    import aakit.engine.hooks as T  # the evaluation and the summary run in hooks
 
     real = T.evaluate
     calls = {"n": 0}

@@ -3,7 +3,7 @@
 ``torchrun --nproc_per_node N -m aakit.cli train CONFIG`` sets RANK / WORLD_SIZE / LOCAL_RANK;
 :func:`init_distributed` reads them, picks the backend (nccl on CUDA, gloo on CPU) and the
 device of this rank. Rank 0 alone writes the run directory; every rank sees its own shard of
-each epoch (see :func:`aakit.engine.train.epoch_batches`) and a seed offset by its rank.
+each epoch (see :func:`aakit.engine.batches.epoch_batches`) and a seed offset by its rank.
 """
 from __future__ import annotations
 

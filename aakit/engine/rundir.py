@@ -181,6 +181,20 @@ class RunWriter:
         old["resumed_from_step"] = step
         atomic_write_json(self.path / "provenance.json", old)
 
+    def begin(self, prov: dict[str, Any], *, resume_step: int | None = None, keep_epochs: int = 0) -> None:
+        """Before the first step. A fresh run (``resume_step`` None; also a run killed before its
+        first checkpoint) writes its config, provenance and an empty metrics log; a resumed run
+        drops the metric lines its checkpoint does not cover and adds the resume to its provenance.
+        """
+        self.remove_temp_files()  # left by a process killed in the middle of a write
+        if resume_step is None:
+            self.create(prov)
+            self.reset_metrics()
+        else:
+            self.truncate_metrics(resume_step, keep_epochs=keep_epochs)
+            self.message(f"resumed from step {resume_step}")
+            self.record_resume(resume_step, prov)
+
     def set_status(self, status: str, **extra: Any) -> None:
         info = read_json(self.path / "status.json") or {}
         info.update(
@@ -233,10 +247,11 @@ class RunWriter:
         atomic_write_bytes(self.metrics_path, text.encode())
 
     # -- checkpoints ----------------------------------------------------------------
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
+    def save_checkpoint(self, state: dict[str, Any], path: Path | None = None) -> None:
+        """Write ``state`` atomically to ``checkpoints/last.pt`` (or ``path``)."""
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(self.ckpt_path, buf.getvalue())
+        atomic_write_bytes(path or self.ckpt_path, buf.getvalue())
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.ckpt_path.exists():

@@ -1,18 +1,10 @@
 """Training: RRM's single-stage network with the AA and LR losses (METHOD.md sections 2-4).
 
-One step, in the order the paper's Figure 2 draws it::
-
-    images --net--> cls logits, CAM, F^s (embedding), F^c (seg logits)
-    L_cls  = multilabel soft margin(cls logits, image labels)
-    CAM (multi-scale, no grad) --dCRF x2 (worker pool)--> pseudo labels Y, confidence V
-    L_ce   = RRM joint CE(F^c upsampled to the crop, Y)
-    L_aa   = affinity_loss(softmax F^c, Y at stride, V at stride)      (eqs. 8-12)
-    L_lr   = label_reassign_loss(F^s, Y at stride, beta)  last 2 epochs  (eqs. 13-17)
-    total  = L_cls + L_ce + lambda1 L_aa + lambda2 L_lr
-
-With ``pseudo.overlap`` (single process, no AMP) the CRF workers run while the training process
-does the backward pass of L_cls; the rest of the total is backpropagated once the labels are in
-(gradients add up: the same gradient as one backward of the total).
+:func:`train` assembles a run: the data, the network and its first weights, the optimiser, the
+checkpoint to resume from, the run directory, and the :class:`~aakit.engine.trainer.Trainer`
+with its hooks (:mod:`aakit.engine.hooks`); the trainer runs the loop and the step
+(docs/architecture.md, "How a step flows"); the objective is the loss table of
+:mod:`aakit.objective`.
 
 Reproducibility: the order of every epoch and the augmentation of every image are drawn
 from ``(seed, epoch, index)``, and checkpoints carry the RNG state, so a run resumed from a
@@ -21,33 +13,36 @@ checkpoint ends with exactly the numbers of an uninterrupted one (on CPU).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from aakit.config import Config
-from aakit.engine.distributed import DistInfo, all_gather_floats, barrier, broadcast_object, cleanup, init_distributed
-from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
-from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
-from aakit.engine.targets import request_targets, training_cam
 from aakit.data.identity import require_data_root
+from aakit.engine.batches import collate as _collate, epoch_batches, iterate_epoch  # noqa: F401 (re-exported)
+from aakit.engine.distributed import DistInfo, barrier, broadcast_object, cleanup, init_distributed
+from aakit.engine.hooks import (
+    Checkpointer,
+    EpochCallback,
+    EpochCallbackHook,
+    EvalHook,
+    MetricsLogger,
+    ProgressBar,
+    SignalHook,
+    StatusHook,
+    SummaryHook,
+)
+from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
+from aakit.engine.targets import training_cam  # noqa: F401 (re-exported)
+from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
 from aakit.errors import AakitError
-from aakit.objective import LossInputs, Objective, StepLosses, build_objective
+from aakit.objective import build_objective
 from aakit.runs import read_json, safe_name
-
-EpochCallback = Callable[[int, dict[str, Any]], None]
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived: a checkpoint was saved and the run marked interrupted."""
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -65,11 +60,6 @@ def select_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
 def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def poly_lr(base: float, step: int, total: int, power: float) -> float:
-    """Poly schedule: base * (1 - step/total)^power."""
-    return base * (1.0 - min(step, total) / max(total, 1)) ** power
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
@@ -180,117 +170,18 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-# ----------------------------------------------------------------------------- data order
-def epoch_batches(n: int, batch: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
-    """This rank's batches of one epoch: a permutation drawn from (seed, epoch), drop_last.
+# ----------------------------------------------------------------------------- data and losses
+class RunData(NamedTuple):
+    """The data sets of a run: training images, val images, train images whose pseudo labels are
+    scored each epoch (None: not scored), and the number of classes."""
 
-    Every rank draws the same permutation and takes every ``world``-th batch, so the ranks
-    together see each image at most once per epoch, like DistributedSampler.
-    """
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=g).tolist()
-    per_step = batch * world
-    steps = n // per_step
-    if steps == 0:
-        raise AakitError(f"train.batch_size = {batch} x {world} process(es) is larger than the "
-                         f"training set ({n} images)")
-    return [order[s * per_step + rank * batch : s * per_step + (rank + 1) * batch] for s in range(steps)]
+    train: Any
+    val: Any
+    pseudo: Any
+    num_classes: int
 
 
-class _EpochItems(torch.utils.data.Dataset):
-    """Dataset view whose augmentation is seeded by (seed, epoch, index)."""
-
-    def __init__(self, dataset: Any, seed: int, epoch: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        rng = np.random.default_rng([self.seed, self.epoch, idx])
-        return self.dataset.sample(idx, rng)
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k in items[0]:
-        vals = [it[k] for it in items]
-        out[k] = torch.stack([torch.as_tensor(v) for v in vals]) if k != "id" else vals
-    return out
-
-
-def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
-    view = _EpochItems(dataset, cfg.train.seed, epoch)
-    loader = torch.utils.data.DataLoader(
-        view,
-        batch_sampler=batches[skip:],
-        num_workers=cfg.data.num_workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-        # its own generator: creating the iterator must not draw from the global torch RNG,
-        # whose state (dropout) a checkpoint restores
-        generator=torch.Generator().manual_seed(cfg.train.seed * 1_000 + epoch),
-    )
-    yield from loader
-
-
-# ----------------------------------------------------------------------------- one step
-def losses_of_batch(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, objective: Objective, *,
-                    epoch: int, device: torch.device, labeler: Any | None,
-                    early_backward: Callable[[torch.Tensor], None] | None = None) -> tuple[StepLosses, LossInputs]:
-    """Forward one batch, make its pseudo labels and compute the objective's active terms.
-
-    Overlap: the terms that need no pseudo label (L_cls) are computed first; with
-    ``early_backward`` given and the labels made by the CRF workers, they go to
-    ``early_backward`` (which must keep the graph) while the workers run, and the returned
-    :class:`StepLosses` says so — its ``pending()`` is what is left to backpropagate.
-    """
-    core = model.module if hasattr(model, "module") else model
-    # forward: class scores, CAM, embedding F^s and segmentation logits F^c
-    images = batch["image"].to(device, non_blocking=True)
-    labels = batch["labels"].to(device)
-    x = LossInputs(model(images), labels, tuple(images.shape[-2:]))  # type: ignore[arg-type]
-    # the terms that need no pseudo label (L_cls) first: their backward may overlap the CRFs
-    step = StepLosses(objective(x, epoch, labelled=False), anchor=x.out["cls_logits"])
-    if objective.needs_labels(epoch):
-        # pseudo labels: multi-scale CAM -> two dense CRFs in the CRF workers (or the masks)
-        pending = request_targets(core, batch, x.out, images, cfg, labeler, device)  # type: ignore[arg-type]
-        if early_backward is not None and pending.from_workers:
-            step.backward_early(early_backward)  # runs while the CRF workers label the batch
-        x.labels, x.confidence = pending.result()
-        # the terms on the pseudo labels (L_ce, L_aa, L_lr)
-        step.terms |= objective(x, epoch, labelled=True)
-    return step, x
-
-
-def compute_losses(
-    model: torch.nn.Module,
-    batch: dict[str, Any],
-    cfg: Config,
-    *,
-    epoch: int,
-    device: torch.device,
-    labeler: Any | None,
-    early_backward: Callable[[torch.Tensor], None] | None = None,
-) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
-    """:func:`losses_of_batch` for the callers of the older interface (``aakit bench``, tests):
-    ``(what is left to backpropagate, scalar losses with "total", extras)``; ``extras["pseudo"]``
-    holds the pseudo labels when the CRFs made some. Without ``early_backward`` what is left is
-    the total; with it, the total less L_cls, which went to ``early_backward``."""
-    step, x = losses_of_batch(model, batch, cfg, build_objective(cfg), epoch=epoch, device=device,
-                              labeler=labeler, early_backward=early_backward)
-    scalars = step.scalars()
-    made = cfg.train.supervision == "image" and x.labels is not None
-    return step.pending(), scalars, ({"pseudo": x.labels} if made else {})
-
-
-def _backward_retaining(loss: torch.Tensor) -> None:
-    """``early_backward`` of the training loop: backprop L_cls, keep the graph for the rest."""
-    loss.backward(retain_graph=True)
-
-
-# ----------------------------------------------------------------------------- the loop
-def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
+def _build_data(cfg: Config) -> RunData:
     from aakit.data.voc import EvalDataset, TrainDataset, load_info
 
     require_data_root(cfg.data.root, cfg.preset)
@@ -314,7 +205,7 @@ def _build_data(cfg: Config) -> tuple[Any, Any, Any, int]:
         require_images(d.root, split, ids)
     if len(val_set) == 0:  # refuse before training, not at the end of the first epoch
         raise AakitError(f"{d.root}: {d.val_split} lists no image to evaluate on")
-    return train_set, val_set, pseudo_set, info.num_classes
+    return RunData(train_set, val_set, pseudo_set, info.num_classes)
 
 
 def require_images(root: str, split: str, ids: list[str]) -> None:
@@ -327,56 +218,60 @@ def require_images(root: str, split: str, ids: list[str]) -> None:
                         f"({len(missing)} image(s) of {split} missing; run: aakit data check {root})")
 
 
-def iter_pseudo_labels(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any,
-                       device: torch.device) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(id, online pseudo label map, ground truth) of each image of an evaluation set.
-
-    Labels are made exactly as in training (multi-scale CAM + the two CRFs) on whole images.
-    """
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for i in range(len(dataset)):
-                item = dataset[i]
-                image = item["image"].unsqueeze(0).to(device)
-                out = model(image)
-                cams = training_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
-                label, _ = labeler(
-                    np.asarray(item["raw"])[None],
-                    cams.cpu().numpy(),
-                    np.asarray(item["labels"], dtype=np.float32)[None],
-                    out["cls_logits"].float().sigmoid().cpu().numpy(),
-                )
-                yield str(item["id"]), label[0].numpy(), np.asarray(item["mask"])
-    finally:
-        model.train(was)
+def compute_losses(
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    cfg: Config,
+    *,
+    epoch: int,
+    device: torch.device,
+    labeler: Any | None,
+    early_backward: Callable[[torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+    """:func:`losses_of_batch` for the callers of the older interface (``aakit bench``, tests):
+    ``(what is left to backpropagate, scalar losses with "total", extras)``; ``extras["pseudo"]``
+    holds the pseudo labels when the CRFs made some. Without ``early_backward`` what is left is
+    the total; with it, the total less L_cls, which went to ``early_backward``."""
+    step, x = losses_of_batch(model, batch, cfg, build_objective(cfg), epoch=epoch, device=device,
+                              labeler=labeler, early_backward=early_backward)
+    scalars = step.scalars()
+    made = cfg.train.supervision == "image" and x.labels is not None
+    return step.pending(), scalars, ({"pseudo": x.labels} if made else {})
 
 
-def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any, device: torch.device, num_classes: int) -> float:
-    """mIoU of the online pseudo labels against ground truth on train images (Figure 3).
+# ----------------------------------------------------------------------------- the assembly
+def build_trainer(cfg: Config, data: RunData, writer: RunWriter, device: torch.device, dist_info: DistInfo, *,
+                  resuming: bool, results: Path, progress: bool) -> tuple[Trainer, str | None]:
+    """The network with its first weights, the optimiser, and the checkpoint to resume from (the
+    run's own, when it has one); returns the trainer and where the first weights came from."""
+    from aakit.models import build_model
 
-    Ignored (255) pixels are left out, as the paper scores its initial labels.
-    """
-    from aakit.metrics import ConfusionMeter
-
-    meter = ConfusionMeter(num_classes)
-    for _, pred, gt in iter_pseudo_labels(model, dataset, cfg, labeler, device):
-        gt = gt.copy()
-        gt[pred == 255] = 255
-        meter.update(np.where(pred == 255, 0, pred), gt)
-    return float(meter.compute()["miou"])
+    model = build_model(dataclasses.replace(cfg.model, pretrained=None)).to(device)
+    init_note = None
+    if cfg.model.pretrained:
+        init_note = load_initial_weights(model, cfg.model.pretrained, results=results, progress=progress, like=cfg)
+    optimizer = build_optimizer(model, cfg)
+    state = writer.load_checkpoint() if (resuming or writer.exists()) else None
+    return Trainer(cfg, model, optimizer, data.train, device=device, dist=dist_info, state=state), init_note
 
 
-def save_examples(model: torch.nn.Module, cfg: Config, labeler: Any, device: torch.device, out: Path) -> None:
-    """The first ``eval.save_examples`` val images' pseudo labels, as palette PNGs (Figure 5)."""
-    from aakit.data.voc import EvalDataset, load_info, save_mask_png
-
-    d = cfg.data
-    examples = EvalDataset(d.root, d.val_split, mean=d.mean, std=d.std, max_images=cfg.eval.save_examples)
-    palette = load_info(d.root).palette
-    for image_id, pred, _ in iter_pseudo_labels(model, examples, cfg, labeler, device):
-        save_mask_png(out / "pseudo" / f"{image_id}.png", pred, palette)
+def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_callback: EpochCallback | None,
+                  progress: bool, stop_after_steps: int | None) -> list[HookBase]:
+    """A run's hooks in the order they run (:mod:`aakit.engine.hooks`); only rank 0 evaluates,
+    logs and writes the status, every rank checkpoints (rank 0 writes), stops and summarises."""
+    main = trainer.dist.main
+    evaluation = EvalHook(writer, data.val, data.pseudo, data.num_classes) if main else None
+    hooks = [
+        evaluation,
+        MetricsLogger(writer) if main else None,
+        ProgressBar(writer.path.name) if progress and main else None,
+        Checkpointer(writer, trainer.cfg.train.checkpoint_every),
+        EpochCallbackHook(epoch_callback) if epoch_callback is not None and main else None,
+        SignalHook(stop_after_steps),
+        SummaryHook(writer, data.val, data.num_classes, evaluation),
+        StatusHook(writer, on_error="interrupted" if epoch_callback is not None else "failed") if main else None,
+    ]
+    return [h for h in hooks if h is not None]
 
 
 def train(
@@ -408,6 +303,7 @@ def train(
         require_checkpoint: a finished run counts as done only with its checkpoint (a run
             whose weights another run starts from); otherwise it is trained again.
     """
+    # this process's rank and device (torchrun), and the run directory: a finished run is done
     dist_info = init_distributed(cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = select_device(cfg.train.device, dist_info)
     writer = RunWriter.open(Path(resume), cfg) if resume is not None else RunWriter(Path(results), cfg, name)
@@ -415,284 +311,27 @@ def train(
         cleanup(dist_info)
         return writer.path
 
+    # seeds, data, the network with its first weights, the optimiser, the checkpoint to resume
     seed_everything(cfg.train.seed + dist_info.rank)
-    train_set, val_set, pseudo_set, num_classes = _build_data(cfg)
-
-    from aakit.models import build_model
-
-    model = build_model(dataclasses.replace(cfg.model, pretrained=None)).to(device)
-    init_note = None
-    if cfg.model.pretrained:
-        init_note = load_initial_weights(model, cfg.model.pretrained, results=Path(results), progress=progress, like=cfg)
-    optimizer = build_optimizer(model, cfg)
-
-    state = writer.load_checkpoint() if (resume is not None or writer.exists()) else None
-    start_step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step = int(state["step"])
-
-    batches_per_epoch = len(epoch_batches(len(train_set), cfg.train.batch_size, seed=0, epoch=0, world=dist_info.world))
-    total_steps = batches_per_epoch * cfg.train.epochs
-    # epochs whose end-of-epoch work (evaluation, record, callback) is done: a checkpoint taken
-    # at an epoch's last step but before its evaluation must redo that evaluation on resume
-    epochs_done = start_step // batches_per_epoch
-    if state is not None:
-        epochs_done = min(epochs_done, int(state.get("epochs_done", epochs_done)))
-    ddp_model: torch.nn.Module = model
-    if dist_info.enabled:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
-
+    data = _build_data(cfg)
+    trainer, init_note = build_trainer(cfg, data, writer, device, dist_info, resuming=resume is not None,
+                                       results=Path(results), progress=progress)
+    # rank 0 writes where the numbers come from, and starts (or continues) the run directory
     if dist_info.main:
         prov = provenance(cfg, command=command, overrides=list(overrides), device=str(device))
-        prov.update(world_size=dist_info.world, init=init_note, resumed_from_step=start_step or None)
-        writer.remove_temp_files()  # left by a process killed in the middle of a write
-        if state is None:  # a fresh start (or a run killed before its first checkpoint)
-            writer.create(prov)
-            writer.reset_metrics()
-        else:
-            writer.truncate_metrics(start_step, keep_epochs=epochs_done)
-            writer.message(f"resumed from step {start_step}")
-            writer.record_resume(start_step, prov)
-        writer.set_status("running", steps_total=total_steps, world_size=dist_info.world)
+        prov.update(world_size=dist_info.world, init=init_note, resumed_from_step=trainer.step or None)
+        writer.begin(prov, resume_step=trainer.step if trainer.resumed else None, keep_epochs=trainer.epochs_done)
     barrier(dist_info)
 
-    from aakit.pseudo import PseudoLabeler
-
-    labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers) if cfg.train.supervision == "image" else None
-    amp = cfg.train.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    # Overlap the CRFs with the backward of L_cls: two backward passes over one forward, which
-    # DDP forbids (its gradient all-reduce fires once per parameter per forward) and which the
-    # AMP loss scaler does not take part in.
-    objective = build_objective(cfg)
-    early_backward = _backward_retaining if cfg.pseudo.overlap and not dist_info.enabled and not amp else None
-
-    stop = {"signal": None}
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop["signal"] = signum
-
-    old_handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            old_handlers[sig] = signal.signal(sig, _on_signal)
-        except ValueError:  # not the main thread
-            pass
-
-    def checkpoint(step: int) -> None:
-        if dist_info.main:
-            writer.save_checkpoint({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "epochs_done": epochs_done,
-                "config_hash": writer.run_hash(),
-            })
-
-    bar = _Progress(progress and dist_info.main, total_steps, start_step, writer.path.name)
-    t_start = time.time()
-    step = start_step
-    status = "failed"
-    last_epoch_record: dict[str, Any] | None = None
-    last_val: dict[str, dict[str, Any]] | None = None
-    try:
-        model.train()
-        for epoch in range(epochs_done, cfg.train.epochs):
-            batches = epoch_batches(len(train_set), cfg.train.batch_size, seed=cfg.train.seed, epoch=epoch, rank=dist_info.rank, world=dist_info.world)
-            skip = step - epoch * batches_per_epoch
-            t_last = time.time()
-            for batch in iterate_epoch(train_set, batches, cfg, epoch, skip):
-                lr_now = poly_lr(cfg.optim.lr, step, total_steps, cfg.optim.poly_power)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr_now * g["lr_mult"]
-                optimizer.zero_grad(set_to_none=True)  # before compute_losses: early_backward accumulates
-                with torch.autocast(device.type, enabled=amp):
-                    step_losses, _ = losses_of_batch(ddp_model, batch, cfg, objective, epoch=epoch, device=device,
-                                                     labeler=labeler, early_backward=early_backward)
-                scalars = step_losses.scalars()
-                if not math.isfinite(scalars["total"]):
-                    raise AakitError(f"loss became {scalars['total']} at step {step + 1} (epoch {epoch + 1}); "
-                                     f"lower optim.lr or check the data")
-                scaler.scale(step_losses.pending()).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                now = time.time()
-                ips = len(batch["id"]) * dist_info.world / max(now - t_last, 1e-9)
-                t_last = now
-                if dist_info.main and (step % cfg.train.log_every == 0 or step == total_steps):
-                    writer.log({"kind": "step", "epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step,
-                                "steps_total": total_steps, "losses": scalars, "lr": lr_now, "images_per_s": ips})
-                bar.update(step, epoch + 1, cfg.train.epochs, scalars, ips)
-                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
-                    checkpoint(step)
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    stop["signal"] = signal.SIGTERM
-                if stop["signal"] is not None:
-                    raise TrainingInterrupted()
-            # ---- end of epoch: evaluate, checkpoint, report
-            record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step}
-            last = epoch + 1 == cfg.train.epochs
-            if dist_info.main and ((epoch + 1) % cfg.eval.every_epochs == 0 or last):
-                res = evaluate(model, val_set, epoch_protocol(cfg), num_classes=num_classes, device=device,
-                               save_pred=example_saver(cfg, writer) if last else None)
-                if last:
-                    last_val = res  # the final summary reuses it when its protocol is the same
-                record["miou"] = res["plain"]["miou"]
-                record["miou_rfpc"] = res["rfpc"]["miou"]
-                if pseudo_set is not None and labeler is not None and epoch >= cfg.train.cls_warmup_epochs:
-                    record["pseudo_miou"] = pseudo_label_quality(model, pseudo_set, cfg, labeler, device, num_classes)
-                if last and labeler is not None and cfg.eval.save_examples:
-                    save_examples(model, cfg, labeler, device, writer.path / "examples")
-                record["elapsed_s"] = time.time() - t_start
-                writer.log(record)
-                last_epoch_record = record
-                bar.note(record)
-            epochs_done = epoch + 1
-            checkpoint(step)
-            barrier(dist_info)
-            if epoch_callback is not None and dist_info.main and "miou" in record:
-                epoch_callback(epoch + 1, record)
-            if stop["signal"] is not None and epochs_done < cfg.train.epochs:
-                raise TrainingInterrupted()  # a signal during the evaluation: stop here, not a step later
-        status = "finished"
-    except TrainingInterrupted:
-        checkpoint(step)
-        status = "interrupted"
-    except BaseException:
-        status = "interrupted" if epoch_callback is not None else "failed"
-        if dist_info.main:
-            writer.set_status(status, step=step)
-        raise
-    finally:
-        bar.close()
-        if labeler is not None:
-            labeler.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-        if status != "finished" and dist_info.main:
-            writer.set_status(status, step=step)
-
-    del ddp_model  # DDP's reducer holds the process group: let it go before the group does
-    if status == "interrupted":
+    # the loop: the trainer steps, its hooks evaluate, log, checkpoint, stop and summarise
+    trainer.register_hooks(default_hooks(trainer, writer, data, epoch_callback=epoch_callback, progress=progress,
+                                         stop_after_steps=stop_after_steps))
+    trainer.train()  # a failure raises (status failed); a stop returns: checkpoint kept, status interrupted
+    if trainer.outcome == "stopped":
         cleanup(dist_info)
-        raise KeyboardInterrupt(f"interrupted at step {step}; resume with: aakit train --resume {writer.path}")
-
-    checksums = all_gather_floats(dist_info, float(sum(p.detach().double().sum() for p in model.parameters())))
-    if dist_info.main:
-        if last_epoch_record is None:  # resumed after the last evaluation: take it from the log
-            from aakit.runs import read_metrics
-
-            done = [r for r in read_metrics(writer.metrics_path)[0] if r.get("kind") == "epoch"]
-            last_epoch_record = done[-1] if done else None
-        summary = final_summary(model, cfg, writer, val_set, num_classes, device, last_epoch_record, t_start,
-                                checksums, val_res=last_val)
-        writer.write_summary(summary)
-        writer.set_status("finished", step=step)
+        raise KeyboardInterrupt(f"interrupted at step {trainer.step}; resume with: aakit train --resume {writer.path}")
+    # every rank returns rank 0's run directory
     barrier(dist_info)
     path = broadcast_object(dist_info, writer.path)
     cleanup(dist_info)
     return Path(path)  # type: ignore[arg-type]
-
-
-def example_saver(cfg: Config, writer: RunWriter) -> Callable[[str, np.ndarray], None]:
-    """Saves the predictions of the first ``eval.save_examples`` images (Figure 5's examples)."""
-    from aakit.data.voc import load_info, save_mask_png
-
-    palette = load_info(cfg.data.root).palette
-    n_saved = [0]
-
-    def save_pred(image_id: str, pred: np.ndarray) -> None:
-        if n_saved[0] < cfg.eval.save_examples:
-            save_mask_png(writer.path / "examples" / "pred" / f"{image_id}.png", pred, palette)
-            n_saved[0] += 1
-
-    return save_pred
-
-
-def epoch_protocol(cfg: Config) -> EvalProtocol:
-    """The per-epoch validation: single scale, no CRF (cheap); the run's other settings."""
-    return eval_protocol(cfg, protocol="ss", crf=False)
-
-
-def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_set: Any, num_classes: int,
-                  device: torch.device, last: dict[str, Any] | None, t_start: float, checksums: list[float],
-                  val_res: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Final metrics: val (and train, the paper's "IoU (train)") with and without rfpc, measured
-    with the run's protocol (``eval.protocol``, ``eval.crf``: the test CRF, ...).
-
-    ``val_res``: the last epoch's val evaluation (:func:`epoch_protocol`), reused instead of a
-    second identical pass when the run's protocol is the same.
-    """
-    from aakit.config import key_hyperparameters
-
-    proto = eval_protocol(cfg)
-    metrics: dict[str, Any] = {}
-    if val_res is not None and proto == epoch_protocol(cfg):
-        res = val_res
-    else:
-        res = evaluate(model, val_set, proto, num_classes=num_classes, device=device,
-                       save_pred=example_saver(cfg, writer))
-    metrics["val"], metrics["val_rfpc"] = res["plain"], res["rfpc"]
-    if cfg.eval.train_iou:
-        from aakit.data.voc import EvalDataset
-
-        d = cfg.data
-        train_eval = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=cfg.eval.max_images)
-        res = evaluate(model, train_eval, proto, num_classes=num_classes, device=device)
-        metrics["train"], metrics["train_rfpc"] = res["plain"], res["rfpc"]
-    return {
-        "name": writer.path.name,
-        "hash": writer.run_hash(),
-        "status": "finished",
-        "preset": cfg.preset,
-        "metrics": metrics,
-        "pseudo_miou": (last or {}).get("pseudo_miou"),
-        "epochs": cfg.train.epochs,
-        "seed": cfg.train.seed,
-        "key": key_hyperparameters(cfg),
-        "wall_time_s": time.time() - t_start,
-        "ddp_param_checksums": checksums,
-    }
-
-
-class _Progress:
-    """A rich progress bar (epoch, step, losses, images/s, ETA) — silent when disabled."""
-
-    def __init__(self, enabled: bool, total: int, done: int, title: str) -> None:
-        self.enabled = enabled
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.p = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            transient=False,
-        )
-        self.p.start()
-        self.task = self.p.add_task(title, total=total, completed=done, info="")
-
-    def update(self, step: int, epoch: int, epochs: int, losses_: dict[str, float], ips: float) -> None:
-        if not self.enabled:
-            return
-        info = f"ep {epoch}/{epochs} " + " ".join(f"{k} {v:.3f}" for k, v in losses_.items()) + f" {ips:.1f} img/s"
-        self.p.update(self.task, completed=step, info=info)
-
-    def note(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        msg = f"epoch {record['epoch']}: val mIoU {100 * record.get('miou', float('nan')):.1f}"
-        if record.get("pseudo_miou") is not None:
-            msg += f", pseudo-label mIoU {100 * record['pseudo_miou']:.1f}"
-        self.p.console.print(msg)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.p.stop()

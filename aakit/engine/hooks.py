@@ -1,0 +1,267 @@
+"""The hooks of a training run, one job each (as detectron2's ``engine/hooks.py``).
+
+:func:`aakit.engine.train.train` installs them in this order, which is the order they run in at
+every moment of the loop (:class:`aakit.engine.trainer.HookBase`)::
+
+    EvalHook        rank 0  after each epoch: val mIoU (+rfpc), pseudo-label mIoU -> trainer.epoch_record
+    MetricsLogger   rank 0  metrics.jsonl: step records, the epoch record
+    ProgressBar     rank 0  the rich progress bar (--no-progress: left out)
+    Checkpointer    all     checkpoints/last.pt: every N steps, after each epoch's evaluation, on a stop
+    EpochCallbackHook rank 0 hands the epoch record to a callback (Optuna pruning)
+    SignalHook      all     SIGINT/SIGTERM -> stop after the step (or the epoch's end-of-epoch work)
+    SummaryHook     all     summary.json once the last epoch is done
+    StatusHook      rank 0  status.json: running, then finished / interrupted / failed
+
+What one hook needs from another goes through the trainer's state (``epoch_record``,
+``outcome``) or, for the summary, the evaluation hook itself. Keeping the best checkpoint is
+one more hook, :class:`BestCheckpoint`, added to that list.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aakit.engine.distributed import all_gather_floats, barrier
+from aakit.engine.evaluate import evaluate
+from aakit.engine.measure import epoch_protocol, example_saver, final_summary, pseudo_label_quality, save_examples
+from aakit.engine.rundir import RunWriter, load_checkpoint_file
+from aakit.engine.trainer import HookBase, TrainingInterrupted
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+class EvalHook(HookBase):
+    """Every ``eval.every_epochs`` epochs and after the last: val mIoU with and without rfpc
+    (:func:`aakit.engine.measure.epoch_protocol`), the pseudo labels' mIoU on train images
+    (Figure 3) and, after the last epoch, the example PNGs; the result is ``trainer.epoch_record``."""
+
+    def __init__(self, writer: RunWriter, val_set: Any, pseudo_set: Any, num_classes: int) -> None:
+        self.writer, self.val_set, self.pseudo_set, self.num_classes = writer, val_set, pseudo_set, num_classes
+        self.last_record: dict[str, Any] | None = None
+        self.last_val: dict[str, dict[str, Any]] | None = None  # the last epoch's val evaluation
+
+    def after_epoch(self) -> None:
+        t, cfg = self.trainer, self.trainer.cfg
+        last = t.epoch + 1 == cfg.train.epochs
+        if not ((t.epoch + 1) % cfg.eval.every_epochs == 0 or last):
+            return
+        record: dict[str, Any] = {"kind": "epoch", "epoch": t.epoch + 1, "epochs": cfg.train.epochs, "step": t.step}
+        res = evaluate(t.model, self.val_set, epoch_protocol(cfg), num_classes=self.num_classes, device=t.device,
+                       save_pred=example_saver(cfg, self.writer) if last else None)
+        if last:
+            self.last_val = res  # the final summary reuses it when its protocol is the same
+        record["miou"] = res["plain"]["miou"]
+        record["miou_rfpc"] = res["rfpc"]["miou"]
+        if self.pseudo_set is not None and t.labeler is not None and t.epoch >= cfg.train.cls_warmup_epochs:
+            record["pseudo_miou"] = pseudo_label_quality(t.model, self.pseudo_set, cfg, t.labeler, t.device,
+                                                         self.num_classes)
+        if last and t.labeler is not None and cfg.eval.save_examples:
+            save_examples(t.model, cfg, t.labeler, t.device, self.writer.path / "examples")
+        record["elapsed_s"] = time.time() - t.t_start
+        t.epoch_record = self.last_record = record
+
+
+class MetricsLogger(HookBase):
+    """metrics.jsonl: a step record every ``train.log_every`` steps (and at the last step), with
+    every loss term by name; each evaluated epoch's record."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
+
+    def after_step(self) -> None:
+        t, cfg = self.trainer, self.trainer.cfg
+        if t.step % cfg.train.log_every == 0 or t.step == t.total_steps:
+            self.writer.log({"kind": "step", "epoch": t.epoch + 1, "epochs": cfg.train.epochs, "step": t.step,
+                             "steps_total": t.total_steps, "losses": t.losses, "lr": t.lr,
+                             "images_per_s": t.images_per_s})
+
+    def after_epoch(self) -> None:
+        if self.trainer.epoch_record is not None:
+            self.writer.log(self.trainer.epoch_record)
+
+
+class ProgressBar(HookBase):
+    """A rich progress bar (epoch, step, losses, images/s, ETA) and a line per evaluated epoch."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def before_train(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            transient=False,
+        )
+        self.p.start()
+        self.task = self.p.add_task(self.title, total=self.trainer.total_steps, completed=self.trainer.step, info="")
+
+    def after_step(self) -> None:
+        t = self.trainer
+        info = (f"ep {t.epoch + 1}/{t.cfg.train.epochs} " + " ".join(f"{k} {v:.3f}" for k, v in t.losses.items())
+                + f" {t.images_per_s:.1f} img/s")
+        self.p.update(self.task, completed=t.step, info=info)
+
+    def after_epoch(self) -> None:
+        record = self.trainer.epoch_record
+        if record is None:
+            return
+        msg = f"epoch {record['epoch']}: val mIoU {100 * record.get('miou', float('nan')):.1f}"
+        if record.get("pseudo_miou") is not None:
+            msg += f", pseudo-label mIoU {100 * record['pseudo_miou']:.1f}"
+        self.p.console.print(msg)
+
+    def after_train(self) -> None:
+        if hasattr(self, "p"):
+            self.p.stop()
+
+
+class Checkpointer(HookBase):
+    """checkpoints/last.pt (weights, optimiser, RNG, step, epochs done): every ``every`` steps
+    (0: never mid-epoch), at each epoch's end — after its evaluation, so the checkpoint counts the
+    epoch as done — and when the run stops. Rank 0 writes; at an epoch's end every rank waits for it."""
+
+    def __init__(self, writer: RunWriter, every: int = 0) -> None:
+        self.writer, self.every = writer, every
+
+    def save(self) -> None:
+        t = self.trainer
+        if t.dist.main:
+            self.writer.save_checkpoint({
+                "model": t.model.state_dict(),
+                "optimizer": t.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "step": t.step,
+                "epochs_done": t.epochs_done,
+                "config_hash": self.writer.run_hash(),
+            })
+
+    def after_step(self) -> None:
+        if self.every and self.trainer.step % self.every == 0:
+            self.save()
+
+    def after_epoch(self) -> None:
+        self.save()
+        barrier(self.trainer.dist)
+
+    def after_train(self) -> None:
+        if self.trainer.outcome == "stopped":
+            self.save()
+
+
+class EpochCallbackHook(HookBase):
+    """Hands each evaluated epoch's record to ``callback(epoch, record)`` (epochs from 1), which
+    may raise to stop the run (an Optuna trial's ``TrialPruned``)."""
+
+    def __init__(self, callback: EpochCallback) -> None:
+        self.callback = callback
+
+    def after_epoch(self) -> None:
+        record = self.trainer.epoch_record
+        if record is not None and "miou" in record:
+            self.callback(self.trainer.epoch + 1, record)
+
+
+class SignalHook(HookBase):
+    """SIGINT/SIGTERM stop the run after the current step, or after the current epoch's
+    end-of-epoch work when they arrive during it (the checkpointer then saves, the status says
+    interrupted). ``stop_after_steps`` stops the same way after that many steps (tests)."""
+
+    def __init__(self, stop_after_steps: int | None = None) -> None:
+        self.stop_after_steps = stop_after_steps
+        self.signal: int | None = None
+        self.old: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+
+    def before_train(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.old[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+
+    def after_step(self) -> None:
+        if self.stop_after_steps is not None and self.trainer.step >= self.stop_after_steps:
+            self.signal = signal.SIGTERM
+        if self.signal is not None:
+            raise TrainingInterrupted()
+
+    def after_epoch(self) -> None:
+        if self.signal is not None and self.trainer.epochs_done < self.trainer.cfg.train.epochs:
+            raise TrainingInterrupted()  # a signal during the evaluation: stop here, not a step later
+
+    def after_train(self) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+class SummaryHook(HookBase):
+    """summary.json once the last epoch is done: the final evaluation with the run's protocol
+    (:func:`aakit.engine.measure.final_summary`) and every rank's parameter checksum."""
+
+    def __init__(self, writer: RunWriter, val_set: Any, num_classes: int, evaluation: EvalHook | None) -> None:
+        self.writer, self.val_set, self.num_classes, self.evaluation = writer, val_set, num_classes, evaluation
+
+    def after_train(self) -> None:
+        t = self.trainer
+        if t.outcome != "finished":
+            return
+        checksums = all_gather_floats(t.dist, float(sum(p.detach().double().sum() for p in t.model.parameters())))
+        if not t.dist.main:
+            return
+        last = self.evaluation.last_record if self.evaluation else None
+        if last is None:  # resumed after the last evaluation: take it from the log
+            from aakit.runs import read_metrics
+
+            done = [r for r in read_metrics(self.writer.metrics_path)[0] if r.get("kind") == "epoch"]
+            last = done[-1] if done else None
+        summary = final_summary(t.model, t.cfg, self.writer, self.val_set, self.num_classes, t.device, last,
+                                t.t_start, checksums, val_res=self.evaluation.last_val if self.evaluation else None)
+        self.writer.write_summary(summary)
+
+
+class StatusHook(HookBase):
+    """status.json, the one place it is written: running at the start, then finished (after the
+    summary), interrupted (stopped) or ``on_error`` (an exception: failed; a run driven by an
+    epoch callback, whose callback stops it by raising, is interrupted)."""
+
+    def __init__(self, writer: RunWriter, on_error: str = "failed") -> None:
+        self.writer, self.on_error = writer, on_error
+
+    def before_train(self) -> None:
+        self.writer.set_status("running", steps_total=self.trainer.total_steps, world_size=self.trainer.dist.world)
+
+    def after_train(self) -> None:
+        t = self.trainer
+        status = {"finished": "finished", "stopped": "interrupted"}.get(t.outcome, self.on_error)
+        self.writer.set_status(status, step=t.step)
+
+
+class BestCheckpoint(HookBase):
+    """checkpoints/best.pt: the weights of the evaluated epoch with the highest ``key`` so far
+    (not installed by default; add it after :class:`EvalHook`, on rank 0)."""
+
+    def __init__(self, writer: RunWriter, key: str = "miou") -> None:
+        self.path = writer.ckpt_path.with_name("best.pt")
+        self.writer, self.key, self.best = writer, key, -math.inf
+
+    def before_train(self) -> None:
+        if self.path.exists():  # a resumed run keeps the best of its first part
+            self.best = float(load_checkpoint_file(self.path).get(self.key, -math.inf))
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        value = (t.epoch_record or {}).get(self.key)
+        if isinstance(value, (int, float)) and value > self.best:
+            self.best = float(value)
+            self.writer.save_checkpoint({"model": t.model.state_dict(), "step": t.step, "epoch": t.epoch + 1,
+                                         self.key: self.best}, path=Path(self.path))
