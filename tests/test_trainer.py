@@ -62,3 +62,4 @@ def test_hooks_run_around_the_loop_and_a_best_checkpoint_is_one_more_hook(tiny_c
     assert json.loads((writer.path / "status.json").read_text())["status"] == "finished"
     summary = json.loads((writer.path / "summary.json").read_text())
     assert summary["status"] == "finished" and trainer.labeler is None and trainer.net is trainer.model
+    assert [(t["name"], t["from_epoch"]) for t in summary["loss_terms"]] == [("cls", 1), ("ce", 2), ("aa", 2), ("lr", 2)]

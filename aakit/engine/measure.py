@@ -17,6 +17,7 @@ from aakit.config import Config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter
 from aakit.engine.targets import training_cam
+from aakit.objective import build_objective
 
 
 def example_saver(cfg: Config, writer: RunWriter) -> Callable[[str, np.ndarray], None]:
@@ -75,6 +76,7 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
         "epochs": cfg.train.epochs,
         "seed": cfg.train.seed,
         "key": key_hyperparameters(cfg),
+        "loss_terms": build_objective(cfg).describe(),  # the loss table: name, weight, from which epoch
         "wall_time_s": time.time() - t_start,
         "ddp_param_checksums": checksums,
     }

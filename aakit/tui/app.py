@@ -42,8 +42,6 @@ from textual.worker import get_current_worker
 from aakit.runs import atomic_write_text
 from aakit.tui.data import (
     GRID_STATES,
-    LOSS_KEYS,
-    LOSS_LABELS,
     SORT_KEYS,
     ResultsDirError,
     ResultsModel,
@@ -56,6 +54,8 @@ from aakit.tui.data import (
     fmt_float,
     fmt_miou,
     fmt_progress,
+    loss_label,
+    loss_names,
     sort_rows,
 )
 from aakit.tui.widgets import (
@@ -478,7 +478,7 @@ class RunScreen(AakitScreen):
         hp = "  ".join(f"{k}={v}" for k, v in row.hparams.items())
         title.append(f"\n{hp}", style="dim")
         self.query_one("#run-title", Static).update(title)
-        losses = {LOSS_LABELS[k]: detail.loss_series[k] for k in LOSS_KEYS if k in detail.loss_series}
+        losses = {loss_label(k): detail.loss_series[k] for k in loss_names([detail])}
         self.query_one("#loss-plot", CurvePlot).set_series(losses, title=_loss_title(detail))
         self.query_one("#miou-plot", CurvePlot).set_series(detail.miou_series)
         self.query_one("#logs", TextPanel).set_lines(detail.logs[-50:])
@@ -495,9 +495,6 @@ class RunScreen(AakitScreen):
 
 
 # ----------------------------------------------------------------------------- compare screen
-COMPARE_LOSSES: tuple[str, ...] = ("total", *LOSS_KEYS)
-
-
 class CompareScreen(AakitScreen):
     """Two or more runs: one loss component and the mIoU overlaid, config differences."""
 
@@ -534,7 +531,7 @@ class CompareScreen(AakitScreen):
             self.update_snapshot(snap)
 
     def _draw(self) -> None:
-        label = LOSS_LABELS[self.loss_key]
+        label = loss_label(self.loss_key)
         losses = {n: d.loss_series[self.loss_key] for n, d in self.details.items()
                   if self.loss_key in d.loss_series}
         self.query_one("#cmp-loss", CurvePlot).set_series(losses, title=f"{label} loss per step")
@@ -547,8 +544,9 @@ class CompareScreen(AakitScreen):
             )
 
     def action_next_loss(self) -> None:
-        i = COMPARE_LOSSES.index(self.loss_key)
-        self.loss_key = COMPARE_LOSSES[(i + 1) % len(COMPARE_LOSSES)]
+        keys = ("total", *loss_names(self.details.values()))  # the terms these runs recorded
+        i = keys.index(self.loss_key) if self.loss_key in keys else -1
+        self.loss_key = keys[(i + 1) % len(keys)]
         self._draw()
 
     def action_back(self) -> None:

@@ -29,11 +29,25 @@ from aakit.errors import AakitError
 from aakit.experiment.gridstate import GRID_STATES, GridState, read_grid_state, read_grid_states  # noqa: F401
 from aakit.runs import JsonlTail, iter_run_dirs, read_config, read_status, read_summary, run_status
 
-#: The loss components drawn in the run view, in order, with their labels.
-LOSS_KEYS: tuple[str, ...] = ("cls", "ce", "aa", "lr")
+#: Labels of the loss terms (a term not listed is labelled with its name in capitals). Which
+#: terms a run has is read from the run: see :func:`loss_names`.
 LOSS_LABELS: dict[str, str] = {"cls": "CLS", "ce": "CE", "aa": "AA", "lr": "LR", "total": "total"}
 
 Series = tuple[tuple[float, ...], tuple[float, ...]]  # (x values, y values)
+
+
+def loss_names(details: Iterable[RunDetail]) -> tuple[str, ...]:
+    """The loss terms the runs recorded (the names in their step records' ``losses``, as the
+    engine's loss table wrote them), in order of first appearance, ``total`` left out."""
+    names: dict[str, None] = {}
+    for d in details:
+        names.update((k, None) for k in d.loss_series if k != "total")
+    return tuple(names)
+
+
+def loss_label(name: str) -> str:
+    """How a loss term is labelled on screen."""
+    return LOSS_LABELS.get(name, name.upper())
 
 
 class ResultsDirError(AakitError):
@@ -53,7 +67,7 @@ class RunRow:
         step, steps_total: the last iteration logged and the planned total.
         progress: fraction done in [0, 1].
         eta: seconds left (running runs only), estimated from recent step times.
-        losses: the last step's losses (keys of ``LOSS_LABELS``).
+        losses: the last step's losses by term name, and ``total``.
         lr: the last step's learning rate.
         best_miou: the best validation mIoU over epochs (0..1), else summary.json's.
         hparams: ``aakit.config.key_hyperparameters`` of the run's config.
@@ -93,7 +107,7 @@ class RunDetail:
 
     Attributes:
         row: the run's table row.
-        loss_series: per loss key (``cls``, ``ce``, ``aa``, ``lr``, ``total``): (steps, values).
+        loss_series: per loss term recorded (e.g. ``cls``, ``ce``, ``aa``, ``lr``) and ``total``: (steps, values).
         lr_series: learning rate per step.
         miou_series: ``"mIoU"`` and ``"pseudo mIoU"`` per epoch, in percent.
         config: the resolved config (config.yaml).
