@@ -33,8 +33,8 @@ import torch
 
 from aakit.config import Config, load_config
 from aakit.labels import IGNORE_INDEX
+from aakit.presets import presets_root
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def timeit(fn: Callable[[], Any], repeats: int) -> float:
@@ -68,8 +68,8 @@ def timeit_many(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, fl
 
 def _preset_config(preset: str) -> Config:
     if preset == "voc":
-        return load_config(REPO / "experiments/voc/full.yaml", {"model.pretrained": None})
-    return load_config(REPO / "experiments/synthetic/full.yaml")
+        return load_config(presets_root() / "voc/full.yaml", {"model.pretrained": None})
+    return load_config(presets_root() / "synthetic/full.yaml")
 
 
 def _synthetic_batch(cfg: Config, batch: int, seed: int = 0) -> dict[str, Any]:

@@ -338,7 +338,7 @@ def configs_copy(
     file, the same config hash). A grid or search keeps its text, its base: naming the shipped
     config (base: synthetic/full.yaml).
     """
-    from aakit.presets import copy_preset
+    from aakit.config import copy_preset
 
     _echo(f"wrote {copy_preset(name, dest, force=force)}")
 

@@ -26,7 +26,8 @@ import yaml
 
 from aakit.data.identity import data_digest
 from aakit.errors import AakitError
-from aakit.presets import not_found_hint, resolve_config
+from aakit.presets import PresetError, not_found_hint, presets_root, require_preset, resolve_config
+from aakit.runs import atomic_write_text
 
 
 class ConfigError(AakitError, ValueError):
@@ -533,8 +534,6 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Con
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from aakit.runs import atomic_write_text
-
     atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
@@ -551,3 +550,46 @@ def key_hyperparameters(cfg: Config | dict[str, Any]) -> dict[str, Any]:
         "weighting": loss.get("weighting"),
         "dilations": "-".join(str(x) for x in loss.get("dilations", [])),
     }
+
+
+# ----------------------------------------------------------------------------- shipped presets
+def copy_preset(name: str | Path, dest: Path, *, force: bool = False) -> Path:
+    """Write an editable copy of a shipped preset into the folder ``dest``; return the file.
+
+    A run config is *flattened*: the file it names with every ``_base_`` it inherits merged in,
+    so one self-contained file holds every key the preset sets (same config, same hash).
+    A grid or search file is copied as it is, its ``base:`` turned into the shipped config's
+    name (``base: synthetic/full.yaml``), which the grid and search loaders resolve from anywhere.
+    An existing file is kept unless ``force``.
+    """
+    src = require_preset(name)
+    root = presets_root()
+    rel = src.relative_to(root).as_posix()
+    dest = Path(dest)
+    out = dest / src.name
+    if dest.exists() and not dest.is_dir():
+        raise PresetError(f"{dest}: not a folder (aakit configs copy {rel} FOLDER)")
+    if out.exists() and not force:
+        raise PresetError(f"{out}: already exists (give --force to replace it)")
+    text = src.read_text(encoding="utf-8")
+    spec = yaml.safe_load(text)
+    if isinstance(spec, dict) and isinstance(spec.get("base"), str):  # a grid or a search
+        base = _relative_name((src.parent / spec["base"]).resolve(), root)
+        body = "".join(f"base: {base}\n" if line.startswith("base:") and base else line
+                       for line in text.splitlines(keepends=True))
+    else:
+        lines = text.splitlines(keepends=True)
+        n = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+        body = (f"# aakit configs copy {rel}: the shipped preset with what it inherits (_base_) merged in.\n"
+                f"{''.join(lines[:n])}{yaml.safe_dump(read_yaml(src), sort_keys=False)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, body)
+    return out
+
+
+def _relative_name(path: Path, root: Path) -> str | None:
+    """``path`` as a preset name (``synthetic/full.yaml``), or None when it is not under ``root``."""
+    try:
+        return path.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None

@@ -12,7 +12,7 @@ such file exists (relative to the working directory, or to the file that inherit
     resolve_config("synthetic/full")           # <presets root>/synthetic/full.yaml
     resolve_config("voc/full", relative_to=Path("my"))  # my/voc/full if it exists, else the preset
 
-Stdlib only (``copy_preset`` reads YAML through :mod:`aakit.config` when called).
+Stdlib only; :func:`aakit.config.copy_preset` writes editable copies.
 """
 from __future__ import annotations
 
@@ -123,50 +123,3 @@ def list_presets() -> list[tuple[str, str]]:
     """``(name, description)`` of every shipped preset, sorted by name."""
     root = presets_root()
     return [(n, describe(root / f"{n}.yaml")) for n in preset_names()]
-
-
-def copy_preset(name: str | Path, dest: Path, *, force: bool = False) -> Path:
-    """Write an editable copy of a shipped preset into the folder ``dest``; return the file.
-
-    A run config is *flattened*: the file it names with every ``_base_`` it inherits merged in,
-    so one self-contained file holds every key the preset sets (same config, same hash).
-    A grid or search file is copied as it is, its ``base:`` turned into the shipped config's
-    name (``base: synthetic/full.yaml``), which the grid and search loaders resolve from anywhere.
-    An existing file is kept unless ``force``.
-    """
-    import yaml
-
-    from aakit.config import read_yaml
-    from aakit.runs import atomic_write_text
-
-    src = require_preset(name)
-    root = presets_root()
-    rel = src.relative_to(root).as_posix()
-    dest = Path(dest)
-    out = dest / src.name
-    if dest.exists() and not dest.is_dir():
-        raise PresetError(f"{dest}: not a folder (aakit configs copy {rel} FOLDER)")
-    if out.exists() and not force:
-        raise PresetError(f"{out}: already exists (give --force to replace it)")
-    text = src.read_text(encoding="utf-8")
-    spec = yaml.safe_load(text)
-    if isinstance(spec, dict) and isinstance(spec.get("base"), str):  # a grid or a search
-        base = _relative_name((src.parent / spec["base"]).resolve(), root)
-        body = "".join(f"base: {base}\n" if line.startswith("base:") and base else line
-                       for line in text.splitlines(keepends=True))
-    else:
-        lines = text.splitlines(keepends=True)
-        n = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
-        body = (f"# aakit configs copy {rel}: the shipped preset with what it inherits (_base_) merged in.\n"
-                f"{''.join(lines[:n])}{yaml.safe_dump(read_yaml(src), sort_keys=False)}")
-    dest.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, body)
-    return out
-
-
-def _relative_name(path: Path, root: Path) -> str | None:
-    """``path`` as a preset name (``synthetic/full.yaml``), or None when it is not under ``root``."""
-    try:
-        return path.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return None

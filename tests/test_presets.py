@@ -11,7 +11,8 @@ import yaml
 
 from aakit import presets
 from aakit.config import ConfigError, load_config
-from aakit.presets import PresetError, copy_preset, presets_root, resolve_config
+from aakit.config import copy_preset
+from aakit.presets import PresetError, presets_root, resolve_config
 from conftest import REPO
 
 EXP = REPO / "experiments"

@@ -10,6 +10,8 @@ presets), ``aakit report``, ``aakit grid grids/table1 --dry-run``, ``aakit tui -
 """
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import site
@@ -103,6 +105,8 @@ def test_installed_aakit_runs_from_an_empty_folder(installed: Path, tmp_path: Pa
     assert "mIoU" in out, out
     runs = sorted(p.name for p in (work / "results" / "runs").iterdir() if not p.name.startswith("."))
     assert [r.rsplit("-", 1)[0] for r in runs] == ["synth-cls", "synth-full"], runs  # its classifier first
+    prov = json.loads((work / "results" / "runs" / runs[1] / "provenance.json").read_text())
+    assert prov["git_commit"] is None and prov["versions"]["aakit"]  # installed: no checkout's commit claimed
     rep = _run(installed, work, "aakit", "report", "--table", "1", "--format", "md")  # the shipped published.csv
     assert "Table 1" in rep.stdout and "63.7" in rep.stdout
     points = _run(installed, work, "aakit", "grid", "grids/table1", "--dry-run").stdout  # base: ../synthetic/full.yaml

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+import aakit
 from aakit.config import Config, save_config
 from aakit.data.identity import data_digest, identity_files
 from aakit.errors import AakitError
@@ -56,6 +57,13 @@ def _portable_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def source_checkout() -> Path | None:
+    """The git checkout aakit runs from, or None when it is installed (a wheel in a venv that
+    may sit inside the user's own repository: its commit is not aakit's)."""
+    repo = Path(__file__).resolve().parents[2]
+    return repo if (repo / ".git").exists() and (repo / "pyproject.toml").is_file() else None
+
+
 def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], device: str) -> dict[str, Any]:
     """Everything needed to say where a number came from, with no secret in it.
 
@@ -63,10 +71,11 @@ def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], 
     (:mod:`aakit.redact`): ``--storage postgresql://user:PASSWORD@host/db`` is recorded as
     ``postgresql://user:***@host/db``, ``--token X`` as ``--token ***``.
     """
-    repo = Path(__file__).resolve().parents[2]
-    commit = _git(["rev-parse", "HEAD"], repo)
-    diff = _git(["diff", "HEAD"], repo)
-    versions: dict[str, str] = {"python": platform.python_version(), "torch": torch.__version__}
+    repo = source_checkout()
+    commit = _git(["rev-parse", "HEAD"], repo) if repo else None
+    diff = _git(["diff", "HEAD"], repo) if repo else None
+    versions: dict[str, str] = {"aakit": aakit.__version__, "python": platform.python_version(),
+                                "torch": torch.__version__}
     for mod in ("numpy", "pydensecrf", "optuna", "PIL"):
         try:
             m = __import__(mod)
