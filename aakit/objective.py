@@ -65,7 +65,8 @@ class LossInputs:
         from aakit.pseudo import downsample_labels
 
         assert self.labels is not None and self.confidence is not None, "pseudo labels first"
-        return downsample_labels(self.labels, self.confidence, tuple(self.out["seg_logits"].shape[-2:]))
+        height, width = self.out["seg_logits"].shape[-2:]
+        return downsample_labels(self.labels, self.confidence, (height, width))
 
     @cached_property
     def seg_prob(self) -> Tensor:

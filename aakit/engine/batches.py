@@ -32,7 +32,7 @@ def epoch_batches(n: int, batch: int, *, seed: int, epoch: int, rank: int = 0, w
     return [order[s * per_step + rank * batch : s * per_step + (rank + 1) * batch] for s in range(steps)]
 
 
-class _EpochItems(torch.utils.data.Dataset):
+class _EpochItems(torch.utils.data.Dataset[dict[str, Any]]):
     """Dataset view whose augmentation is seeded by (seed, epoch, index)."""
 
     def __init__(self, dataset: Any, seed: int, epoch: int) -> None:
@@ -43,7 +43,8 @@ class _EpochItems(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        return self.dataset.sample(idx, rng)
+        item: dict[str, Any] = self.dataset.sample(idx, rng)
+        return item
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def training_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tenso
     def cam_fn(x: torch.Tensor) -> torch.Tensor:
         return cam1.detach().float() if x is images else model.forward_cam(x).float()  # type: ignore[operator]
 
-    return multiscale_cam(cam_fn, images, scales, size, feature_size=tuple(cam1.shape[-2:]))
+    return multiscale_cam(cam_fn, images, scales, size, feature_size=(cam1.shape[-2], cam1.shape[-1]))
 
 
 @dataclass
@@ -62,7 +62,7 @@ def request_targets(model: torch.nn.Module, batch: dict[str, Any], out: dict[str
     if cfg.train.supervision == "full":
         label = batch["mask"].to(device).long()
         return PendingTargets(device, ready=(label, (label != 255).float()))
-    cams = training_cam(model, images, out["cam"], tuple(cfg.model.cam_scales), tuple(images.shape[-2:]))
+    cams = training_cam(model, images, out["cam"], tuple(cfg.model.cam_scales), (images.shape[-2], images.shape[-1]))
     scores = out["cls_logits"].detach().float().sigmoid()
     assert labeler is not None
     # data.pad_mode: "rrm" labels the crop's padding like any pixel, "ignore" sets it to 255

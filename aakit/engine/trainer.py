@@ -66,7 +66,7 @@ class HookBase:
 
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
     """Poly schedule: base * (1 - step/total)^power."""
-    return base * (1.0 - min(step, total) / max(total, 1)) ** power
+    return float(base * (1.0 - min(step, total) / max(total, 1)) ** power)
 
 
 def losses_of_batch(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, objective: Objective, *,
@@ -83,7 +83,7 @@ def losses_of_batch(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, 
     # forward: class scores, CAM, embedding F^s and segmentation logits F^c
     images = batch["image"].to(device, non_blocking=True)
     labels = batch["labels"].to(device)
-    x = LossInputs(model(images), labels, tuple(images.shape[-2:]))  # type: ignore[arg-type]
+    x = LossInputs(model(images), labels, (images.shape[-2], images.shape[-1]))
     # the terms that need no pseudo label (L_cls) first: their backward may overlap the CRFs
     step = StepLosses(objective(x, epoch, labelled=False), anchor=x.out["cls_logits"])
     if objective.needs_labels(epoch):
@@ -99,7 +99,7 @@ def losses_of_batch(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, 
 
 def _backward_retaining(loss: torch.Tensor) -> None:
     """``early_backward`` of the training loop: backprop L_cls, keep the graph for the rest."""
-    loss.backward(retain_graph=True)
+    loss.backward(retain_graph=True)  # type: ignore[no-untyped-call]
 
 
 class Trainer:
@@ -238,7 +238,7 @@ class Trainer:
             raise AakitError(f"loss became {self.losses['total']} at step {self.step + 1} (epoch {self.epoch + 1}); "
                              f"lower optim.lr or check the data")
         # backward what the early backward has not taken, then SGD (scaled under AMP)
-        self.scaler.scale(step.pending()).backward()
+        self.scaler.scale(step.pending()).backward()  # type: ignore[no-untyped-call]
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
