@@ -231,7 +231,8 @@ def compute_losses(
     """:func:`losses_of_batch` for the callers of the older interface (``aakit bench``, tests):
     ``(what is left to backpropagate, scalar losses with "total", extras)``; ``extras["pseudo"]``
     holds the pseudo labels when the CRFs made some. Without ``early_backward`` what is left is
-    the total; with it, the total less L_cls, which went to ``early_backward``."""
+    the total; with it, the total less the terms that need no label (L_cls), which went to
+    ``early_backward`` while the CRF workers ran."""
     step, x = losses_of_batch(model, batch, cfg, build_objective(cfg), epoch=epoch, device=device,
                               labeler=labeler, early_backward=early_backward)
     scalars = step.scalars()

@@ -152,7 +152,7 @@ class Trainer:
         self.images_per_s = 0.0
         self.epoch_record: dict[str, Any] | None = None
         self.outcome: Outcome = "running"
-        self.t_start = time.time()
+        self.t_start = 0.0  # time.time() when train() starts
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: weights, optimiser, RNG, step and epochs done."""
