@@ -46,3 +46,24 @@ def test_aakit_eval_stores_per_image_confusions_that_give_its_miou(tiny_synth: P
     for key, slot in (("plain", "val-ss"), ("rfpc", "val-ss-rfpc")):
         stored = json.loads((run / "eval" / f"{slot}.json").read_text())
         assert mean_iou(conf[key].sum(0)) == pytest.approx(stored["miou"], abs=1e-12)
+
+
+def test_a_training_stores_the_per_image_confusions_of_its_final_val(tiny_synth: Path, tmp_path: Path) -> None:
+    import json
+
+    from aakit.config import load_config
+    from aakit.engine.train import train
+
+    over = tiny_overrides(tiny_synth) | {"train.epochs": 1, "train.cls_warmup_epochs": 0}
+    run = train(load_config(REPO / "experiments/synthetic/baseline.yaml", over), results=tmp_path / "a", progress=False)
+    conf = read_confusions(run / "eval" / "val-ss-confusions.npz")
+    summary = json.loads((run / "summary.json").read_text())
+    assert conf is not None and len(conf["plain"]) == summary["metrics"]["val"]["images"] == 4
+    assert mean_iou(conf["plain"].sum(0)) == pytest.approx(summary["metrics"]["val"]["miou"], abs=1e-12)
+    assert mean_iou(conf["rfpc"].sum(0)) == pytest.approx(summary["metrics"]["val_rfpc"]["miou"], abs=1e-12)
+    # a final protocol other than the per-epoch one (msf) is measured again, and stored under its name
+    run = train(load_config(REPO / "experiments/synthetic/baseline.yaml", over | {"eval.protocol": "msf", "eval.scales": [1.0, 0.5]}),
+                results=tmp_path / "b", progress=False)
+    conf = read_confusions(run / "eval" / "val-msf-confusions.npz")
+    summary = json.loads((run / "summary.json").read_text())
+    assert conf is not None and mean_iou(conf["plain"].sum(0)) == pytest.approx(summary["metrics"]["val"]["miou"], abs=1e-12)

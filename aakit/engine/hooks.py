@@ -25,13 +25,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from aakit.engine.distributed import all_gather_floats, barrier
 from aakit.engine.evaluate import evaluate
-from aakit.engine.measure import epoch_protocol, example_saver, final_summary, pseudo_label_quality, save_examples
+from aakit.engine.measure import (
+    confusions_path, epoch_protocol, example_saver, final_summary, pseudo_label_quality, save_examples,
+)
 from aakit.engine.rundir import RunWriter, load_checkpoint_file
 from aakit.engine.trainer import HookBase, TrainingInterrupted
+from aakit.runs import write_confusions
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -52,10 +56,13 @@ class EvalHook(HookBase):
         if not ((t.epoch + 1) % cfg.eval.every_epochs == 0 or last):
             return
         record: dict[str, Any] = {"kind": "epoch", "epoch": t.epoch + 1, "epochs": cfg.train.epochs, "step": t.step}
+        per_image: dict[str, np.ndarray] | None = {} if last else None
         res = evaluate(t.model, self.val_set, epoch_protocol(cfg), num_classes=self.num_classes, device=t.device,
-                       save_pred=example_saver(cfg, self.writer) if last else None)
+                       save_pred=example_saver(cfg, self.writer) if last else None, per_image=per_image)
         if last:
             self.last_val = res  # the final summary reuses it when its protocol is the same
+            if t.dist.main and per_image:
+                write_confusions(confusions_path(self.writer.path, cfg.data.val_split, epoch_protocol(cfg)), per_image)
         record["miou"] = res["plain"]["miou"]
         record["miou_rfpc"] = res["rfpc"]["miou"]
         if self.pseudo_set is not None and t.labeler is not None and t.epoch >= cfg.train.cls_warmup_epochs:

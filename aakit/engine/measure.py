@@ -5,6 +5,7 @@ The hooks of :mod:`aakit.engine.hooks` call these at the end of each epoch and o
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from aakit.config import Config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter
+from aakit.runs import write_confusions
 from aakit.engine.targets import training_cam
 from aakit.objective import build_objective
 
@@ -33,6 +35,12 @@ def example_saver(cfg: Config, writer: RunWriter) -> Callable[[str, np.ndarray],
             n_saved[0] += 1
 
     return save_pred
+
+
+def confusions_path(run: Path, split: str, proto: EvalProtocol) -> Path:
+    """Where the per-image confusion matrices of an evaluation go: ``eval/<split>-<protocol>-confusions.npz``
+    (the protocol's name without rfpc: the file holds both, ``plain`` and ``rfpc``)."""
+    return run / "eval" / f"{split}-{dataclasses.replace(proto, rfpc=False).name}-confusions.npz"
 
 
 def epoch_protocol(cfg: Config) -> EvalProtocol:
@@ -56,8 +64,10 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
     if val_res is not None and proto == epoch_protocol(cfg):
         res = val_res
     else:
+        per_image: dict[str, np.ndarray] = {}
         res = evaluate(model, val_set, proto, num_classes=num_classes, device=device,
-                       save_pred=example_saver(cfg, writer))
+                       save_pred=example_saver(cfg, writer), per_image=per_image)
+        write_confusions(confusions_path(writer.path, cfg.data.val_split, proto), per_image)
     metrics["val"], metrics["val_rfpc"] = res["plain"], res["rfpc"]
     if cfg.eval.train_iou:
         from aakit.data.voc import EvalDataset
