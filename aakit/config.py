@@ -103,6 +103,7 @@ class LossConfig:
     dilations: tuple[int, ...] = (4, 8, 12, 24)
     margin_aa: float = 3.0  # m
     weighting: Literal["max", "min", "mean"] = "max"  # Omega_ij (Table 3)
+    aa_confidence: Literal["crf", "cam", "net"] = "crf"  # V: CRF prob. of the label | CAM score | net's softmax max
     kl: Literal["binary", "categorical"] = "binary"
     label_reassign: bool = True
     lambda_lr: float = 0.1  # lambda2

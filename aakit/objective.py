@@ -169,9 +169,10 @@ class AffinityLoss(LossTerm):
     needs = frozenset({SEG_LOGITS, PSEUDO_LABELS, CONFIDENCE})
 
     def __init__(self, loss_weight: float, *, first_epoch: int, adaptive: bool, dilations: tuple[int, ...],
-                 margin: float, weighting: losses.Weighting, kl: losses.KLKind) -> None:
+                 margin: float, weighting: losses.Weighting, kl: losses.KLKind, net_confidence: bool = False) -> None:
         super().__init__(loss_weight, first_epoch=first_epoch)
         self.adaptive, self.dilations, self.margin, self.weighting, self.kl = adaptive, dilations, margin, weighting, kl
+        self.net_confidence = net_confidence  # loss.aa_confidence: net (V = detached softmax maximum)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LossTerm | None:
@@ -179,10 +180,13 @@ class AffinityLoss(LossTerm):
         if L.affinity == "none":
             return None
         return cls(L.lambda_aa, first_epoch=segmentation_start(cfg), adaptive=L.affinity == "aa",
-                   dilations=tuple(L.dilations), margin=L.margin_aa, weighting=L.weighting, kl=L.kl)
+                   dilations=tuple(L.dilations), margin=L.margin_aa, weighting=L.weighting, kl=L.kl,
+                   net_confidence=L.aa_confidence == "net")
 
     def loss(self, x: LossInputs) -> Tensor:
         small, small_conf = x.at_stride
+        if self.net_confidence:  # the network's own certainty, not the pseudo label's
+            small_conf = x.seg_prob.detach().amax(dim=1).to(small_conf.dtype)
         return losses.affinity_loss(x.seg_prob, small, dilations=self.dilations, margin=self.margin,
                                     confidence=small_conf if self.adaptive else None,
                                     weighting=self.weighting, kl=self.kl)

@@ -23,7 +23,7 @@ to run :func:`pseudo_label_single` and must not load torch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -83,6 +83,8 @@ def multiscale_cam(
         total = sum(_resize(c, tuple(feature_size)) for c in cams)
         return _resize(total / len(scales), size)
 
+
+ConfidenceSource = Literal["crf", "cam"]  # V of the pseudo labels (the network's own, "net", is the trainer's)
 
 def _resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """Bilinear resize with ``align_corners=False`` (a no-op at the same size)."""
@@ -160,6 +162,14 @@ def cam_sure_region(
     return sure
 
 
+def cam_confidence(cam: np.ndarray, bg_high: np.ndarray, win_low: np.ndarray, is_bg: np.ndarray) -> np.ndarray:
+    """V from the CAM (``loss.aa_confidence: cam``): the normalised CAM score of an object
+    label's class, and for background RRM's background score ``(1 - max CAM)^alpha_high`` (the
+    score the background label came from)."""
+    obj = np.take_along_axis(cam, np.clip(win_low - 1, 0, None)[None], axis=0)[0]
+    return np.where(is_bg | (win_low == 0), bg_high, obj).astype(np.float32)
+
+
 def pseudo_label_present(
     image: np.ndarray,
     cam: np.ndarray,
@@ -169,6 +179,7 @@ def pseudo_label_present(
     crf: CRFParams,
     valid: np.ndarray | None = None,
     ignore_index: int = IGNORE_INDEX,
+    confidence: ConfidenceSource = "crf",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo label from the CAMs of the present classes only (steps 2-5).
 
@@ -178,7 +189,7 @@ def pseudo_label_present(
         image: (H, W, 3) uint8.
         cam: (P, H, W) raw CAMs of the present classes, at crop size.
         class_ids: (P,) their object-class indices (label value = index + 1), ascending.
-        params, crf, valid, ignore_index: as :func:`pseudo_label_single`.
+        params, crf, valid, ignore_index, confidence: as :func:`pseudo_label_single`.
 
     Returns:
         label (H, W) uint8, confidence (H, W) float32.
@@ -209,9 +220,11 @@ def pseudo_label_present(
         # Step 4: low CRF probability, or outside the CAM-sure region -> ignore.
         sure = cam_sure_region(cam, np.unique(win_low), params)
         label[(conf < params.min_crf_prob) | ~sure] = ignore_index
+        if confidence == "cam":  # V from the CAM instead of the CRF (loss.aa_confidence)
+            conf = cam_confidence(cam, bg_high, win_low, is_bg)
     if valid is not None:
         label[~np.asarray(valid, dtype=bool)] = ignore_index
-    # Step 5: V = CRF probability of the label, 0 where ignored.
+    # Step 5: V = CRF (or CAM) probability of the label, 0 where ignored.
     conf = np.where(label == ignore_index, 0.0, conf).astype(np.float32)
     return label, conf
 
@@ -226,6 +239,7 @@ def pseudo_label_single(
     crf: CRFParams,
     valid: np.ndarray | None = None,
     ignore_index: int = IGNORE_INDEX,
+    confidence: ConfidenceSource = "crf",
 ) -> tuple[np.ndarray, np.ndarray]:
     """RRM's pseudo label of one image (METHOD.md section 2, steps 1-5).
 
@@ -239,6 +253,8 @@ def pseudo_label_single(
         valid: (H, W) bool, False where no label may be made (the crop's padding with
             ``data.pad_mode: ignore``); None = all valid.
         ignore_index: value of unlabelled pixels.
+        confidence: where V comes from: ``crf``, the CRF probability of the label (METHOD.md),
+            or ``cam`` (:func:`cam_confidence`). The labels are the same either way.
 
     Returns:
         label (H, W) uint8 in {0..K, ignore_index}; confidence (H, W) float32 in [0, 1],
@@ -253,15 +269,15 @@ def pseudo_label_single(
         raise ValueError(f"pseudo label: image_labels/cls_scores must have shape ({k},)")
     keep = present_classes(image_labels, cls_scores, params.min_class_score)
     return pseudo_label_present(
-        image, cam[keep], keep, params=params, crf=crf, valid=valid, ignore_index=ignore_index
+        image, cam[keep], keep, params=params, crf=crf, valid=valid, ignore_index=ignore_index, confidence=confidence
     )
 
 
 def _job(args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Worker entry point (module level, so it pickles by name)."""
-    image, cam, class_ids, valid, params, crf, ignore_index = args
+    image, cam, class_ids, valid, params, crf, ignore_index, confidence = args
     return pseudo_label_present(
-        image, cam, class_ids, params=params, crf=crf, valid=valid, ignore_index=ignore_index
+        image, cam, class_ids, params=params, crf=crf, valid=valid, ignore_index=ignore_index, confidence=confidence
     )
 
 
@@ -285,6 +301,7 @@ class PseudoLabeler:
         workers: CRF processes (0 = in-process); None takes ``params.workers``.
         ignore_index: value of unlabelled pixels.
         context: multiprocessing start method of the pool.
+        confidence: where V comes from, ``crf`` or ``cam`` (see :func:`pseudo_label_single`).
     """
 
     def __init__(
@@ -295,10 +312,12 @@ class PseudoLabeler:
         *,
         ignore_index: int = IGNORE_INDEX,
         context: str = "spawn",
+        confidence: ConfidenceSource = "crf",
     ) -> None:
         self.params = params
         self.crf = crf
         self.ignore_index = ignore_index
+        self.confidence = confidence
         self.pool = CRFPool(params.workers if workers is None else workers, context=context)
 
     def __call__(
@@ -358,6 +377,7 @@ class PseudoLabeler:
                 self.params,
                 self.crf,
                 self.ignore_index,
+                self.confidence,
             ))
         return PendingLabels(self.pool.submit_map(_job, jobs))
 

@@ -94,3 +94,27 @@ def test_a_new_term_is_one_class_and_names_are_unique() -> None:
     with pytest.raises(ValueError, match="two loss terms"):
         loss_term(Twice)
     assert [t.loss_name for t in LOSS_TERMS] == ["cls", "ce", "aa", "lr"]
+
+
+def test_aa_confidence_sources_change_only_v() -> None:
+    """loss.aa_confidence (issue 14): crf/cam V arrive with the labels; net takes F^c's own
+    detached softmax maximum. SA ignores V whatever its source."""
+    from aakit import losses
+
+    torch.manual_seed(1)
+    seg = torch.randn(2, 3, 5, 5)
+    out = {"cls_logits": torch.randn(2, 2), "seg_logits": seg, "embedding": torch.randn(2, 4, 5, 5)}
+    x = LossInputs(out, torch.tensor([[1.0, 0.0], [1.0, 1.0]]), (9, 9))
+    x.labels = torch.randint(0, 3, (2, 9, 9))
+    x.confidence = torch.full((2, 9, 9), 0.9)
+    got = {src: _f(build_objective(_cfg(aa_confidence=src))(x, 7, labelled=True)["aa"]) for src in ("crf", "net")}
+    small, _ = x.at_stride
+    prob = seg.softmax(1)
+    want_net = 0.1 * losses.affinity_loss(prob, small, dilations=(4, 8, 12, 24), margin=3.0, confidence=prob.amax(1))
+    want_crf = 0.1 * losses.affinity_loss(prob, small, dilations=(4, 8, 12, 24), margin=3.0,
+                                          confidence=torch.full((2, 5, 5), 0.9))
+    assert got["net"] == pytest.approx(_f(want_net)) and got["crf"] == pytest.approx(_f(want_crf))
+    assert got["net"] != pytest.approx(got["crf"])
+    sa = {src: _f(build_objective(_cfg(affinity="sa", aa_confidence=src))(x, 7, labelled=True)["aa"])
+          for src in ("crf", "net")}
+    assert sa["crf"] == sa["net"]

@@ -263,3 +263,19 @@ def test_multiscale_cam_by_hand() -> None:
     torch.testing.assert_close(out[0, 0], want)
     # the size the scales are averaged at can be given (training passes the step's CAM's size)
     torch.testing.assert_close(multiscale_cam(cam_fn, images, (0.5, 1.0), 4, feature_size=(2, 2)), out)
+
+
+def test_cam_confidence_keeps_the_labels_and_takes_v_from_the_cam() -> None:
+    """loss.aa_confidence: cam (issue 14): same labels; V = the normalised CAM of an object
+    label's class, and RRM's background score (1 - max CAM)^alpha_high for background."""
+    from aakit.pseudo import normalise_cam
+
+    image, cam = square_scene()
+    lab, conf = label(image, cam, [0, 1, 0], [0.01, 0.9, 0.02])
+    lab_c, conf_c = label(image, cam, [0, 1, 0], [0.01, 0.9, 0.02], confidence="cam")
+    assert np.array_equal(lab, lab_c) and not np.allclose(conf, conf_c)
+    norm = normalise_cam(cam[[1]])[0]
+    obj, bg = lab == 2, lab == 0
+    assert np.allclose(conf_c[obj], norm[obj], atol=1e-6)
+    assert np.allclose(conf_c[bg], (1 - norm[bg]) ** PseudoConfig().alpha_high, atol=1e-6)
+    assert np.all(conf_c[lab == 255] == 0)

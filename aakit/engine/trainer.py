@@ -179,7 +179,8 @@ class Trainer:
 
         cfg = self.cfg
         if cfg.train.supervision == "image":
-            self.labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers)
+            source = "cam" if cfg.loss.aa_confidence == "cam" else "crf"  # "net": the AA term's own
+            self.labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers, confidence=source)
         self.t_start = time.time()
         try:
             self._call("before_train")
