@@ -21,11 +21,13 @@ whole loss with 4 dilations keeps on the order of tens of MB for backward.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from aakit.labels import IGNORE_INDEX
 
 Weighting = Literal["max", "min", "mean"]
 KLKind = Literal["binary", "categorical"]
@@ -135,17 +137,19 @@ def connection_weight(v_i: Tensor, v_j: Tensor, weighting: Weighting = "max") ->
     raise ValueError(f"weighting must be 'max', 'min' or 'mean', got {weighting!r}")
 
 
-def single_kernel_affinity(
-    prob: Tensor,
-    label: Tensor,
-    dilation: int,
-    *,
-    margin: float = 3.0,
-    confidence: Tensor | None = None,
-    weighting: Weighting = "max",
-    ignore_index: int = 255,
-    kl: KLKind = "binary",
-) -> Tensor:
+class KernelOptions(TypedDict, total=False):
+    """The options of one affinity kernel, shared by :func:`single_kernel_affinity` and
+    :func:`affinity_loss` (defaults: ``margin=3.0``, ``confidence=None``, ``weighting="max"``,
+    ``ignore_index=IGNORE_INDEX``, ``kl="binary"``)."""
+
+    margin: float
+    confidence: Tensor | None
+    weighting: Weighting
+    ignore_index: int
+    kl: KLKind
+
+
+def single_kernel_affinity(prob: Tensor, label: Tensor, dilation: int, **options: Unpack[KernelOptions]) -> Tensor:
     """Eqs. 1-3 and 5 (SKSA, ``confidence=None``) or eqs. 8-10 and 11 (SKAA).
 
     ``L = mean_fg+(Omega W) + mean_bg+(Omega W) + 2 mean_neg(relu(Omega m - W))`` over the
@@ -165,6 +169,9 @@ def single_kernel_affinity(
     Returns:
         0-dim loss.
     """
+    margin, confidence = options.get("margin", 3.0), options.get("confidence")
+    weighting, kl = options.get("weighting", "max"), options.get("kl", "binary")
+    ignore_index = options.get("ignore_index", IGNORE_INDEX)
     if dilation < 1:
         raise ValueError(f"dilation must be >= 1, got {dilation}")
     if weighting not in ("max", "min", "mean"):
@@ -204,17 +211,8 @@ def single_kernel_affinity(
     return mean("fg") + mean("bg") + 2.0 * mean("neg")  # eqs. 5 / 11
 
 
-def affinity_loss(
-    prob: Tensor,
-    label: Tensor,
-    *,
-    dilations: tuple[int, ...] = (4, 8, 12, 24),
-    margin: float = 3.0,
-    confidence: Tensor | None = None,
-    weighting: Weighting = "max",
-    ignore_index: int = 255,
-    kl: KLKind = "binary",
-) -> Tensor:
+def affinity_loss(prob: Tensor, label: Tensor, *, dilations: tuple[int, ...] = (4, 8, 12, 24),
+                  **options: Unpack[KernelOptions]) -> Tensor:
     """Eqs. 6 / 12: the affinity loss, summed over the kernels' dilations.
 
     ``confidence=None`` gives the standard affinity (SA) loss (Omega = 1); a (B, H, W)
@@ -224,11 +222,9 @@ def affinity_loss(
         prob: (B, C, H, W) softmax probabilities of F^c.
         label: (B, H, W) integer pseudo labels (0 = background).
         dilations: one 3x3 kernel per dilation (the set K of eq. 6/12).
-        margin: m.
-        confidence: (B, H, W) V, or None.
-        weighting: "max" | "min" | "mean" (Table 3).
-        ignore_index: label of unlabelled pixels.
-        kl: "binary" (AAF) or "categorical".
+        options: :class:`KernelOptions` — ``margin`` m, ``confidence`` (B, H, W) V or None,
+            ``weighting`` "max" | "min" | "mean" (Table 3), ``ignore_index``, ``kl`` "binary"
+            (AAF) or "categorical".
 
     Returns:
         0-dim loss, finite on every input (0 when no pair exists).
@@ -242,19 +238,17 @@ def affinity_loss(
         raise ValueError(f"prob must be (B, C, H, W), got shape {tuple(prob.shape)}")
     if label.shape != prob.shape[:1] + prob.shape[2:]:
         raise ValueError(f"label shape {tuple(label.shape)} does not match prob {tuple(prob.shape)}")
+    confidence = options.get("confidence")
     if confidence is not None and confidence.shape != label.shape:
         raise ValueError(f"confidence shape {tuple(confidence.shape)} does not match label {tuple(label.shape)}")
     if len(dilations) == 0:
         raise ValueError("dilations must not be empty")
     prob = _float(prob)
     if confidence is not None:
-        confidence = confidence.to(prob.dtype)
+        options = {**options, "confidence": confidence.to(prob.dtype)}
     total = _zero_like_graph(prob)
     for d in dilations:
-        total = total + single_kernel_affinity(
-            prob, label, int(d), margin=margin, confidence=confidence,
-            weighting=weighting, ignore_index=ignore_index, kl=kl,
-        )
+        total = total + single_kernel_affinity(prob, label, int(d), **options)
     return total
 
 
@@ -330,7 +324,7 @@ def label_reassign_loss(
     *,
     margin: float = 1.0,
     gamma: float = 2.0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Eq. 17: ``L_LR = L_- + L_+``, the label reassign loss (eqs. 13-16 inside).
 
@@ -403,7 +397,7 @@ def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return per_class.mean(dim=1).mean()
 
 
-def joint_ce_loss(logits: Tensor, label: Tensor, ignore_index: int = 255) -> Tensor:
+def joint_ce_loss(logits: Tensor, label: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """L_ce: RRM's joint cross entropy, background and objects averaged separately.
 
     ``CE`` averaged over the background-labelled pixels plus ``CE`` averaged over the

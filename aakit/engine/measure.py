@@ -19,6 +19,7 @@ from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter
 from aakit.runs import write_confusions
 from aakit.engine.targets import training_cam
+from aakit.labels import IGNORE_INDEX
 from aakit.objective import build_objective
 
 
@@ -128,8 +129,8 @@ def pseudo_label_quality(model: torch.nn.Module, dataset: Any, cfg: Config, labe
     meter = ConfusionMeter(num_classes)
     for _, pred, gt in iter_pseudo_labels(model, dataset, cfg, labeler, device):
         gt = gt.copy()
-        gt[pred == 255] = 255
-        meter.update(np.where(pred == 255, 0, pred), gt)
+        gt[pred == IGNORE_INDEX] = IGNORE_INDEX
+        meter.update(np.where(pred == IGNORE_INDEX, 0, pred), gt)
     return float(meter.compute()["miou"])
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from aakit.config import Config
+from aakit.labels import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from aakit.pseudo import PendingLabels, PseudoLabeler
@@ -61,7 +62,7 @@ def request_targets(model: torch.nn.Module, batch: dict[str, Any], out: dict[str
     class scores handed to the CRF workers. ``model`` is the bare network (not DDP)."""
     if cfg.train.supervision == "full":
         label = batch["mask"].to(device).long()
-        return PendingTargets(device, ready=(label, (label != 255).float()))
+        return PendingTargets(device, ready=(label, (label != IGNORE_INDEX).float()))
     cams = training_cam(model, images, out["cam"], tuple(cfg.model.cam_scales), (images.shape[-2], images.shape[-1]))
     scores = out["cls_logits"].detach().float().sigmoid()
     assert labeler is not None

@@ -27,6 +27,7 @@ import yaml
 from aakit.errors import AakitError
 from aakit.experiment.results import ResultsIndex, RowRuns, load_results
 from aakit.experiment.tables import mean_std
+from aakit.labels import IGNORE_INDEX
 from aakit.runs import atomic_write_bytes, list_runs
 
 
@@ -157,7 +158,7 @@ def _colour_table(root: str | None) -> np.ndarray:
     except AakitError:
         info = voc_info()
     lut = full_palette(info.palette).copy()
-    lut[255] = IGNORE_GREY
+    lut[IGNORE_INDEX] = IGNORE_GREY
     return lut
 
 
