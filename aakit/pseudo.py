@@ -23,7 +23,7 @@ to run :func:`pseudo_label_single` and must not load torch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, TypedDict, Unpack
 
 import numpy as np
 
@@ -170,17 +170,20 @@ def cam_confidence(cam: np.ndarray, bg_high: np.ndarray, win_low: np.ndarray, is
     return np.where(is_bg | (win_low == 0), bg_high, obj).astype(np.float32)
 
 
-def pseudo_label_present(
-    image: np.ndarray,
-    cam: np.ndarray,
-    class_ids: np.ndarray,
-    *,
-    params: PseudoConfig,
-    crf: CRFParams,
-    valid: np.ndarray | None = None,
-    ignore_index: int = IGNORE_INDEX,
-    confidence: ConfidenceSource = "crf",
-) -> tuple[np.ndarray, np.ndarray]:
+class LabelOptions(TypedDict, total=False):
+    """Optional settings of one image's pseudo label, shared by :func:`pseudo_label_single` and
+    :func:`pseudo_label_present`: ``valid`` (H, W) bool, False where no label may be made (the
+    crop's padding with ``data.pad_mode: ignore``; default all valid); ``ignore_index`` (default
+    IGNORE_INDEX); ``confidence``, where V comes from: ``crf`` (default, the CRF probability of
+    the label, METHOD.md) or ``cam`` (:func:`cam_confidence`); the labels are the same either way."""
+
+    valid: np.ndarray | None
+    ignore_index: int
+    confidence: ConfidenceSource
+
+
+def pseudo_label_present(image: np.ndarray, cam: np.ndarray, class_ids: np.ndarray, *, params: PseudoConfig,
+                         crf: CRFParams, **options: Unpack[LabelOptions]) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo label from the CAMs of the present classes only (steps 2-5).
 
     This is the job a CRF worker runs: only the P present CAM channels travel to it.
@@ -189,11 +192,12 @@ def pseudo_label_present(
         image: (H, W, 3) uint8.
         cam: (P, H, W) raw CAMs of the present classes, at crop size.
         class_ids: (P,) their object-class indices (label value = index + 1), ascending.
-        params, crf, valid, ignore_index, confidence: as :func:`pseudo_label_single`.
+        params, crf, options: as :func:`pseudo_label_single`.
 
     Returns:
         label (H, W) uint8, confidence (H, W) float32.
     """
+    valid, ignore_index = options.get("valid"), options.get("ignore_index", IGNORE_INDEX)
     h, w = image.shape[:2]
     class_ids = np.asarray(class_ids, dtype=np.int64)
     if cam.shape != (len(class_ids), h, w):
@@ -220,7 +224,7 @@ def pseudo_label_present(
         # Step 4: low CRF probability, or outside the CAM-sure region -> ignore.
         sure = cam_sure_region(cam, np.unique(win_low), params)
         label[(conf < params.min_crf_prob) | ~sure] = ignore_index
-        if confidence == "cam":  # V from the CAM instead of the CRF (loss.aa_confidence)
+        if options.get("confidence", "crf") == "cam":  # V from the CAM, not the CRF (loss.aa_confidence)
             conf = cam_confidence(cam, bg_high, win_low, is_bg)
     if valid is not None:
         label[~np.asarray(valid, dtype=bool)] = ignore_index
@@ -229,18 +233,9 @@ def pseudo_label_present(
     return label, conf
 
 
-def pseudo_label_single(
-    image: np.ndarray,
-    cam: np.ndarray,
-    image_labels: np.ndarray,
-    cls_scores: np.ndarray,
-    *,
-    params: PseudoConfig,
-    crf: CRFParams,
-    valid: np.ndarray | None = None,
-    ignore_index: int = IGNORE_INDEX,
-    confidence: ConfidenceSource = "crf",
-) -> tuple[np.ndarray, np.ndarray]:
+def pseudo_label_single(image: np.ndarray, cam: np.ndarray, image_labels: np.ndarray, cls_scores: np.ndarray, *,
+                        params: PseudoConfig, crf: CRFParams,
+                        **options: Unpack[LabelOptions]) -> tuple[np.ndarray, np.ndarray]:
     """RRM's pseudo label of one image (METHOD.md section 2, steps 1-5).
 
     Args:
@@ -250,11 +245,7 @@ def pseudo_label_single(
         cls_scores: (K,) sigmoid classification scores.
         params: pseudo-label thresholds and alphas.
         crf: dense-CRF parameters (training set).
-        valid: (H, W) bool, False where no label may be made (the crop's padding with
-            ``data.pad_mode: ignore``); None = all valid.
-        ignore_index: value of unlabelled pixels.
-        confidence: where V comes from: ``crf``, the CRF probability of the label (METHOD.md),
-            or ``cam`` (:func:`cam_confidence`). The labels are the same either way.
+        options: :class:`LabelOptions` (``valid``, ``ignore_index``, ``confidence``).
 
     Returns:
         label (H, W) uint8 in {0..K, ignore_index}; confidence (H, W) float32 in [0, 1],
@@ -268,9 +259,7 @@ def pseudo_label_single(
     if np.shape(image_labels) != (k,) or np.shape(cls_scores) != (k,):
         raise ValueError(f"pseudo label: image_labels/cls_scores must have shape ({k},)")
     keep = present_classes(image_labels, cls_scores, params.min_class_score)
-    return pseudo_label_present(
-        image, cam[keep], keep, params=params, crf=crf, valid=valid, ignore_index=ignore_index, confidence=confidence
-    )
+    return pseudo_label_present(image, cam[keep], keep, params=params, crf=crf, **options)
 
 
 def _job(args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -320,27 +309,9 @@ class PseudoLabeler:
         self.confidence = confidence
         self.pool = CRFPool(params.workers if workers is None else workers, context=context)
 
-    def __call__(
-        self,
-        images: Any,
-        cams: Any,
-        image_labels: Any,
-        cls_scores: Any,
-        valid: Any | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Label a batch: ``submit(...).result()``.
-
-        Args:
-            images: (B, H, W, 3) uint8 crops (array or tensor).
-            cams: (B, K, H, W) CAMs at crop size.
-            image_labels: (B, K) 0/1.
-            cls_scores: (B, K) sigmoid scores.
-            valid: optional (B, H, W) bool, False where no label may be made.
-
-        Returns:
-            labels (B, H, W) int64 and confidence (B, H, W) float32, on the CPU.
-        """
-        return self.submit(images, cams, image_labels, cls_scores, valid).result()
+    def __call__(self, *batch: Any, **named: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label a batch and wait: ``submit(...).result()`` (arguments as :meth:`submit`)."""
+        return self.submit(*batch, **named).result()
 
     def submit(
         self,
@@ -350,13 +321,21 @@ class PseudoLabeler:
         cls_scores: Any,
         valid: Any | None = None,
     ) -> PendingLabels:
-        """Hand a batch to the CRF workers and return at once (arguments as :meth:`__call__`).
+        """Hand a batch to the CRF workers and return at once.
 
         The inputs are copied into the jobs before this returns, so the caller may change
         or free its tensors (e.g. run a backward pass) while the workers run.
 
+        Args:
+            images: (B, H, W, 3) uint8 crops (array or tensor).
+            cams: (B, K, H, W) CAMs at crop size.
+            image_labels: (B, K) 0/1.
+            cls_scores: (B, K) sigmoid scores.
+            valid: optional (B, H, W) bool, False where no label may be made.
+
         Returns:
-            A :class:`PendingLabels`; its ``result()`` gives ``(labels, confidence)``.
+            A :class:`PendingLabels`; its ``result()`` gives labels (B, H, W) int64 and
+            confidence (B, H, W) float32, on the CPU.
         """
         imgs = _numpy(images)
         cam = _numpy(cams).astype(np.float32, copy=False)

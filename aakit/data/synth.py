@@ -10,10 +10,16 @@ and ``meta.json``) are byte-identical for the same parameters whatever the numbe
 How each phenomenon is made, the layout, the boundary band and the determinism are described
 in docs/benchmark.md.
 
+Two versions: 1 (this module's classes and knobs, frozen: the same files byte for byte, the
+default of :func:`generate`) and 2 (``version=2``, the default of ``aakit data synth``: distinct
+classes, boundary confounding and confident decoys, defined in :mod:`aakit.data.synth_v2` and
+drawn by :func:`render_scene` through its ``steps``).
+
 Example::
 
     meta = generate("data/synth", n_train=600, n_val=200, seed=0)
     if is_generated("data/synth", n_train=600, n_val=200, seed=0): ...
+    generate("data/synth2", version=2)  # 600 train + 1000 val, synth_v2.KnobsV2 defaults
     print(describe("data/synth"))
 """
 from __future__ import annotations
@@ -28,7 +34,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 from PIL import Image
@@ -37,7 +43,9 @@ from scipy.ndimage import gaussian_filter
 from aakit.errors import AakitError
 from aakit.labels import IGNORE_INDEX
 
-SYNTH_VERSION = "1.0"
+SYNTH_VERSION = "1.0"  # version 1's; version 2 is aakit.data.synth_v2
+VERSIONS = {1: "1.0", 2: "2.0"}  # generate(version=...) -> meta.json "version"
+DEFAULT_N_VAL = {1: 200, 2: 1000}
 DATASET_NAME = "aakit-synth"
 JPEG_QUALITY = 95
 SPLITS = ("train", "val")
@@ -291,9 +299,13 @@ def _family_colour(rng: np.random.Generator, family: str) -> np.ndarray:
     return np.array(rgb) * 255.0
 
 
-def _texture(rng: np.random.Generator, name: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+def _texture_period(rng: np.random.Generator, r: float) -> float:
+    """The period (px) of an object's texture, drawn from its radius ``r``."""
+    return float(rng.uniform(0.22, 0.32) * r + 3.0)
+
+
+def _texture(name: str, u: np.ndarray, v: np.ndarray, period: float) -> np.ndarray:
     """Second-tone weight in [0, 1] of a body texture, in the object's frame (turns with it)."""
-    period = rng.uniform(0.22, 0.32) * r + 3.0
     if name == "plain":
         return np.zeros_like(u)
     if name == "stripes":
@@ -338,6 +350,29 @@ class _Object:
     angle: float
     coverage: np.ndarray = field(repr=False)  # (H, W) soft coverage of the body
     sdf: np.ndarray = field(repr=False)
+
+
+class SceneSteps(Protocol):
+    """Extra drawing steps of a later version (:mod:`aakit.data.synth_v2`); version 1 has none.
+
+    They draw from their own generators, never from the image's, so the layout is the same
+    whatever they do.
+    """
+
+    def colour(self, rng: np.random.Generator, family: str) -> np.ndarray:
+        """The body colour of an object of colour ``family`` (RGB 0-255), drawn from ``rng``."""
+        ...
+
+    def on_object(self, img: np.ndarray, o: _Object, spec: ClassSpec, base: np.ndarray,
+                  period: float, light: float, xx: np.ndarray,
+                  yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Before ``o``'s body is drawn: (image, body alpha (H, W), entries for its description)."""
+        ...
+
+    def after_objects(self, img: np.ndarray, objs: list[_Object], light: float, xx: np.ndarray,
+                      yy: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """After every object: (image, entries for the scene description)."""
+        ...
 
 
 def _choose_classes(rng: np.random.Generator, classes: tuple[ClassSpec, ...], knobs: Knobs) -> list[int]:
@@ -450,9 +485,12 @@ def _badge(rng: np.random.Generator, o: _Object, spec: ClassSpec, knobs: Knobs,
 
 
 def _draw_object(rng: np.random.Generator, img: np.ndarray, o: _Object, spec: ClassSpec,
-                 knobs: Knobs, light: float, xx: np.ndarray,
-                 yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                 knobs: Knobs, light: float, xx: np.ndarray, yy: np.ndarray,
+                 steps: SceneSteps | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Draw one object over ``img``: its shadow, body (texture + shading) and badge.
+
+    ``steps`` (a later version's, None in version 1) picks the body colour, may draw under the
+    body (a halo) and gives the body's drawing alpha.
 
     Returns:
         ``(img, badge_mask, description)``: the new image, the badge's hard mask, and the
@@ -466,19 +504,23 @@ def _draw_object(rng: np.random.Generator, img: np.ndarray, o: _Object, spec: Cl
     c, s = np.cos(o.angle), np.sin(o.angle)
     u = c * (xx - o.cx) + s * (yy - o.cy)
     v = -s * (xx - o.cx) + c * (yy - o.cy)
-    base = _family_colour(rng, spec.colour)
-    tone = _texture(rng, spec.texture, u, v, o.r)
+    base = steps.colour(rng, spec.colour) if steps is not None else _family_colour(rng, spec.colour)
+    period = _texture_period(rng, o.r)
+    tone = _texture(spec.texture, u, v, period)
     shading = 1 + 0.15 * (u * np.cos(light) + v * np.sin(light)) / o.r
     body = base * ((1 - knobs.texture_contrast * tone) * shading)[..., None]
     mcov, mark_rgb, mark_desc = _badge(rng, o, spec, knobs, xx, yy)
     body = body * (1 - mcov[..., None]) + mark_rgb * mcov[..., None]
 
-    a = o.coverage[..., None]
+    alpha, extra = o.coverage, {}
+    if steps is not None:
+        img, alpha, extra = steps.on_object(img, o, spec, base, period, light, xx, yy)
+    a = alpha[..., None]
     img = img * (1 - a) + body * a
     desc = {
         "class": o.cls, "center": [round(o.cx, 2), round(o.cy, 2)], "radius": round(o.r, 2),
         "aspect": round(o.aspect, 3), "angle_deg": round(float(np.degrees(o.angle)), 1),
-        **mark_desc,
+        **mark_desc, **extra,
     }
     return img, mcov >= 0.5, desc
 
@@ -502,20 +544,23 @@ def render_scene(
     size: int,
     classes: tuple[ClassSpec, ...] = CLASSES,
     knobs: Knobs = DEFAULT_KNOBS,
+    steps: SceneSteps | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Draw one image and its masks.
 
     Args:
-        rng: the image's own generator (all randomness comes from it).
+        rng: the image's own generator (all of version 1's randomness comes from it).
         size: image side in pixels.
         classes: the object classes in use (label i + 1 for ``classes[i]``).
         knobs: difficulty knobs.
+        steps: a later version's extra drawing steps (None: version 1).
 
     Returns:
         ``(image, label, label_with_band, scene)``: uint8 RGB (H, W, 3); uint8 class map
         without band; the same with the 1-px boundary band set to 255; a JSON-able description
         (background; objects in drawing order with class, centre, radius, angle, badge, visible
-        pixels and visible fraction of the drawn area, whether the badge is visible).
+        pixels and visible fraction of the drawn area, whether the badge is visible; plus what
+        ``steps`` adds, in version 2 each object's ``halo`` and the scene's ``decoys``).
     """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     wanted = _choose_classes(rng, classes, knobs)
@@ -531,9 +576,12 @@ def render_scene(
     scene_objs: list[dict[str, Any]] = []
     mark_masks: list[np.ndarray] = []
     for o in objs:
-        img, mark_mask, desc = _draw_object(rng, img, o, classes[o.cls - 1], knobs, light, xx, yy)
+        img, mark_mask, desc = _draw_object(rng, img, o, classes[o.cls - 1], knobs, light, xx, yy, steps)
         mark_masks.append(mark_mask)
         scene_objs.append(desc)
+    extra: dict[str, Any] = {}
+    if steps is not None:
+        img, extra = steps.after_objects(img, objs, light, xx, yy)
 
     layer, label, band = _labels(objs, size)
     for i, (so, mm) in enumerate(zip(scene_objs, mark_masks)):
@@ -546,7 +594,7 @@ def render_scene(
     label_u8 = label.astype(np.uint8)
     banded = label_u8.copy()
     banded[band] = IGNORE_INDEX
-    scene = {"background": bg_name, "objects": scene_objs}
+    scene = {"background": bg_name, "objects": scene_objs, **extra}
     return image, label_u8, banded, scene
 
 
@@ -574,16 +622,23 @@ def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), index]))
 
 
-_Job = tuple[str, str, int, int, int, int, Knobs]  # tmp root, split, index, seed, classes, size, knobs
+# tmp root, split, index, seed, classes, size, knobs, version
+_Job = tuple[str, str, int, int, int, int, Knobs, int]
 
 
 def _make_one(job: _Job) -> tuple[str, list[int], dict[str, Any]]:
     """Render image ``index`` of ``split`` and write its three files under ``tmp_root``."""
-    tmp_root, split, index, seed, n_classes, size, knobs = job
+    tmp_root, split, index, seed, n_classes, size, knobs, version = job
     root = Path(tmp_root)
     iid = image_id(split, index)
-    image, label, banded, scene = render_scene(_image_rng(seed, split, index), size,
-                                               CLASSES[:n_classes], knobs)
+    rng = _image_rng(seed, split, index)
+    if version == 1:
+        image, label, banded, scene = render_scene(rng, size, CLASSES[:n_classes], knobs)
+    else:
+        from aakit.data import synth_v2
+
+        steps = synth_v2.make_steps(knobs, seed, SPLITS.index(split), index)
+        image, label, banded, scene = render_scene(rng, size, synth_v2.CLASSES[:n_classes], knobs, steps)
     (root / "JPEGImages" / f"{iid}.jpg").write_bytes(_jpeg_bytes(image))
     (root / "SegmentationClass" / f"{iid}.png").write_bytes(_png_bytes(banded))
     (root / "SegmentationClassAug" / f"{iid}.png").write_bytes(_png_bytes(label))
@@ -592,12 +647,18 @@ def _make_one(job: _Job) -> tuple[str, list[int], dict[str, Any]]:
 
 
 def _meta(
-    n_train: int, n_val: int, num_classes: int, size: int, seed: int, knobs: Knobs
+    n_train: int, n_val: int, num_classes: int, size: int, seed: int, knobs: Knobs, version: int = 1
 ) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
     classes = CLASSES[:num_classes]
+    if version == 2:
+        from aakit.data import synth_v2
+
+        classes = synth_v2.CLASSES[:num_classes]
+        extra = synth_v2.meta_extra()
     return {
         "name": DATASET_NAME,
-        "version": SYNTH_VERSION,
+        "version": SYNTH_VERSION if version == 1 else VERSIONS[version],
         "seed": seed,
         "num_classes": num_classes + 1,
         "class_names": ["background"] + [c.name for c in classes],
@@ -611,6 +672,7 @@ def _meta(
         "classes": [dataclasses.asdict(c) for c in classes],
         "backgrounds": list(BACKGROUNDS),
         "knobs": knobs.to_dict(),
+        **extra,
     }
 
 
@@ -648,6 +710,22 @@ def _check_knobs(k: Knobs) -> None:
         raise SynthError(f"synthetic set: knob object_count_probs = {p} needs 3 weights >= 0, not all 0")
 
 
+def _resolve(version: int, n_val: int | None, knobs: Knobs | None) -> tuple[int, Knobs]:
+    """The val size and the checked knobs of ``version`` (its defaults where not given)."""
+    if version not in VERSIONS:
+        raise SynthError(f"synthetic set: version = {version} must be one of {sorted(VERSIONS)}")
+    if version == 1:
+        if knobs is not None and type(knobs) is not Knobs:
+            raise SynthError(f"synthetic set: version 1 takes synth.Knobs, not {type(knobs).__name__}")
+        knobs = knobs or DEFAULT_KNOBS
+    else:
+        from aakit.data import synth_v2
+
+        knobs = synth_v2.check_knobs(knobs)
+    _check_knobs(knobs)
+    return (DEFAULT_N_VAL[version] if n_val is None else n_val), knobs
+
+
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
@@ -656,26 +734,29 @@ def generate(
     root: str | Path,
     *,
     n_train: int = 600,
-    n_val: int = 200,
+    n_val: int | None = None,
     num_classes: int = 10,
     size: int = 164,
     seed: int = 0,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
     knobs: Knobs | None = None,
+    version: int = 1,
 ) -> dict[str, Any]:
     """Generate the benchmark under ``root`` (replacing an older aakit-synth set there).
 
     Args:
         root: output directory. If it exists it must be empty or an aakit-synth set.
         n_train: train images (``train.txt`` = ``train_aug.txt``).
-        n_val: val images.
-        num_classes: object classes (the first ``num_classes`` of :data:`CLASSES`), 2..10.
+        n_val: val images (default: 200 in version 1, 1000 in version 2).
+        num_classes: object classes (the first ``num_classes`` of the version's class list), 2..10.
         size: image side in pixels (164: a stride-4 net gives 41 x 41 maps).
         seed: master seed.
         workers: processes; the files do not depend on it.
         progress: called as ``progress(done, total)`` after each image.
-        knobs: difficulty knobs (default :data:`DEFAULT_KNOBS`).
+        knobs: difficulty knobs (default :data:`DEFAULT_KNOBS`; version 2:
+            :class:`aakit.data.synth_v2.KnobsV2`).
+        version: 1 (frozen, byte-reproducible) or 2 (:mod:`aakit.data.synth_v2`).
 
     Returns:
         The content of ``meta.json``.
@@ -683,9 +764,8 @@ def generate(
     Raises:
         SynthError: bad arguments, or ``root`` holds something else.
     """
+    n_val, knobs = _resolve(version, n_val, knobs)
     _check_args(n_train, n_val, num_classes, size, seed, workers)
-    knobs = knobs or DEFAULT_KNOBS
-    _check_knobs(knobs)
     root = Path(root)
     if root.exists() and not _is_replaceable(root):
         raise SynthError(f"{root}: exists and is not an {DATASET_NAME} set; refusing to overwrite it")
@@ -696,7 +776,7 @@ def generate(
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
         (tmp / sub).mkdir(parents=True)
     try:
-        jobs: list[_Job] = [(str(tmp), sp, i, seed, num_classes, size, knobs)
+        jobs: list[_Job] = [(str(tmp), sp, i, seed, num_classes, size, knobs, version)
                 for sp, n in (("train", n_train), ("val", n_val)) for i in range(n)]
         cls_labels: dict[str, list[int]] = {}
         scenes: dict[str, Any] = {}
@@ -712,7 +792,7 @@ def generate(
             (sets / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
         _write_json(tmp / "cls_labels.json", {i: cls_labels[i] for i in train_ids + val_ids})
         _write_json(tmp / "scenes.json", {i: scenes[i] for i in train_ids + val_ids})
-        meta = _meta(n_train, n_val, num_classes, size, seed, knobs)
+        meta = _meta(n_train, n_val, num_classes, size, seed, knobs, version)
         _write_json(tmp / "meta.json", meta)  # written last: its presence means complete
         _swap_into_place(tmp, root)
     except BaseException:
@@ -766,13 +846,14 @@ def is_generated(
     root: str | Path,
     *,
     n_train: int = 600,
-    n_val: int = 200,
+    n_val: int | None = None,
     num_classes: int = 10,
     size: int = 164,
     seed: int = 0,
     knobs: Knobs | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    version: int = 1,
 ) -> bool:
     """True if ``root`` holds a complete set that ``generate`` with these arguments would write.
 
@@ -783,7 +864,8 @@ def is_generated(
     """
     root = Path(root)
     meta = _read_meta(root)
-    expected = _meta(n_train, n_val, num_classes, size, seed, knobs or DEFAULT_KNOBS)
+    n_val, knobs = _resolve(version, n_val, knobs)
+    expected = _meta(n_train, n_val, num_classes, size, seed, knobs, version)
     if meta != json.loads(json.dumps(expected)):
         return False
     sets = root / "ImageSets" / "Segmentation"
@@ -841,6 +923,10 @@ def describe(root: str | Path) -> str:
             mean_area = 100 * area[c] / max(n_img[c], 1)
             ctx = 100 * on_ctx[c] / max(n_img[c], 1)
             lines.append(f"  {names[c]:<16} {n_img[c]:>6} {mean_area:>6.1f} {ctx:>15.0f}")
+        if str(meta["version"]).startswith("2."):
+            from aakit.data.synth_v2 import describe_lines
+
+            lines += describe_lines(scenes, ids)
     return "\n".join(lines)
 
 
