@@ -216,20 +216,27 @@ def data_check(
 def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Where to write the benchmark.")] = Path("data/synth"),
     n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
-    n_val: Annotated[int, typer.Option(help="Validation images.")] = 200,
+    n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 1000 for version 2, 200 for version 1).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    version: Annotated[int, typer.Option("--version", help="Benchmark version: 2, or 1 (frozen, byte for byte as before).")] = 2,
+    knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob decoy_prob=0 or --knob radius_range=0.15,0.32.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Regenerate even if present.")] = False,
 ) -> None:
-    """Generate the embedded procedural benchmark (VOC layout)."""
+    """Generate the embedded procedural benchmark (VOC layout); docs/benchmark.md."""
     from aakit.data import synth
+    from aakit.data.synth_v2 import knobs_from_args
 
+    if version not in synth.VERSIONS:
+        raise AakitError(f"--version {version}: choose 1 or 2")
+    n_val = synth.DEFAULT_N_VAL[version] if n_val is None else n_val
     if n_train < 1 or n_val < 1:
         raise AakitError(f"--n-train/--n-val must be >= 1 (got {n_train}, {n_val})")
-    if not force and synth.is_generated(out, n_train=n_train, n_val=n_val, seed=seed):
-        _echo(f"{out}: already generated (version {synth.SYNTH_VERSION}, seed {seed})")
+    knobs = knobs_from_args(version, knob or [])
+    if not force and synth.is_generated(out, n_train=n_train, n_val=n_val, seed=seed, knobs=knobs, version=version):
+        _echo(f"{out}: already generated (version {synth.VERSIONS[version]}, seed {seed})")
         return
     with _bar("generating") as cb:
-        meta = synth.generate(out, n_train=n_train, n_val=n_val, seed=seed, progress=cb)
+        meta = synth.generate(out, n_train=n_train, n_val=n_val, seed=seed, knobs=knobs, version=version, progress=cb)
     _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes']} classes, version {meta['version']}")
 
 

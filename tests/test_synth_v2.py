@@ -310,6 +310,27 @@ def test_knobs_from_args() -> None:
             synth_v2.knobs_from_args(version, [bad])
 
 
+def test_cli_refuses_an_unknown_knob_in_one_line(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "aakit.cli", "data", "synth", "--out", str(tmp_path / "s"),
+                        "--n-train", "2", "--n-val", "1", "--knob", "halo=1"], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "halo" in p.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_version_and_knobs(tmp_path: Path) -> None:
+    from aakit import cli
+
+    argv = ["data", "synth", "--out", str(tmp_path / "s"), "--n-train", "2", "--n-val", "1",
+            "--knob", "decoy_prob=0", "--knob", "boundary_blend=0.5"]
+    cli.app(argv, standalone_mode=False)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["version"] == "2.0" and meta["knobs"]["decoy_prob"] == 0.0
+    assert meta["knobs"]["boundary_blend"] == 0.5
+    cli.app(["data", "synth", "--out", str(tmp_path / "s1"), "--n-train", "2", "--n-val", "1",
+             "--version", "1"], standalone_mode=False)
+    assert is_generated(tmp_path / "s1", n_train=2, n_val=1)
+
+
 def test_the_core_imports_no_cli() -> None:
     code = "import sys, aakit.data.synth_v2; print(any(m.split('.')[0] in ('typer', 'textual', 'click') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
