@@ -240,7 +240,6 @@ class RunInfo:
     """What the report and the TUI know about one run directory."""
 
     path: Path
-    name: str
     status: str
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
@@ -248,6 +247,10 @@ class RunInfo:
     records: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     problem: str | None = None  # why the directory is corrupt (status "corrupt"), else None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -364,11 +367,7 @@ def read_config(path: Path) -> tuple[dict[str, Any], str | None]:
 
 def run_problem(path: Path) -> str | None:
     """Why a run directory is *corrupt* (config.yaml, status.json or summary.json), or None."""
-    path = Path(path)
-    problems = [read_config(path / "config.yaml")[1], read_status(path / "status.json")[1],
-                read_summary(path / "summary.json")[1]]
-    found = [p for p in problems if p]
-    return "; ".join(found) if found else None
+    return load_run(path, with_records=False).problem
 
 
 def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) -> RunInfo:
@@ -380,17 +379,7 @@ def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) 
     records, errors = read_metrics(path / "metrics.jsonl") if with_records else ([], [])
     problem = "; ".join(p for p in (config_problem, status_problem, summary_problem) if p) or None
     status = "corrupt" if problem else run_status(status_info, path / "metrics.jsonl", stale_after)
-    return RunInfo(
-        path=path,
-        name=path.name,
-        status=status,
-        config=config,
-        summary=summary,
-        status_info=status_info,
-        records=records,
-        errors=errors,
-        problem=problem,
-    )
+    return RunInfo(path, status, config, summary, status_info, records, errors, problem)  # the fields in order
 
 
 def is_run_dir(path: Path) -> bool:
