@@ -105,7 +105,7 @@ def test_v2_meta_defaults_and_is_generated(v2: Path) -> None:
     k = meta["knobs"]
     assert k["context_prob"] == 0.5 and k["boundary_blend"] > 0 and 0 < k["decoy_prob"] < 1
     assert meta["colour_families"] == COLOUR_FAMILIES
-    assert synth._resolve(2, None, None)[0] == 1000 and synth._resolve(1, None, None)[0] == 200
+    assert synth.synth_spec(version=2).n_val == 1000 and synth.synth_spec(version=1).n_val == 200
     kw: dict[str, Any] = dict(n_train=50, n_val=10, size=128, seed=2)
     assert is_generated(v2, version=2, **kw)
     assert not is_generated(v2, **kw), "a version-2 set is not version 1's"

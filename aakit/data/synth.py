@@ -34,7 +34,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, TypedDict, Unpack
 
 import numpy as np
 from PIL import Image
@@ -710,10 +710,47 @@ def _check_knobs(k: Knobs) -> None:
         raise SynthError(f"synthetic set: knob object_count_probs = {p} needs 3 weights >= 0, not all 0")
 
 
-def _resolve(version: int, n_val: int | None, knobs: Knobs | None) -> tuple[int, Knobs]:
-    """The val size and the checked knobs of ``version`` (its defaults where not given)."""
+class SynthOptions(TypedDict, total=False):
+    """The keywords of :func:`generate` and :func:`is_generated` (defaults in brackets):
+    ``n_train`` train images [600] (``train.txt`` = ``train_aug.txt``); ``n_val`` val images
+    [200 in version 1, 1000 in version 2]; ``num_classes`` object classes, the first of the
+    version's list, 2..10 [10]; ``size`` image side [164: a stride-4 net gives 41 x 41 maps];
+    ``seed`` master seed [0]; ``knobs`` [:data:`DEFAULT_KNOBS`; version 2:
+    :class:`aakit.data.synth_v2.KnobsV2`]; ``version`` 1 (frozen, byte-reproducible) or 2
+    (:mod:`aakit.data.synth_v2`) [1]; ``workers`` processes [1] and ``progress``, called as
+    ``progress(done, total)`` after each image — neither changes the files."""
+
+    n_train: int
+    n_val: int | None
+    num_classes: int
+    size: int
+    seed: int
+    knobs: Knobs | None
+    version: int
+    workers: int
+    progress: Callable[[int, int], None] | None
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What a set is made of: :class:`SynthOptions` with the version's defaults, checked."""
+
+    n_train: int
+    n_val: int
+    num_classes: int
+    size: int
+    seed: int
+    knobs: Knobs
+    version: int
+    workers: int
+
+
+def synth_spec(**options: Unpack[SynthOptions]) -> SynthSpec:
+    """The checked :class:`SynthSpec` of ``options`` (raises :class:`SynthError`)."""
+    version = options.get("version", 1)
     if version not in VERSIONS:
         raise SynthError(f"synthetic set: version = {version} must be one of {sorted(VERSIONS)}")
+    knobs = options.get("knobs")
     if version == 1:
         if knobs is not None and type(knobs) is not Knobs:
             raise SynthError(f"synthetic set: version 1 takes synth.Knobs, not {type(knobs).__name__}")
@@ -723,40 +760,24 @@ def _resolve(version: int, n_val: int | None, knobs: Knobs | None) -> tuple[int,
 
         knobs = synth_v2.check_knobs(knobs)
     _check_knobs(knobs)
-    return (DEFAULT_N_VAL[version] if n_val is None else n_val), knobs
+    n_val = options.get("n_val")
+    spec = SynthSpec(options.get("n_train", 600), DEFAULT_N_VAL[version] if n_val is None else n_val,
+                     options.get("num_classes", 10), options.get("size", 164), options.get("seed", 0), knobs,
+                     version, options.get("workers", 1))
+    _check_args(spec.n_train, spec.n_val, spec.num_classes, spec.size, spec.seed, spec.workers)
+    return spec
 
 
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def generate(
-    root: str | Path,
-    *,
-    n_train: int = 600,
-    n_val: int | None = None,
-    num_classes: int = 10,
-    size: int = 164,
-    seed: int = 0,
-    workers: int = 1,
-    progress: Callable[[int, int], None] | None = None,
-    knobs: Knobs | None = None,
-    version: int = 1,
-) -> dict[str, Any]:
+def generate(root: str | Path, **options: Unpack[SynthOptions]) -> dict[str, Any]:
     """Generate the benchmark under ``root`` (replacing an older aakit-synth set there).
 
     Args:
         root: output directory. If it exists it must be empty or an aakit-synth set.
-        n_train: train images (``train.txt`` = ``train_aug.txt``).
-        n_val: val images (default: 200 in version 1, 1000 in version 2).
-        num_classes: object classes (the first ``num_classes`` of the version's class list), 2..10.
-        size: image side in pixels (164: a stride-4 net gives 41 x 41 maps).
-        seed: master seed.
-        workers: processes; the files do not depend on it.
-        progress: called as ``progress(done, total)`` after each image.
-        knobs: difficulty knobs (default :data:`DEFAULT_KNOBS`; version 2:
-            :class:`aakit.data.synth_v2.KnobsV2`).
-        version: 1 (frozen, byte-reproducible) or 2 (:mod:`aakit.data.synth_v2`).
+        options: :class:`SynthOptions`.
 
     Returns:
         The content of ``meta.json``.
@@ -764,8 +785,9 @@ def generate(
     Raises:
         SynthError: bad arguments, or ``root`` holds something else.
     """
-    n_val, knobs = _resolve(version, n_val, knobs)
-    _check_args(n_train, n_val, num_classes, size, seed, workers)
+    spec = synth_spec(**options)
+    n_train, n_val, num_classes, size, seed = spec.n_train, spec.n_val, spec.num_classes, spec.size, spec.seed
+    knobs, version, progress = spec.knobs, spec.version, options.get("progress")
     root = Path(root)
     if root.exists() and not _is_replaceable(root):
         raise SynthError(f"{root}: exists and is not an {DATASET_NAME} set; refusing to overwrite it")
@@ -780,7 +802,7 @@ def generate(
                 for sp, n in (("train", n_train), ("val", n_val)) for i in range(n)]
         cls_labels: dict[str, list[int]] = {}
         scenes: dict[str, Any] = {}
-        for done, (iid, present, scene) in enumerate(_run(jobs, workers), start=1):
+        for done, (iid, present, scene) in enumerate(_run(jobs, spec.workers), start=1):
             cls_labels[iid] = present
             scenes[iid] = scene
             if progress is not None:
@@ -842,19 +864,7 @@ def _read_meta(root: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def is_generated(
-    root: str | Path,
-    *,
-    n_train: int = 600,
-    n_val: int | None = None,
-    num_classes: int = 10,
-    size: int = 164,
-    seed: int = 0,
-    knobs: Knobs | None = None,
-    workers: int = 1,
-    progress: Callable[[int, int], None] | None = None,
-    version: int = 1,
-) -> bool:
+def is_generated(root: str | Path, **options: Unpack[SynthOptions]) -> bool:
     """True if ``root`` holds a complete set that ``generate`` with these arguments would write.
 
     Compares ``meta.json`` with the expected one (version and knobs included) and checks that
@@ -864,8 +874,9 @@ def is_generated(
     """
     root = Path(root)
     meta = _read_meta(root)
-    n_val, knobs = _resolve(version, n_val, knobs)
-    expected = _meta(n_train, n_val, num_classes, size, seed, knobs, version)
+    spec = synth_spec(**options)
+    n_train, n_val = spec.n_train, spec.n_val
+    expected = _meta(n_train, n_val, spec.num_classes, spec.size, spec.seed, spec.knobs, spec.version)
     if meta != json.loads(json.dumps(expected)):
         return False
     sets = root / "ImageSets" / "Segmentation"
