@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from aakit.data.synth import (ClassSpec, Knobs, SynthError, _coverage, _ellipse_sdf, _Object,
-                              _smooth_noise, _texture)
+from aakit.data.scene import ClassSpec, Knobs, SceneObject, SynthError, coverage, ellipse_sdf, smooth_noise, texture
 
 VERSION = "2.0"
 
@@ -134,7 +133,7 @@ class Steps:
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 0.9), rng.uniform(0.62, 0.92))
         return np.array(rgb) * 255.0
 
-    def on_object(self, img: np.ndarray, o: _Object, spec: ClassSpec, base: np.ndarray,
+    def on_object(self, img: np.ndarray, o: SceneObject, spec: ClassSpec, base: np.ndarray,
                   period: float, light: float, xx: np.ndarray,
                   yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Remember the object's material; draw its halo; its body alpha with the wider edge."""
@@ -142,7 +141,7 @@ class Steps:
         img, alpha, halo = blend_boundary(self.halo_rng, img, o, base, self.knobs)
         return img, alpha, {"halo": halo}
 
-    def after_objects(self, img: np.ndarray, objs: list[_Object], light: float, xx: np.ndarray,
+    def after_objects(self, img: np.ndarray, objs: list[SceneObject], light: float, xx: np.ndarray,
                       yy: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Draw the decoys beside the objects."""
         return add_decoys(self.decoy_rng, img, objs, self.materials, self.knobs, light, xx, yy)
@@ -156,7 +155,7 @@ def make_steps(knobs: Knobs, seed: int, split: int, index: int) -> Steps:
 
 
 # ----------------------------------------------------------------------------- boundary confounding
-def blend_boundary(rng: np.random.Generator, img: np.ndarray, o: _Object, base: np.ndarray,
+def blend_boundary(rng: np.random.Generator, img: np.ndarray, o: SceneObject, base: np.ndarray,
                    knobs: KnobsV2) -> tuple[np.ndarray, np.ndarray, dict[str, float] | None]:
     """Boundary confounding of one object, before its body is drawn.
 
@@ -172,17 +171,17 @@ def blend_boundary(rng: np.random.Generator, img: np.ndarray, o: _Object, base: 
         return img, o.coverage, None
     width = knobs.boundary_blend * 0.25 * o.r
     strength = float(rng.uniform(*HALO_STRENGTH))
-    wobble = _smooth_noise(rng, o.sdf.shape, max(1.5, 0.25 * o.r))
+    wobble = smooth_noise(rng, o.sdf.shape, max(1.5, 0.25 * o.r))
     local = width * np.clip(1.0 + HALO_WOBBLE * wobble, 1 - HALO_WOBBLE, 1 + HALO_WOBBLE)
     tint = strength * np.clip(1.0 - np.maximum(o.sdf, 0.0) / local, 0.0, 1.0)
     img = img * (1 - tint[..., None]) + base * tint[..., None]
-    alpha = _coverage(o.sdf, max(knobs.edge_softness_px, width))
+    alpha = coverage(o.sdf, max(knobs.edge_softness_px, width))
     return img, alpha, {"width_px": round(width, 2), "strength": round(strength, 3)}
 
 
 
 # ----------------------------------------------------------------------------- confident decoys
-def add_decoys(rng: np.random.Generator, img: np.ndarray, objs: list[_Object],
+def add_decoys(rng: np.random.Generator, img: np.ndarray, objs: list[SceneObject],
                materials: list[_Material], knobs: KnobsV2, light: float, xx: np.ndarray,
                yy: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """Confident decoys: per object, with ``decoy_prob``, 1-2 blobs of its material beside it.
@@ -221,7 +220,7 @@ def _lerp(t: float, lo_hi: tuple[float, float]) -> float:
     return lo_hi[0] + float(t) * (lo_hi[1] - lo_hi[0])
 
 
-def _fit_decoy(o: _Object, candidates: np.ndarray, taken: np.ndarray, xx: np.ndarray,
+def _fit_decoy(o: SceneObject, candidates: np.ndarray, taken: np.ndarray, xx: np.ndarray,
                yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]] | None:
     """The first candidate spot (rows of 8 uniforms) whose blob fits; None if none does.
 
@@ -239,7 +238,7 @@ def _fit_decoy(o: _Object, candidates: np.ndarray, taken: np.ndarray, xx: np.nda
         u = cs * (xx - cx) + sn * (yy - cy)
         v = -sn * (xx - cx) + cs * (yy - cy)
         lobes = 2 + int(c[6] < 0.5)  # an irregular blob, not one of the class shapes
-        sdf = _ellipse_sdf(u, v, rd, aspect) - _lerp(c[5], (0.05, 0.15)) * rd * np.cos(
+        sdf = ellipse_sdf(u, v, rd, aspect) - _lerp(c[5], (0.05, 0.15)) * rd * np.cos(
             lobes * np.arctan2(v, u) + 2 * np.pi * c[7])
         if (taken & (sdf <= DECOY_GAP_PX)).any():
             continue
@@ -253,8 +252,8 @@ def _draw_decoy(img: np.ndarray, sdf: np.ndarray, u: np.ndarray, v: np.ndarray, 
                 m: _Material, knobs: KnobsV2, light: float) -> tuple[np.ndarray, int]:
     """Paint a blob of material ``m`` (its colour and texture period, shaded like a body, no
     badge); returns the image and the blob's pixels (coverage >= 0.5)."""
-    cov = _coverage(sdf, knobs.edge_softness_px)
-    tone = _texture(m.texture, u, v, m.period)
+    cov = coverage(sdf, knobs.edge_softness_px)
+    tone = texture(m.texture, u, v, m.period)
     shading = 1 + 0.15 * (u * np.cos(light) + v * np.sin(light)) / rd
     body = m.base * ((1 - knobs.texture_contrast * tone) * shading)[..., None]
     img = img * (1 - cov[..., None]) + body * cov[..., None]
