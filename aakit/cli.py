@@ -240,6 +240,32 @@ def data_synth(
     _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes']} classes, version {meta['version']}")
 
 
+@data_app.command("profile")
+def data_profile(
+    run: Annotated[Path, typer.Argument(help="A trained run (directory or name under results/runs).")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Another data root than the run's.")] = None,
+    images: Annotated[int, typer.Option("--images", help="Train images to label.")] = 100,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the profile here.")] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """The error profile of a run's online pseudo labels: precision, coverage, errors near
+    boundaries, far leakage, and V (crf, cam, net) on correct vs wrong labels."""
+    import json
+
+    from aakit.engine.profile import pseudo_label_profile
+    from aakit.runs import atomic_write_text
+
+    if images < 1:
+        raise AakitError(f"--images {images}: needs at least 1 image")
+    if data is not None and not data.is_dir():
+        raise AakitError(f"--data {data}: directory not found")
+    prof = pseudo_label_profile(_run_dir(run, results), data_root=None if data is None else str(data), images=images)
+    text = json.dumps(prof, indent=1)
+    if json_out is not None:
+        atomic_write_text(json_out, text + "\n")
+    _echo(text)
+
+
 # ----------------------------------------------------------------------------- weights
 @weights_app.command("convert")
 def weights_convert(

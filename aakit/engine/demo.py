@@ -21,9 +21,9 @@ def run_demo(*, results: Path, data: Path, echo: Callable[[str], None] = print) 
     from aakit.data import synth
     from aakit.engine.train import train
 
-    if not synth.is_generated(data):  # the default set (600 + 200 images); the demo uses part of it
-        echo(f"generating the embedded benchmark in {data} ...")
-        synth.generate(data)
+    if not synth.is_generated(data, version=2):  # the default set (v2: 600 + 1000); the demo uses part of it
+        echo(f"generating the embedded benchmark (version 2) in {data} ...")
+        synth.generate(data, version=2, workers=2)
     synthetic = presets_root() / "synthetic"
     rows = []
     for label, file in DEMO_ROWS:
