@@ -125,7 +125,7 @@ def test_report_and_demo_read_the_presets_root(elsewhere: Path, monkeypatch: pyt
         seen.append(cfg)
         return results / name
 
-    monkeypatch.setattr("aakit.data.synth.is_generated", lambda root: True)
+    monkeypatch.setattr("aakit.data.synth.is_generated", lambda root, **options: True)
     monkeypatch.setattr("aakit.engine.train.train", fake_train)
     demo.run_demo(results=Path("results"), data=Path("data/synth"), echo=lambda s: None)
     assert [c.name for c in seen] == ["demo-synth-baseline", "demo-synth-full"]
