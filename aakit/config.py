@@ -66,6 +66,7 @@ class PseudoConfig:
     sure_bg: float = 0.8  # background sure region: bg score > 0.8
     workers: int = 2  # CRF worker processes (0 = in the training process)
     overlap: bool = False  # CRFs during the backward of L_cls: same gradient, measured slower (docs/performance.md)
+    crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # auto: torch on CUDA, else pydensecrf if installed
 
 
 @dataclass
@@ -172,16 +173,28 @@ class EvalConfig:
     pseudo_images: int = 100  # train images whose pseudo labels are scored each epoch (Fig. 3)
     every_epochs: int = 1  # validate every N epochs (and always after the last)
     save_examples: int = 8  # first N val images: predictions + pseudo labels as PNGs (Fig. 5)
+    crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # the test CRF's back-end, as pseudo.crf_backend
 
 
 # Settings that do not change a run's numbers, left out of its identity (Config.hash):
 # where the data lies (the data set enters by its digest), how many processes load it or run
 # the CRFs (pseudo.overlap gives the same gradient: tests/test_overlap.py), logging and
-# checkpoint frequency, example PNGs, and the device (CPU and GPU differ only in rounding).
+# checkpoint frequency, example PNGs, the device (CPU and GPU differ only in rounding) and the
+# CRF back-end (pydensecrf and aakit.crf_torch agree to float precision: tests/test_crf_torch.py).
 NOT_RESULTS = (
-    "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap",
-    "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples",
+    "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap", "pseudo.crf_backend",
+    "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples", "eval.crf_backend",
+    "logging",
 )
+
+
+@dataclass
+class LoggingConfig:
+    """Where a run's numbers go besides ``metrics.jsonl``, which is always written (the TUI, the
+    report and resume read it): ``tensorboard`` adds event files to the run directory
+    (``tensorboard --logdir results/runs``; skipped with a warning if the package is missing)."""
+
+    backends: tuple[Literal["jsonl", "tensorboard"], ...] = ("jsonl", "tensorboard")
 
 
 @dataclass
@@ -198,6 +211,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), ready for YAML/JSON."""
@@ -253,6 +267,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("pseudo.alpha_low", lambda v: v > 0, "must be > 0"),
     ("pseudo.alpha_high", lambda v: v > 0, "must be > 0"),
     ("pseudo.workers", lambda v: v >= 0, "must be >= 0"),
+    ("pseudo.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
     ("crf.train.iterations", lambda v: v >= 1, "must be >= 1"),
     ("crf.test.iterations", lambda v: v >= 1, "must be >= 1"),
     ("optim.lr", lambda v: v > 0, "must be > 0"),
@@ -276,6 +291,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.pseudo_images", lambda v: v >= 0, "must be >= 0"),
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
+    ("eval.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
+    ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
 ]
 
 

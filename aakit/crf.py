@@ -2,8 +2,11 @@
 
 The dense CRF refines per-pixel class scores with two pairwise kernels: a Gaussian on position
 (smoothness) and a bilateral one on position + colour (pixels of similar colour that are close
-should share a label). ``pydensecrf`` runs the mean-field inference in C++; this module only
-prepares its inputs.
+should share a label). Two back-ends compute the same mean-field inference: ``pydensecrf``
+(C++, CPU; this module only prepares its inputs) and ``torch`` (:mod:`aakit.crf_torch`, a
+permutohedral lattice in PyTorch, batched, on any device; it agrees with pydensecrf to float
+precision). :func:`dense_crf_batch` runs a whole batch on the tensors' device;
+:func:`resolve_backend` turns a config's ``auto`` into one of the two.
 
 Mean-field inference is single-threaded C++ and cannot use the GPU, so the pseudo-labeller
 spreads the images of a batch over :class:`CRFPool` workers. The pool lives as long as the
@@ -11,8 +14,9 @@ training run (starting processes per step would cost more than the CRF itself).
 :meth:`CRFPool.submit_map` hands the jobs to the workers and returns at once, so the training
 process can run the backward pass of the classification loss while the CRFs run.
 
-This module imports only numpy, pydensecrf and the standard library (plus the light config
-schema), so worker processes never import torch through it.
+This module imports only numpy and the standard library (plus the light config schema) at load
+time; pydensecrf when a CRF first runs on it (it is optional: the ``densecrf`` extra) and torch
+only for the torch back-end, so worker processes never import torch through it.
 
 Example::
 
@@ -33,10 +37,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
+import importlib.util
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
-import pydensecrf.densecrf as dcrf
 
 from aakit.config import CRFParams
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,7 +59,50 @@ PROB_CLIP = 1e-5
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams) -> np.ndarray:
+CRFBackend = Literal["pydensecrf", "torch"]
+
+
+def pydensecrf_available() -> bool:
+    """Whether pydensecrf (the ``densecrf`` extra) is installed."""
+    try:
+        return importlib.util.find_spec("pydensecrf") is not None
+    except (ImportError, ValueError):  # hidden or half-installed
+        return False
+
+
+def resolve_backend(backend: str, device: str = "cpu") -> CRFBackend:
+    """``auto`` -> ``torch`` on CUDA, else ``pydensecrf`` when installed, else ``torch``.
+
+    Raises:
+        ValueError: an unknown back-end name.
+    """
+    if backend == "auto":
+        if str(device).startswith("cuda") or not pydensecrf_available():
+            return "torch"
+        return "pydensecrf"
+    if backend not in ("pydensecrf", "torch"):
+        raise ValueError(f"unknown CRF back-end {backend!r} (auto, pydensecrf or torch)")
+    return backend  # type: ignore[return-value]
+
+
+def _pydensecrf() -> Any:
+    """The ``pydensecrf.densecrf`` module, imported on first use.
+
+    Raises:
+        ImportError: pydensecrf is not installed (with how to get it or avoid it).
+    """
+    try:
+        import pydensecrf.densecrf as dcrf
+    except ImportError as exc:
+        raise ImportError(
+            "the pydensecrf CRF back-end needs pydensecrf: pip install 'aakit[densecrf]' "
+            "(needs a C++ compiler), or set pseudo.crf_backend / eval.crf_backend to torch"
+        ) from exc
+    return dcrf
+
+
+def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams, *,
+              backend: CRFBackend = "pydensecrf") -> np.ndarray:
     """Refine class scores with a fully connected CRF.
 
     Args:
@@ -59,19 +111,25 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams) -> np.ndar
             the unary is ``-log(clip(prob, 1e-5, 1))`` and a per-pixel constant does not change
             the CRF's distribution (RRM feeds raw background/CAM scores the same way).
         params: iterations and kernel parameters.
+        backend: ``pydensecrf`` (C++) or ``torch`` (:mod:`aakit.crf_torch`, on the CPU here).
 
     Returns:
         (C, H, W) float32 marginals Q: a distribution over the C labels at every pixel.
 
     Raises:
-        ValueError: shapes disagree or the image is not (H, W, 3).
+        ValueError: shapes disagree, the image is not (H, W, 3) or the back-end is unknown.
+        ImportError: ``backend="pydensecrf"`` without pydensecrf installed.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"dense_crf: image must be (H, W, 3), got {image.shape}")
     if prob.ndim != 3 or prob.shape[1:] != image.shape[:2]:
         raise ValueError(f"dense_crf: prob {prob.shape} does not match image {image.shape}")
+    if backend == "torch":
+        return _dense_crf_torch(image, prob, params)
+    if backend != "pydensecrf":
+        raise ValueError(f"dense_crf: unknown back-end {backend!r} (pydensecrf or torch)")
     n_labels, h, w = prob.shape
-    crf = dcrf.DenseCRF2D(w, h, n_labels)
+    crf = _pydensecrf().DenseCRF2D(w, h, n_labels)
     unary = -np.log(np.clip(prob, PROB_CLIP, 1.0)).reshape(n_labels, -1)
     crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
     crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
@@ -83,10 +141,27 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams) -> np.ndar
     return np.asarray(q, dtype=np.float32).reshape(n_labels, h, w)
 
 
-def dense_crf_job(args: tuple[np.ndarray, np.ndarray, CRFParams]) -> np.ndarray:
-    """``dense_crf(*args)``: a one-argument job for :meth:`CRFPool.map`."""
-    image, prob, params = args
-    return dense_crf(image, prob, params)
+def _dense_crf_torch(image: np.ndarray, prob: np.ndarray, params: CRFParams) -> np.ndarray:
+    """:func:`dense_crf` on the torch back-end (one image, CPU)."""
+    import torch
+
+    images = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1)[None]
+    probs = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[None]
+    return dense_crf_batch(images, probs, params)[0].numpy()
+
+
+def dense_crf_batch(images: torch.Tensor, probs: torch.Tensor, params: CRFParams) -> torch.Tensor:
+    """The torch back-end on a batch: (B, 3, H, W) uint8 and (B, C, H, W) float on any device
+    -> (B, C, H, W) float32 marginals on that device (see :func:`aakit.crf_torch.dense_crf_batch`)."""
+    from aakit.crf_torch import dense_crf_batch as run
+
+    return run(images, probs, params)
+
+
+def dense_crf_job(args: tuple[Any, ...]) -> np.ndarray:
+    """``dense_crf(image, prob, params[, backend])``: a one-argument job for :meth:`CRFPool.map`."""
+    image, prob, params, *rest = args
+    return dense_crf(image, prob, params, backend=rest[0] if rest else "pydensecrf")
 
 
 def _init_worker() -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, TypedDict, U
 import numpy as np
 
 from aakit.config import CRFParams, PseudoConfig
-from aakit.crf import CRFPool, PendingMap, dense_crf
+from aakit.crf import CRFBackend, CRFPool, PendingMap, dense_crf, resolve_backend
 from aakit.labels import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -175,11 +175,13 @@ class LabelOptions(TypedDict, total=False):
     :func:`pseudo_label_present`: ``valid`` (H, W) bool, False where no label may be made (the
     crop's padding with ``data.pad_mode: ignore``; default all valid); ``ignore_index`` (default
     IGNORE_INDEX); ``confidence``, where V comes from: ``crf`` (default, the CRF probability of
-    the label, METHOD.md) or ``cam`` (:func:`cam_confidence`); the labels are the same either way."""
+    the label, METHOD.md) or ``cam`` (:func:`cam_confidence`); the labels are the same either way;
+    ``crf_backend``, ``pydensecrf`` (default) or ``torch`` (:func:`aakit.crf.dense_crf`)."""
 
     valid: np.ndarray | None
     ignore_index: int
     confidence: ConfidenceSource
+    crf_backend: CRFBackend
 
 
 def pseudo_label_present(image: np.ndarray, cam: np.ndarray, class_ids: np.ndarray, *, params: PseudoConfig,
@@ -210,8 +212,9 @@ def pseudo_label_present(image: np.ndarray, cam: np.ndarray, class_ids: np.ndarr
         # Step 2: the two CRFs over [background, present classes].
         bg_low = background_score(cam, params.alpha_low, (h, w))
         bg_high = background_score(cam, params.alpha_high, (h, w))
-        q_low = dense_crf(image, np.concatenate([bg_low[None], cam]), crf)
-        q_high = dense_crf(image, np.concatenate([bg_high[None], cam]), crf)
+        backend = options.get("crf_backend", "pydensecrf")
+        q_low = dense_crf(image, np.concatenate([bg_low[None], cam]), crf, backend=backend)
+        q_high = dense_crf(image, np.concatenate([bg_high[None], cam]), crf, backend=backend)
         win_low = q_low.argmax(axis=0)
         win_high = q_high.argmax(axis=0)
         # Step 3: objects from the low-alpha CRF, background from the high-alpha CRF.
@@ -264,9 +267,10 @@ def pseudo_label_single(image: np.ndarray, cam: np.ndarray, image_labels: np.nda
 
 def _job(args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Worker entry point (module level, so it pickles by name)."""
-    image, cam, class_ids, valid, params, crf, ignore_index, confidence = args
+    image, cam, class_ids, valid, params, crf, ignore_index, confidence, backend = args
     return pseudo_label_present(
-        image, cam, class_ids, params=params, crf=crf, valid=valid, ignore_index=ignore_index, confidence=confidence
+        image, cam, class_ids, params=params, crf=crf, valid=valid, ignore_index=ignore_index, confidence=confidence,
+        crf_backend=backend,
     )
 
 
@@ -291,6 +295,9 @@ class PseudoLabeler:
         ignore_index: value of unlabelled pixels.
         context: multiprocessing start method of the pool.
         confidence: where V comes from, ``crf`` or ``cam`` (see :func:`pseudo_label_single`).
+
+    The CRF back-end is ``params.crf_backend``; ``auto`` is resolved per batch on the CAMs'
+    device (:func:`aakit.crf.resolve_backend`).
     """
 
     def __init__(
@@ -342,6 +349,7 @@ class PseudoLabeler:
         labels = _numpy(image_labels)
         scores = _numpy(cls_scores)
         masks = None if valid is None else _numpy(valid).astype(bool)
+        backend = resolve_backend(self.params.crf_backend, str(getattr(cams, "device", "cpu")))
         b = imgs.shape[0]
         if imgs.ndim != 4 or imgs.shape[3] != 3 or cam.shape[0] != b or cam.shape[2:] != imgs.shape[1:3]:
             raise ValueError(f"PseudoLabeler: images {imgs.shape} and cams {cam.shape} disagree")
@@ -357,6 +365,7 @@ class PseudoLabeler:
                 self.crf,
                 self.ignore_index,
                 self.confidence,
+                backend,
             ))
         return PendingLabels(self.pool.submit_map(_job, jobs))
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from aakit.config import Config, CRFParams
+from aakit.crf import dense_crf, resolve_backend
 from aakit.errors import AakitError
 from aakit.metrics import ConfusionMeter, keep_classes_by_score, remove_false_positive_classes
 
@@ -44,7 +45,8 @@ class EvalProtocol:
 
     ``rfpc`` names which of the two numbers every evaluation computes (with and without rfpc)
     is the main one; ``crf_params`` are the test CRF's, used when ``crf`` is on;
-    ``max_images`` None means the whole split.
+    ``max_images`` None means the whole split; ``crf_backend`` runs the test CRF (``auto``
+    resolved on the evaluation device, :func:`aakit.crf.resolve_backend`).
     """
 
     protocol: str = "ss"
@@ -55,6 +57,7 @@ class EvalProtocol:
     cls_threshold: float = 0.1
     max_images: int | None = None
     crf_params: CRFParams = field(default_factory=CRFParams)
+    crf_backend: str = "auto"
 
     @property
     def name(self) -> str:
@@ -91,6 +94,7 @@ def eval_protocol(cfg: Config, *, protocol: str | None = None, crf: bool | None 
         protocol=protocol, scales=tuple(e.scales) if msf else (1.0,), flip=e.flip if msf else False,
         crf=e.crf if crf is None else crf, rfpc=e.rfpc if rfpc is None else rfpc,
         cls_threshold=e.cls_threshold, max_images=n, crf_params=dataclasses.replace(cfg.crf.test),
+        crf_backend=e.crf_backend,
     )
 
 
@@ -148,16 +152,17 @@ def segment(
     keep: np.ndarray,
     raw: np.ndarray | None = None,
     crf: CRFParams | None = None,
+    *,
+    backend: str = "auto",
 ) -> np.ndarray:
-    """Label map (H, W) uint8: removed classes' scores zeroed, optional test dCRF, argmax."""
+    """Label map (H, W) uint8: removed classes' scores zeroed, optional test dCRF (on the
+    ``pydensecrf`` or ``torch`` back-end, or ``auto``: :func:`aakit.crf.resolve_backend`), argmax."""
     p = remove_false_positive_classes(probs, keep)
     if crf is not None and raw is not None:
-        from aakit.crf import dense_crf
-
         idx = np.flatnonzero(np.concatenate([[True], np.asarray(keep, dtype=bool)]))
         sub = p[idx]
         sub = sub / np.maximum(sub.sum(0, keepdims=True), 1e-8)
-        q = dense_crf(np.ascontiguousarray(raw), sub.astype(np.float32), crf)
+        q = dense_crf(np.ascontiguousarray(raw), sub.astype(np.float32), crf, backend=resolve_backend(backend))
         return idx[q.argmax(0)].astype(np.uint8)
     return p.argmax(0).astype(np.uint8)
 
@@ -191,6 +196,7 @@ def evaluate(
         raise AakitError(f"evaluation ({proto.key}): no image to evaluate")
     meters = {k: ConfusionMeter(num_classes, keep_per_image=per_image is not None) for k in ("plain", "rfpc")}
     crf = proto.crf_params if proto.crf else None
+    backend = resolve_backend(proto.crf_backend, str(device))
     was_training = model.training
     model.eval()
     try:
@@ -205,7 +211,7 @@ def evaluate(
             gt = np.asarray(item["mask"])
             for key, rfpc in (("plain", False), ("rfpc", True)):
                 keep = keep_mask(scores_np, labels, rfpc=rfpc, threshold=proto.cls_threshold)
-                pred = segment(probs_np, keep, raw, crf)
+                pred = segment(probs_np, keep, raw, crf, backend=backend)
                 meters[key].update(pred, gt)
                 if save_pred is not None and rfpc == proto.rfpc:
                     save_pred(str(item["id"]), pred)
