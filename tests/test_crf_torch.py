@@ -154,3 +154,24 @@ def test_without_pydensecrf_auto_takes_torch_and_pseudo_labels_work() -> None:
     probs = np.concatenate([prob, np.zeros((1, 32, 32), np.float32)])
     pred = segment(probs, np.array([True, True, False]), image, _test_crf())
     assert pred.shape == (32, 32)
+
+
+@pytest.mark.usefixtures("no_pydensecrf")
+def test_training_and_evaluation_run_without_pydensecrf(tiny_config, tmp_path) -> None:
+    """The whole pipeline (warm-up, pseudo labels, AA/LR losses, evaluation with the test CRF)
+    runs with pydensecrf absent: ``auto`` takes the torch back-end."""
+    import json
+
+    from aakit.engine.train import train
+
+    tiny_config.eval.crf = True
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = train(tiny_config, results=tmp_path, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0.0 <= summary["metrics"]["val"]["miou"] <= 1.0
+    assert summary["pseudo_miou"] > 0.0
+    assert "pydensecrf.densecrf" not in sys.modules or sys.modules["pydensecrf.densecrf"] is None
