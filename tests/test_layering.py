@@ -21,6 +21,7 @@ CORE = [
     "aakit.engine.train",
     "aakit.engine.trainer",
     "aakit.engine.hooks",
+    "aakit.engine.tracking",
     "aakit.objective",
     "aakit.engine.evaluate",
     "aakit.engine.inference",

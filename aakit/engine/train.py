@@ -39,6 +39,7 @@ from aakit.engine.hooks import (
 )
 from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
 from aakit.engine.targets import training_cam  # noqa: F401 (re-exported)
+from aakit.engine.tracking import tracking_hooks
 from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
 from aakit.errors import AakitError
 from aakit.objective import build_objective
@@ -262,14 +263,17 @@ def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_c
     logs and writes the status, every rank checkpoints (rank 0 writes), stops and summarises."""
     main = trainer.dist.main
     evaluation = EvalHook(writer, data.val, data.pseudo, data.num_classes) if main else None
+    trackers = tracking_hooks(trainer.cfg, writer) if main else []  # logging.backends: TensorBoard
     hooks = [
         evaluation,
         MetricsLogger(writer) if main else None,
+        *trackers,  # beside the jsonl log: before a stop (SignalHook) can skip the step's point
         ProgressBar(writer.path.name) if progress and main else None,
         Checkpointer(writer, trainer.cfg.train.checkpoint_every),
         EpochCallbackHook(epoch_callback) if epoch_callback is not None and main else None,
         SignalHook(stop_after_steps),
         SummaryHook(writer, data.val, data.num_classes, evaluation),
+        *(h.closer() for h in trackers),  # after the summary: hyper-parameters and final metrics, then close
         StatusHook(writer, on_error="interrupted" if epoch_callback is not None else "failed") if main else None,
     ]
     return [h for h in hooks if h is not None]

@@ -1,0 +1,163 @@
+"""Tracking back-ends as hooks (``logging.backends`` in the config).
+
+``metrics.jsonl`` (:class:`aakit.engine.hooks.MetricsLogger`) is always written: the TUI, the
+report and resume read it. ``tensorboard`` adds :class:`TensorBoardLogger`, which writes
+TensorBoard event files into the run directory, so that ``tensorboard --logdir results/runs``
+shows every run under its directory name::
+
+    loss/<term>         every loss term by name (cls, ce, aa, lr, total), every train.log_every steps
+    train/lr            the base learning rate of the step (poly schedule)
+    train/images_per_s  speed of the step
+    val/miou, val/miou_rfpc, pseudo/miou     each evaluated epoch, at its last step
+    final/<metric>      summary.json's metrics, with the hyper-parameters (HPARAMS tab), at the end
+
+A resumed run purges the points at or after the step it resumes from (``purge_step``), so an
+interrupted and resumed run shows one curve, as ``metrics.jsonl`` does. Logging draws no random
+number: a run's numbers are the same with or without it (tests/test_golden.py).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from aakit.config import Config, key_hyperparameters
+from aakit.engine.rundir import RunWriter
+from aakit.engine.trainer import HookBase
+from aakit.runs import read_json, read_metrics
+
+#: epoch record key -> TensorBoard tag
+EPOCH_TAGS = {"miou": "val/miou", "miou_rfpc": "val/miou_rfpc", "pseudo_miou": "pseudo/miou"}
+
+_WARNED: list[bool] = []
+
+
+def tensorboard_available() -> bool:
+    """Whether the ``tensorboard`` package (which torch's SummaryWriter needs) is installed."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def tracking_hooks(cfg: Config, writer: RunWriter) -> list[TensorBoardLogger]:
+    """The hooks of ``cfg.logging.backends`` beyond jsonl; a missing package: one warning line, no hook."""
+    hooks: list[TensorBoardLogger] = []
+    if "tensorboard" in cfg.logging.backends:
+        if tensorboard_available():
+            hooks.append(TensorBoardLogger(writer))
+        elif not _WARNED:  # once per process (a grid worker trains many runs)
+            _WARNED.append(True)
+            print("aakit: warning: logging.backends lists tensorboard but the tensorboard package is not "
+                  "installed (pip install 'aakit[tensorboard]'); no event files", file=sys.stderr, flush=True)
+    return hooks
+
+
+def has_events(path: Path) -> bool:
+    """Whether ``path`` already holds TensorBoard event files (a run trained before)."""
+    return any(Path(path).glob("events.out.tfevents.*"))
+
+
+def hparams_of(cfg: Config) -> dict[str, Any]:
+    """The hyper-parameters shown in TensorBoard's HPARAMS tab (scalars and strings only)."""
+    h: dict[str, Any] = {"name": cfg.name, "backbone": cfg.model.backbone, "epochs": cfg.train.epochs,
+                         "batch_size": cfg.train.batch_size, "lr": cfg.optim.lr, "seed": cfg.train.seed,
+                         "config_hash": cfg.hash()}
+    h |= key_hyperparameters(cfg)
+    return {k: v for k, v in h.items() if isinstance(v, (bool, int, float, str))}
+
+
+def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """``final/<split>_miou`` for each result of summary.json, and ``final/pseudo_miou``."""
+    out: dict[str, float] = {}
+    for key, res in (summary.get("metrics") or {}).items():
+        if isinstance(res, dict) and isinstance(res.get("miou"), (int, float)):
+            out[f"final/{key}_miou"] = float(res["miou"])
+    if isinstance(summary.get("pseudo_miou"), (int, float)):
+        out["final/pseudo_miou"] = float(summary["pseudo_miou"])
+    return out
+
+
+class TensorBoardLogger(HookBase):
+    """TensorBoard event files in the run directory (rank 0): the scalars of the module's table."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.run = writer
+        self.tb: Any = None
+
+    def before_train(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = self.purge_step()
+        self.tb = SummaryWriter(log_dir=str(self.run.path), purge_step=purge, flush_secs=30)
+        if purge is not None and purge == self.trainer.step > 0:
+            self.relog_step(purge)
+
+    def purge_step(self) -> int | None:
+        """Where a run trained before (resumed, or restarted without a checkpoint) drops its old
+        points: after the checkpoint's step; at it when that step's epoch evaluation is redone
+        (a checkpoint taken between an epoch's last step and its evaluation)."""
+        t = self.trainer
+        if not has_events(self.run.path):
+            return None
+        redo_eval = t.step > 0 and t.epochs_done < t.step // t.batches_per_epoch
+        return t.step if redo_eval else t.step + 1
+
+    def relog_step(self, step: int) -> None:
+        """Write the step record of ``step`` again from metrics.jsonl (it was purged with the evaluation)."""
+        for r in read_metrics(self.run.metrics_path)[0]:
+            if r.get("kind") == "step" and r.get("step") == step:
+                self.log_step(step, r.get("losses") or {}, r.get("lr"), r.get("images_per_s"))
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if not (t.step % t.cfg.train.log_every == 0 or t.step == t.total_steps):
+            return
+        self.log_step(t.step, t.losses, t.lr, t.images_per_s)
+
+    def log_step(self, step: int, losses: dict[str, float], lr: float | None, images_per_s: float | None) -> None:
+        for name, value in losses.items():
+            self.tb.add_scalar(f"loss/{name}", value, step)
+        for tag, value in (("train/lr", lr), ("train/images_per_s", images_per_s)):
+            if isinstance(value, (int, float)):
+                self.tb.add_scalar(tag, value, step)
+
+    def after_epoch(self) -> None:
+        record = self.trainer.epoch_record
+        if record is None:
+            return
+        for key, tag in EPOCH_TAGS.items():
+            if isinstance(record.get(key), (int, float)):
+                self.tb.add_scalar(tag, record[key], record["step"])
+        self.tb.flush()
+
+    def closer(self) -> HookBase:
+        """The hook that ends the event file: install it after the SummaryHook, whose summary.json it reads."""
+        return _CloseTensorBoard(self)
+
+    def finish(self) -> None:
+        """Hyper-parameters and final metrics (a finished run), then close the event file."""
+        if self.tb is None:
+            return
+        summary = read_json(self.run.path / "summary.json") if self.trainer.outcome == "finished" else None
+        if isinstance(summary, dict):
+            self.write_hparams(final_metrics(summary))
+        self.tb.close()
+        self.tb = None
+
+    def write_hparams(self, metrics: dict[str, float]) -> None:
+        """The hyper-parameters and the final metrics, in this run's own event file (no sub-run)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        for summ in hparams(hparams_of(self.trainer.cfg), metrics):
+            self.tb._get_file_writer().add_summary(summ)
+        for tag, value in metrics.items():
+            self.tb.add_scalar(tag, value, self.trainer.step)
+
+
+class _CloseTensorBoard(HookBase):
+    """After the summary: :meth:`TensorBoardLogger.finish`."""
+
+    def __init__(self, logger: TensorBoardLogger) -> None:
+        self.logger = logger
+
+    def after_train(self) -> None:
+        self.logger.finish()
