@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +48,16 @@ class Lattice:
         neighbours: (d+1, 2, M+1) int64 rows of the two blur neighbours of every lattice point
             along each axis (0 where absent).
         n_rows: M+1, lattice points plus the zero row.
+        splat: (M+1, P) sparse CSR matrix of the weights (splatting is ``splat @ values``).
+        slice: (P, M+1) sparse CSR matrix of the weights (slicing is ``slice @ rows``).
     """
 
     offsets: torch.Tensor
     weights: torch.Tensor
     neighbours: torch.Tensor
     n_rows: int
+    splat: torch.Tensor
+    slice: torch.Tensor
 
     @property
     def d(self) -> int:
@@ -115,14 +120,38 @@ def _simplex(elevated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return rem0, rank, bary[:, :d1].contiguous()
 
 
-def _vertex_keys(rem0: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """(P, d+1, d) integer keys of the d+1 vertices of each pixel's simplex."""
-    d1 = rem0.shape[1]
+def _vertex_codes(rem0: torch.Tensor, rank: torch.Tensor, batch: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """(P, d+1) int64 codes of the d+1 vertices of each pixel's simplex, and the radix.
+
+    Vertex ``r`` has the key ``rem0[i] + r - (d+1) [rank[i] > d - r]`` (i < d): pydensecrf's
+    canonical simplex. A key is encoded as ``sum_i (key_i - low) radix_i`` plus the image's
+    index times ``radix_d``, with room for the blur neighbours (keys +- d), so a neighbour's
+    code is the point's code plus a constant. Since ``rank`` is a permutation, the correction
+    term grows by one coordinate per remainder: no (P, d+1, d) tensor is needed.
+
+    Raises:
+        ValueError: the keys span too wide a range to encode in one int64.
+    """
+    n, d1 = rem0.shape
     d = d1 - 1
-    r = torch.arange(d1, device=rem0.device)[None, :, None]          # remainder
-    rk = rank[:, None, :d]                                            # (P, 1, d)
-    canonical = r - d1 * (rk > d - r).to(torch.int64)
-    return rem0[:, None, :d] + canonical
+    head = rem0[:, :d]
+    low = int(head.min()) - 2 * d1
+    span = int(head.max()) + 2 * d1 - low + 1
+    n_batch = int(batch.max()) + 1 if n else 1
+    if math.log2(span) * d + math.log2(n_batch) > 62:
+        raise ValueError("crf_torch: lattice keys too wide for int64 (features span too large)")
+    radix = [span ** i for i in range(d)]
+    radix_t = torch.tensor(radix + [0], dtype=torch.int64, device=rem0.device)
+    base = ((head - low) * radix_t[:d]).sum(dim=1) + batch * span ** d
+    by_rank = torch.empty_like(rank).scatter_(1, rank, torch.arange(d1, device=rank.device).expand(n, d1))
+    sel = radix_t[by_rank]                                            # radix of the coordinate of rank k
+    codes = torch.empty_like(rank)
+    correction = torch.zeros_like(base)
+    for r in range(d1):
+        if r > 0:
+            correction += sel[:, d - r + 1]
+        codes[:, r] = base + r * sum(radix) - d1 * correction
+    return codes, radix
 
 
 def build_lattice(features: torch.Tensor, batch: torch.Tensor) -> Lattice:
@@ -131,47 +160,57 @@ def build_lattice(features: torch.Tensor, batch: torch.Tensor) -> Lattice:
     Raises:
         ValueError: the keys span too wide a range to encode in one int64.
     """
-    d = features.shape[1]
+    n, d = features.shape
     rem0, rank, bary = _simplex(_elevate(features))
-    keys = _vertex_keys(rem0, rank)                                   # (P, d+1, d)
-    low = int(keys.min()) - d - 1
-    span = int(keys.max()) - low + d + 2
-    n_batch = int(batch.max()) + 1 if batch.numel() else 1
-    if math.log2(span) * d + math.log2(n_batch) > 62:
-        raise ValueError("crf_torch: lattice keys too wide for int64 (features span too large)")
-    radix = span ** torch.arange(d, device=features.device, dtype=torch.int64)
-    codes = ((keys - low) * radix).sum(dim=2) + batch[:, None] * span ** d
-    uniq, inverse = torch.unique(codes.reshape(-1), sorted=True, return_inverse=True)
-    neighbours = torch.zeros(d + 1, 2, uniq.numel() + 1, dtype=torch.int64, device=features.device)
-    all_down = -int(radix.sum())
+    codes, radix = _vertex_codes(rem0, rank, batch)
+    ordered, perm = codes.reshape(-1).sort(stable=True)               # pixels ascending per point
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    uniq = ordered[first]
+    n_rows = uniq.numel() + 1                                         # row 0: the zero row
+    offsets = torch.empty_like(ordered)
+    offsets[perm] = first.cumsum(0)
+    offsets = offsets.reshape(n, d + 1)
+    neighbours = torch.zeros(d + 1, 2, n_rows, dtype=torch.int64, device=features.device)
     for j in range(d + 1):
-        delta = all_down + (d + 1) * int(radix[j]) if j < d else all_down
+        delta = -sum(radix) + ((d + 1) * radix[j] if j < d else 0)
         for side, sign in enumerate((1, -1)):
             target = uniq + sign * delta
             pos = torch.searchsorted(uniq, target).clamp_(max=uniq.numel() - 1)
-            found = uniq[pos] == target
-            neighbours[j, side, 1:] = torch.where(found, pos + 1, torch.zeros_like(pos))
-    offsets = (inverse + 1).reshape(-1, d + 1)
-    return Lattice(offsets=offsets, weights=bary, neighbours=neighbours, n_rows=uniq.numel() + 1)
+            neighbours[j, side, 1:] = torch.where(uniq[pos] == target, pos + 1, torch.zeros_like(pos))
+    starts = torch.nonzero(first).reshape(-1)
+    crow = torch.cat([starts.new_zeros(1), starts, starts.new_full((1,), ordered.numel())])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        splat = torch.sparse_csr_tensor(crow, perm // (d + 1), bary.reshape(-1)[perm], (n_rows, n),
+                                        check_invariants=False)
+        slice_ = _slice_matrix(offsets, bary, n_rows)
+    return Lattice(offsets=offsets, weights=bary, neighbours=neighbours, n_rows=n_rows, splat=splat, slice=slice_)
+
+
+def _slice_matrix(offsets: torch.Tensor, weights: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """The (P, n_rows) CSR matrix of the barycentric weights (columns sorted per row on CUDA)."""
+    n, d1 = offsets.shape
+    cols, vals = offsets, weights
+    if offsets.is_cuda:
+        cols, order = offsets.sort(dim=1)
+        vals = weights.gather(1, order)
+    crow = torch.arange(0, n * d1 + 1, d1, device=offsets.device)
+    return torch.sparse_csr_tensor(crow, cols.reshape(-1), vals.reshape(-1), (n, n_rows),
+                                   check_invariants=False)
 
 
 def lattice_filter(lattice: Lattice, values: torch.Tensor) -> torch.Tensor:
-    """Splat (P, C) values, blur along each axis in order, slice: pydensecrf's ``compute``."""
-    n_values = values.shape[1]
-    rows = values.new_zeros(lattice.n_rows, n_values)
-    for j in range(lattice.d + 1):
-        rows.index_add_(0, lattice.offsets[:, j], lattice.weights[:, j, None] * values)
+    """Splat (P, C) values, blur along each axis in order, slice: pydensecrf's ``compute``.
+
+    Splat and slice are sparse products (the same sums as pydensecrf's loops, added in
+    another order: the results differ in the last bits of float32)."""
+    rows = lattice.splat @ values
     for j in range(lattice.d + 1):
         n1, n2 = lattice.neighbours[j]
         rows = rows + 0.5 * (rows[n1] + rows[n2])
     alpha = float(torch.tensor(1.0 / (1.0 + 2.0 ** -lattice.d), dtype=torch.float32))
-    out = torch.zeros_like(values)
-    for j in range(lattice.d + 1):
-        w = lattice.weights[:, j, None]
-        picked = rows[lattice.offsets[:, j]]
-        # pydensecrf: (w * v) * alpha for <= 2 values, (w * alpha) * v for more (its SSE path)
-        out += (w * picked) * alpha if n_values <= 2 else (w * alpha) * picked
-    return out
+    return (lattice.slice @ rows) * alpha
 
 
 @dataclass
