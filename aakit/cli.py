@@ -27,7 +27,9 @@ weights_app = typer.Typer(help="ImageNet weights: convert MXNet .params to PyTor
 configs_app = typer.Typer(help="The shipped presets (experiments/): list them, copy one to edit.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(weights_app, name="weights")
+runs_app = typer.Typer(help="Runs on the command line: list, show, compare, tag.", no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
+app.add_typer(runs_app, name="runs")
 
 _DEBUG = False
 
@@ -74,9 +76,13 @@ def train(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
     results: ResultsOpt = Path("results"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    set_file: Annotated[Optional[Path], typer.Option("--set-file", help="YAML mapping of overrides (train.epochs: 4), e.g. a schedule; applied before --set.")] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit (nothing trained).")] = False,
 ) -> None:
     """Train one run; writes results/runs/<name>-<config hash>/."""
-    from aakit.config import load_config, load_run_config
+    import yaml
+
+    from aakit.config import load_config, load_run_config, read_set_file
     from aakit.engine.train import train as run_train
 
     if resume is not None:
@@ -85,10 +91,14 @@ def train(
             config = resume / "config.yaml"
     if config is None:
         raise AakitError("train: give a CONFIG file or --resume RUN")
+    overrides = (read_set_file(set_file) if set_file is not None else []) + (set_ or [])
     own = resume is not None and Path(config) == resume / "config.yaml"  # read as it was trained
-    cfg = load_run_config(config, set_ or []) if own else load_config(config, set_ or [])
+    cfg = load_run_config(config, overrides) if own else load_config(config, overrides)
+    if print_config:
+        typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+        return
     try:
-        path = run_train(cfg, results=results, name=name, overrides=set_ or [], resume=resume,
+        path = run_train(cfg, results=results, name=name, overrides=overrides, resume=resume,
                          progress=not no_progress, command=sys.argv)
     except KeyboardInterrupt as e:  # typer would swallow the message: pass it up as our own
         raise Interrupted(str(e) or "interrupted") from None
@@ -96,18 +106,10 @@ def train(
 
 
 def _run_dir(run: Path, results: Path) -> Path:
-    """A run given as a path or as a name under results/runs/."""
-    for cand in (run, results / "runs" / run):
-        if (cand / "config.yaml").exists():
-            return cand
-    prefix_ok = not run.is_absolute() and len(run.parts) == 1  # a bare name: allow a prefix
-    matches = sorted((results / "runs").glob(f"{run}*")) if prefix_ok and (results / "runs").is_dir() else []
-    matches = [m for m in matches if (m / "config.yaml").exists()]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise AakitError(f"{run}: several runs match ({', '.join(m.name for m in matches[:4])}); give the full name")
-    raise AakitError(f"{run}: no run directory there (no config.yaml) nor under {results / 'runs'}")
+    """A run given as a path or as a name (or a unique prefix of one) under results/runs/."""
+    from aakit.runlist import resolve_run
+
+    return resolve_run(run, results)
 
 
 def _print_summary(path: Path) -> None:
@@ -374,6 +376,66 @@ def configs_copy(
     from aakit.config import copy_preset
 
     _echo(f"wrote {copy_preset(name, dest, force=force)}")
+
+
+# ----------------------------------------------------------------------------- runs
+@runs_app.command("ls")
+def runs_ls(
+    status: Annotated[Optional[str], typer.Option("--status", help="Only runs with this status (finished, running, failed, interrupted, stale, corrupt).")] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Only runs with this tag (aakit runs tag).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option("--where", help="Only runs whose config has KEY=VALUE, e.g. --where loss.affinity=aa (repeatable).")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a metric, highest first: best_miou, val_miou, val_rfpc_miou, pseudo_miou, wall_time_s...")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON (one array).")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """List runs (mIoU in %), filtered and sorted."""
+    import json
+
+    from aakit.runlist import format_table, select_runs
+
+    rows = select_runs(results, status=status, tag=tag, where=where or [], sort=sort)
+    _echo(json.dumps(rows, indent=1) if json_out else format_table(rows, sort))
+
+
+@runs_app.command("show")
+def runs_show(
+    run: Annotated[Path, typer.Argument(help="Run directory or run name (a unique prefix will do).")],
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """One run: status, command, tags and note, key settings, each epoch's and the final mIoU."""
+    from aakit.runlist import describe_run
+
+    _echo(describe_run(_run_dir(run, results)))
+
+
+@runs_app.command("diff")
+def runs_diff(
+    a: Annotated[Path, typer.Argument(help="First run (directory or name).")],
+    b: Annotated[Path, typer.Argument(help="Second run (directory or name).")],
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """The config keys on which two runs differ, and their metrics side by side."""
+    from aakit.runlist import diff_runs, format_diff
+
+    _echo(format_diff(diff_runs(_run_dir(a, results), _run_dir(b, results))))
+
+
+@runs_app.command("tag")
+def runs_tag(
+    run: Annotated[Path, typer.Argument(help="Run directory or run name.")],
+    tags: Annotated[Optional[list[str]], typer.Argument(help="Tags to add (letters, digits, _ . : + -).")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Set the run's note ('' clears it).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Take the tags away instead.")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Tag a run and/or note something on it (stored in the run's tags.json)."""
+    from aakit.runlist import tag_run
+
+    if not tags and note is None:
+        raise AakitError("runs tag: give a TAG or --note TEXT")
+    path = _run_dir(run, results)
+    out = tag_run(path, tags or [], note=note, remove=remove)
+    _echo(f"{path.name}: tags {', '.join(out['tags']) or '-'}" + (f"; note: {out['note']}" if out["note"] else ""))
 
 
 # ----------------------------------------------------------------------------- tui / bench / demo

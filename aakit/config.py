@@ -483,6 +483,24 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def read_set_file(path: str | Path) -> list[str]:
+    """``--set-file FILE``: a YAML mapping of dotted overrides (``train.epochs: 4``; nested
+    sections are flattened: ``train: {epochs: 4}``) as ``--set`` items, in the file's order."""
+    data = load_yaml_file(path)
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: --set-file needs a mapping of KEY: VALUE, got {type(data).__name__}")
+
+    def items(node: dict[str, Any], prefix: str) -> list[str]:
+        out: list[str] = []
+        for k, v in node.items():
+            out += items(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}={json.dumps(v)}"]
+        return out
+
+    return items(data, "")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Set dotted keys in a nested dict (a copy is returned)."""
     items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)

@@ -218,6 +218,19 @@ CASES: list[Case] = [
     Case("cli-bad-int", lambda w: ["search", "--trials", "many"], "--trials"),
     Case("tui-bad-refresh", lambda w: ["tui", "--results", str(w["results"]), "--refresh", "0"], "--refresh"),
     Case("bench-bad-preset", lambda w: ["bench", "--preset", "imagenet"], "imagenet"),
+    # ---- run management and train's --set-file / --print-config (issue 16)
+    Case("runs-show-no-such-run", lambda w: ["runs", "show", "nope-run", "--results", str(w["results"])], "nope-run"),
+    Case("runs-diff-no-such-run", lambda w: ["runs", "diff", str(w["run"]), "nope-b", "--results", str(w["results"])], "nope-b"),
+    Case("runs-ls-bad-status", lambda w: ["runs", "ls", "--status", "done", "--results", str(w["results"])], "--status"),
+    Case("runs-ls-where-no-equals", lambda w: ["runs", "ls", "--where", "loss.gamma", "--results", str(w["results"])], "KEY=VALUE"),
+    Case("runs-ls-where-unknown-key", lambda w: ["runs", "ls", "--where", "loss.nope=1", "--results", str(w["results"])], "loss.nope"),
+    Case("runs-ls-bad-sort", lambda w: ["runs", "ls", "--sort", "accuracy", "--results", str(w["results"])], "--sort"),
+    Case("runs-tag-bad-tag", lambda w: ["runs", "tag", str(w["run"]), "bad tag", "--results", str(w["results"])], "bad tag"),
+    Case("runs-tag-nothing", lambda w: ["runs", "tag", str(w["run"]), "--results", str(w["results"])], "TAG"),
+    Case("set-file-missing", lambda w: ["train", str(w["good"]), "--set-file", str(w["files"] / "nope-schedule.yaml")], "nope-schedule.yaml"),
+    Case("set-file-not-mapping", lambda w: ["train", str(w["good"]), "--set-file", str(_cfg(w, "sched-list.yaml", "- 1\n- 2\n"))], "mapping"),
+    Case("set-file-unknown-key", lambda w: ["train", str(w["good"]), "--set-file", str(_cfg(w, "sched-key.yaml", "train.epoch: 3\n"))], "train.epoch"),
+    Case("print-config-bad-value", lambda w: ["train", str(w["good"]), "--set", "train.epochs=0", "--print-config"], "train.epochs"),
 ]
 
 

@@ -26,6 +26,7 @@ CORE = [
     "aakit.engine.evaluate",
     "aakit.engine.inference",
     "aakit.runs",
+    "aakit.runlist",
     "aakit.experiment.grid",
     "aakit.experiment.search",
     "aakit.experiment.lifecycle",
