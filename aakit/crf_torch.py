@@ -236,7 +236,10 @@ class DenseKernel:
 
     def message(self, q: torch.Tensor) -> torch.Tensor:
         """``compat * N K N q``: what this kernel adds to the negative energy."""
-        return self.compat * (lattice_filter(self.lattice, q * self.norm) * self.norm)
+        out = lattice_filter(self.lattice, q * self.norm)
+        out *= self.norm
+        out *= self.compat
+        return out
 
 
 def _features(images: torch.Tensor, params: CRFParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -262,8 +265,10 @@ def f32_scalar(value: float) -> float:
 
 def _exp_normalize(x: torch.Tensor) -> torch.Tensor:
     """Row-wise softmax as pydensecrf's expAndNormalize (max subtracted, exp, divided by sum)."""
-    e = torch.exp(x - x.max(dim=1, keepdim=True).values)
-    return e / e.sum(dim=1, keepdim=True)
+    e = x - x.max(dim=1, keepdim=True).values
+    e.exp_()
+    e /= e.sum(dim=1, keepdim=True)
+    return e
 
 
 @torch.no_grad()
@@ -296,6 +301,6 @@ def dense_crf_batch(images: torch.Tensor, probs: torch.Tensor, params: CRFParams
     for _ in range(params.iterations):
         energy = -unary
         for kernel in kernels:
-            energy = energy + kernel.message(q)
+            energy += kernel.message(q)
         q = _exp_normalize(energy)
     return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
