@@ -199,39 +199,57 @@ def pseudo_label_present(image: np.ndarray, cam: np.ndarray, class_ids: np.ndarr
     Returns:
         label (H, W) uint8, confidence (H, W) float32.
     """
-    valid, ignore_index = options.get("valid"), options.get("ignore_index", IGNORE_INDEX)
     h, w = image.shape[:2]
     class_ids = np.asarray(class_ids, dtype=np.int64)
     if cam.shape != (len(class_ids), h, w):
         raise ValueError(f"pseudo label: cam {cam.shape} does not match {len(class_ids)} classes of {h}x{w}")
     if len(class_ids) == 0:  # nothing to segment: sure background everywhere
-        label = np.zeros((h, w), dtype=np.uint8)
-        conf = np.ones((h, w), dtype=np.float32)
-    else:
-        cam = normalise_cam(cam)
-        # Step 2: the two CRFs over [background, present classes].
-        bg_low = background_score(cam, params.alpha_low, (h, w))
-        bg_high = background_score(cam, params.alpha_high, (h, w))
-        backend = options.get("crf_backend", "pydensecrf")
-        q_low = dense_crf(image, np.concatenate([bg_low[None], cam]), crf, backend=backend)
-        q_high = dense_crf(image, np.concatenate([bg_high[None], cam]), crf, backend=backend)
-        win_low = q_low.argmax(axis=0)
-        win_high = q_high.argmax(axis=0)
-        # Step 3: objects from the low-alpha CRF, background from the high-alpha CRF.
-        lut = np.concatenate([[ignore_index], class_ids + 1]).astype(np.uint8)
-        label = lut[win_low]
-        conf = np.take_along_axis(q_low, win_low[None], axis=0)[0]
-        is_bg = win_high == 0
-        label[is_bg] = 0
-        conf[is_bg] = q_high[0][is_bg]
-        # Step 4: low CRF probability, or outside the CAM-sure region -> ignore.
-        sure = cam_sure_region(cam, np.unique(win_low), params)
-        label[(conf < params.min_crf_prob) | ~sure] = ignore_index
-        if options.get("confidence", "crf") == "cam":  # V from the CAM, not the CRF (loss.aa_confidence)
-            conf = cam_confidence(cam, bg_high, win_low, is_bg)
+        return _finish_label(np.zeros((h, w), dtype=np.uint8), np.ones((h, w), dtype=np.float32), options)
+    cam = normalise_cam(cam)
+    bg_high, low_in, high_in = crf_inputs(cam, params)
+    backend = options.get("crf_backend", "pydensecrf")
+    q_low = dense_crf(image, low_in, crf, backend=backend)
+    q_high = dense_crf(image, high_in, crf, backend=backend)
+    label, conf = label_from_marginals(cam, class_ids, bg_high, q_low, q_high, params=params, **options)
+    return _finish_label(label, conf, options)
+
+
+def crf_inputs(cam: np.ndarray, params: PseudoConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 2's inputs from normalised CAMs (P >= 1, H, W): the high-alpha background score and
+    the scores ``[background, present classes]`` of the low- and the high-alpha CRF."""
+    bg_low = background_score(cam, params.alpha_low, cam.shape[1:])
+    bg_high = background_score(cam, params.alpha_high, cam.shape[1:])
+    return bg_high, np.concatenate([bg_low[None], cam]), np.concatenate([bg_high[None], cam])
+
+
+def label_from_marginals(cam: np.ndarray, class_ids: np.ndarray, bg_high: np.ndarray, q_low: np.ndarray,
+                         q_high: np.ndarray, *, params: PseudoConfig,
+                         **options: Unpack[LabelOptions]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 3-4 from the marginals of the two CRFs: label (H, W) uint8 and V before the
+    ``valid`` mask and the zeroing of ignored pixels (:func:`_finish_label`)."""
+    ignore_index = options.get("ignore_index", IGNORE_INDEX)
+    win_low = q_low.argmax(axis=0)
+    win_high = q_high.argmax(axis=0)
+    # Step 3: objects from the low-alpha CRF, background from the high-alpha CRF.
+    lut = np.concatenate([[ignore_index], class_ids + 1]).astype(np.uint8)
+    label = lut[win_low]
+    conf = np.take_along_axis(q_low, win_low[None], axis=0)[0]
+    is_bg = win_high == 0
+    label[is_bg] = 0
+    conf[is_bg] = q_high[0][is_bg]
+    # Step 4: low CRF probability, or outside the CAM-sure region -> ignore.
+    sure = cam_sure_region(cam, np.unique(win_low), params)
+    label[(conf < params.min_crf_prob) | ~sure] = ignore_index
+    if options.get("confidence", "crf") == "cam":  # V from the CAM, not the CRF (loss.aa_confidence)
+        conf = cam_confidence(cam, bg_high, win_low, is_bg)
+    return label, conf
+
+
+def _finish_label(label: np.ndarray, conf: np.ndarray, options: LabelOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The ``valid`` mask, then step 5: V = CRF (or CAM) probability of the label, 0 where ignored."""
+    valid, ignore_index = options.get("valid"), options.get("ignore_index", IGNORE_INDEX)
     if valid is not None:
         label[~np.asarray(valid, dtype=bool)] = ignore_index
-    # Step 5: V = CRF (or CAM) probability of the label, 0 where ignored.
     conf = np.where(label == ignore_index, 0.0, conf).astype(np.float32)
     return label, conf
 
