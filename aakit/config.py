@@ -195,6 +195,7 @@ class LoggingConfig:
     (``tensorboard --logdir results/runs``; skipped with a warning if the package is missing)."""
 
     backends: tuple[Literal["jsonl", "tensorboard"], ...] = ("jsonl", "tensorboard")
+    print_every: int = 50  # without a terminal (nohup, SLURM): a plain progress line every N steps
 
 
 @dataclass
@@ -293,6 +294,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
     ("eval.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
     ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
+    ("logging.print_every", lambda v: v >= 1, "must be >= 1"),
 ]
 
 

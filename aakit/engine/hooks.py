@@ -7,7 +7,8 @@ every moment of the loop (:class:`aakit.engine.trainer.HookBase`)::
     MetricsLogger   rank 0  metrics.jsonl: step records, the epoch record
     TensorBoardLogger rank 0 logging.backends: tensorboard — the same numbers as event files
                             (aakit.engine.tracking; its closer runs after SummaryHook)
-    ProgressBar     rank 0  the rich progress bar (--no-progress: left out)
+    ProgressBar     rank 0  the rich progress bar on a terminal; PlainProgress: plain lines every
+                            logging.print_every steps without one (--no-progress: neither)
     Checkpointer    all     checkpoints/last.pt: every N steps, after each epoch's evaluation, on a stop
     EpochCallbackHook rank 0 hands the epoch record to a callback (Optuna pruning)
     SignalHook      all     SIGINT/SIGTERM -> stop after the step (or the epoch's end-of-epoch work)
@@ -95,11 +96,48 @@ class MetricsLogger(HookBase):
             self.writer.log(self.trainer.epoch_record)
 
 
-class ProgressBar(HookBase):
-    """A rich progress bar (epoch, step, losses, images/s, ETA) and a line per evaluated epoch."""
+class ConsoleHook(HookBase):
+    """What both progress displays say on the console, one line each: the resume ("resumed from
+    step N"), an evaluation about to run ("evaluating epoch k ...", and the final one after the
+    last epoch) and each evaluated epoch's mIoU. Subclasses draw the steps and :meth:`say` a line."""
 
     def __init__(self, title: str) -> None:
         self.title = title
+
+    def say(self, msg: str) -> None:
+        print(msg, flush=True)
+
+    def announce_resume(self) -> None:
+        t = self.trainer
+        if t.resumed:
+            self.say(f"{self.title}: resumed from step {t.step}/{t.total_steps} (epoch {t.epochs_done + 1} of "
+                     f"{t.cfg.train.epochs})")
+
+    def announce_evaluation(self) -> None:
+        """At an epoch's last step, before its evaluation (EvalHook) runs."""
+        t, cfg = self.trainer, self.trainer.cfg
+        if t.step % t.batches_per_epoch:
+            return
+        if (t.epoch + 1) % cfg.eval.every_epochs == 0 or t.epoch + 1 == cfg.train.epochs:
+            images = "all" if cfg.eval.max_images is None else f"up to {cfg.eval.max_images}"
+            self.say(f"{self.title}: evaluating epoch {t.epoch + 1} on {images} {cfg.data.val_split} images ...")
+
+    def after_epoch(self) -> None:
+        t, record = self.trainer, self.trainer.epoch_record
+        if record is not None:
+            msg = f"epoch {record['epoch']}: val mIoU {100 * record.get('miou', float('nan')):.1f}"
+            if record.get("pseudo_miou") is not None:
+                msg += f", pseudo-label mIoU {100 * record['pseudo_miou']:.1f}"
+            self.say(msg)
+        if t.epochs_done == t.cfg.train.epochs:
+            self.say(f"{self.title}: final evaluation (summary.json) ...")
+
+
+class ProgressBar(ConsoleHook):
+    """A rich progress bar (epoch, step, losses, images/s, ETA) for a terminal, and the console lines."""
+
+    def say(self, msg: str) -> None:
+        self.p.console.print(msg, highlight=False, markup=False)
 
     def before_train(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -111,25 +149,55 @@ class ProgressBar(HookBase):
         )
         self.p.start()
         self.task = self.p.add_task(self.title, total=self.trainer.total_steps, completed=self.trainer.step, info="")
+        self.announce_resume()
 
     def after_step(self) -> None:
         t = self.trainer
         info = (f"ep {t.epoch + 1}/{t.cfg.train.epochs} " + " ".join(f"{k} {v:.3f}" for k, v in t.losses.items())
                 + f" {t.images_per_s:.1f} img/s")
         self.p.update(self.task, completed=t.step, info=info)
-
-    def after_epoch(self) -> None:
-        record = self.trainer.epoch_record
-        if record is None:
-            return
-        msg = f"epoch {record['epoch']}: val mIoU {100 * record.get('miou', float('nan')):.1f}"
-        if record.get("pseudo_miou") is not None:
-            msg += f", pseudo-label mIoU {100 * record['pseudo_miou']:.1f}"
-        self.p.console.print(msg)
+        self.announce_evaluation()
 
     def after_train(self) -> None:
         if hasattr(self, "p"):
             self.p.stop()
+
+
+class PlainProgress(ConsoleHook):
+    """Without a terminal (nohup, SLURM, a pipe): a plain, flushed line every ``every`` steps (and
+    the first and last), with step, epoch, losses, lr, images/s and ETA, and the console lines::
+
+        synth-full-5bada9a1 step 40/1500 (3%) epoch 1/8 | cls=0.6931 total=0.6931 | lr 9.8e-05 | 28.5 img/s | eta 0:04:12
+    """
+
+    def __init__(self, title: str, every: int) -> None:
+        super().__init__(title)
+        self.every = every
+        self.t0, self.step0 = 0.0, 0
+
+    def before_train(self) -> None:
+        self.t0, self.step0 = time.time(), self.trainer.step
+        self.announce_resume()
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.step % self.every == 0 or t.step == t.total_steps or t.step == self.step0 + 1:
+            self.say(self.line())
+        self.announce_evaluation()
+
+    def line(self) -> str:
+        t = self.trainer
+        done = t.step - self.step0
+        eta = (time.time() - self.t0) / done * (t.total_steps - t.step) if done else 0.0
+        losses = " ".join(f"{k}={v:.4f}" for k, v in t.losses.items())
+        return (f"{self.title} step {t.step}/{t.total_steps} ({100 * t.step / t.total_steps:.0f}%) "
+                f"epoch {t.epoch + 1}/{t.cfg.train.epochs} | {losses} | lr {t.lr:.2e} | "
+                f"{t.images_per_s:.1f} img/s | eta {_hms(eta)}")
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class Checkpointer(HookBase):

@@ -32,6 +32,7 @@ from aakit.engine.hooks import (
     EpochCallbackHook,
     EvalHook,
     MetricsLogger,
+    PlainProgress,
     ProgressBar,
     SignalHook,
     StatusHook,
@@ -257,6 +258,11 @@ def build_trainer(cfg: Config, data: RunData, writer: RunWriter, device: torch.d
     return Trainer(cfg, model, optimizer, data.train, device=device, dist=dist_info, state=state), init_note
 
 
+def progress_hook(cfg: Config, title: str) -> HookBase:
+    """The rich bar on a terminal; plain lines every ``logging.print_every`` steps without one (a log file)."""
+    return ProgressBar(title) if sys.stdout.isatty() else PlainProgress(title, cfg.logging.print_every)
+
+
 def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_callback: EpochCallback | None,
                   progress: bool, stop_after_steps: int | None) -> list[HookBase]:
     """A run's hooks in the order they run (:mod:`aakit.engine.hooks`); only rank 0 evaluates,
@@ -268,7 +274,7 @@ def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_c
         evaluation,
         MetricsLogger(writer) if main else None,
         *trackers,  # beside the jsonl log: before a stop (SignalHook) can skip the step's point
-        ProgressBar(writer.path.name) if progress and main else None,
+        progress_hook(trainer.cfg, writer.path.name) if progress and main else None,
         Checkpointer(writer, trainer.cfg.train.checkpoint_every),
         EpochCallbackHook(epoch_callback) if epoch_callback is not None and main else None,
         SignalHook(stop_after_steps),
@@ -313,6 +319,9 @@ def train(
     device = select_device(cfg.train.device, dist_info)
     writer = RunWriter.open(Path(resume), cfg) if resume is not None else RunWriter(Path(results), cfg, name)
     if writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint):
+        if progress and dist_info.main:
+            print(f"already finished: {writer.path} (nothing to train; a new --name or config trains another run)",
+                  flush=True)
         cleanup(dist_info)
         return writer.path
 

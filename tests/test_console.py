@@ -1,0 +1,74 @@
+"""Logs without a terminal (issue 16 part 4): under nohup or SLURM stdout is a file or a pipe;
+`aakit train` then prints plain progress lines with step, losses, lr, images/s and ETA, and
+says when it resumes, evaluates, or finds the run already finished."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, tiny_overrides
+
+BASE = REPO / "experiments/synthetic/full.yaml"
+
+
+def _aakit(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="80")
+    return subprocess.run([sys.executable, "-m", "aakit.cli", *args], cwd=cwd, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+
+
+def _train_args(root: Path, results: Path, *extra: str) -> list[str]:
+    over = tiny_overrides(root) | {"eval.save_examples": 0, "logging.print_every": 3, "logging.backends": ["jsonl"]}
+    args = ["train", str(BASE), "--results", str(results)]
+    for k, v in over.items():
+        args += ["--set", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
+    return args + list(extra)
+
+
+LINE = re.compile(r"^(\S+) step (\d+)/8 \(\d+%\) epoch (\d)/2 \| (.+) \| lr (\S+) \| (\S+) img/s \| eta (\d+:\d\d:\d\d)$")
+
+
+def test_plain_lines_on_a_pipe_then_already_finished(tiny_synth: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    p = _aakit(_train_args(tiny_synth, results), tmp_path)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert not any("\x1b" in line or "━" in line for line in lines)  # no terminal codes, no bar
+    steps = [m for m in map(LINE.match, lines) if m]
+    assert [int(m[2]) for m in steps] == [1, 3, 6, 8]  # the first, every 3rd, the last
+    assert all(float(m[5]) > 0 and float(m[6]) > 0 for m in steps)
+    assert "cls=" in steps[0][4] and "total=" in steps[0][4] and "aa=" in steps[-1][4]
+    run = steps[0][1]
+    # each evaluation is announced before it runs, and the final one after the last epoch
+    ev = [i for i, line in enumerate(lines) if line.startswith(f"{run}: evaluating epoch")]
+    assert len(ev) == 2 and lines[ev[0] + 1].startswith("epoch 1: val mIoU")
+    assert any(line == f"{run}: final evaluation (summary.json) ..." for line in lines)
+    assert lines[-1].startswith(str(results / "runs" / run)) and "mIoU" in lines[-1]
+
+    again = _aakit(_train_args(tiny_synth, results), tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.splitlines()[0] == (f"already finished: {results / 'runs' / run} (nothing to train; "
+                                            f"a new --name or config trains another run)")
+    assert not LINE.search(again.stdout)
+
+
+def test_resume_is_said_on_the_console(tiny_synth: Path, tmp_path: Path) -> None:
+    from aakit.config import load_config
+    from aakit.engine.train import train
+
+    results = tmp_path / "results"
+    cfg = load_config(BASE, tiny_overrides(tiny_synth) | {"eval.save_examples": 0, "logging.backends": ["jsonl"]})
+    try:
+        train(cfg, results=results, progress=False, stop_after_steps=5)
+    except KeyboardInterrupt:
+        pass
+    (run,) = (results / "runs").iterdir()
+    p = _aakit(["train", "--resume", str(run), "--results", str(results), "--set", "logging.print_every=100"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == f"{run.name}: resumed from step 5/8 (epoch 2 of 2)"
+    assert [int(m[2]) for m in map(LINE.match, lines) if m] == [6, 8]
