@@ -23,7 +23,7 @@ to run :func:`pseudo_label_single` and must not load torch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, TypedDict, TypeVar, Unpack
 
 import numpy as np
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
 NORM_EPS = 1e-5  # RRM: cam / (max + 1e-5)
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- multi-scale CAM
@@ -293,6 +294,60 @@ def _job(args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- batch
+def pseudo_labels_batched(images: np.ndarray, cams: Sequence[np.ndarray], class_ids: Sequence[np.ndarray], *,
+                          params: PseudoConfig, crf: CRFParams, device: Any,
+                          valid: np.ndarray | None = None, **options: Unpack[LabelOptions],
+                          ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`pseudo_label_present` for a batch, both CRFs of every image run by the torch
+    back-end on ``device`` in one :func:`aakit.crf.dense_crf_batch` call per label count.
+
+    Args:
+        images: (B, H, W, 3) uint8.
+        cams: B arrays (P_i, H, W) of the raw CAMs of each image's present classes.
+        class_ids: B arrays (P_i,) of their object-class indices.
+        params, crf, options: as :func:`pseudo_label_present` (``crf_backend`` is torch here).
+        device: where the CRFs run.
+        valid: optional (B, H, W) bool.
+
+    Returns:
+        One (label, confidence) per image, as :func:`pseudo_label_present` gives them.
+    """
+    import torch
+
+    from aakit.crf import dense_crf_batch
+
+    prepared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    groups: dict[int, list[int]] = {}
+    for i, cam in enumerate(cams):
+        if len(cam):
+            norm = normalise_cam(cam)
+            prepared[i] = (norm, *crf_inputs(norm, params))
+            groups.setdefault(len(cam) + 1, []).append(i)
+    marginals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for members in groups.values():  # low- and high-alpha CRFs of the same images, one batch
+        imgs = torch.from_numpy(np.ascontiguousarray(images[members + members])).to(device).permute(0, 3, 1, 2)
+        probs = torch.from_numpy(np.stack([prepared[i][2] for i in members] + [prepared[i][3] for i in members]))
+        q = dense_crf_batch(imgs, probs.to(device), crf).cpu().numpy()
+        marginals.update({i: (q[k], q[len(members) + k]) for k, i in enumerate(members)})
+    out = []
+    for i in range(len(cams)):
+        opts: LabelOptions = {**options, "valid": None if valid is None else valid[i]}
+        h, w = images.shape[1:3]
+        if i not in prepared:
+            out.append(_finish_label(np.zeros((h, w), dtype=np.uint8), np.ones((h, w), dtype=np.float32), opts))
+            continue
+        norm, bg_high = prepared[i][:2]
+        ids = np.asarray(class_ids[i], dtype=np.int64)
+        label, conf = label_from_marginals(norm, ids, bg_high, *marginals[i], params=params, **opts)
+        out.append(_finish_label(label, conf, opts))
+    return out
+
+
+def _same(x: T) -> T:
+    """Identity: a job whose result was computed already (for an in-process PendingMap)."""
+    return x
+
+
 def _numpy(x: Any) -> np.ndarray:
     """Tensor (any device, with grad or not) or array -> numpy array."""
     if hasattr(x, "detach"):
@@ -315,7 +370,10 @@ class PseudoLabeler:
         confidence: where V comes from, ``crf`` or ``cam`` (see :func:`pseudo_label_single`).
 
     The CRF back-end is ``params.crf_backend``; ``auto`` is resolved per batch on the CAMs'
-    device (:func:`aakit.crf.resolve_backend`).
+    device (:func:`aakit.crf.resolve_backend`). With torch, ``batched`` runs the CRFs of the
+    whole batch in this process on the CAMs' device (:func:`pseudo_labels_batched`) instead
+    of one image per worker job; None (default) = batched unless the CAMs are on the CPU
+    (where one image per worker is faster: docs/performance.md, "Dense CRF in PyTorch").
     """
 
     def __init__(
@@ -327,8 +385,10 @@ class PseudoLabeler:
         ignore_index: int = IGNORE_INDEX,
         context: str = "spawn",
         confidence: ConfidenceSource = "crf",
+        batched: bool | None = None,
     ) -> None:
         self.params = params
+        self.batched = batched
         self.crf = crf
         self.ignore_index = ignore_index
         self.confidence = confidence
@@ -371,6 +431,14 @@ class PseudoLabeler:
         b = imgs.shape[0]
         if imgs.ndim != 4 or imgs.shape[3] != 3 or cam.shape[0] != b or cam.shape[2:] != imgs.shape[1:3]:
             raise ValueError(f"PseudoLabeler: images {imgs.shape} and cams {cam.shape} disagree")
+        device = str(getattr(cams, "device", "cpu"))
+        if backend == "torch" and (self.batched or (self.batched is None and device != "cpu")):
+            keeps = [present_classes(labels[i], scores[i], self.params.min_class_score) for i in range(b)]
+            done = pseudo_labels_batched(
+                imgs, [cam[i, k] for i, k in enumerate(keeps)], keeps, params=self.params, crf=self.crf,
+                device=device, valid=masks, ignore_index=self.ignore_index, confidence=self.confidence,
+            )
+            return PendingLabels(PendingMap(self.pool, _same, done, None, retried=False))
         jobs = []
         for i in range(b):
             keep = present_classes(labels[i], scores[i], self.params.min_class_score)

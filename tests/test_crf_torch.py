@@ -175,3 +175,33 @@ def test_training_and_evaluation_run_without_pydensecrf(tiny_config, tmp_path) -
     assert 0.0 <= summary["metrics"]["val"]["miou"] <= 1.0
     assert summary["pseudo_miou"] > 0.0
     assert "pydensecrf.densecrf" not in sys.modules or sys.modules["pydensecrf.densecrf"] is None
+
+
+def test_batched_pseudo_labels_equal_one_image_at_a_time() -> None:
+    """PseudoLabeler(batched=True): the CRFs of the batch in one dense_crf_batch call per label
+    count, in process; the same labels as the per-image jobs (torch back-end), to rounding."""
+    import dataclasses
+
+    k, size = 6, 48
+    images, cams, labels = [], [], []
+    for seed, present in ((40, [1]), (41, [0, 3]), (42, [2, 4]), (43, [])):
+        img, mask, _ = scene(size, len(present) + 1, seed)
+        cam = np.zeros((k, size, size), np.float32)
+        for i, c in enumerate(present):
+            cam[c] = _blur((mask == i + 1).astype(np.float32), 3) * 2
+        lab = np.zeros(k, np.float32)
+        lab[present] = 1
+        images.append(img), cams.append(cam), labels.append(lab)
+    images_a, cams_a, labels_a = np.stack(images), np.stack(cams), np.stack(labels)
+    valid = np.ones((4, size, size), bool)
+    valid[:, :, -5:] = False
+    params = dataclasses.replace(PseudoConfig(workers=0), crf_backend="torch")
+    out = {}
+    for batched in (False, True):
+        with PseudoLabeler(params, CRFParams(), batched=batched) as labeler:
+            out[batched] = labeler(images_a, torch.from_numpy(cams_a), labels_a, labels_a * 0.9, valid)
+    (lab0, conf0), (lab1, conf1) = out[False], out[True]
+    assert lab0.shape == lab1.shape == (4, size, size)
+    assert float((lab0 == lab1).float().mean()) >= 0.999
+    assert float((conf0 - conf1).abs().max()) <= 1e-4
+    assert bool((lab1[:, :, -5:] == 255).all()) and bool((lab1[3] != 255).any())
