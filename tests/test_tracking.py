@@ -75,6 +75,19 @@ def test_event_files_hold_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp_pat
     assert "_hparams_/session_start_info" in _hparams_tags(run)
 
 
+def test_example_predictions_are_images(tiny_synth: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = _train(_cfg(tiny_synth, **{"eval.save_examples": 3, "train.epochs": 1, "train.cls_warmup_epochs": 0,
+                                     "loss.ce": False, "loss.affinity": "none", "loss.label_reassign": False}), tmp_path)
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    tags = acc.Tags()["images"]
+    assert tags == [f"examples/{p.stem}" for p in sorted((run / "examples" / "pred").glob("*.png"))]
+    (img,) = acc.Images(tags[0])
+    assert img.width == 2 * img.height or img.width == 3 * img.height  # image | prediction (| pseudo label)
+
+
 def _hparams_tags(run: Path) -> set[str]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

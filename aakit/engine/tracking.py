@@ -10,6 +10,7 @@ shows every run under its directory name::
     train/images_per_s  speed of the step
     val/miou, val/miou_rfpc, pseudo/miou     each evaluated epoch, at its last step
     final/<metric>      summary.json's metrics, with the hyper-parameters (HPARAMS tab), at the end
+    examples/<image>    the first saved example predictions: image | prediction | pseudo label
 
 A resumed run purges the points at or after the step it resumes from (``purge_step``), so an
 interrupted and resumed run shows one curve, as ``metrics.jsonl`` does. Logging draws no random
@@ -76,6 +77,26 @@ def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def example_picture(root: str, pred: Path) -> Any:
+    """image | prediction | pseudo label (whichever exist) as one HxWx3 uint8 array, or None."""
+    import numpy as np
+    from PIL import Image
+
+    from aakit.data.voc import image_path
+
+    paths = [image_path(root, pred.stem), pred, pred.parent.parent / "pseudo" / pred.name]
+    panels = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                panels.append(np.asarray(im.convert("RGB")))
+        except OSError:
+            continue
+    if len(panels) < 2 or len({a.shape for a in panels}) != 1:
+        return None
+    return np.concatenate(panels, axis=1)
+
+
 class TensorBoardLogger(HookBase):
     """TensorBoard event files in the run directory (rank 0): the scalars of the module's table."""
 
@@ -140,8 +161,17 @@ class TensorBoardLogger(HookBase):
         summary = read_json(self.run.path / "summary.json") if self.trainer.outcome == "finished" else None
         if isinstance(summary, dict):
             self.write_hparams(final_metrics(summary))
+            self.write_examples()
         self.tb.close()
         self.tb = None
+
+    def write_examples(self, limit: int = 4) -> None:
+        """The first example predictions the run saved (examples/pred/), each as one picture:
+        the image, the prediction and, if saved, the pseudo label side by side."""
+        for pred in sorted((self.run.path / "examples" / "pred").glob("*.png"))[:limit]:
+            picture = example_picture(self.trainer.cfg.data.root, pred)
+            if picture is not None:
+                self.tb.add_image(f"examples/{pred.stem}", picture, self.trainer.step, dataformats="HWC")
 
     def write_hparams(self, metrics: dict[str, float]) -> None:
         """The hyper-parameters and the final metrics, in this run's own event file (no sub-run)."""
