@@ -102,7 +102,7 @@ def _pydensecrf() -> Any:
 
 
 def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams, *,
-              backend: CRFBackend = "pydensecrf") -> np.ndarray:
+              backend: CRFBackend = "pydensecrf", device: str = "cpu") -> np.ndarray:
     """Refine class scores with a fully connected CRF.
 
     Args:
@@ -111,7 +111,8 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams, *,
             the unary is ``-log(clip(prob, 1e-5, 1))`` and a per-pixel constant does not change
             the CRF's distribution (RRM feeds raw background/CAM scores the same way).
         params: iterations and kernel parameters.
-        backend: ``pydensecrf`` (C++) or ``torch`` (:mod:`aakit.crf_torch`, on the CPU here).
+        backend: ``pydensecrf`` (C++) or ``torch`` (:mod:`aakit.crf_torch`).
+        device: where the torch back-end runs (the result comes back as numpy).
 
     Returns:
         (C, H, W) float32 marginals Q: a distribution over the C labels at every pixel.
@@ -125,7 +126,7 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams, *,
     if prob.ndim != 3 or prob.shape[1:] != image.shape[:2]:
         raise ValueError(f"dense_crf: prob {prob.shape} does not match image {image.shape}")
     if backend == "torch":
-        return _dense_crf_torch(image, prob, params)
+        return _dense_crf_torch(image, prob, params, device)
     if backend != "pydensecrf":
         raise ValueError(f"dense_crf: unknown back-end {backend!r} (pydensecrf or torch)")
     n_labels, h, w = prob.shape
@@ -141,13 +142,13 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, params: CRFParams, *,
     return np.asarray(q, dtype=np.float32).reshape(n_labels, h, w)
 
 
-def _dense_crf_torch(image: np.ndarray, prob: np.ndarray, params: CRFParams) -> np.ndarray:
-    """:func:`dense_crf` on the torch back-end (one image, CPU)."""
+def _dense_crf_torch(image: np.ndarray, prob: np.ndarray, params: CRFParams, device: str) -> np.ndarray:
+    """:func:`dense_crf` on the torch back-end (one image, on ``device``)."""
     import torch
 
     images = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1)[None]
     probs = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[None]
-    return dense_crf_batch(images, probs, params)[0].numpy()
+    return dense_crf_batch(images.to(device), probs.to(device), params)[0].cpu().numpy()
 
 
 def dense_crf_batch(images: torch.Tensor, probs: torch.Tensor, params: CRFParams) -> torch.Tensor:

@@ -154,15 +154,18 @@ def segment(
     crf: CRFParams | None = None,
     *,
     backend: str = "auto",
+    device: str = "cpu",
 ) -> np.ndarray:
     """Label map (H, W) uint8: removed classes' scores zeroed, optional test dCRF (on the
-    ``pydensecrf`` or ``torch`` back-end, or ``auto``: :func:`aakit.crf.resolve_backend`), argmax."""
+    ``pydensecrf`` or ``torch`` back-end, or ``auto``: :func:`aakit.crf.resolve_backend`; torch
+    runs on ``device``), argmax."""
     p = remove_false_positive_classes(probs, keep)
     if crf is not None and raw is not None:
         idx = np.flatnonzero(np.concatenate([[True], np.asarray(keep, dtype=bool)]))
         sub = p[idx]
         sub = sub / np.maximum(sub.sum(0, keepdims=True), 1e-8)
-        q = dense_crf(np.ascontiguousarray(raw), sub.astype(np.float32), crf, backend=resolve_backend(backend))
+        q = dense_crf(np.ascontiguousarray(raw), sub.astype(np.float32), crf,
+                      backend=resolve_backend(backend, device), device=device)
         return idx[q.argmax(0)].astype(np.uint8)
     return p.argmax(0).astype(np.uint8)
 
@@ -211,7 +214,7 @@ def evaluate(
             gt = np.asarray(item["mask"])
             for key, rfpc in (("plain", False), ("rfpc", True)):
                 keep = keep_mask(scores_np, labels, rfpc=rfpc, threshold=proto.cls_threshold)
-                pred = segment(probs_np, keep, raw, crf, backend=backend)
+                pred = segment(probs_np, keep, raw, crf, backend=backend, device=str(device))
                 meters[key].update(pred, gt)
                 if save_pred is not None and rfpc == proto.rfpc:
                     save_pred(str(item["id"]), pred)
