@@ -220,5 +220,5 @@ def test_a_run_config_is_read_as_the_run_was_trained(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     assert load_run_config(tmp_path / "config.yaml").data.pad_mode == "rrm"  # stated: kept
     assert load_run_config(tmp_path / "config.yaml", ["train.seed=4"]).train.seed == 4
-    committed = sorted(Path("results/runs").glob("*/config.yaml"))
-    assert committed and all(load_run_config(p).data.pad_mode == "ignore" for p in committed)
+    older = [p for p in sorted(Path("results/runs").glob("*/config.yaml")) if "pad_mode" not in p.read_text()]
+    assert len(older) >= 50 and all(load_run_config(p).data.pad_mode == "ignore" for p in older)  # issue 8's runs
