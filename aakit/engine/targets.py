@@ -68,9 +68,9 @@ def request_targets(model: torch.nn.Module, batch: dict[str, Any], out: dict[str
     assert labeler is not None
     # data.pad_mode: "rrm" labels the crop's padding like any pixel, "ignore" sets it to 255
     ignore_pad = cfg.data.pad_mode == "ignore" and "valid" in batch
-    pending = labeler.submit(
+    pending = labeler.submit(  # the CAMs stay on the device: pseudo.crf_backend auto/torch runs there
         batch["raw"].numpy(),
-        cams.cpu().numpy(),
+        cams,
         batch["labels"].numpy(),
         scores.cpu().numpy(),
         valid=batch["valid"].numpy() if ignore_pad else None,
