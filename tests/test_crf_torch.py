@@ -205,3 +205,17 @@ def test_batched_pseudo_labels_equal_one_image_at_a_time() -> None:
     assert float((lab0 == lab1).float().mean()) >= 0.999
     assert float((conf0 - conf1).abs().max()) <= 1e-4
     assert bool((lab1[:, :, -5:] == 255).all()) and bool((lab1[3] != 255).any())
+
+
+def test_config_keys_and_run_identity() -> None:
+    """pseudo/eval.crf_backend take auto | pydensecrf | torch and, like the device, leave the
+    run's hash alone (the back-ends agree to float precision)."""
+    from aakit.config import ConfigError, load_config
+
+    default = load_config(None)
+    assert default.pseudo.crf_backend == default.eval.crf_backend == "auto"
+    torch_cfg = load_config(None, {"pseudo.crf_backend": "torch", "eval.crf_backend": "pydensecrf"})
+    assert torch_cfg.pseudo.crf_backend == "torch" and torch_cfg.eval.crf_backend == "pydensecrf"
+    assert torch_cfg.identity() == default.identity()
+    with pytest.raises(ConfigError):
+        load_config(None, {"pseudo.crf_backend": "cuda"})
