@@ -219,3 +219,15 @@ def test_config_keys_and_run_identity() -> None:
     assert torch_cfg.identity() == default.identity()
     with pytest.raises(ConfigError):
         load_config(None, {"pseudo.crf_backend": "cuda"})
+
+
+@needs_pydensecrf
+@pytest.mark.parametrize("rows, cols", [(50, 96), (96, 37), (1, 1), (2, 96)])
+def test_non_square_and_tiny_images_agree(rows: int, cols: int) -> None:
+    """x runs along the columns, y along the rows, as in pydensecrf (square cases hide a swap)."""
+    image, _, prob = scene(96, 4, 3)
+    image, prob = image[:rows, :cols], prob[:, :rows, :cols]
+    for params in PARAMS.values():
+        ref = dense_crf(image, prob, params, backend="pydensecrf")
+        got = dense_crf(image, prob, params, backend="torch")
+        assert np.abs(got - ref).max() <= 1e-4
