@@ -93,6 +93,19 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
     }
 
 
+def labeler_inputs(model: torch.nn.Module, item: dict[str, Any], cfg: Config,
+                   device: torch.device) -> tuple[tuple[Any, ...], dict[str, torch.Tensor]]:
+    """What a :class:`~aakit.pseudo.PseudoLabeler` takes for one whole image of an evaluation
+    set (raw image, multi-scale CAM, image labels, class scores; a batch of one), made as in
+    training, and the network's output. Call under ``torch.no_grad()``."""
+    image = item["image"].unsqueeze(0).to(device)
+    out = model(image)
+    cams = training_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
+    args = (np.asarray(item["raw"])[None], cams.cpu().numpy(), np.asarray(item["labels"], dtype=np.float32)[None],
+            out["cls_logits"].float().sigmoid().cpu().numpy())
+    return args, out
+
+
 def iter_pseudo_labels(model: torch.nn.Module, dataset: Any, cfg: Config, labeler: Any,
                        device: torch.device) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(id, online pseudo label map, ground truth) of each image of an evaluation set.
@@ -105,15 +118,7 @@ def iter_pseudo_labels(model: torch.nn.Module, dataset: Any, cfg: Config, labele
         with torch.no_grad():
             for i in range(len(dataset)):
                 item = dataset[i]
-                image = item["image"].unsqueeze(0).to(device)
-                out = model(image)
-                cams = training_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
-                label, _ = labeler(
-                    np.asarray(item["raw"])[None],
-                    cams.cpu().numpy(),
-                    np.asarray(item["labels"], dtype=np.float32)[None],
-                    out["cls_logits"].float().sigmoid().cpu().numpy(),
-                )
+                label, _ = labeler(*labeler_inputs(model, item, cfg, device)[0])
                 yield str(item["id"]), label[0].numpy(), np.asarray(item["mask"])
     finally:
         model.train(was)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 
 from aakit.engine.inference import load_run_model
-from aakit.engine.targets import training_cam
+from aakit.engine.measure import labeler_inputs
 from aakit.labels import IGNORE_INDEX
 from aakit.metrics import ConfusionMeter
 
@@ -108,13 +108,9 @@ def pseudo_label_profile(run: Path, *, data_root: str | None = None, images: int
     with torch.no_grad():
         for i in range(len(dataset)):
             item = dataset[i]
-            image = item["image"].unsqueeze(0).to(device)
-            out = model(image)
-            cams = training_cam(model, image, out["cam"], tuple(cfg.model.cam_scales), tuple(image.shape[-2:]))
-            args = (np.asarray(item["raw"])[None], cams.cpu().numpy(), np.asarray(item["labels"], dtype=np.float32)[None],
-                    out["cls_logits"].float().sigmoid().cpu().numpy())
+            args, out = labeler_inputs(model, item, cfg, device)
             (label, v_crf), (_, v_cam) = labelers["crf"](*args), labelers["cam"](*args)
-            prob = F.interpolate(out["seg_logits"].float().softmax(1), size=image.shape[-2:], mode="bilinear",
+            prob = F.interpolate(out["seg_logits"].float().softmax(1), size=item["image"].shape[-2:], mode="bilinear",
                                  align_corners=False)
             vs = {"crf": v_crf[0].numpy(), "cam": v_cam[0].numpy(), "net": prob.amax(1)[0].cpu().numpy()}
             tally.add(label[0].numpy(), np.asarray(item["mask"]), vs)
