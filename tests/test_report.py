@@ -363,3 +363,16 @@ def test_left_out_runs_in_the_tables_claims_and_costs(tmp_path: Path) -> None:
     assert any("has no seed in summary.json" in x for x in claims_table(results, "synthetic", grids).dropped)
     costs = costs_table(results, "synthetic", grids)
     assert any("no 'created' in provenance.json" in x for x in costs.dropped)
+
+
+def test_table5_does_not_take_class_names_from_another_benchmark_version(tmp_path: Path) -> None:
+    """Runs of version 1 (their provenance records no version) with a version-2 set now at their
+    data root: the class names are version 1's, not the data on disk's."""
+    (tmp_path / "synth").mkdir()
+    names = ["background"] + [f"other{i}" for i in range(1, 11)]
+    (tmp_path / "synth" / "meta.json").write_text(json.dumps({"class_names": names, "version": "2.0"}))
+    results, grids = setup(tmp_path, num_classes=11)
+    from aakit.data.synth import CLASSES
+
+    t5 = R.build_table(5, results=results, preset="synthetic", grids_dir=grids)
+    assert t5.blocks[1].header == ["Method", "bkg", *[c.name for c in CLASSES[:10]], "mIoU"]

@@ -102,14 +102,25 @@ def _class_names(runs: list[RunRecord], k: int) -> list[str]:
         root = run.config.get("data", {}).get("root")
         meta = read_json(Path(root) / "meta.json") if isinstance(root, str) else None
         names = meta.get("class_names") if isinstance(meta, dict) else None
-        if isinstance(names, list) and len(names) == k:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        same = version is None or str(version) == _benchmark_version(run)  # no version: cannot tell
+        if same and isinstance(names, list) and len(names) == k:  # the data the run saw is on disk
             return ["bkg" if i == 0 else str(x) for i, x in enumerate(names)]
     if any(run.summary.get("preset") == "synthetic" for run in runs):
-        from aakit.data.synth import CLASSES  # the benchmark's own list: no data needed (fresh clone)
+        from aakit.data import synth, synth_v2  # the benchmark's own lists: no data needed (fresh clone)
 
-        if 2 <= k - 1 <= len(CLASSES):
-            return ["bkg"] + [c.name for c in CLASSES[: k - 1]]
+        classes = synth_v2.CLASSES if _benchmark_version(runs[0]) == synth_v2.VERSION else synth.CLASSES
+        if 2 <= k - 1 <= len(classes):
+            return ["bkg"] + [c.name for c in classes[: k - 1]]
     return ["bkg"] + [f"class{i}" for i in range(1, k)]
+
+
+def _benchmark_version(run: RunRecord) -> str:
+    """The embedded benchmark's version a run saw, as its provenance records it ("1.0" for runs
+    made before runs recorded it, when version 1 was the only one)."""
+    data = run.provenance.get("data")
+    version = data.get("version") if isinstance(data, dict) else None
+    return str(version) if version else "1.0"
 
 
 def _per_class(g: RowRuns, i: int, name: str) -> tuple[list[float | None], list[str]]:
