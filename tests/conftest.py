@@ -109,3 +109,19 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
         subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, cwd=base,
                        env=env, timeout=60, **run_as)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run aakit's real entry point in process: (exit code, stdout, stderr)."""
+    import sys
+
+    from aakit import cli
+
+    monkeypatch.setattr(sys, "argv", ["aakit", *argv])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

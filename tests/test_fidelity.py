@@ -11,7 +11,7 @@ from aakit.config import Config, CRFParams, PseudoConfig, load_config
 from aakit.data.transforms import TrainTransform, mean_colour
 from aakit.pseudo import pseudo_label_single
 
-from conftest import REPO, tiny_overrides
+from conftest import REPO, run_cli, tiny_overrides
 
 IMAGENET_MEAN_COLOUR = (123, 116, 103)  # RRM: ((0 * std + mean) * 255).astype(np.uint8)
 
@@ -200,20 +200,11 @@ def test_eval_command_keeps_results_from_more_images(crf_run: tuple[Path, Path],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """--max-images 0 and fewer images than stored: one line, exit 2, nothing written; --force replaces."""
     import json
-    import sys
-
-    from aakit import cli
 
     run, results = crf_run
 
     def aakit(*argv: str) -> tuple[int, str]:
-        monkeypatch.setattr(sys, "argv", ["aakit", "eval", str(run), "--results", str(results), *argv])
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-        out, err = capsys.readouterr()
+        code, out, err = run_cli(["eval", str(run), "--results", str(results), *argv], monkeypatch, capsys)
         return code, out + err if code == 0 else err
 
     def stored() -> dict:

@@ -263,16 +263,9 @@ def test_bad_report_requests(tmp_path: Path, kwargs: dict, match: str) -> None:
 # ----------------------------------------------------------------------------- honest failure paths
 def _aakit(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the real entry point in process: (exit code, stdout, stderr)."""
-    from aakit import cli
+    from conftest import run_cli
 
-    monkeypatch.setattr(sys, "argv", ["aakit", *argv])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(argv, monkeypatch, capsys)
 
 
 def test_report_on_a_results_dir_without_runs_says_so_and_writes_nothing(
