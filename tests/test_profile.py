@@ -52,3 +52,21 @@ def test_profile_command_on_a_trained_run(tiny_synth: Path, tmp_path: Path, caps
     prof = json.loads((tmp_path / "p.json").read_text())
     assert prof["images"] == 3 and 0 <= (prof["coverage"] or 0) <= 1
     assert set(prof["v"]) == {"crf", "cam", "net"} and set(prof["wrong_within_px"]) == {"1", "2", "4", "8", "24"}
+
+
+def test_decoys_are_counted_from_the_scene() -> None:
+    from aakit.engine.profile import decoy_map
+
+    scene = {"decoys": [{"class": 3, "center": [20.0, 10.0], "radius": 5.0, "aspect": 0.6, "angle_deg": 0.0}]}
+    m = decoy_map(scene, (30, 40))
+    assert m[10, 20] == 3 and m[10, 23] == 3 and m[10, 26] == 0 and m[13, 20] == 0  # 4.25 x 2.55 px semi-axes
+    label = np.full((30, 40), 255, np.uint8)
+    label[m == 3] = 3           # every decoy pixel taken into its class
+    label[0:5, 0:5] = 3         # plus 25 pixels of the class elsewhere
+    t = _Tally(4)
+    ones = np.ones(label.shape, np.float32)
+    t.add_decoys(label, m, {"crf": ones, "cam": ones * 0.7, "net": ones})
+    d = t.result()["decoys"]
+    n = int((m == 3).sum())
+    assert d["taken_share"] == 1.0 and d["share_of_class_labels"] == pytest.approx(n / (n + 25))
+    assert t.result()["v"]["cam"]["decoy"]["mean"] == pytest.approx(0.7)

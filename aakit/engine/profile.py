@@ -12,7 +12,10 @@ the two CRFs, :func:`aakit.engine.measure.iter_pseudo_labels`) by a trained run'
 * ``miou_labelled`` (ignored pixels left out, as Figure 3) beside ``miou_dense`` (ignored pixels
   counted as background);
 * ``v``: for each source of V (``loss.aa_confidence``: crf, cam, net) the mean and quantiles
-  on correct and on wrong labelled pixels.
+  on correct and on wrong labelled pixels;
+* ``decoys`` (benchmark version 2, from ``scenes.json``; each decoy approximated by its ellipse
+  shrunk to 85 %, inside its irregular outline): the share of decoy pixels the pseudo labels
+  give the decoy's class, what share of that class's labelled pixels they are, and V on them.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from aakit.engine.inference import load_run_model
 from aakit.engine.measure import labeler_inputs
 from aakit.labels import IGNORE_INDEX
 from aakit.metrics import ConfusionMeter
+from aakit.runs import read_json
 
 DISTANCES = (1, 2, 4, 8, 24)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -60,6 +64,17 @@ class _Tally:
         self.wrong = 0
         self.sparse, self.dense = ConfusionMeter(num_classes), ConfusionMeter(num_classes)
         self.v: dict[str, dict[str, list[np.ndarray]]] = {s: {"correct": [], "wrong": []} for s in ("crf", "cam", "net")}
+        self.decoy_px = self.decoy_taken = self.decoy_class_labelled = 0
+
+    def add_decoys(self, label: np.ndarray, decoy: np.ndarray, vs: dict[str, np.ndarray]) -> None:
+        """``decoy``: (H, W) the class of the decoy under each pixel, 0 elsewhere."""
+        on = decoy > 0
+        taken = on & (label == decoy)
+        self.decoy_px, self.decoy_taken = self.decoy_px + int(on.sum()), self.decoy_taken + int(taken.sum())
+        classes = np.unique(decoy[on])
+        self.decoy_class_labelled += int(np.isin(label, classes).sum())
+        for src, v in vs.items():
+            self.v[src].setdefault("decoy", []).append(v[taken])
 
     def add(self, label: np.ndarray, gt: np.ndarray, vs: dict[str, np.ndarray]) -> None:
         has_gt = gt != IGNORE_INDEX
@@ -89,7 +104,24 @@ class _Tally:
             "leak_far_share": frac(self.leak_far, self.leak),
             "miou_labelled": float(self.sparse.compute()["miou"]), "miou_dense": float(self.dense.compute()["miou"]),
             "v": {s: {k: _v_summary(vals) for k, vals in d.items()} for s, d in self.v.items()},
+            "decoys": None if not self.decoy_px else {
+                "pixels": self.decoy_px, "taken_share": frac(self.decoy_taken, self.decoy_px),
+                "share_of_class_labels": frac(self.decoy_taken, self.decoy_class_labelled)},
         }
+
+
+def decoy_map(scene: dict[str, Any] | None, shape: tuple[int, int], shrink: float = 0.85) -> np.ndarray:
+    """(H, W) the class of the decoy under each pixel (0 elsewhere), each decoy of a v2 scene
+    approximated by its rotated ellipse shrunk by ``shrink``."""
+    out = np.zeros(shape, dtype=np.int64)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64) + 0.5
+    for d in (scene or {}).get("decoys") or []:
+        a = np.radians(float(d["angle_deg"]))
+        u = np.cos(a) * (xx - d["center"][0]) + np.sin(a) * (yy - d["center"][1])
+        v = -np.sin(a) * (xx - d["center"][0]) + np.cos(a) * (yy - d["center"][1])
+        r = shrink * float(d["radius"])
+        out[(u / r) ** 2 + (v / (r * float(d["aspect"]))) ** 2 <= 1.0] = int(d["class"])
+    return out
 
 
 def pseudo_label_profile(run: Path, *, data_root: str | None = None, images: int = 100) -> dict[str, Any]:
@@ -104,6 +136,8 @@ def pseudo_label_profile(run: Path, *, data_root: str | None = None, images: int
     d = cfg.data
     dataset = EvalDataset(d.root, d.train_split, mean=d.mean, std=d.std, max_images=images)
     tally = _Tally(cfg.model.num_classes)
+    scenes = read_json(Path(d.root) / "scenes.json")  # the embedded benchmark's scene descriptions
+    scenes = scenes if isinstance(scenes, dict) else {}
     labelers = {s: PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=0, confidence=s) for s in ("crf", "cam")}
     with torch.no_grad():
         for i in range(len(dataset)):
@@ -114,4 +148,6 @@ def pseudo_label_profile(run: Path, *, data_root: str | None = None, images: int
                                  align_corners=False)
             vs = {"crf": v_crf[0].numpy(), "cam": v_cam[0].numpy(), "net": prob.amax(1)[0].cpu().numpy()}
             tally.add(label[0].numpy(), np.asarray(item["mask"]), vs)
+            if scenes:
+                tally.add_decoys(label[0].numpy(), decoy_map(scenes.get(str(item["id"])), label.shape[-2:]), vs)
     return {"run": Path(run).name, "data": d.root, "images": len(dataset), **tally.result()}
