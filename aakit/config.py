@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import types
@@ -397,7 +398,9 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> An
     for k in data:
         if k not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"{source}: unknown key {prefix}{k} (known under {prefix or 'top level'}: {known})")
+            near = difflib.get_close_matches(str(k), sorted(names), n=1)
+            hint = f"did you mean {prefix}{near[0]}? " if near else ""
+            raise ConfigError(f"{source}: unknown key {prefix}{k} ({hint}known under {prefix or 'top level'}: {known})")
     kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
     if prefix:
         return cls(**kwargs)

@@ -222,3 +222,11 @@ def test_a_run_config_is_read_as_the_run_was_trained(tmp_path: Path) -> None:
     assert load_run_config(tmp_path / "config.yaml", ["train.seed=4"]).train.seed == 4
     older = [p for p in sorted(Path("results/runs").glob("*/config.yaml")) if "pad_mode" not in p.read_text()]
     assert len(older) >= 50 and all(load_run_config(p).data.pad_mode == "ignore" for p in older)  # issue 8's runs
+
+
+def test_unknown_key_suggests_the_near_one() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key loss.lamda_aa \(did you mean loss.lambda_aa\?"):
+        load_config(None, ["loss.lamda_aa=0.2"])
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["loss.zzz=1"])
+    assert "did you mean" not in str(e.value)
