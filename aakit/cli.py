@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h too, in every subcommand
 )
 data_app = typer.Typer(help="Data sets: VOC + SBD conversion, layout checks, the embedded benchmark.", no_args_is_help=True)
 weights_app = typer.Typer(help="ImageNet weights: convert MXNet .params to PyTorch.", no_args_is_help=True)

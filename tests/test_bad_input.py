@@ -272,3 +272,9 @@ def test_real_process_exit_code(tmp_path: Path) -> None:
     assert p.stderr.strip().count("\n") == 0 and "loss.gamma" in p.stderr and str(bad) in p.stderr
     p = subprocess.run([sys.executable, "-m", "aakit.cli", "--debug", "train", str(bad)], capture_output=True, text=True)
     assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_dash_h_is_help_everywhere() -> None:
+    for argv in ([], ["eval"], ["data", "synth"], ["runs", "ls"]):
+        p = subprocess.run([sys.executable, "-m", "aakit.cli", *argv, "-h"], capture_output=True, text=True)
+        assert p.returncode == 0 and "Usage: aakit" in p.stdout, (argv, p.stderr)
