@@ -358,9 +358,17 @@ def marked_block(path: Path) -> str:
     return text.split(BEGIN_MARK, 1)[1].split(END_MARK, 1)[0].strip()
 
 
-def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None) -> None:
+def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None,
+                  claims: bool = False, variance: bool = False) -> None:
     """Refuse a report request that cannot be served, before anything is read or written."""
-    if fmt not in FORMATS:
+    if variance and claims:
+        raise ReportError("--variance and --claims: one at a time")
+    if variance and table is not None and table not in (1, 2, 3, 4):
+        raise ReportError(f"--variance --table {table}: the ablation tables are 1-4")
+    if fmt == "json":  # the claims with their pairs, printed: nothing else comes as JSON
+        if not (claims and out is None and into is None and table is None):
+            raise ReportError("--format json: only with --claims, printed (no --out, --into or --table)")
+    elif fmt not in FORMATS:
         raise ReportError(f"--format {fmt!r}: should be one of {', '.join(FORMATS)}")
     if table is not None and table not in TITLES:
         raise ReportError(f"--table {table}: the paper has Tables 1-6")
@@ -420,13 +428,7 @@ def cli_run(
     (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
     directory without any run is refused (:class:`ReportError`) before anything is written.
     """
-    if variance and claims:
-        raise ReportError("--variance and --claims: one at a time")
-    if variance and table is not None and table not in (1, 2, 3, 4):
-        raise ReportError(f"--variance --table {table}: the ablation tables are 1-4")
-    if fmt == "json" and not (claims and out is None and into is None and table is None):
-        raise ReportError("--format json: only with --claims, printed (no --out, --into or --table)")
-    check_request(table=table, fmt="md" if fmt == "json" else fmt, out=out, preset=preset, into=into)
+    check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance)
     index = load_results(results, preset, grids_dir)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)
