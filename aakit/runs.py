@@ -365,11 +365,6 @@ def read_config(path: Path) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
-def run_problem(path: Path) -> str | None:
-    """Why a run directory is *corrupt* (config.yaml, status.json or summary.json), or None."""
-    return load_run(path, with_records=False).problem
-
-
 def load_run(path: Path, stale_after: float = 600.0, with_records: bool = True) -> RunInfo:
     """What is known about one run directory; a damaged one has status ``corrupt`` and a ``problem``."""
     path = Path(path)
