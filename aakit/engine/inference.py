@@ -14,6 +14,7 @@ import torch
 
 from aakit.config import Config, load_run_config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate, keep_mask, predict_probs, segment
+from aakit.engine.measure import confusions_path
 from aakit.engine.rundir import load_checkpoint_file, recorded_hash
 from aakit.errors import AakitError
 from aakit.runs import atomic_write_json, read_json, write_confusions
@@ -79,7 +80,7 @@ def evaluate_run(run: Path, proto: EvalProtocol | None = None, *, split: str = "
     res["plain"]["split"] = res["rfpc"]["split"] = split
     for k, slot in slots.items():
         atomic_write_json(run / "eval" / f"{slot}.json", res[k])
-    write_confusions(run / "eval" / f"{slots['plain']}-confusions.npz", per_image)
+    write_confusions(confusions_path(run, split, proto), per_image)
     summary = read_json(run / "summary.json") or {"name": run.name, "metrics": {}}
     summary.setdefault("metrics", {}).update({slots[k]: res[k] for k in res})
     atomic_write_json(run / "summary.json", summary)
