@@ -57,11 +57,12 @@ def has_events(path: Path) -> bool:
     return any(Path(path).glob("events.out.tfevents.*"))
 
 
-def hparams_of(cfg: Config) -> dict[str, Any]:
-    """The hyper-parameters shown in TensorBoard's HPARAMS tab (scalars and strings only)."""
+def hparams_of(cfg: Config, run_hash: str) -> dict[str, Any]:
+    """The hyper-parameters shown in TensorBoard's HPARAMS tab (scalars and strings only);
+    ``run_hash``: the hash the run was created under (its directory's suffix)."""
     h: dict[str, Any] = {"name": cfg.name, "backbone": cfg.model.backbone, "epochs": cfg.train.epochs,
                          "batch_size": cfg.train.batch_size, "lr": cfg.optim.lr, "seed": cfg.train.seed,
-                         "config_hash": cfg.hash()}
+                         "config_hash": run_hash}
     h |= key_hyperparameters(cfg)
     return {k: v for k, v in h.items() if isinstance(v, (bool, int, float, str))}
 
@@ -177,7 +178,7 @@ class TensorBoardLogger(HookBase):
         """The hyper-parameters and the final metrics, in this run's own event file (no sub-run)."""
         from torch.utils.tensorboard.summary import hparams
 
-        for summ in hparams(hparams_of(self.trainer.cfg), metrics):
+        for summ in hparams(hparams_of(self.trainer.cfg, self.run.run_hash()), metrics):
             self.tb._get_file_writer().add_summary(summ)
         for tag, value in metrics.items():
             self.tb.add_scalar(tag, value, self.trainer.step)
