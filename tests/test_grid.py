@@ -79,6 +79,16 @@ def test_axes_cross_with_row_template_and_cli_overrides(tmp_path: Path) -> None:
     assert G.load_grid(tmp_path / "t4.yaml").points[0].hash != grid.points[0].hash
 
 
+def test_order_seeds_hands_out_every_row_of_a_seed_first(tmp_path: Path) -> None:
+    rows = G.load_grid(write_grid(tmp_path))
+    seeds = G.load_grid(write_grid(tmp_path, TABLE1.replace("rows:", "order: seeds\nrows:"), "by_seed.yaml"))
+    assert [p.seed for p in rows.points] == [0, 1] * 4
+    assert [p.seed for p in seeds.points] == [0] * 4 + [1] * 4
+    assert [p.row for p in seeds.points[:4]] == [p.row for p in rows.points[::2]]
+    assert sorted(p.hash for p in seeds.points) == sorted(p.hash for p in rows.points)  # same work
+    assert [u.seed for u in seeds.units()] == [0, 0, 0, 1, 1, 1]
+
+
 def test_duplicate_row_label_is_refused(tmp_path: Path) -> None:
     text = ("base: base.yaml\ntable: 4\nrow: 'gamma={loss.gamma}'\n"
             "axes: {loss.gamma: [1], loss.dilations: [[4, 8], [12, 24]]}\n")
@@ -100,6 +110,7 @@ def test_duplicate_row_label_is_refused(tmp_path: Path) -> None:
         ("base: base.yaml\nrows: [{table: 1, row: a, set: {loss.gamma: -1}}]\n", "loss.gamma"),
         ("base: base.yaml\nrows: [{table: 1}]\naxes: {loss.gamma: [1]}\n", "exactly one of"),
         ("base: base.yaml\nrows: [{table: 1, row: a\n", "YAML syntax error"),
+        ("base: base.yaml\norder: random\nrows: [{table: 1, row: a}]\n", "order: should be one of rows, seeds"),
     ],
 )
 def test_bad_grid_files_raise_one_line_errors(tmp_path: Path, text: str, match: str) -> None:

@@ -8,6 +8,7 @@ point says which paper table/row (and which metric of the run) it fills::
     preset: synthetic
     seeds: [0, 1, 2]
     set: {train.epochs: 6}            # optional, applied to every point
+    order: seeds                      # optional: run seed 0 of every row first (default: rows)
     rows:
       - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}
       - {table: 1, row: CLS+CE+AA+LR+rfpc, set: {}, metric: val_rfpc}
@@ -85,7 +86,9 @@ from aakit.experiment.specfile import SpecFile, read_spec_file
 from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
-GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description"}
+GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description",
+             "order"}
+ORDERS = ("rows", "seeds")
 ROW_KEYS = {"table", "row", "set", "metric"}
 STATES = ("done", "running", "missing", "failed")
 
@@ -195,10 +198,22 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     seeds = _seeds(head)
     common = _mapping(head.spec.get("set"), f"{head.path}: set:")
     points = _expand(head, _rows(head.spec, head.path), seeds, common, overrides)
+    points = _ordered(points, head, seeds)
     presets = {p.config.preset for p in points}
     if len(presets) > 1:
         raise GridError(f"{head.path}: points mix presets {sorted(presets)}; set preset: in the grid file")
     return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points)
+
+
+def _ordered(points: list[GridPoint], head: SpecFile, seeds: list[int]) -> list[GridPoint]:
+    """``order: rows`` (default): every seed of a row, row after row; ``order: seeds``: every row
+    of a seed, seed after seed, so an unfinished grid holds whole seeds, i.e. paired comparisons."""
+    order = head.spec.get("order", "rows")
+    if order not in ORDERS:
+        raise GridError(f"{head.path}: order: should be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == "rows":
+        return points
+    return sorted(points, key=lambda p: seeds.index(p.seed))  # stable: rows keep their order
 
 
 def _seeds(head: SpecFile) -> list[int]:
