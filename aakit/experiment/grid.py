@@ -9,6 +9,8 @@ point says which paper table/row (and which metric of the run) it fills::
     seeds: [0, 1, 2]
     set: {train.epochs: 6}            # optional, applied to every point
     order: seeds                      # optional: run seed 0 of every row first (default: rows)
+    compare:                          # optional: paired comparisons for aakit report --compare
+      - {winner: CLS+CE+AA, other: CLS+CE, text: AA improves the baseline}
     rows:
       - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}
       - {table: 1, row: CLS+CE+AA+LR+rfpc, set: {}, metric: val_rfpc}
@@ -87,7 +89,8 @@ from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description",
-             "order"}
+             "order", "compare"}
+COMPARE_KEYS = {"winner", "other", "text", "paper_effect"}
 ORDERS = ("rows", "seeds")
 ROW_KEYS = {"table", "row", "set", "metric"}
 STATES = ("done", "running", "missing", "failed")
@@ -129,6 +132,7 @@ class Grid:
     file: Path
     preset: str
     points: list[GridPoint]
+    compare: list[dict[str, Any]] = field(default_factory=list)  # the file's compare: (checked)
 
     def units(self) -> list[GridPoint]:
         """One point per distinct config hash (the work to do), in file order."""
@@ -202,7 +206,33 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     presets = {p.config.preset for p in points}
     if len(presets) > 1:
         raise GridError(f"{head.path}: points mix presets {sorted(presets)}; set preset: in the grid file")
-    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points)
+    compare = comparisons(head.spec, head.path, {p.row for p in points})
+    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points, compare=compare)
+
+
+def comparisons(spec: dict[str, Any], path: Path, rows: set[str] | None = None) -> list[dict[str, Any]]:
+    """The grid file's ``compare:`` list, checked: each item names two of its rows (``winner``,
+    ``other``), with optional ``text`` and ``paper_effect`` (points of mIoU)."""
+    items = spec.get("compare") or []
+    if not isinstance(items, list):
+        raise GridError(f"{path}: compare: should be a list of {{winner:, other:}}")
+    out = []
+    for i, item in enumerate(items):
+        where = f"{path}: compare[{i}]"
+        if not isinstance(item, dict) or not {"winner", "other"} <= set(item):
+            raise GridError(f"{where}: should be a mapping with winner: and other: (row labels)")
+        if unknown := sorted(set(item) - COMPARE_KEYS):
+            raise GridError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(COMPARE_KEYS))})")
+        for k in ("winner", "other"):
+            if rows is not None and str(item[k]) not in rows:
+                raise GridError(f"{where}: {k}: {item[k]!r} is not a row of this grid")
+        effect = item.get("paper_effect")
+        if effect is not None and (isinstance(effect, bool) or not isinstance(effect, (int, float))):
+            raise GridError(f"{where}: paper_effect: should be a number (mIoU points), got {effect!r}")
+        out.append({"winner": str(item["winner"]), "other": str(item["other"]),
+                    "text": str(item.get("text") or f"{item['winner']} beats {item['other']}"),
+                    "paper_effect": None if effect is None else float(effect)})
+    return out
 
 
 def _ordered(points: list[GridPoint], head: SpecFile, seeds: list[int]) -> list[GridPoint]:
