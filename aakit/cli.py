@@ -335,6 +335,7 @@ def report(
     claims: Annotated[bool, typer.Option("--claims", help="Only the paper's ablation claims: supported, opposite, smaller than the paper's or inconclusive.")] = False,
     into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
     variance: Annotated[bool, typer.Option("--variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,
+    compare: Annotated[Optional[str], typer.Option("--compare", metavar="GRID", help="The paired comparisons a grid file declares (compare:), e.g. --compare v2-pilot.")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers.
@@ -346,7 +347,7 @@ def report(
     from aakit.experiment import report as report_mod
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
-                       claims=claims, into=into, variance=variance)
+                       claims=claims, into=into, variance=variance, compare=compare)
 
 
 # ----------------------------------------------------------------------------- presets

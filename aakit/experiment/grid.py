@@ -73,6 +73,7 @@ from aakit.config import Config, ConfigError, apply_overrides, from_dict
 from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
+from aakit.experiment.gridstate import parse_comparisons
 from aakit.experiment.lifecycle import (
     Claim,
     Job,
@@ -90,7 +91,6 @@ from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description",
              "order", "compare"}
-COMPARE_KEYS = {"winner", "other", "text", "paper_effect"}
 ORDERS = ("rows", "seeds")
 ROW_KEYS = {"table", "row", "set", "metric"}
 STATES = ("done", "running", "missing", "failed")
@@ -211,28 +211,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
 
 
 def comparisons(spec: dict[str, Any], path: Path, rows: set[str] | None = None) -> list[dict[str, Any]]:
-    """The grid file's ``compare:`` list, checked: each item names two of its rows (``winner``,
-    ``other``), with optional ``text`` and ``paper_effect`` (points of mIoU)."""
-    items = spec.get("compare") or []
-    if not isinstance(items, list):
-        raise GridError(f"{path}: compare: should be a list of {{winner:, other:}}")
-    out = []
-    for i, item in enumerate(items):
-        where = f"{path}: compare[{i}]"
-        if not isinstance(item, dict) or not {"winner", "other"} <= set(item):
-            raise GridError(f"{where}: should be a mapping with winner: and other: (row labels)")
-        if unknown := sorted(set(item) - COMPARE_KEYS):
-            raise GridError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(COMPARE_KEYS))})")
-        for k in ("winner", "other"):
-            if rows is not None and str(item[k]) not in rows:
-                raise GridError(f"{where}: {k}: {item[k]!r} is not a row of this grid")
-        effect = item.get("paper_effect")
-        if effect is not None and (isinstance(effect, bool) or not isinstance(effect, (int, float))):
-            raise GridError(f"{where}: paper_effect: should be a number (mIoU points), got {effect!r}")
-        out.append({"winner": str(item["winner"]), "other": str(item["other"]),
-                    "text": str(item.get("text") or f"{item['winner']} beats {item['other']}"),
-                    "paper_effect": None if effect is None else float(effect)})
-    return out
+    """The grid file's ``compare:`` list, checked (:func:`aakit.experiment.gridstate.parse_comparisons`)."""
+    return parse_comparisons(spec.get("compare"), str(path), rows, GridError)
 
 
 def _ordered(points: list[GridPoint], head: SpecFile, seeds: list[int]) -> list[GridPoint]:
@@ -428,7 +408,7 @@ def write_state(grid: Grid, results: Path, points: list[dict[str, Any]], storage
     path = state_path(results, grid.name)
     atomic_write_json(path, {
         "name": grid.name, "file": str(grid.file), "preset": grid.preset, "storage": storage,
-        "study": study, "updated": time.time(), "points": points,
+        "study": study, "updated": time.time(), "points": points, "compare": grid.compare,
     })
     return path
 

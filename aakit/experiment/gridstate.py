@@ -3,7 +3,8 @@
 :func:`aakit.experiment.grid.write_state` writes the file after each unit of a grid::
 
     {"name", "file", "preset", "storage", "study", "updated",
-     "points": [{"id", "table", "row", "params", "seed", "hash", "metric", "run", "state"}]}
+     "points": [{"id", "table", "row", "params", "seed", "hash", "metric", "run", "state"}],
+     "compare": [{"winner", "other", "text", "paper_effect"}]}   (the grid file's compare:)
 
 :func:`read_grid_state` turns it into a :class:`GridState` and never raises: an unreadable file
 is a state with an ``error``. A point keeps what it has; a point without table, row, seed or
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from aakit.runs import read_json
+
+COMPARE_KEYS = frozenset({"winner", "other", "text", "paper_effect"})
 
 #: Grid point states, in display order: the grid manager writes the first four; "stale" and
 #: "corrupt" come from a point's run when a reader knows the run's live status.
@@ -59,6 +62,8 @@ class GridState:
     points: tuple[GridPointState, ...] = ()
     error: str | None = None
     malformed: int = 0
+    file: str | None = None  # the grid file, as the grid manager was given it
+    compare: Any = None  # its compare: as stored (check with parse_comparisons)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -101,7 +106,8 @@ def read_grid_state(path: Path) -> GridState:
     preset = data.get("preset")
     return GridState(name=str(data.get("name") or path.parent.name), path=path,
                      preset=preset if isinstance(preset, str) else None, points=points,
-                     malformed=len(data["points"]) - len(points))
+                     malformed=len(data["points"]) - len(points),
+                     file=data["file"] if isinstance(data.get("file"), str) else None, compare=data.get("compare"))
 
 
 def read_grid_states(results: Path) -> list[GridState]:
@@ -110,3 +116,30 @@ def read_grid_states(results: Path) -> list[GridState]:
     if not root.is_dir():
         return []
     return [read_grid_state(d / "grid.json") for d in sorted(root.iterdir()) if (d / "grid.json").is_file()]
+
+
+def parse_comparisons(items: Any, where: str, rows: set[str] | None,
+                      error: type[Exception] = ValueError) -> list[dict[str, Any]]:
+    """A grid's ``compare:`` list, checked: each item names two of its rows (``winner``, ``other``),
+    with an optional ``text`` and ``paper_effect`` (points of mIoU). Raises ``error``, one line."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise error(f"{where}: compare: should be a list of {{winner:, other:}}")
+    out = []
+    for i, item in enumerate(items):
+        at = f"{where}: compare[{i}]"
+        if not isinstance(item, dict) or not {"winner", "other"} <= set(item):
+            raise error(f"{at}: should be a mapping with winner: and other: (row labels)")
+        if unknown := sorted(set(item) - COMPARE_KEYS):
+            raise error(f"{at}: unknown key {unknown[0]!r} (known: {', '.join(sorted(COMPARE_KEYS))})")
+        for k in ("winner", "other"):
+            if rows is not None and str(item[k]) not in rows:
+                raise error(f"{at}: {k}: {item[k]!r} is not a row of this grid")
+        effect = item.get("paper_effect")
+        if effect is not None and (isinstance(effect, bool) or not isinstance(effect, (int, float))):
+            raise error(f"{at}: paper_effect: should be a number (mIoU points), got {effect!r}")
+        out.append({"winner": str(item["winner"]), "other": str(item["other"]),
+                    "text": str(item.get("text") or f"{item['winner']} beats {item['other']}"),
+                    "paper_effect": None if effect is None else float(effect)})
+    return out

@@ -34,6 +34,7 @@ import pandas as pd
 
 from aakit.errors import AakitError
 from aakit.experiment.claims import claims_json, claims_table
+from aakit.experiment.comparisons import comparisons_json, comparisons_table
 from aakit.experiment.costs import costs_table
 from aakit.experiment.figures import make_figures
 from aakit.experiment.published import VOC_CLASSES, load_published, published_rows
@@ -359,15 +360,17 @@ def marked_block(path: Path) -> str:
 
 
 def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None,
-                  claims: bool = False, variance: bool = False) -> None:
+                  claims: bool = False, variance: bool = False, compare: str | None = None) -> None:
     """Refuse a report request that cannot be served, before anything is read or written."""
     if variance and claims:
         raise ReportError("--variance and --claims: one at a time")
+    if compare is not None and (claims or variance or table is not None):
+        raise ReportError(f"--compare {compare}: alone (no --claims, --variance or --table)")
     if variance and table is not None and table not in (1, 2, 3, 4):
         raise ReportError(f"--variance --table {table}: the ablation tables are 1-4")
-    if fmt == "json":  # the claims with their pairs, printed: nothing else comes as JSON
-        if not (claims and out is None and into is None and table is None):
-            raise ReportError("--format json: only with --claims, printed (no --out, --into or --table)")
+    if fmt == "json":  # the claims (or a grid's comparisons) with their pairs, printed: nothing else
+        if not ((claims or compare is not None) and out is None and into is None and table is None):
+            raise ReportError("--format json: only with --claims or --compare, printed (no --out, --into or --table)")
     elif fmt not in FORMATS:
         raise ReportError(f"--format {fmt!r}: should be one of {', '.join(FORMATS)}")
     if table is not None and table not in TITLES:
@@ -421,6 +424,7 @@ def cli_run(
     into: Path | None = None,
     warn: Callable[[str], None] = _stderr,
     variance: bool = False,
+    compare: str | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
 
@@ -428,15 +432,21 @@ def cli_run(
     (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
     directory without any run is refused (:class:`ReportError`) before anything is written.
     """
-    check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance)
+    check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
+                  compare=compare)
     index = load_results(results, preset, grids_dir)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)
+    if compare is not None and fmt == "json":  # a grid's own comparisons, for scripts
+        echo(json.dumps(comparisons_json(results, compare), indent=2, allow_nan=False))
+        return
     if fmt == "json":  # the claims with their paired numbers, for scripts
         echo(json.dumps(claims_json(results, preset, index=index), indent=2, allow_nan=False))
         _warn_left_out(left_out(index, [claims_table(results, preset, index=index)]), warn)
         return
-    if variance:  # where one table's spread comes from (seed, rows, within seed, evaluation set)
+    if compare is not None:  # the comparisons a grid file declares (compare:), paired by seed
+        extras, tables = [comparisons_table(results, compare)], []
+    elif variance:  # where one table's spread comes from (seed, rows, within seed, evaluation set)
         extras, tables = [variance_table(results, preset, table or 1, index=index)], []
     elif claims:  # the claims only
         extras, tables = [claims_table(results, preset, index=index)], []

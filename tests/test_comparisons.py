@@ -1,0 +1,110 @@
+"""A grid's own comparisons (compare:), decided on its stored runs: aakit report --compare."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import run_cli  # noqa: E402
+from experiment_fakes import write_run  # noqa: E402
+
+from aakit.experiment import comparisons as CMP  # noqa: E402
+from aakit.experiment import grid as G  # noqa: E402
+from aakit.runs import read_json  # noqa: E402
+
+PILOT = """\
+name: pilot
+base: base.yaml
+preset: synthetic
+seeds: [0, 1, 2]
+order: seeds
+rows:
+  - {table: 0, row: base, set: {loss.affinity: none, loss.label_reassign: false}}
+  - {table: 0, row: sa, set: {loss.affinity: sa, loss.label_reassign: false}}
+  - {table: 0, row: aa, set: {loss.affinity: aa, loss.label_reassign: false}}
+compare:
+  - {winner: aa, other: base, text: "AA helps", paper_effect: 3.2}
+  - {winner: sa, other: base}
+  - {winner: aa, other: sa}
+"""
+VALUES = {"base": [0.50, 0.52, 0.51], "sa": [0.49, 0.508, 0.499], "aa": [0.55, 0.56, 0.555]}
+
+
+def make(tmp_path: Path, text: str = PILOT, seeds_done: int = 3) -> Path:
+    (tmp_path / "base.yaml").write_text(
+        f"preset: synthetic\nmodel: {{backbone: small, num_classes: 5}}\ntrain: {{epochs: 1}}\n"
+        f"data: {{root: {tmp_path / 'synth'}}}\n")
+    (tmp_path / "pilot.yaml").write_text(text)
+    grid = G.load_grid(tmp_path / "pilot.yaml")
+    results = tmp_path / "results"
+    points = []
+    for p in grid.points:
+        done = p.seed < seeds_done
+        if done:
+            write_run(results, p.config, p.run_name, val=VALUES[p.row][p.seed])
+        points.append({"id": p.id, "table": 0, "row": p.row, "params": p.params, "seed": p.seed, "hash": p.hash,
+                       "metric": "val", "run": f"{p.run_name}-{p.hash}" if done else None,
+                       "state": "done" if done else "missing"})
+    G.write_state(grid, results, points, "journal", "grid-pilot")
+    return results
+
+
+def test_comparisons_pair_the_rows_by_seed_and_apply_the_claims_rule(tmp_path: Path) -> None:
+    results = make(tmp_path)
+    assert read_json(results / "grids" / "pilot" / "grid.json")["compare"][0]["paper_effect"] == 3.2
+    out = {(c["winner_row"], c["other_row"]): c for c in CMP.comparisons_json(results, "pilot")}
+    aa = out[("aa", "base")]  # +5, +4, +4.5
+    assert aa["comparison"] == "AA helps" and aa["n"] == 3 and aa["paper_effect"] == 3.2
+    assert aa["mean_diff"] == pytest.approx(4.5) and aa["verdict"] == "supported"
+    diffs = [100 * (p["winner"] - p["loser"]) for p in aa["pairs"]]
+    assert sum(diffs) / 3 == pytest.approx(aa["mean_diff"])
+    assert out[("sa", "base")]["verdict"] == "opposite"  # -1.0, -1.2, -1.1
+    assert out[("sa", "base")]["comparison"] == "sa beats base"  # default text
+    assert out[("aa", "sa")]["verdict"] == "supported"
+
+
+def test_unfinished_seeds_are_left_out_of_the_pairs(tmp_path: Path) -> None:
+    results = make(tmp_path, seeds_done=1)
+    out = CMP.comparisons_json(results, "pilot")
+    assert all(c["n"] == 1 and c["verdict"] == "inconclusive" for c in out)
+
+
+def test_compare_from_the_grid_file_when_grid_json_lacks_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = make(tmp_path)
+    path = results / "grids" / "pilot" / "grid.json"
+    state = json.loads(path.read_text())
+    del state["compare"]  # written by an older aakit: the grid file it names is read instead
+    state["file"] = str(tmp_path / "pilot.yaml")
+    path.write_text(json.dumps(state))
+    assert len(CMP.comparisons_json(results, "pilot")) == 3
+
+
+def test_cli_compare_md_and_json_and_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    results = make(tmp_path)
+    code, out, _ = run_cli(["report", "--compare", "pilot", "--format", "md", "--results", str(results)],
+                           monkeypatch, capsys)
+    assert code == 0 and "AA helps" in out and "supported" in out and "| aa |" in out
+    code, out, _ = run_cli(["report", "--compare", "pilot", "--format", "json", "--results", str(results)],
+                           monkeypatch, capsys)
+    assert code == 0 and len(json.loads(out)) == 3
+    for args, message in [(["--compare", "nope"], "no "), (["--compare", "pilot", "--claims"], "alone")]:
+        code, out, err = run_cli(["report", *args, "--results", str(results)], monkeypatch, capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out, err
+
+
+@pytest.mark.parametrize("item, match", [
+    ("{winner: aa}", "winner: and other:"),
+    ("{winner: aa, other: zz}", "'zz' is not a row"),
+    ("{winner: aa, other: sa, paper_effect: big}", "paper_effect"),
+    ("{winner: aa, other: sa, colour: red}", "unknown key 'colour'"),
+])
+def test_bad_compare_items_are_refused_when_the_grid_loads(tmp_path: Path, item: str, match: str) -> None:
+    text = PILOT.split("compare:")[0] + f"compare:\n  - {item}\n"
+    (tmp_path / "base.yaml").write_text("preset: synthetic\nmodel: {backbone: small, num_classes: 5}\n")
+    (tmp_path / "pilot.yaml").write_text(text)
+    with pytest.raises(G.GridError, match=match):
+        G.load_grid(tmp_path / "pilot.yaml")
