@@ -11,12 +11,33 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from aakit.errors import AakitError
 from aakit.redact import redact_text
 
+
+class _Group(TyperGroup):
+    """The root group: before parsing, every on/off flag of every command (``--crf/--no-crf``,
+    ``-h``) loses its type column, which Typer's rich help fills with ``<bool>`` as if the flag
+    took a value (``--crf true`` does not parse)."""
+
+    def parse_args(self, ctx, args):  # noqa: ANN001, ANN201
+        _bare_flags(self, ctx)
+        return super().parse_args(ctx, args)
+
+
+def _bare_flags(cmd, ctx) -> None:  # noqa: ANN001
+    for p in [*cmd.params, cmd.get_help_option(ctx)]:
+        if p is not None and getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        _bare_flags(sub, ctx)
+
+
 app = typer.Typer(
+    cls=_Group,
     help="aakit: Adaptive Affinity + Label Reassign WSSS — train, evaluate, sweep, report, monitor.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -52,7 +73,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug/--no-debug", help="Show tracebacks of errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     global _DEBUG
@@ -76,9 +97,9 @@ def train(
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config's name).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
     results: ResultsOpt = Path("results"),
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="A progress bar on a terminal, plain lines without one (--no-progress: neither).")] = True,
     set_file: Annotated[Optional[Path], typer.Option("--set-file", help="YAML mapping of overrides (train.epochs: 4), e.g. a schedule; applied before --set.")] = None,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit (nothing trained).")] = False,
+    print_config: Annotated[bool, typer.Option("--print-config/--no-print-config", help="Print the resolved config as YAML and exit (nothing trained).")] = False,
 ) -> None:
     """Train one run; writes results/runs/<name>-<config hash>/."""
     import yaml
@@ -100,7 +121,7 @@ def train(
         return
     try:
         path = run_train(cfg, results=results, name=name, overrides=overrides, resume=resume,
-                         progress=not no_progress, command=sys.argv)
+                         progress=progress, command=sys.argv)
     except KeyboardInterrupt as e:  # typer would swallow the message: pass it up as our own
         raise Interrupted(str(e) or "interrupted") from None
     _print_summary(path)
@@ -127,11 +148,11 @@ def eval_(
     run: Annotated[Path, typer.Argument(help="Run directory or run name.")],
     split: Annotated[str, typer.Option(help="Image list to evaluate (val, train, ...).")] = "val",
     protocol: Annotated[str, typer.Option(help="ss (single scale) or msf (multi-scale + flip).")] = "ss",
-    crf: Annotated[bool, typer.Option("--crf", help="Apply the test dense CRF.")] = False,
-    rfpc: Annotated[bool, typer.Option("--rfpc", help="Report the rfpc number as the main one (both are stored).")] = False,
+    crf: Annotated[bool, typer.Option("--crf/--no-crf", help="Apply the test dense CRF.")] = False,
+    rfpc: Annotated[bool, typer.Option("--rfpc/--no-rfpc", help="Report the rfpc number as the main one (both are stored).")] = False,
     save_png: Annotated[Optional[Path], typer.Option("--save-png", help="Write prediction PNGs (VOC palette) here.")] = None,
     max_images: Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a stored result measured on more images.")] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Replace a stored result measured on more images.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Evaluate a trained run: mIoU and per-class IoU, stored in the run with the protocol.
@@ -158,7 +179,7 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Images or directories of images.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory for masks and overlays.")],
     protocol: Annotated[str, typer.Option(help="ss or msf.")] = "ss",
-    crf: Annotated[bool, typer.Option("--crf", help="Apply the test dense CRF.")] = False,
+    crf: Annotated[bool, typer.Option("--crf/--no-crf", help="Apply the test dense CRF.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Segment any images with a trained run: palette masks and overlays."""
@@ -199,7 +220,7 @@ def data_voc(
 @data_app.command("check")
 def data_check(
     root: Annotated[Path, typer.Argument(help="Data root (VOC2012 layout).")],
-    quick: Annotated[bool, typer.Option("--quick", help="Skip decoding pixels.")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="Skip decoding pixels.")] = False,
 ) -> None:
     """Validate a data layout and list every problem found (exit 2 if any)."""
     from aakit.data.check import check_layout
@@ -223,7 +244,7 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
     version: Annotated[int, typer.Option("--version", help="Benchmark version: 2, or 1 (frozen, byte for byte as before).")] = 2,
     knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob decoy_prob=0 or --knob radius_range=0.15,0.32.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Regenerate even if present.")] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Regenerate even if present.")] = False,
 ) -> None:
     """Generate the embedded procedural benchmark (VOC layout); docs/benchmark.md."""
     from aakit.data import synth
@@ -292,7 +313,7 @@ def grid(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points and their state only.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help="List the points and their state only.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Run an ablation grid (resumable; shareable across machines through --storage)."""
@@ -312,7 +333,7 @@ def search(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal file in results/studies/).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Print the best trials and exit.")] = False,
+    show: Annotated[bool, typer.Option("--show/--no-show", help="Print the best trials and exit.")] = False,
     set_: SetOpt = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -331,10 +352,10 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="rich, md, latex or csv; json with --claims.")] = "rich",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write files here instead of printing.")] = None,
     preset: Annotated[str, typer.Option(help="voc or synthetic.")] = "synthetic",
-    figures: Annotated[bool, typer.Option("--figures", help="Also write PNG figures (needs --out or writes to results/figures).")] = False,
-    claims: Annotated[bool, typer.Option("--claims", help="Only the paper's ablation claims: supported, opposite, smaller than the paper's or inconclusive.")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Also write PNG figures (needs --out or writes to results/figures).")] = False,
+    claims: Annotated[bool, typer.Option("--claims/--no-claims", help="Only the paper's ablation claims: supported, opposite, smaller than the paper's or inconclusive.")] = False,
     into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
-    variance: Annotated[bool, typer.Option("--variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,
+    variance: Annotated[bool, typer.Option("--variance/--no-variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,
     compare: Annotated[Optional[str], typer.Option("--compare", metavar="GRID", help="The paired comparisons a grid file declares (compare:), e.g. --compare v2-pilot.")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -367,7 +388,7 @@ def configs_ls() -> None:
 def configs_copy(
     name: Annotated[str, typer.Argument(help="Preset name (aakit configs ls), e.g. voc/full.yaml.")],
     dest: Annotated[Path, typer.Argument(help="Folder to write the copy into.")] = Path("."),
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Replace an existing file.")] = False,
 ) -> None:
     """Copy a preset into DEST to edit it.
 
@@ -387,7 +408,7 @@ def runs_ls(
     tag: Annotated[Optional[str], typer.Option("--tag", help="Only runs with this tag (aakit runs tag).")] = None,
     where: Annotated[Optional[list[str]], typer.Option("--where", help="Only runs whose config has KEY=VALUE, e.g. --where loss.affinity=aa (repeatable).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a metric, highest first: best_miou, val_miou, val_rfpc_miou, pseudo_miou, wall_time_s...")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON (one array).")] = False,
+    json_out: Annotated[bool, typer.Option("--json/--no-json", help="Print the runs as JSON (one array).")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """List runs (mIoU in %), filtered and sorted."""
@@ -427,7 +448,7 @@ def runs_tag(
     run: Annotated[Path, typer.Argument(help="Run directory or run name.")],
     tags: Annotated[Optional[list[str]], typer.Argument(help="Tags to add (letters, digits, _ . : + -).")] = None,
     note: Annotated[Optional[str], typer.Option("--note", help="Set the run's note ('' clears it).")] = None,
-    remove: Annotated[bool, typer.Option("--remove", help="Take the tags away instead.")] = False,
+    remove: Annotated[bool, typer.Option("--remove/--no-remove", help="Take the tags away instead.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Tag a run and/or note something on it (stored in the run's tags.json)."""
@@ -510,6 +531,25 @@ class _bar:
         self.p.stop()
 
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _flag_hint(ctx, msg: str) -> str | None:  # noqa: ANN001
+    """``--crf true`` / ``--crf=true``: say that an on/off flag takes no value, and how to write it."""
+    import re
+
+    m = re.search(r"Option '(--[\w-]+)' does not take a value", msg)
+    flag = m.group(1) if m else None
+    if flag is None and ctx is not None:
+        flags = {o for p in ctx.command.params if getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
+        argv = sys.argv[1:]
+        flag = next((a for a, b in zip(argv, argv[1:]) if a in flags and b.lower() in _BOOL_WORDS), None)
+    if flag is None:
+        return None
+    name = flag.removeprefix("--no-") if flag.startswith("--no-") else flag.removeprefix("--")
+    return f"{flag} is an on/off flag and takes no value: write --{name} or --no-{name}"
+
+
 def main() -> None:
     """Console entry point: user errors -> one line on stderr, exit code 2."""
     debug = "--debug" in sys.argv
@@ -540,7 +580,7 @@ def main() -> None:
             sys.exit(0)
         msg = (e.format_message() or type(e).__name__).strip().splitlines()[0]
         cmd = ctx.command_path if ctx is not None else "aakit"
-        _err(f"{cmd}: error: {msg} (see {cmd} --help)")
+        _err(f"{cmd}: error: {_flag_hint(ctx, msg) or msg} (see {cmd} --help)")
         sys.exit(2)
     except OSError as e:  # a path the user gave that cannot be read or written
         if debug:
