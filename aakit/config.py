@@ -365,14 +365,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 pass
         raise bad
     if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], key, source) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"{source}: {key} = {value!r} should have {len(args)} values")
-        return tuple(_coerce(v, a, key, source) for v, a in zip(value, args))
+        return _coerce_list(value, tp, key, source)
     if tp is bool:
         if not isinstance(value, bool):
             raise bad
@@ -390,6 +383,33 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise bad
         return value
     raise bad  # pragma: no cover - schema uses only the types above
+
+
+def _coerce_list(value: Any, tp: Any, key: str, source: str) -> tuple[Any, ...]:
+    """A list key (``tuple[...]`` in the schema); a wrong value's message shows the syntax that
+    works: a bracketed YAML list, ``--set 'loss.dilations=[4,8,12,24]'`` (the key's default)."""
+    args = typing.get_args(tp)
+    free = len(args) == 2 and args[1] is Ellipsis
+    size = "" if free else f" ({len(args)} values)"
+    bad = ConfigError(f"{source}: {key} = {value!r} should be a {_type_name(tp)}{size}, written in brackets: "
+                      f"--set '{key}={list_example(key)}'")
+    if not isinstance(value, (list, tuple)) or (not free and len(value) != len(args)):
+        raise bad
+    types = [args[0]] * len(value) if free else list(args)
+    try:
+        return tuple(_coerce(v, a, key, source) for v, a in zip(value, types))
+    except ConfigError:
+        raise bad from None
+
+
+def list_example(key: str) -> str:
+    """``[4,8,12,24]``: the default of the list key ``key`` as ``--set`` takes it (YAML flow style)."""
+    try:
+        default = Config().get(key)
+    except AttributeError:
+        default = None
+    items = default if isinstance(default, (list, tuple)) else (1, 2)
+    return "[" + ",".join(str(v) for v in items) + "]"
 
 
 def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
