@@ -23,7 +23,7 @@ to run :func:`pseudo_label_single` and must not load torch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, TypedDict, Unpack
 
 import numpy as np
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     import torch
 
 NORM_EPS = 1e-5  # RRM: cam / (max + 1e-5)
-T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- multi-scale CAM
@@ -293,61 +292,6 @@ def _job(args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-# ----------------------------------------------------------------------------- batch
-def pseudo_labels_batched(images: np.ndarray, cams: Sequence[np.ndarray], class_ids: Sequence[np.ndarray], *,
-                          params: PseudoConfig, crf: CRFParams, device: Any,
-                          valid: np.ndarray | None = None, **options: Unpack[LabelOptions],
-                          ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`pseudo_label_present` for a batch, both CRFs of every image run by the torch
-    back-end on ``device`` in one :func:`aakit.crf.dense_crf_batch` call per label count.
-
-    Args:
-        images: (B, H, W, 3) uint8.
-        cams: B arrays (P_i, H, W) of the raw CAMs of each image's present classes.
-        class_ids: B arrays (P_i,) of their object-class indices.
-        params, crf, options: as :func:`pseudo_label_present` (``crf_backend`` is torch here).
-        device: where the CRFs run.
-        valid: optional (B, H, W) bool.
-
-    Returns:
-        One (label, confidence) per image, as :func:`pseudo_label_present` gives them.
-    """
-    import torch
-
-    from aakit.crf import dense_crf_batch
-
-    prepared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-    groups: dict[int, list[int]] = {}
-    for i, cam in enumerate(cams):
-        if len(cam):
-            norm = normalise_cam(cam)
-            prepared[i] = (norm, *crf_inputs(norm, params))
-            groups.setdefault(len(cam) + 1, []).append(i)
-    marginals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for members in groups.values():  # low- and high-alpha CRFs of the same images, one batch
-        imgs = torch.from_numpy(np.ascontiguousarray(images[members + members])).to(device).permute(0, 3, 1, 2)
-        probs = torch.from_numpy(np.stack([prepared[i][2] for i in members] + [prepared[i][3] for i in members]))
-        q = dense_crf_batch(imgs, probs.to(device), crf).cpu().numpy()
-        marginals.update({i: (q[k], q[len(members) + k]) for k, i in enumerate(members)})
-    out = []
-    for i in range(len(cams)):
-        opts: LabelOptions = {**options, "valid": None if valid is None else valid[i]}
-        h, w = images.shape[1:3]
-        if i not in prepared:
-            out.append(_finish_label(np.zeros((h, w), dtype=np.uint8), np.ones((h, w), dtype=np.float32), opts))
-            continue
-        norm, bg_high = prepared[i][:2]
-        ids = np.asarray(class_ids[i], dtype=np.int64)
-        label, conf = label_from_marginals(norm, ids, bg_high, *marginals[i], params=params, **opts)
-        out.append(_finish_label(label, conf, opts))
-    return out
-
-
-def _same(x: T) -> T:
-    """Identity: a job whose result was computed already (for an in-process PendingMap)."""
-    return x
-
-
 def _numpy(x: Any) -> np.ndarray:
     """Tensor (any device, with grad or not) or array -> numpy array."""
     if hasattr(x, "detach"):
@@ -371,7 +315,8 @@ class PseudoLabeler:
 
     The CRF back-end is ``params.crf_backend``; ``auto`` is resolved per batch on the CAMs'
     device (:func:`aakit.crf.resolve_backend`). With torch, ``batched`` runs the CRFs of the
-    whole batch in this process on the CAMs' device (:func:`pseudo_labels_batched`) instead
+    whole batch in this process on the CAMs' device (:func:`aakit.pseudo_torch.pseudo_labels_on_device`:
+    the labels stay there) instead
     of one image per worker job; None (default) = batched unless the CAMs are on the CPU
     (where one image per worker is faster: docs/performance.md, "Dense CRF in PyTorch").
     """
@@ -420,28 +365,24 @@ class PseudoLabeler:
 
         Returns:
             A :class:`PendingLabels`; its ``result()`` gives labels (B, H, W) int64 and
-            confidence (B, H, W) float32, on the CPU.
+            confidence (B, H, W) float32: on the CPU from the workers, on the CAMs' device when
+            the torch back-end labels the batch in process.
         """
+        labels, scores = _numpy(image_labels), _numpy(cls_scores)
+        device = str(getattr(cams, "device", "cpu"))
+        backend = resolve_backend(self.params.crf_backend, device)
+        b = labels.shape[0]
+        if tuple(images.shape[:1]) != (b,) or images.ndim != 4 or images.shape[3] != 3 or cams.shape[0] != b \
+                or tuple(cams.shape[2:]) != tuple(images.shape[1:3]):
+            raise ValueError(f"PseudoLabeler: images {tuple(images.shape)} and cams {tuple(cams.shape)} disagree")
+        keeps = [present_classes(labels[i], scores[i], self.params.min_class_score) for i in range(b)]
+        if backend == "torch" and (self.batched or (self.batched is None and device != "cpu")):
+            return PendingLabels(ready=self._on_device(images, cams, keeps, valid))
         imgs = _numpy(images)
         cam = _numpy(cams).astype(np.float32, copy=False)
-        labels = _numpy(image_labels)
-        scores = _numpy(cls_scores)
         masks = None if valid is None else _numpy(valid).astype(bool)
-        backend = resolve_backend(self.params.crf_backend, str(getattr(cams, "device", "cpu")))
-        b = imgs.shape[0]
-        if imgs.ndim != 4 or imgs.shape[3] != 3 or cam.shape[0] != b or cam.shape[2:] != imgs.shape[1:3]:
-            raise ValueError(f"PseudoLabeler: images {imgs.shape} and cams {cam.shape} disagree")
-        device = str(getattr(cams, "device", "cpu"))
-        if backend == "torch" and (self.batched or (self.batched is None and device != "cpu")):
-            keeps = [present_classes(labels[i], scores[i], self.params.min_class_score) for i in range(b)]
-            done = pseudo_labels_batched(
-                imgs, [cam[i, k] for i, k in enumerate(keeps)], keeps, params=self.params, crf=self.crf,
-                device=device, valid=masks, ignore_index=self.ignore_index, confidence=self.confidence,
-            )
-            return PendingLabels(PendingMap(self.pool, _same, done, None, retried=False))
         jobs = []
-        for i in range(b):
-            keep = present_classes(labels[i], scores[i], self.params.min_class_score)
+        for i, keep in enumerate(keeps):
             jobs.append((
                 np.ascontiguousarray(imgs[i], dtype=np.uint8).copy(),
                 np.ascontiguousarray(cam[i, keep]),  # fancy indexing: already a copy
@@ -454,6 +395,21 @@ class PseudoLabeler:
                 backend,
             ))
         return PendingLabels(self.pool.submit_map(_job, jobs))
+
+    def _on_device(self, images: Any, cams: Any, keeps: list[np.ndarray],
+                   valid: Any | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole batch in this process, on the CAMs' device (torch back-end, batched)."""
+        import torch
+
+        from aakit.pseudo_torch import pseudo_labels_on_device
+
+        def tensor(x: Any) -> torch.Tensor:
+            return x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+        return pseudo_labels_on_device(
+            tensor(images), tensor(cams).float(), [torch.from_numpy(k) for k in keeps], params=self.params,
+            crf=self.crf, valid=None if valid is None else tensor(valid).bool(), confidence=self.confidence,
+            ignore_index=self.ignore_index)
 
     def close(self) -> None:
         """Stop the CRF workers."""
@@ -469,13 +425,19 @@ class PseudoLabeler:
 class PendingLabels:
     """Pseudo labels being computed by the CRF workers (from :meth:`PseudoLabeler.submit`)."""
 
-    def __init__(self, pending: PendingMap[tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(self, pending: PendingMap[tuple[np.ndarray, np.ndarray]] | None = None, *,
+                 ready: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         self._pending = pending
+        self._ready = ready  # made in process already (torch back-end, batched): on the CAMs' device
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wait for the workers: labels (B, H, W) int64 and confidence (B, H, W) float32, CPU."""
+        """Wait for the workers: labels (B, H, W) int64 and confidence (B, H, W) float32 (on the
+        CPU from the workers; on the CAMs' device when made in process by the torch back-end)."""
         import torch
 
+        if self._ready is not None:
+            return self._ready
+        assert self._pending is not None
         results = self._pending.result()
         out_labels = torch.from_numpy(np.stack([r[0] for r in results]).astype(np.int64))
         out_conf = torch.from_numpy(np.stack([r[1] for r in results]))
