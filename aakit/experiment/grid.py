@@ -74,6 +74,7 @@ from aakit.data.identity import require_data_root
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.gridstate import parse_comparisons
+from aakit.experiment.launch import Cluster, describe_jobs
 from aakit.experiment.lifecycle import (
     Claim,
     Job,
@@ -445,6 +446,8 @@ class GridResult:
     ran: list[str] = field(default_factory=list)  # run dir names trained (or finished) here
     failed: list[tuple[str, str]] = field(default_factory=list)  # (point id, one-line error)
     points: list[dict[str, Any]] = field(default_factory=list)  # final grid.json points
+    job_ids: list[str] = field(default_factory=list)  # --launcher: the submitit jobs (SLURM: submitted only)
+    jobs: Path | None = None  # --launcher: their folder (job files, logs)
 
     def counts(self) -> dict[str, int]:
         c = {s: 0 for s in STATES}
@@ -602,7 +605,8 @@ def run_grid(grid_path: str | Path, *, overrides: Sequence[str] = (), **options:
             require_data_root(cfg.data.root, cfg.preset, where=f"{grid_path}: data.root")
     launch = Launch.prepare(options, "grid", grid.name, f"grid-{grid.name}")
     out = GridResult(grid.name)
-    out.ran, out.failed = launch.dispatch(_grid_worker, (str(grid_path), list(overrides)))
+    done = launch.dispatch(_grid_worker, (str(grid_path), list(overrides)))
+    out.ran, out.failed, out.job_ids, out.jobs = done.ran, done.failed, list(done.job_ids), done.jobs
     spec = launch.spec
     out.points = grid_status(grid_path, overrides=overrides, results=spec.results, storage=spec.storage,
                              grace=spec.grace)
@@ -625,14 +629,22 @@ def cli_run(
     results: Path,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
+    cluster: Cluster | None = None,
 ) -> GridResult | None:
-    """What ``aakit grid`` does (the CLI's thin wrapper calls this); the result, None for --dry-run."""
+    """What ``aakit grid`` does (the CLI's thin wrapper calls this); the result, None for --dry-run.
+
+    ``cluster`` (``--launcher``): the workers run as submitit jobs; with SLURM this returns once
+    they are submitted, and the counts are the state at that moment.
+    """
     if dry_run:
         points = grid_status(grid_file, overrides=overrides, results=results, storage=storage, write=False)
         echo(format_points(points))
         return None
+    here = workers == 1 and cluster is None  # in this process: the progress bar and lines here
     out = run_grid(grid_file, overrides=overrides, results=results, storage=storage, workers=workers,
-                   gpus=gpus, progress=workers == 1, log=echo if workers == 1 else None)
+                   gpus=gpus, progress=here or cluster is not None, log=echo if here else None, launcher=cluster)
+    if cluster is not None:
+        echo(describe_jobs(cluster, out.job_ids, out.jobs))
     c = out.counts()
     echo(f"grid {out.name}: ran {len(out.ran)} run(s) now; points done {c['done']}, running elsewhere "
          f"{c['running']}, missing {c['missing']}, failed {c['failed']} "

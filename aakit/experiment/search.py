@@ -50,6 +50,7 @@ from aakit.config import Config, ConfigError, apply_overrides, from_dict
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import format_value, override_strings
+from aakit.experiment.launch import Cluster, describe_jobs
 from aakit.experiment.lifecycle import (
     Claim,
     Job,
@@ -236,6 +237,8 @@ class SearchResult:
     ran: list[int] = field(default_factory=list)  # trial numbers trained here
     failed: list[tuple[int, str]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    job_ids: list[str] = field(default_factory=list)  # --launcher: the submitit jobs (SLURM: submitted only)
+    jobs: Path | None = None  # --launcher: their folder (job files, logs)
 
 
 def counted(trials: list[FrozenTrial], grace: float) -> list[FrozenTrial]:
@@ -358,7 +361,8 @@ def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str]
     search = load_search(search_path, overrides)
     launch = Launch.prepare(options, "search", search.name, search.study_name)
     out = SearchResult(search.study_name, launch.where)
-    out.ran, out.failed = launch.dispatch(_search_worker, (str(search_path), list(overrides), trials))
+    done = launch.dispatch(_search_worker, (str(search_path), list(overrides), trials))
+    out.ran, out.failed, out.job_ids, out.jobs = done.ran, done.failed, list(done.job_ids), done.jobs
     out.best = _best(optuna.load_study(study_name=search.study_name, storage=launch.storage))
     return out
 
@@ -466,8 +470,10 @@ def cli_run(
     overrides: list[str],
     results: Path,
     echo: Callable[[str], None] = print,
+    cluster: Cluster | None = None,
 ) -> None:
-    """What ``aakit search`` does (the CLI's thin wrapper calls this)."""
+    """What ``aakit search`` does (the CLI's thin wrapper calls this); ``cluster``
+    (``--launcher``): the workers run as submitit jobs (SLURM: returns once submitted)."""
     if show:
         found = show_search(search_file, overrides=overrides, results=results, storage=storage)
         if not found:
@@ -477,8 +483,12 @@ def cli_run(
         return
     if search_file is None:
         raise SearchError("aakit search: give a SEARCH.yaml (experiments/searches/...) or --show")
+    here = workers == 1 and cluster is None  # in this process: the progress bar and lines here
     out = run_search(search_file, trials=trials, overrides=overrides, results=results, storage=storage,
-                     workers=workers, gpus=gpus, progress=workers == 1, log=echo if workers == 1 else None)
+                     workers=workers, gpus=gpus, progress=here or cluster is not None,
+                     log=echo if here else None, launcher=cluster)
+    if cluster is not None:
+        echo(describe_jobs(cluster, out.job_ids, out.jobs))
     echo(f"{out.study} on {out.storage}: ran trials {out.ran or 'none'}"
          + (f"; failed {[n for n, _ in out.failed]}" if out.failed else ""))
     if out.best:

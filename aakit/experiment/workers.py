@@ -8,7 +8,9 @@ process that already started torch's thread pools can deadlock.
 
 :class:`RunOptions` are the options ``run_grid`` and ``run_search`` share (``--results``,
 ``--storage``, ``--workers``, ``--gpus``, ...); :meth:`Launch.prepare` checks them, creates the
-study and draws the invocation's session, and :meth:`Launch.dispatch` runs the workers.
+study and draws the invocation's session, and :meth:`Launch.dispatch` runs the workers: here
+and in spawned processes, or, with ``launcher`` (``--launcher local|slurm``), as submitit jobs
+(:mod:`aakit.experiment.launch`).
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ import queue
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypedDict
+from typing import Any, Callable, NamedTuple, Sequence, TypedDict
 
 from optuna.storages import BaseStorage
 
 from aakit.errors import AakitError
 from aakit.experiment import studies
+from aakit.experiment.launch import Cluster, check_cluster, launch
 from aakit.experiment.lifecycle import Say, TrainFn, WorkerSpec
 
 
@@ -132,9 +135,37 @@ def dispatch(fn: Callable[..., Any], spec: WorkerSpec, args: tuple[Any, ...], *,
         parts = [fn(spec, *args, log=log)]
     else:
         parts = run_workers(fn, (dataclasses.replace(spec, progress=False), *args), workers, gpus)
+    return merge_parts(parts)
+
+
+def merge_parts(parts: list[dict[str, Any]]) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """The workers' ``{"ran", "failed"}`` parts as one (ran, failed)."""
     ran = [r for part in parts for r in part["ran"]]
     failed = [tuple(f) for part in parts for f in part["failed"]]
     return ran, failed
+
+
+def cluster_env(index: int, workers: int, gpus: list[str] | None, cluster: Cluster) -> dict[str, str | None]:
+    """The environment of launched worker ``index`` (None: unset the variable).
+
+    ``local``: pinned as a spawned worker (:func:`worker_env`), else with this process's
+    ``CUDA_VISIBLE_DEVICES`` (submitit's LocalExecutor would hide every GPU). ``slurm``: SLURM
+    sets the GPUs; ``OMP_NUM_THREADS`` follows ``--slurm-cpus-per-task`` unless the user set it.
+    """
+    if cluster.launcher == "local":
+        return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), **worker_env(index, workers, gpus)}
+    if cluster.cpus_per_task and "OMP_NUM_THREADS" not in os.environ:
+        return {"OMP_NUM_THREADS": str(cluster.cpus_per_task)}
+    return {}
+
+
+class Dispatched(NamedTuple):
+    """What the workers did (ran, failed), and the jobs of a launcher (ids, their folder)."""
+
+    ran: list[Any]
+    failed: list[tuple[Any, ...]]
+    job_ids: Sequence[str] = ()
+    jobs: Path | None = None
 
 
 class RunOptions(TypedDict, total=False):
@@ -152,6 +183,9 @@ class RunOptions(TypedDict, total=False):
             (default 600).
         progress: show the engine's progress bar (default True; only with one worker).
         log: where progress lines go (default: printed, each headed by its worker).
+        launcher: None (default) for the above; a :class:`~aakit.experiment.launch.Cluster` to
+            run the ``workers`` as submitit jobs (``--launcher local|slurm``; ``log`` unused:
+            each job logs to its file under ``results/jobs/``).
     """
 
     results: Path
@@ -163,16 +197,20 @@ class RunOptions(TypedDict, total=False):
     grace: float
     progress: bool
     log: Say | None
+    launcher: Cluster | None
 
 
 def check_workers(options: RunOptions, error: type[AakitError]) -> None:
-    """Refuse unknown options (TypeError, as for any call) and a worker count below 1 (``error``)."""
+    """Refuse unknown options (TypeError, as for any call), a worker count below 1 (``error``)
+    and a launcher that cannot run (:func:`aakit.experiment.launch.check_cluster`)."""
     unknown = sorted(set(options) - set(RunOptions.__optional_keys__))
     if unknown:
         raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
     workers = options.get("workers", 1)
     if workers < 1:
         raise error(f"--workers {workers}: must be >= 1")
+    if options.get("launcher") is not None:
+        check_cluster(options["launcher"], options.get("gpus"))
 
 
 @dataclass(frozen=True)
@@ -185,6 +223,8 @@ class Launch:
     log: Say | None
     default_journal: Path
     storage: BaseStorage
+    study: str
+    cluster: Cluster | None = None
 
     @classmethod
     def prepare(cls, options: RunOptions, kind: str, name: str, study_name: str) -> "Launch":
@@ -197,13 +237,19 @@ class Launch:
         studies.get_or_create_study(storage, study_name, direction="maximize")
         spec = WorkerSpec(results, url, studies.new_session(), options.get("train"), options.get("heartbeat", 30.0),
                           options.get("grace", 600.0), options.get("progress", True))
-        return cls(spec, options.get("workers", 1), gpus, options.get("log"), default, storage)
+        return cls(spec, options.get("workers", 1), gpus, options.get("log"), default, storage, study_name,
+                   options.get("launcher"))
 
     @property
     def where(self) -> str:
         """The storage as printed and recorded (no password)."""
         return studies.describe_storage(self.spec.storage, self.default_journal)
 
-    def dispatch(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[list[Any], list[tuple[Any, ...]]]:
-        """Run ``fn(spec, *args)`` in this launch's workers (see :func:`dispatch`)."""
-        return dispatch(fn, self.spec, args, workers=self.workers, gpus=self.gpus, log=self.log)
+    def dispatch(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Dispatched:
+        """Run ``fn(spec, *args)`` in this launch's workers (see :func:`dispatch`), or as the jobs
+        of its launcher (:func:`aakit.experiment.launch.launch`: SLURM returns once submitted)."""
+        if self.cluster is None:
+            return Dispatched(*dispatch(fn, self.spec, args, workers=self.workers, gpus=self.gpus, log=self.log))
+        envs = [cluster_env(i, self.workers, self.gpus, self.cluster) for i in range(self.workers)]
+        sub = launch(fn, self.spec, args, cluster=self.cluster, workers=self.workers, envs=envs, study=self.study)
+        return Dispatched(*merge_parts(sub.parts), sub.job_ids, sub.folder)
