@@ -11,7 +11,10 @@ workers is a submitit job that runs the very same worker loop (``grid._grid_work
   killed, pre-empted or still queued lose nothing: a killed task's point is freed once its
   heartbeat is older than the grace period (``studies.fail_dead_trials``) and the next worker
   resumes its run from the checkpoint. Each task is :class:`WorkerTask`, which submitit
-  requeues (``checkpoint``) when SLURM signals a time-out or a pre-emption.
+  requeues (``checkpoint``) when SLURM warns of the time limit (SIGUSR2, 90 s before) or of a
+  pre-emption: the unit it was training ends FAIL ``interrupted`` and is claimed again (by the
+  requeued task or another). After ``REQUEUES`` time-outs submitit raises inside the worker
+  instead, which fails that unit as an ``error``: the next invocation runs it again.
 - ``--launcher local``: the same jobs through submitit's ``LocalExecutor`` (subprocesses of this
   machine); ``aakit grid`` waits for them. It needs no cluster, so the tests use it.
 
@@ -35,6 +38,9 @@ from aakit.experiment.lifecycle import WorkerSpec
 LAUNCHERS = ("local", "slurm")
 INSTALL = "pip install 'aakit[cluster]' (make setup installs it)"
 LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # submitit's LocalExecutor kills a job after 2 minutes unless told
+# Time-outs after which a task is no longer requeued (submitit's max_num_timeout; its default is 3).
+# A task is a worker that keeps claiming points, so a long grid reaches its time limit many times.
+REQUEUES = 20
 
 
 class LaunchError(AakitError):
@@ -216,10 +222,10 @@ def launch(fn: Callable[..., Any], spec: WorkerSpec, args: tuple[Any, ...], *, c
     folder = job_folder(spec.results, study)
     tasks = [WorkerTask(fn, spec, args, i, dict(envs[i])) for i in range(workers)]
     if cluster.launcher == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder / "%j")
+        executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=REQUEUES)
         executor.update_parameters(**slurm_parameters(cluster, study, workers))
     else:
-        executor = submitit.LocalExecutor(folder=folder / "%j")
+        executor = submitit.LocalExecutor(folder=folder / "%j", max_num_timeout=REQUEUES)
         executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
     with executor.batch():
         jobs = [executor.submit(task) for task in tasks]
