@@ -41,7 +41,7 @@ app = typer.Typer(
     help="aakit: Adaptive Affinity + Label Reassign WSSS — train, evaluate, sweep, report, monitor.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (README: Shell completion)
     context_settings={"help_option_names": ["-h", "--help"]},  # -h too, in every subcommand
 )
 data_app = typer.Typer(help="Data sets: VOC + SBD conversion, layout checks, the embedded benchmark.", no_args_is_help=True)
@@ -60,7 +60,13 @@ class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving a checkpoint (exit code 130)."""
 
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/, grids/, studies/).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2 (repeatable).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2; a list in brackets: --set 'loss.dilations=[4,8,12]' (repeatable).")]
+# --launcher and its SLURM options (aakit grid, aakit search): aakit.experiment.launch
+LauncherOpt = Annotated[Optional[str], typer.Option("--launcher", help="Run the --workers as submitit jobs: local (this machine) or slurm (one job array; pip install 'aakit[cluster]').")]
+PartitionOpt = Annotated[Optional[str], typer.Option("--slurm-partition", help="SLURM partition of the tasks.")]
+TimeOpt = Annotated[Optional[str], typer.Option("--slurm-time", help="Each SLURM task's time limit: minutes or [D-]H:MM:SS (required with slurm).")]
+GpusPerTaskOpt = Annotated[Optional[int], typer.Option("--slurm-gpus-per-task", help="GPUs of each SLURM task.")]
+CpusPerTaskOpt = Annotated[Optional[int], typer.Option("--slurm-cpus-per-task", help="CPU cores of each SLURM task.")]
 
 
 def _version(value: bool) -> None:
@@ -315,13 +321,21 @@ def grid(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help="List the points and their state only.")] = False,
     results: ResultsOpt = Path("results"),
+    launcher: LauncherOpt = None,
+    slurm_partition: PartitionOpt = None,
+    slurm_time: TimeOpt = None,
+    slurm_gpus_per_task: GpusPerTaskOpt = None,
+    slurm_cpus_per_task: CpusPerTaskOpt = None,
 ) -> None:
     """Run an ablation grid (resumable; shareable across machines through --storage)."""
     from aakit.experiment import grid as grid_mod
+    from aakit.experiment.launch import cluster_options
     from aakit.presets import resolve_config
 
+    cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
+                              cpus_per_task=slurm_cpus_per_task)
     out = grid_mod.cli_run(resolve_config(grid_file), overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
-                           results=results, dry_run=dry_run, echo=_echo)
+                           results=results, dry_run=dry_run, echo=_echo, cluster=cluster)
     if out is not None and (out.failed or out.counts()["failed"]):
         raise typer.Exit(1)  # the failed points are named above
 
@@ -336,14 +350,22 @@ def search(
     show: Annotated[bool, typer.Option("--show/--no-show", help="Print the best trials and exit.")] = False,
     set_: SetOpt = None,
     results: ResultsOpt = Path("results"),
+    launcher: LauncherOpt = None,
+    slurm_partition: PartitionOpt = None,
+    slurm_time: TimeOpt = None,
+    slurm_gpus_per_task: GpusPerTaskOpt = None,
+    slurm_cpus_per_task: CpusPerTaskOpt = None,
 ) -> None:
     """Optuna search over lambda1, lambda2, m, gamma and the dilation set."""
     from aakit.experiment import search as search_mod
+    from aakit.experiment.launch import cluster_options
     from aakit.presets import resolve_config
 
+    cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
+                              cpus_per_task=slurm_cpus_per_task)
     search_file = None if search_file is None else resolve_config(search_file)
     search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
-                       show=show, overrides=set_ or [], results=results, echo=_echo)
+                       show=show, overrides=set_ or [], results=results, echo=_echo, cluster=cluster)
 
 
 @app.command()
@@ -358,6 +380,7 @@ def report(
     variance: Annotated[bool, typer.Option("--variance/--no-variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,
     compare: Annotated[Optional[str], typer.Option("--compare", metavar="GRID", help="The paired comparisons a grid file declares (compare:), e.g. --compare v2-pilot.")] = None,
     results: ResultsOpt = Path("results"),
+    data: Annotated[Optional[Path], typer.Option("--data", help="With --figures: the data set whose images and ground truth Figure 5 shows (default: the runs' data.root).")] = None,
 ) -> None:
     """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers.
 
@@ -368,7 +391,7 @@ def report(
     from aakit.experiment import report as report_mod
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
-                       claims=claims, into=into, variance=variance, compare=compare)
+                       claims=claims, into=into, variance=variance, compare=compare, data=data)
 
 
 # ----------------------------------------------------------------------------- presets

@@ -18,6 +18,7 @@ drawn here.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,18 +218,23 @@ def figure5(
     aa: Path | None,
     *,
     max_rows: int = 6,
+    data: Path | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Any | None:
     """The paper's Figure 5 from three run directories; None when there is nothing to draw.
 
     Rows are the example ids that every available column has (up to ``max_rows``); a column
     whose run is missing (or kept no examples) is drawn with a "missing" label. Image and
-    ground truth come from the data set of the first available run (``data.root``).
+    ground truth come from ``data`` if given, else from the data set of the first available run
+    (its ``data.root``); where they are not found, ``warn`` gets one line saying where it looked.
 
     Args:
         baseline: the Table 1 "CLS+CE" run: its pseudo labels (b) and predictions (c).
         sa: the Table 2 "SA 4-8-12-24" run (d).
         aa: the Table 2 "AA 4-8-12-24" run (e).
         max_rows: at most this many example images.
+        data: the data set's root (``aakit report --figures --data PATH``).
+        warn: called with one line when image or ground-truth panels are drawn as missing.
     """
     sources: list[tuple[Path | None, str]] = [(baseline, "pseudo"), (baseline, "pred"), (sa, "pred"), (aa, "pred")]
     id_sets = [_example_ids(run, kind) for run, kind in sources]
@@ -241,8 +247,11 @@ def figure5(
     sources = [(run, kind) if id_sets[i] else (None, kind) for i, (run, kind) in enumerate(sources)]
     first = next(run for run, _ in sources if run is not None)
     root, split = _data_of(first)
+    root = str(data) if data is not None else root
     lut = _colour_table(root)
     rows = [(i, _panels(i, root, sources, lut)) for i in _ordered(ids, root, split)[:max_rows]]
+    if warn is not None:
+        _warn_missing_images(rows, root, first, data is not None, warn)
 
     # exact layout (figure inches): panels keep the aspect ratio of the first image
     shapes = [p.shape for _, panels in rows for p in panels if p is not None]
@@ -279,6 +288,18 @@ def figure5(
     return fig
 
 
+def _warn_missing_images(rows: list[tuple[str, list[np.ndarray | None]]], root: str | None, run: Path,
+                         given: bool, warn: Callable[[str], None]) -> None:
+    """One line when (a) the image or (f) the ground truth of some row is drawn as missing."""
+    lost = sum(1 for _, panels in rows if panels[0] is None or panels[-1] is None)
+    if not lost:
+        return
+    where = (f"--data {root}" if given else f"{root} (data.root of {run.name})" if root is not None
+             else f"no data.root in {run.name}/config.yaml")
+    warn(f"aakit report: warning: Figure 5 draws the image or ground truth of {lost} of {len(rows)} examples as "
+         f"missing: not found in {where}; give the data set with --data PATH")
+
+
 def _figure5_caption(baseline: Path | None, sa: Path | None, aa: Path | None, root: str | None,
                      id_sets: list[set[str]]) -> str:
     """One line naming each column's source: run directories, and the data set for (a), (f)."""
@@ -298,10 +319,13 @@ def make_figures(
     preset: str | None = None,
     grids_dir: Path | None = None,
     index: ResultsIndex | None = None,
+    data: Path | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write every figure that the stored runs allow; returns the files written.
 
-    ``index``: the runs and grid points of ``preset`` already read (default: read them here).
+    ``index``: the runs and grid points of ``preset`` already read (default: read them here);
+    ``data`` and ``warn``: Figure 5's image panels (:func:`figure5`).
     """
     results, out = Path(results), Path(out)
     written: list[Path] = []
@@ -360,7 +384,7 @@ def make_figures(
         ax.legend(fontsize=8)
         written.append(_save(fig, out / "table4_gamma.png"))
 
-    fig5 = figure5(**figure5_runs(index))
+    fig5 = figure5(**figure5_runs(index), data=data, warn=warn)
     if fig5 is not None:
         written.append(_save(fig5, out / FIGURE5_FILE, tight=False))
     return written

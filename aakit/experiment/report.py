@@ -360,8 +360,13 @@ def marked_block(path: Path) -> str:
 
 
 def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None,
-                  claims: bool = False, variance: bool = False, compare: str | None = None) -> None:
+                  claims: bool = False, variance: bool = False, compare: str | None = None,
+                  figures: bool = False, data: Path | None = None) -> None:
     """Refuse a report request that cannot be served, before anything is read or written."""
+    if data is not None and not figures:
+        raise ReportError(f"--data {data}: the data set is for the figures' image panels; give --figures too")
+    if data is not None and not Path(data).is_dir():
+        raise ReportError(f"--data {data}: directory not found")
     if variance and claims:
         raise ReportError("--variance and --claims: one at a time")
     if compare is not None and (claims or variance or table is not None):
@@ -425,6 +430,7 @@ def cli_run(
     warn: Callable[[str], None] = _stderr,
     variance: bool = False,
     compare: str | None = None,
+    data: Path | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
 
@@ -433,7 +439,7 @@ def cli_run(
     directory without any run is refused (:class:`ReportError`) before anything is written.
     """
     check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
-                  compare=compare)
+                  compare=compare, figures=figures, data=data)
     index = load_results(results, preset, grids_dir)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)
@@ -473,7 +479,8 @@ def cli_run(
             echo(f"wrote {p}")
     if figures:
         fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
-        for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index):
+        for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
+                              warn=warn):
             echo(f"wrote {p}")
     _warn_left_out(left_out(index, [*tables, *extras]), warn)
 
