@@ -10,6 +10,10 @@ interleaved, so that drifting machine load hits them alike:
 * the multi-scale CAM of the batch, with one scale and with the four of METHOD.md;
 * CAM + pseudo labels (both dense CRFs) for the batch, in process and with 1, 2, ... CRF workers;
 * the dense-CRF wrapper against pydensecrf called directly on the same input;
+* the dense CRF per image by back-end (``crf_{pydensecrf|torch}_{px}px_...``): pydensecrf in
+  process, and the torch back-end one image at a time and batched, on the CPU and every CUDA
+  device, at the preset's crop and at VOC's 321 px, with the torch back-end's peak memory; and
+  the batch's pseudo labels made by the torch back-end in process (``pseudo_labels_torch_s``);
 * the confusion-matrix accumulation (pixels / s);
 * the AA loss's peak allocator memory (torch's profiler: bytes live at once during fwd + bwd);
 * whole training steps (images / s) with and without AA + LR, and with the pseudo labels
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -123,7 +128,7 @@ class _Bench:
 
 def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, ...] = (1, 2),
               batch: int | None = None, log: Callable[[str], None] | None = None,
-              confusion_pixels: int = 4_000_000) -> dict[str, Any]:
+              confusion_pixels: int = 4_000_000, crf_px: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Measure everything; returns a flat dict of figures (seconds unless named otherwise).
 
     Args:
@@ -135,6 +140,7 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
             on the CPU, where one ResNet-38 step at 321 px takes seconds).
         log: called with the name of each stage as it starts.
         confusion_pixels: pixels per confusion-matrix update.
+        crf_px: image sizes of the CRF back-end figures (default: the crop and VOC's 321).
     """
     from aakit.models import build_model
 
@@ -152,6 +158,7 @@ def run_bench(preset: str = "synthetic", repeats: int = 5, workers: tuple[int, .
     cams = _bench_cam(ctx, out)
     label, conf = _bench_pseudo_labels(ctx, out, cams, workers)
     _bench_dense_crf(ctx)
+    _bench_crf_backends(ctx, crf_px or (ctx.size[0], 321))
     _bench_losses(ctx, out, label, conf)
     _bench_confusion(ctx, confusion_pixels)
     _bench_steps(ctx)
@@ -220,6 +227,11 @@ def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.
             for w, lab in labelers.items() if w == 0 or w in workers}
         # the step's own batch, with the step's pool: what a training step waits for
         timed["pseudo_labels_step_s"] = lambda: labelers[cfg.pseudo.workers](*args)
+        # ... and made by the torch back-end in this process, the whole batch at once
+        on_device = PseudoLabeler(dataclasses.replace(cfg.pseudo, crf_backend="torch"), cfg.crf.train, workers=0,
+                                  batched=True)
+        labelers[-1] = on_device
+        timed["pseudo_labels_torch_s"] = lambda: on_device(*args)
         fig.update(timeit_many(timed, ctx.repeats))
         label, conf = labelers[0](*args)
     finally:
@@ -235,6 +247,10 @@ def _bench_dense_crf(ctx: _Bench) -> None:
     """aakit's dense-CRF wrapper against pydensecrf called directly, on the same input."""
     from aakit.crf import dense_crf
 
+    from aakit.crf import pydensecrf_available
+
+    if not pydensecrf_available():  # the torch back-end's figures come from _bench_crf_backends
+        return
     ctx.say("dense CRF: wrapper vs pydensecrf")
     size = ctx.size
     p = ctx.cfg.crf.train
@@ -245,6 +261,57 @@ def _bench_dense_crf(ctx: _Bench) -> None:
     ctx.fig.update(timeit_many({"crf_wrapper_s": lambda: dense_crf(img, prob, p),
                                 "crf_direct_s": lambda: _direct_crf(img, prob, p)}, max(ctx.repeats, 5)))
     ctx.fig["crf_wrapper_overhead"] = ctx.fig["crf_wrapper_s"] / ctx.fig["crf_direct_s"]
+
+
+def crf_devices() -> list[str]:
+    """Where the torch CRF can run here: the CPU and every CUDA device."""
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def crf_torch_figures(img: np.ndarray, prob: np.ndarray, batch: int, device: str, repeats: int,
+                      params: Any) -> tuple[float, float]:
+    """Seconds per image (median) of :func:`aakit.crf.dense_crf_batch` on ``batch`` copies of one
+    image, and its peak memory in MB (CUDA's allocator peak, or torch's CPU allocations)."""
+    from aakit.crf import dense_crf_batch
+
+    images = torch.from_numpy(np.stack([img] * batch)).permute(0, 3, 1, 2).contiguous().to(device)
+    probs = torch.from_numpy(np.stack([prob] * batch)).to(device)
+
+    def run() -> None:
+        dense_crf_batch(images, probs, params)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+
+    seconds = timeit(run, repeats) / batch
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        run()
+        return seconds, (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return seconds, _peak_alloc_mb(run)
+
+
+def _bench_crf_backends(ctx: _Bench, sizes: tuple[int, ...]) -> None:
+    """The dense CRF per image by back-end and device, at each of ``sizes`` (px)."""
+    from aakit.crf import pydensecrf_available
+
+    ctx.say("dense CRF: back-ends and devices")
+    p, g = ctx.cfg.crf.train, np.random.default_rng(2)
+    for px in sorted(set(sizes)):
+        cfg = dataclasses.replace(ctx.cfg, data=dataclasses.replace(ctx.cfg.data, crop=px))
+        img = np.ascontiguousarray(_synthetic_batch(cfg, 1, seed=px)["raw"][0].numpy())
+        for labels in (4, 21):
+            prob = np.ascontiguousarray(g.dirichlet(np.ones(labels), size=(px, px)).transpose(2, 0, 1),
+                                        dtype=np.float32)
+            key = f"crf_{{}}_{px}px_{labels}l"
+            if pydensecrf_available():
+                ctx.fig[key.format("pydensecrf") + "_s"] = timeit(lambda: _direct_crf(img, prob, p), ctx.repeats)
+            for device in crf_devices():
+                dev = device.replace(":", "")
+                for b in sorted({1, ctx.batch}):
+                    s, mb = crf_torch_figures(img, prob, b, device, ctx.repeats, p)
+                    ctx.fig[key.format(f"torch_{dev}_b{b}") + "_s"] = s
+                    ctx.fig[key.format(f"torch_{dev}_b{b}") + "_peak_mb"] = mb
 
 
 def _bench_losses(ctx: _Bench, out: dict[str, torch.Tensor], label: torch.Tensor, conf: torch.Tensor) -> None:
@@ -412,6 +479,18 @@ ROWS = [
 ]
 
 
+def crf_rows(fig: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Table rows of the CRF back-end figures (their keys depend on the sizes and devices)."""
+    rows = [("pseudo_labels_torch_s", "  pseudo labels, torch CRF batched in process", "s")]
+    for key in fig:
+        m = re.fullmatch(r"crf_(pydensecrf|torch_(\w+?)_b(\d+))_(\d+)px_(\d+)l_(s|peak_mb)", key)
+        if m:
+            who = "pydensecrf" if m[1] == "pydensecrf" else f"torch CRF, {m[2]}, batch {m[3]}"
+            what = "per image" if m[6] == "s" else "peak memory"
+            rows.append((key, f"dense CRF {m[4]} px, {m[5]} labels: {who}, {what}", "s" if m[6] == "s" else "MB"))
+    return rows
+
+
 def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[[str], None],
             batch: int | None = None) -> dict[str, Any]:
     """``aakit bench``: run the benchmark, print the table, optionally write the JSON."""
@@ -432,7 +511,7 @@ def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("unit")
-    for key, label, unit in ROWS:
+    for key, label, unit in [*ROWS, *crf_rows(fig)]:
         v = fig.get(key)
         if v is None:
             continue

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -26,37 +25,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the te
 from test_crf_torch import scene  # noqa: E402
 
 from aakit.config import CRFParams  # noqa: E402
-from aakit.crf import dense_crf, dense_crf_batch, pydensecrf_available  # noqa: E402
+from aakit.bench import crf_devices, crf_torch_figures  # noqa: E402
+from aakit.crf import dense_crf, pydensecrf_available  # noqa: E402
 
 
-def best_time(fn: Callable[[], Any], repeats: int, device: str) -> float:
-    """Best wall time of ``fn`` over ``repeats`` calls (after one warm-up), synchronised."""
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
+    """Best wall time of ``fn`` over ``repeats`` calls (after one warm-up)."""
     fn()
     times = []
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
         t = time.perf_counter()
         fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     return min(times)
 
 
 def torch_record(img: np.ndarray, prob: np.ndarray, batch: int, device: str, repeats: int) -> dict[str, Any]:
-    """Time per image and peak memory of dense_crf_batch on ``device``."""
-    images = torch.from_numpy(np.stack([img] * batch)).permute(0, 3, 1, 2).contiguous().to(device)
-    probs = torch.from_numpy(np.stack([prob] * batch)).to(device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(device)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds = best_time(lambda: dense_crf_batch(images, probs, CRFParams()), repeats, device)
-    if device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:  # growth of the process's peak RSS: a lower bound once an earlier run set the peak
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-    return {"backend": "torch", "device": device, "batch": batch, "ms_per_image": 1000 * seconds / batch,
+    """Time per image (median, aakit bench's measure) and peak memory of dense_crf_batch."""
+    seconds, peak_mb = crf_torch_figures(img, prob, batch, device, repeats, CRFParams())
+    return {"backend": "torch", "device": device, "batch": batch, "ms_per_image": 1000 * seconds,
             "peak_mb": round(peak_mb, 1)}
 
 
@@ -68,14 +55,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     sizes, batches, repeats = ((164,), (1, 2), 1) if args.quick else ((164, 321), (1, 4, 8), 3)
-    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    devices = crf_devices()
     records = []
     for size in sizes:
         for labels in (3, 21):
             img, _, prob = scene(size, labels, size + labels)
             case = {"px": size, "labels": labels}
             if pydensecrf_available():
-                s = best_time(lambda: dense_crf(img, prob, CRFParams(), backend="pydensecrf"), repeats, "cpu")
+                s = best_time(lambda: dense_crf(img, prob, CRFParams(), backend="pydensecrf"), repeats)
                 records.append(case | {"backend": "pydensecrf", "device": "cpu", "batch": 1, "ms_per_image": 1000 * s})
                 print(records[-1], flush=True)
             for device in devices:
