@@ -62,7 +62,7 @@ class Interrupted(Exception):
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/, grids/, studies/).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2; a list in brackets: --set 'loss.dilations=[4,8,12]' (repeatable).")]
 # --launcher and its SLURM options (aakit grid, aakit search): aakit.experiment.launch
-LauncherOpt = Annotated[Optional[str], typer.Option("--launcher", help="Run the --workers as submitit jobs: local (this machine) or slurm (one job array; pip install 'aakit[cluster]').")]
+LauncherOpt = Annotated[Optional[str], typer.Option("--launcher", help="Run the --workers as submitit jobs: local (this machine) or slurm (one job array). Needs submitit, the cluster extra.")]
 PartitionOpt = Annotated[Optional[str], typer.Option("--slurm-partition", help="SLURM partition of the tasks.")]
 TimeOpt = Annotated[Optional[str], typer.Option("--slurm-time", help="Each SLURM task's time limit: minutes or [D-]H:MM:SS (required with slurm).")]
 GpusPerTaskOpt = Annotated[Optional[int], typer.Option("--slurm-gpus-per-task", help="GPUs of each SLURM task.")]
