@@ -171,17 +171,23 @@ def test_slurm_parameters_from_the_options() -> None:
     assert L.cluster_options(None) is None and L.cluster_options("local") == L.Cluster("local")
 
 
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sbatch: str, srun: bool = True) -> None:
+    """``sbatch`` running ``sbatch`` (a shell script's body) first on the PATH, and ``srun``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\n{sbatch}\n")
+    if srun:
+        (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit checks that srun exists
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
 def test_slurm_launcher_submits_one_array_with_the_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake_jobs: None
 ) -> None:
     """The submission file submitit hands to sbatch (a fake one, which records it)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/submitted.sh\necho "Submitted batch job 4242"\n')
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit checks that srun exists
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_slurm(tmp_path, monkeypatch, f'cp "$1" {tmp_path}/submitted.sh\necho "Submitted batch job 4242"')
     path = write_grid(tmp_path)
     results = tmp_path / "r"
     code, out, err = run_cli(monkeypatch, capsys, "grid", str(path), "--launcher", "slurm", "--workers", "3",
@@ -197,6 +203,28 @@ def test_slurm_launcher_submits_one_array_with_the_options(
     assert "submitted 3 SLURM task(s) as job array 4242" in out
     assert "points done 0, running elsewhere 0, missing 8" in out
     assert calls(results) == []  # submitted, not run here
+
+
+def test_sbatch_refusing_the_array_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake_jobs: None
+) -> None:
+    fake_slurm(tmp_path, monkeypatch, 'echo "sbatch: error: invalid partition specified: nope" >&2\nexit 1')
+    path = write_grid(tmp_path)
+    code, out, err = run_cli(monkeypatch, capsys, "grid", str(path), "--launcher", "slurm", "--slurm-time", "60",
+                             "--slurm-partition", "nope", "--results", str(tmp_path / "r"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, (out, err)
+    assert "could not be submitted: sbatch: error: invalid partition specified: nope" in err
+
+
+def test_slurm_without_sbatch_here_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    path = write_grid(tmp_path)
+    code, out, err = run_cli(monkeypatch, capsys, "grid", str(path), "--launcher", "slurm", "--slurm-time", "60",
+                             "--results", str(tmp_path / "r"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "sbatch and srun are not on the PATH" in err
+    assert not (tmp_path / "r").exists()
 
 
 # ----------------------------------------------------------------------------- bad input

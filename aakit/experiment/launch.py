@@ -24,9 +24,12 @@ asked for.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -147,12 +150,16 @@ def require_submitit() -> ModuleType:
 
 
 def check_cluster(cluster: Cluster, gpus: Any) -> None:
-    """What must hold before anything is written: submitit importable, no ``--gpus`` on SLURM."""
+    """What must hold before anything is written: submitit importable; for SLURM, no ``--gpus``
+    and ``sbatch`` and ``srun`` on the PATH (submitit needs both)."""
     if cluster.launcher not in LAUNCHERS:
         raise LaunchError(f"--launcher {cluster.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
     if cluster.launcher == "slurm" and gpus:
         raise LaunchError("--gpus pins GPUs of this machine; on SLURM ask for them with --slurm-gpus-per-task")
     require_submitit()
+    if cluster.launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise LaunchError("--launcher slurm: sbatch and srun are not on the PATH here; submit from a SLURM "
+                          "login node (--launcher local runs the same jobs on this machine)")
 
 
 def slurm_parameters(cluster: Cluster, job_name: str, tasks: int) -> dict[str, Any]:
@@ -227,12 +234,26 @@ def launch(fn: Callable[..., Any], spec: WorkerSpec, args: tuple[Any, ...], *, c
     else:
         executor = submitit.LocalExecutor(folder=folder / "%j", max_num_timeout=REQUEUES)
         executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
-    with executor.batch():
-        jobs = [executor.submit(task) for task in tasks]
-    ids = [str(j.job_id) for j in jobs]
+    ids, jobs = submit(executor, tasks, cluster.launcher)
     if cluster.launcher == "slurm":
         return Submitted([], ids, folder)
     return Submitted(wait(jobs), ids, folder)
+
+
+def submit(executor: Any, tasks: Sequence[WorkerTask], launcher: str) -> tuple[list[str], list[Any]]:
+    """Submit ``tasks`` as one batch (a SLURM job array); their job ids and jobs.
+
+    Raises:
+        LaunchError: the submission was refused (e.g. sbatch's ``invalid partition``), in one line.
+    """
+    said = io.StringIO()  # submitit prints sbatch's stderr itself: it goes into the one line instead
+    try:
+        with contextlib.redirect_stderr(said), executor.batch():
+            jobs = [executor.submit(task) for task in tasks]
+    except Exception as e:  # noqa: BLE001 - submitit's FailedJobError / FailedSubmissionError, OSError
+        text = (str(e).strip() or said.getvalue().strip() or type(e).__name__).splitlines()[0]
+        raise LaunchError(f"--launcher {launcher}: the jobs could not be submitted: {text}") from None
+    return [str(j.job_id) for j in jobs], jobs
 
 
 def wait(jobs: Sequence[Any]) -> list[Any]:
