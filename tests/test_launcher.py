@@ -109,6 +109,8 @@ def test_a_worker_error_in_a_job_is_one_line_exit_2(
                              "--results", str(tmp_path / "r"))
     assert code == 2 and err.startswith("aakit: error: worker 0: ") and str(path) in err
     assert len(err.strip().splitlines()) == 1
+    log = next((tmp_path / "r" / "jobs" / "grid-t1").glob("*/*_log.err")).read_text()
+    assert f"aakit: error: {err.split('worker 0: ', 1)[1].strip()}" in log  # the job's log says it too
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_its_point_finished_once(

@@ -1,4 +1,5 @@
-"""The core works without the CLI and the TUI: importing it pulls in neither typer nor textual."""
+"""The core works without the CLI and the TUI: importing it pulls in neither typer nor textual
+(nor submitit, which only a --launcher run imports)."""
 from __future__ import annotations
 
 import subprocess
@@ -30,6 +31,7 @@ CORE = [
     "aakit.experiment.grid",
     "aakit.experiment.search",
     "aakit.experiment.lifecycle",
+    "aakit.experiment.launch",
     "aakit.experiment.report",
 ]
 
@@ -38,7 +40,7 @@ CORE = [
 def test_core_module_imports_neither_typer_nor_textual(module: str) -> None:
     code = (
         f"import sys, {module}\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual', 'click'))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual', 'click', 'submitit'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -30,6 +30,7 @@ import io
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -185,7 +186,8 @@ class WorkerTask:
     """One worker as a submitit job: ``fn(spec, *args, worker_index=index)`` with ``env`` set.
 
     ``env`` values of None unset the variable. Returns ``("ok", part)`` or ``("user", message)``
-    for an :class:`AakitError` (other errors fail the job, with their traceback in its log).
+    for an :class:`AakitError`, also printed to the job's stderr log (other errors fail the job,
+    with their traceback in its log).
     submitit calls :meth:`checkpoint` when SLURM signals a time-out or pre-emption: the task is
     requeued as it is; its unfinished unit was marked FAIL ("interrupted") and is claimed again.
     """
@@ -204,7 +206,8 @@ class WorkerTask:
                 os.environ[k] = v
         try:
             return "ok", self.fn(self.spec, *self.args, worker_index=self.index)
-        except AakitError as e:
+        except AakitError as e:  # said in the job's log too: nobody waits for a SLURM task's result
+            print(f"aakit: error: {e}", file=sys.stderr, flush=True)
             return "user", str(e)
 
     def checkpoint(self) -> Any:
