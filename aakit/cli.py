@@ -488,17 +488,23 @@ def runs_tag(
 @app.command()
 def tui(
     results: ResultsOpt = Path("results"),
-    export: Annotated[Optional[Path], typer.Option("--export", help="Render once, headless, to this SVG file.")] = None,
+    export: Annotated[Optional[Path], typer.Option("--export", help="Render once, headless, to this SVG file (a .txt file: the screen's text).")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", metavar="WxH", help="With --export: the terminal's size in characters, e.g. 80x24 (default 160x48).")] = None,
     refresh: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
     stale_after: Annotated[float, typer.Option(help="Seconds without new metrics before a running run is stale.")] = 600.0,
 ) -> None:
     """Live terminal dashboard of runs, grids and studies."""
+    from aakit.tui.layout import parse_size
+
     if refresh <= 0 or stale_after <= 0:
         raise AakitError("--refresh and --stale-after must be > 0")
+    shape = parse_size(size) if size is not None else (160, 48)
+    if size is not None and export is None:
+        raise AakitError("--size goes with --export (the live dashboard takes the terminal's size)")
     if export is not None:
         from aakit.tui.app import export_svg
 
-        path = export_svg(results, export)
+        path = export_svg(results, export, size=shape, stale_after=stale_after)
         _echo(f"wrote {path}")
         return
     from aakit.tui.app import run_tui

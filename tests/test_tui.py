@@ -363,7 +363,7 @@ def test_missing_results_dir_is_a_user_error(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the app
 from aakit.tui.app import AakitTui, CompareScreen, HelpScreen, RunScreen, export_svg  # noqa: E402
-from aakit.tui.widgets import CurvePlot, KeyedTable, RunsTable, TextPanel  # noqa: E402
+from aakit.tui.widgets import CurvePlot, KeyedTable, PlotRow, RunsTable, TextPanel  # noqa: E402
 
 
 async def wait_for(pilot: Any, cond: Callable[[], bool], what: str, bound: float = 15.0) -> None:
@@ -521,11 +521,15 @@ def test_app_filter_sort_mark_compare(tmp_path: Path) -> None:
         assert t.has_focus
         await pilot.press("escape")  # clear the filter
         assert t.row_names == ["aa-one", "aa-two", "other"]
-        await pilot.press("s", "s")  # name -> status -> progress
-        assert app.main.sort_key == "progress" and t.row_names == ["aa-one", "aa-two", "other"]
-        await pilot.press("S")
+        await pilot.press("s", "j", "j", "enter")  # the sort menu: run, status, progress
+        assert app.screen is app.main
+        assert app.main.sort_key == "progress" and app.main.sort_reverse  # the most done first
         assert t.row_names == ["other", "aa-two", "aa-one"]
         assert t.cursor_name == "aa-one"  # the cursor follows its run through a re-sort
+        await pilot.press("S")
+        assert t.row_names == ["aa-one", "aa-two", "other"]
+        await pilot.press("S")
+        assert t.row_names == ["other", "aa-two", "aa-one"]
         await pilot.press("up", "space", "down", "space")  # mark aa-two and aa-one
         assert app.main.marked == {"aa-one", "aa-two"}
         assert t.cell_text("aa-two", "mark") == "●"
@@ -578,6 +582,8 @@ def test_app_grids_and_studies_tab_help_and_quit(tmp_path: Path) -> None:
         assert points.column_texts(1) == ["done", "missing", "missing"]
         assert studies.column_texts(0) == ["search"] and "gamma=0.5" in studies.column_texts(6)[0]
         assert trials.column_texts(1) == ["complete"]
+        # a study's values are mIoU (0..1): shown in percent, as every mIoU
+        assert studies.column_texts(5) == ["#0: 50.0"] and trials.column_texts(2) == ["50.0"]
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -648,3 +654,299 @@ def test_tables_are_sized_to_their_cells_when_filled(tmp_path: Path) -> None:
             assert [c.width for c in keyed.ordered_columns] == [len("bold"), len("a longer value")]
 
     asyncio.run(body())
+
+
+# ----------------------------------------------------------------------------- any terminal
+from aakit.tui import layout  # noqa: E402
+from aakit.tui.app import SORT_LABELS, SortMenu, screen_text  # noqa: E402
+from aakit.tui.widgets import RUN_COLUMNS, FittedTable, PlotStack  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from experiment_fakes import write_run  # noqa: E402
+
+#: (name, overrides, val mIoU, status) of the fake runs, named like the v2 pilot's
+FIT_RUNS = (
+    ("v2-pilot-bon-CLS+CE-s0", ["loss.affinity=none"], 0.3651, "finished"),
+    ("v2-pilot-bon-CLS+CE+AA+LR-s1", ["loss.affinity=aa", "loss.label_reassign=true", "train.seed=1"], 0.4123, "finished"),
+    ("v2-pilot-bon-SA-s2", ["loss.affinity=sa", "train.seed=2"], 0.3870, "failed"),
+)
+
+
+def fit_world(results: Path) -> dict[str, str]:
+    """The fake runs of :data:`FIT_RUNS` (no log line) and a running one with a log line;
+    returns each run directory's name -> its best mIoU as the dashboard should print it."""
+    best = {}
+    for name, overrides, val, status in FIT_RUNS:
+        cfg = load_config(None, overrides=[f"name={name}", "train.epochs=3", *overrides])
+        best[write_run(results, cfg, name, val=val, status=status).name] = f"{100 * val:.1f}"
+    make_run(results, "live-with-logs", steps=10, epochs_done=2)  # best epoch mIoU 0.40
+    best["live-with-logs"] = "40.0"
+    return best
+
+
+def test_layout_rules() -> None:
+    cols = (
+        layout.Column("name", "run", 0, keep=True, min_width=6),
+        layout.Column("best", "best mIoU", 1, keep=True),
+        layout.Column("status", "status", 2),
+        layout.Column("wide", "wide", 3),
+        layout.Column("small", "s", 4),
+    )
+    natural = {"name": 20, "best": 9, "status": 8, "wide": 30, "small": 1}
+    assert layout.fit_columns(cols, natural, 200) == natural  # all fit, nothing cut
+    # 22 + 11 + 10 = 43 cells: "wide" does not fit in 50, the narrower "small" (3) does
+    assert layout.fit_columns(cols, natural, 50) == {"name": 20, "best": 9, "status": 8, "small": 1}
+    assert layout.fit_columns(cols, natural, 36) == {"name": 20, "best": 9, "small": 1}
+    assert layout.fit_columns(cols, natural, 35) == {"name": 20, "best": 9}
+    # the kept columns alone are too wide: the cuttable one gives way, down to its min_width
+    assert layout.fit_columns(cols, natural, 30) == {"name": 17, "best": 9}
+    assert layout.fit_columns(cols, natural, 5) == {"name": 6, "best": 9}
+    assert layout.fit_columns(cols, {"best": 9}, 50) == {"best": 9}  # a column without width: not shown
+    assert layout.ellipsize("v2-pilot-bon", 6) == "v2-pi…" and layout.ellipsize("abc", 3) == "abc"
+    # plots: hidden rather than squashed
+    assert layout.fit_plots(7, ["loss", "miou"]) == {}
+    assert layout.fit_plots(13, ["loss", "miou"]) == {"loss": 13}
+    assert layout.fit_plots(17, ["loss", "miou"]) == {"loss": 9, "miou": 8}
+    assert layout.parse_size("80x24") == (80, 24) and layout.parse_size(" 120X32 ") == (120, 32)
+    for bad in ("80", "80x", "x24", "eightyxtwenty", "80x24x3", "0x24", "80x0", "39x24", "80x-4", ""):
+        with pytest.raises(layout.SizeError, match="--size"):
+            layout.parse_size(bad)
+    assert tui_data.ema([1.0, 1.0, 1.0]) == pytest.approx((1.0, 1.0, 1.0))  # debiased: no pull to 0
+    smooth = tui_data.ema([0.0, 10.0, 0.0, 10.0], weight=0.5)
+    assert smooth[0] == 0.0 and 0.0 < smooth[-1] < 10.0 and max(smooth) < 10.0
+
+
+def test_layout_module_is_free_of_textual() -> None:
+    code = "import sys, aakit.tui.layout, aakit.tui.data; print(any(m.startswith('textual') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def assert_columns_fit(t: FittedTable, text: str) -> None:
+    """Every column shown is inside the table's width; each header is whole or ends with "…";
+    each drawn cell fits its column, a cut one ends with "…"."""
+    assert t.widths, "no column shown"
+    assert sum(w + 2 * t.cell_padding for w in t.widths.values()) <= t.available_width()
+    labels = {c.key: c.label for c in t.spec}
+    drawn_labels = [c.label.plain for c in t.ordered_columns]
+    header = max(text.splitlines(), key=lambda line: sum(label in line for label in drawn_labels))
+    for column in t.ordered_columns:
+        full, drawn = labels[str(column.key.value)], column.label.plain
+        assert drawn == full or (drawn.endswith("…") and full.startswith(drawn[:-1])), (full, drawn)
+        assert drawn in header
+    for key in t.row_keys:
+        for (column, width), cell in zip(t.widths.items(), t.get_row(key)):
+            full = t._full[key][[c.key for c in t.spec].index(column)]
+            full = full.plain if hasattr(full, "plain") else str(full)
+            assert cell.cell_len <= width
+            if cell.plain != full:
+                assert cell.plain.endswith("…") and full.startswith(cell.plain[:-1])
+
+
+def run_at(results: Path, size: tuple[int, int], body: Callable[[AakitTui, Any], Any]) -> None:
+    app = AakitTui(results, refresh=0.05)
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await app.wait_loaded(timeout=15)
+            await body(app, pilot)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 32)], ids=["80x24", "120x32"])
+def test_runs_table_fits_the_terminal(tmp_path: Path, size: tuple[int, int]) -> None:
+    best = fit_world(tmp_path)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 4, "runs listed")
+        await pilot.pause()
+        text = screen_text(app)
+        assert len(text.splitlines()) == size[1] and max(len(line) for line in text.splitlines()) <= size[0]
+        for name, miou in best.items():  # every run and its best mIoU, in percent
+            row = next(line for line in text.splitlines() if name in line)
+            assert miou in row.split(), row
+        assert "0.3651" not in text and "0.4123" not in text
+        assert "best mIoU 41.2" in text  # the best of all, in the summary line
+        assert_columns_fit(t, text)
+        assert "best_miou" in t.widths and "name" in t.widths
+        if size[0] == 80:  # the low-priority columns went first
+            assert "dilations" not in t.widths and "lambda_aa" not in t.widths
+        else:
+            assert "step" in t.widths
+        assert "filter:" not in text  # the filter box appears with "/" only
+        await pilot.press("slash")
+        assert "filter:" in screen_text(app)
+
+    run_at(tmp_path, size, body)
+
+
+def test_a_name_too_long_for_160_columns_ends_with_an_ellipsis(tmp_path: Path) -> None:
+    long_name = "a-very-long-run-name-" * 8  # 168 characters
+    cfg = load_config(None, overrides=[f"name={long_name}", "train.epochs=2"])
+    write_run(tmp_path, cfg, long_name, val=0.3651)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 1, "run listed")
+        await pilot.pause()
+        text = screen_text(app)
+        assert_columns_fit(t, text)
+        row = next(line for line in text.splitlines() if "a-very-long-run-name-a-very" in line)
+        assert "…" in row and "36.5" in row.split()  # cut, and the best mIoU still on screen
+        assert t.widths["name"] < len(t.row_names[0])
+
+    run_at(tmp_path, (160, 30), body)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 32)], ids=["80x24", "120x32"])
+def test_keys_move_and_the_sort_menu_sorts(tmp_path: Path, size: tuple[int, int]) -> None:
+    best = fit_world(tmp_path)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 4, "runs listed")
+        assert t.cursor_row == 0
+        await pilot.press("j", "j")
+        assert t.cursor_row == 2
+        await pilot.press("k")
+        assert t.cursor_row == 1
+        await pilot.press("G")
+        assert t.cursor_row == 3
+        await pilot.press("g")
+        assert t.cursor_row == 0
+        before = list(t.row_names)
+        await pilot.press("s")
+        assert isinstance(app.screen, SortMenu)
+        assert "sort by" in screen_text(app)
+        await pilot.press("escape")  # nothing chosen: the order stays
+        assert app.screen is app.main and t.row_names == before
+        await pilot.press("s", *["j"] * list(SORT_LABELS).index("best_miou"), "enter")
+        assert app.screen is app.main and app.main.sort_key == "best_miou"
+        assert t.row_names == sorted(best, key=lambda n: -float(best[n]))  # the best first
+        await pilot.press("s", "enter")  # the current key again: reversed
+        assert t.row_names == sorted(best, key=lambda n: float(best[n]))
+        assert "sorted by best mIoU" in screen_text(app)
+
+    run_at(tmp_path, size, body)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 32)], ids=["80x24", "120x32"])
+def test_run_view_fits_the_terminal(tmp_path: Path, size: tuple[int, int]) -> None:
+    best = fit_world(tmp_path)
+    quiet = next(n for n in best if "AA+LR" in n)  # no log line, no malformed line
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        await wait_for(pilot, lambda: len(table(app).row_names) == 4, "runs listed")
+        app.open_run(quiet)
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        loss = screen.query_one("#loss-plot", CurvePlot)
+        await wait_for(pilot, lambda: bool(loss.series), "curves drawn")
+        await pilot.pause()
+        text = screen_text(app)
+        assert quiet in text and "best mIoU 41.2" in text
+        # the empty panels are not shown
+        for box in ("#logs-box", "#errors-box", "#run-bottom"):
+            assert not screen.query_one(box).display
+        assert "last log lines" not in text and "no log lines" not in text
+        # plots: drawn with room, or not at all
+        stack = screen.query_one(PlotStack)
+        assert stack.shown == ("loss-plot", "miou-plot")
+        for plot in screen.query(CurvePlot):
+            assert plot.display == (plot.id in stack.shown)
+            assert not plot.display or plot.size.height >= layout.MIN_PLOT_ROWS
+        assert "losses per step" in text and "mIoU per epoch (%)" in text
+        # the config: beside the plots when wide, else one key away
+        side = screen.query_one("#run-side")
+        assert side.display == (size[0] >= RunScreen.WIDE)
+        if not side.display:
+            assert "config.yaml" not in text
+            await pilot.press("c")
+            await pilot.pause()
+            assert side.display and not screen.query_one(PlotStack).display
+        text = screen_text(app)
+        assert "config.yaml" in text and "backbone: resnet38d" in text
+        # smoothed loss curves
+        raw = dict(loss.series)
+        await pilot.press("e")
+        assert app.smooth and "EMA" in loss.plot_title
+        assert loss.series["CLS"] == (raw["CLS"][0], tui_data.ema(raw["CLS"][1]))
+        await pilot.press("e")
+        assert loss.series == raw
+        # a run with log lines shows them, and the plots that still fit
+        await pilot.press("escape")
+        app.open_run("live-with-logs")
+        await pilot.pause()
+        screen = app.screen
+        logs = screen.query_one("#logs", TextPanel)
+        await wait_for(pilot, lambda: bool(logs.lines), "log lines read")
+        await pilot.pause()
+        assert screen.query_one("#logs-box").display and "hello from the engine" in screen_text(app)
+        stack = screen.query_one(PlotStack)
+        assert stack.shown and all(p.size.height >= layout.MIN_PLOT_ROWS
+                                   for p in screen.query(CurvePlot) if p.display)
+        if size == (80, 24):
+            assert stack.shown == ("loss-plot",)  # no room for the second: hidden, not squashed
+
+    run_at(tmp_path, size, body)
+
+
+def test_compare_view_hides_what_has_nothing_to_show(tmp_path: Path) -> None:
+    best = fit_world(tmp_path)
+    a, b = [n for n in best if n.startswith("v2-pilot-bon-CLS")]
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        await wait_for(pilot, lambda: len(table(app).row_names) == 4, "runs listed")
+        app.open_compare([a, b])
+        await pilot.pause()
+        screen = app.screen
+        diff = screen.query_one("#diff-table", KeyedTable)
+        await wait_for(pilot, lambda: bool(diff.rows_shown), "config differences")
+        await pilot.pause()
+        text = screen_text(app)
+        assert f"{best[a]}" in text and f"{best[b]}" in text  # each run's best mIoU in the title
+        # the fake runs record no total loss: that plot is hidden, the mIoU one shown
+        assert screen.query_one(PlotRow).shown == ("cmp-miou",)
+        await pilot.press("l")  # CLS: both runs have it
+        await wait_for(pilot, lambda: "cmp-loss" in screen.query_one(PlotRow).shown, "loss plot shown")
+        assert_columns_fit(diff, text)
+
+    run_at(tmp_path, (80, 24), body)
+
+
+def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    from aakit import cli
+
+    monkeypatch.setattr(sys, "argv", ["aakit", *argv])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_cli_export_at_a_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    best = fit_world(tmp_path / "results")
+    out = tmp_path / "dash.txt"
+    assert _cli(["tui", "--results", str(tmp_path / "results"), "--export", str(out), "--size", "80x24"],
+                monkeypatch) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 24 and max(len(line) for line in lines) <= 80
+    for name, miou in best.items():
+        assert any(name in line and miou in line.split() for line in lines), name
+    svg = tmp_path / "dash.svg"
+    assert _cli(["tui", "--results", str(tmp_path / "results"), "--export", str(svg), "--size", "120x32"],
+                monkeypatch) == 0
+    assert svg.read_text(encoding="utf-8").lstrip().startswith("<svg")
+    capsys.readouterr()
+    for argv in (["--export", str(tmp_path / "x.svg"), "--size", "80by24"],
+                 ["--export", str(tmp_path / "x.svg"), "--size", "10x5"],
+                 ["--size", "80x24"]):  # a size without --export
+        assert _cli(["tui", "--results", str(tmp_path / "results"), *argv], monkeypatch) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "--size" in err[0], err
+    assert not (tmp_path / "x.svg").exists()

@@ -18,6 +18,7 @@ so a slow disk or a huge metrics file cannot freeze the interface. The worker re
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 from collections import deque
@@ -25,9 +26,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence, cast
 
 import yaml
+from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -35,19 +37,23 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
-    DataTable, Footer, Header, Input, Label, Markdown, Static, TabbedContent, TabPane,
+    DataTable, Footer, Header, Input, Label, Markdown, OptionList, Static, TabbedContent, TabPane,
 )
 from textual.worker import get_current_worker
 
 from aakit.runs import atomic_write_text
 from aakit.tui.data import (
+    EMA_WEIGHT,
     GRID_STATES,
+    SORT_DESCENDING,
     SORT_KEYS,
     ResultsDirError,
     ResultsModel,
     RunDetail,
     RunRow,
+    Series,
     Snapshot,
+    best_run,
     config_diff,
     filter_rows,
     fmt_duration,
@@ -56,13 +62,19 @@ from aakit.tui.data import (
     fmt_progress,
     loss_label,
     loss_names,
+    smooth_series,
     sort_rows,
 )
 from aakit.tui.widgets import (
+    RUN_COLUMNS,
     STATUS_STYLES,
     CurvePlot,
     KeyedTable,
+    KeyOptionList,
+    KeyScroll,
     LoadPanel,
+    PlotRow,
+    PlotStack,
     RunsTable,
     TextPanel,
     progress_bar,
@@ -73,7 +85,10 @@ HELP = """\
 # aakit dashboard
 
 Everything shown is read from the results directory (run directories, `grids/*/grid.json`,
-`studies/*.log`); the dashboard never talks to a training process.
+`studies/*.log`); the dashboard never talks to a training process. It fits any terminal from
+80x24 up: narrow tables drop their least useful columns first (a cut cell ends with "…"),
+a plot that has no room is hidden rather than squashed, an empty panel is not shown.
+Every mIoU is in percent.
 
 ## Everywhere
 | key | action |
@@ -81,13 +96,15 @@ Everything shown is read from the results directory (run directories, `grids/*/g
 | `?` | this help |
 | `q` | quit |
 | `escape` | back / close |
+| `j` / `k` / `g` / `G` | down / up / top / bottom in a list (the arrows work too) |
 
 ## Runs
 | key | action |
 |-----|--------|
 | `enter` | open the run under the cursor (curves, config, logs, load) |
 | `/` | filter: every word must appear in the name, status, host or hyperparameters |
-| `s` / `S` | sort by the next column / reverse the order (or click a column header) |
+| `s` | sort: pick a column from a menu (picking the current one reverses the order); best mIoU and progress sort highest first |
+| `S` | reverse the order (or click a column header) |
 | `space` | mark the run for comparison |
 | `c` | compare the marked runs (two or more) |
 | `1` / `2` | tab *Runs* / tab *Grids & studies* |
@@ -95,6 +112,8 @@ Everything shown is read from the results directory (run directories, `grids/*/g
 ## Run view / compare view
 | key | action |
 |-----|--------|
+| `e` | smoothed loss curves (exponential moving average, weight 0.9) on / off |
+| `c` | run view: the config and the host's load beside the plots, or instead of them when narrow |
 | `l` | compare view: next loss component (total, CLS, CE, AA, LR) |
 | `escape` | back to the runs |
 
@@ -136,10 +155,51 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-box"):
+        with KeyScroll(id="help-box"):
             yield Markdown(HELP)
 
+    def on_mount(self) -> None:
+        self.query_one("#help-box").focus()
+
     def action_dismiss_help(self) -> None:
+        self.dismiss(None)
+
+
+#: What the sort menu lists: each sort key and its column's header.
+SORT_LABELS: dict[str, str] = {
+    key: {"name": "run"}.get(key, label)
+    for key, label in ((c.key, c.label) for c in RUN_COLUMNS) if key in SORT_KEYS
+}
+
+
+class SortMenu(ModalScreen[str | None]):
+    """A small list of the sort keys: enter picks one, escape keeps the order as it is."""
+
+    BINDINGS = [Binding("escape,q,s", "cancel", "Cancel", show=True)]
+
+    def __init__(self, current: str, reverse: bool) -> None:
+        super().__init__()
+        self.current = current
+        self.reverse = reverse
+
+    def compose(self) -> ComposeResult:
+        arrow = "▼" if self.reverse else "▲"
+        options = [f"{label}  {arrow}" if key == self.current else label for key, label in SORT_LABELS.items()]
+        menu = KeyOptionList(*options, id="sort-menu")
+        menu.border_title = "sort by"
+        yield menu
+
+    def on_mount(self) -> None:
+        menu = self.query_one(KeyOptionList)
+        keys = list(SORT_LABELS)
+        menu.highlighted = keys.index(self.current) if self.current in keys else 0
+        menu.focus()
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(list(SORT_LABELS)[event.option_index])
+
+    def action_cancel(self) -> None:
         self.dismiss(None)
 
 
@@ -169,14 +229,17 @@ class MainScreen(AakitScreen):
 
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
-        Binding("s", "sort_next", "Sort"),
+        Binding("s", "sort_menu", "Sort"),
         Binding("S", "sort_reverse", "Reverse", show=False),
         Binding("space", "toggle_mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("1", "show_tab('runs')", "Runs", show=False),
-        Binding("2", "show_tab('grids')", "Grids/studies"),
+        Binding("2", "show_tab('grids')", "Grids", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
+
+    #: Below this width the grids and the studies are stacked instead of side by side.
+    NARROW = 100
 
     def __init__(self) -> None:
         super().__init__()
@@ -198,28 +261,38 @@ class MainScreen(AakitScreen):
                 yield RunsTable(id="runs-table")
                 yield Static(id="summary")
             with TabPane("Grids & studies", id="grids"):
-                with Horizontal():
-                    with Vertical(classes="half"):
+                yield Static("no grid (grids/*/grid.json) and no Optuna study (studies/*.log) yet",
+                             id="no-grids")
+                with Horizontal(id="grids-box"):
+                    with Vertical(classes="half", id="grids-half"):
                         yield Label("Grids", classes="section")
                         yield KeyedTable(
-                            ("grid", *GRID_STATES, "total", "problem"), id="grids-table"
+                            ("grid", *GRID_STATES, "total", "problem"), cut=("problem",), id="grids-table"
                         )
                         yield Label("Points of the grid under the cursor", classes="section")
-                        yield KeyedTable(("point", "state", "run", "params"), id="points-table")
-                    with Vertical(classes="half"):
+                        yield KeyedTable(("point", "state", "run", "params"), cut=("run", "params"),
+                                         id="points-table")
+                    with Vertical(classes="half", id="studies-half"):
                         yield Label("Optuna studies", classes="section")
                         yield KeyedTable(
-                            ("study", "file", "direction", "trials", "states", "best", "best params"),
-                            id="studies-table",
+                            ("study", "file", "direction", "trials", "states", "best mIoU", "best params"),
+                            cut=("file", "states", "best params"), keep=("best mIoU",),
+                            first=("study", "best mIoU", "trials", "states"), id="studies-table",
                         )
                         yield Label("Trials of the study under the cursor", classes="section")
-                        yield KeyedTable(("trial", "state", "value", "params"), id="trials-table")
-        yield Footer()
+                        yield KeyedTable(("trial", "state", "mIoU", "params"), cut=("params",),
+                                         keep=("mIoU",), id="trials-table")
+        yield Footer(compact=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < self.NARROW, "narrow")
 
     def on_mount(self) -> None:
         # Children (tabs included) are mounted now: only from here may snapshots be drawn,
         # so the poller starts here rather than in App.on_mount.
         self.ready = True
+        self.set_class(self.app.size.width < self.NARROW, "narrow")
+        self.query_one("#filter", Input).display = False  # shown by "/" or while it filters
         self.query_one(RunsTable).focus()
         self._show_summary()
         self.aakit.start_poller()
@@ -270,12 +343,16 @@ class MainScreen(AakitScreen):
                 text.append(", " if i else ": ")
                 text.append(f"{n} {status}", style=STATUS_STYLES.get(status, ""))
             arrow = "▼" if self.sort_reverse else "▲"
-            text.append(f"  ·  sorted by {self.sort_key} {arrow}")
+            text.append(f"  ·  sorted by {SORT_LABELS.get(self.sort_key, self.sort_key)} {arrow}")
             if self.filter_text:
                 shown = len(self.query_one(RunsTable).row_names)
                 text.append(f"  ·  filter {self.filter_text!r}: {shown} shown")
             if self.marked:
                 text.append(f"  ·  {len(self.marked)} marked (c: compare)")
+            best = best_run(snap.rows)
+            if best is not None:
+                text.append(f"\nbest mIoU {fmt_miou(best.best_miou)}", style="bold")
+                text.append(f"  {best.name}")
             _append_corrupt(text, snap.rows)
             bad = [r for r in snap.rows if r.errors]
             if bad:
@@ -305,6 +382,7 @@ class MainScreen(AakitScreen):
             )))
         table = self.query_one("#grids-table", KeyedTable)
         table.show(rows)
+        self._show_halves()
         current = next((g for g in grids if g.name == table.cursor_key), grids[0] if grids else None)
         points = []
         for p in current.points if current else ():
@@ -319,7 +397,8 @@ class MainScreen(AakitScreen):
         for st in studies:
             key = f"{st.file.name}:{st.name}"
             states = " ".join(f"{k.lower()}={v}" for k, v in sorted(st.state_counts.items()))
-            best = "-" if st.best_values is None else " ".join(fmt_float(v) for v in st.best_values)
+            # aakit's studies optimise an mIoU (grid points and search trials report val mIoU)
+            best = "-" if st.best_values is None else " ".join(fmt_miou(v) for v in st.best_values)
             if st.best_number is not None:
                 best = f"#{st.best_number}: {best}"
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in st.best_params.items())
@@ -335,10 +414,19 @@ class MainScreen(AakitScreen):
         )
         trials = []
         for t in current.trials if current else ():
-            value = "-" if t.values is None else " ".join(fmt_float(v) for v in t.values)
+            value = "-" if t.values is None else " ".join(fmt_miou(v) for v in t.values)
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in t.params.items())
             trials.append((str(t.number), (str(t.number), t.state.lower(), value, params)))
         self.query_one("#trials-table", KeyedTable).show(trials)
+
+    def _show_halves(self) -> None:
+        """Only the halves with something to show: grids, studies, or a line saying there is none."""
+        assert self.snapshot is not None
+        grids, studies = bool(self.snapshot.grids), bool(self.snapshot.studies)
+        self.query_one("#grids-half").display = grids
+        self.query_one("#studies-half").display = studies
+        self.query_one("#grids-box").display = grids or studies
+        self.query_one("#no-grids").display = not (grids or studies)
 
     @on(DataTable.RowHighlighted, "#grids-table, #studies-table")
     def _sub_table_moved(self) -> None:
@@ -355,11 +443,7 @@ class MainScreen(AakitScreen):
     @on(DataTable.HeaderSelected, "#runs-table")
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
         key = {"step": "progress"}.get(str(event.column_key.value), str(event.column_key.value))
-        if key not in SORT_KEYS:
-            return
-        self.sort_reverse = (not self.sort_reverse) if key == self.sort_key else False
-        self.sort_key = key
-        self._show_runs()
+        self.sort_by(key)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -368,19 +452,34 @@ class MainScreen(AakitScreen):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
+        self._leave_filter()
+
+    def _leave_filter(self) -> None:
+        """Back to the table; the filter box stays only while it filters."""
+        box = self.query_one("#filter", Input)
+        box.display = bool(box.value)
         self.query_one(RunsTable).focus()
 
     def action_focus_filter(self) -> None:
         self.query_one(TabbedContent).active = "runs"
-        self.query_one("#filter", Input).focus()
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
 
     def action_clear_filter(self) -> None:
         self.query_one("#filter", Input).value = ""
-        self.query_one(RunsTable).focus()
+        self._leave_filter()
 
-    def action_sort_next(self) -> None:
-        keys = list(SORT_KEYS)
-        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+    def action_sort_menu(self) -> None:
+        """A small list of the sort keys to pick from."""
+        self.aakit.push_screen(SortMenu(self.sort_key, self.sort_reverse), self.sort_by)
+
+    def sort_by(self, key: str | None) -> None:
+        """Sort by ``key`` (None: as it was); the current key again reverses the order."""
+        if key is None or key not in SORT_KEYS:
+            return
+        self.sort_reverse = (not self.sort_reverse) if key == self.sort_key else key in SORT_DESCENDING
+        self.sort_key = key
         self._show_runs()
 
     def action_sort_reverse(self) -> None:
@@ -408,41 +507,79 @@ class MainScreen(AakitScreen):
 
 
 # ----------------------------------------------------------------------------- run screen
-def _loss_title(detail: RunDetail) -> str:
+def _loss_title(detail: RunDetail, smooth: bool = False) -> str:
     row = detail.row
     lr = f"   learning rate {fmt_float(row.lr)}" if row.lr is not None else ""
     total = row.losses.get("total")
-    return f"losses per step (total {fmt_float(total)}){lr}"
+    ema = f", EMA {EMA_WEIGHT}" if smooth else ""
+    return f"losses per step{ema} (total {fmt_float(total)}){lr}"
+
+
+def run_title(row: RunRow) -> Text:
+    """The run view's head: the run and its status; its best mIoU, progress and ETA; problem;
+    hyperparameters. Lines too long for the terminal end with "…" (``#run-title`` in app.tcss)."""
+    title = Text(row.name, style="bold")
+    title.append("  ")
+    title.append_text(status_text(row.status))
+    title.append(f"\nbest mIoU {fmt_miou(row.best_miou)}", style="bold")
+    title.append(f"  {fmt_progress(row)}  ")
+    title.append_text(progress_bar(row.progress, 20))
+    title.append(f"  ETA {fmt_duration(row.eta)}")
+    if row.problem:
+        title.append(f"\ncorrupt: {row.problem}", style="bold red")
+    hp = "  ".join(f"{k}={v}" for k, v in row.hparams.items())
+    if hp:
+        title.append(f"\n{hp}", style="dim")
+    return title
+
+
+def _smoothed(series: dict[str, Series], smooth: bool) -> dict[str, Series]:
+    return smooth_series(series) if smooth else series
 
 
 class RunScreen(AakitScreen):
-    """One run: curves, config, logs, errors and the host's load."""
+    """One run: curves, config, logs, errors and the host's load.
 
-    BINDINGS = [Binding("escape,b", "back", "Back")]
+    From :attr:`WIDE` columns the config and the load sit beside the plots; below, ``c``
+    shows them instead of the plots. A panel with nothing to show (no log line, no malformed
+    line) is hidden; the plots that do not fit the height are hidden (:class:`PlotStack`).
+    """
+
+    BINDINGS = [
+        Binding("escape,b", "back", "Back"),
+        Binding("c", "toggle_side", "Config"),
+        Binding("e", "smooth", "Smooth"),
+    ]
+
+    #: From this width the side panel (load, config) is shown beside the plots.
+    WIDE = 110
+    #: Below this height the log panel is shorter.
+    TALL = 30
 
     def __init__(self, run_name: str) -> None:
         super().__init__()
         self.run_name = run_name
         self.detail: RunDetail | None = None
+        self.side_open: bool | None = None  # None: shown when the screen is wide
         self.ready = False  # set once composed: snapshots are drawn from then on
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text(self.run_name, style="bold"), id="run-title")
         with Horizontal(id="run-body"):
-            with Vertical(id="run-plots"):
+            with PlotStack(id="run-plots"):
                 yield CurvePlot("losses per step", "step", id="loss-plot")
                 yield CurvePlot("mIoU per epoch (%)", "epoch", id="miou-plot")
             with Vertical(id="run-side"):
                 yield LoadPanel(id="load")
-                with VerticalScroll(id="config-box"):
+                with KeyScroll(id="config-box"):
                     yield Static(id="config")
         with Horizontal(id="run-bottom"):
-            with VerticalScroll(id="logs-box"):
+            with KeyScroll(id="logs-box"):
                 yield TextPanel(empty="no log lines yet", id="logs")
-            with VerticalScroll(id="errors-box"):
+            with KeyScroll(id="errors-box"):
                 yield TextPanel(empty="no malformed metrics lines", style="red", id="errors")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#logs-box").border_title = "last log lines"
@@ -450,9 +587,33 @@ class RunScreen(AakitScreen):
         self.query_one("#config-box").border_title = "config.yaml"
         self.query_one("#load").border_title = "load"
         self.ready = True
+        self._fit()
         snap = self.aakit.snapshot
         if snap is not None:  # draw what is known at once; the poller adds the curves
             self.update_snapshot(snap)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.ready:
+            self._fit()
+
+    @property
+    def side_shown(self) -> bool:
+        """Whether the config and load panel is on screen."""
+        return self.side_open if self.side_open is not None else self.size.width >= self.WIDE
+
+    def _fit(self) -> None:
+        """Show the panels that have content and room (see the class docstring)."""
+        wide = self.size.width >= self.WIDE
+        side = self.side_shown
+        self.set_class(not wide, "narrow")
+        self.set_class(self.size.height < self.TALL, "short")
+        self.query_one("#run-side").display = side
+        self.query_one("#run-plots").display = wide or not side
+        logs = self.query_one("#logs", TextPanel).has_content
+        errors = self.query_one("#errors", TextPanel).has_content
+        self.query_one("#logs-box").display = logs
+        self.query_one("#errors-box").display = errors
+        self.query_one("#run-bottom").display = logs or errors
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         detail = snapshot.details.get(self.run_name)
@@ -466,29 +627,36 @@ class RunScreen(AakitScreen):
             return
         first = self.detail is None or detail.config != self.detail.config
         self.detail = detail
-        row = detail.row
-        title = Text(row.name, style="bold")
-        title.append("  ")
-        title.append_text(status_text(row.status))
-        title.append(f"  {fmt_progress(row)}  ")
-        title.append_text(progress_bar(row.progress, 20))
-        title.append(f"  ETA {fmt_duration(row.eta)}  best mIoU {fmt_miou(row.best_miou)}")
-        if row.problem:
-            title.append(f"\ncorrupt: {row.problem}", style="bold red")
-        hp = "  ".join(f"{k}={v}" for k, v in row.hparams.items())
-        title.append(f"\n{hp}", style="dim")
-        self.query_one("#run-title", Static).update(title)
-        losses = {loss_label(k): detail.loss_series[k] for k in loss_names([detail])}
-        self.query_one("#loss-plot", CurvePlot).set_series(losses, title=_loss_title(detail))
+        self.query_one("#run-title", Static).update(run_title(detail.row))
         self.query_one("#miou-plot", CurvePlot).set_series(detail.miou_series)
+        self._draw_losses()
         self.query_one("#logs", TextPanel).set_lines(detail.logs[-50:])
         self.query_one("#errors", TextPanel).set_lines(detail.errors[-50:])
+        self._fit()
         if first:
             text = "# no config.yaml"
             if detail.config:
                 text = yaml.safe_dump(dict(detail.config), sort_keys=False)
             self.query_one("#config", Static).update(Syntax(text, "yaml", background_color="default"))
             self.query_one("#logs-box").scroll_end(animate=False)
+
+    def _draw_losses(self) -> None:
+        if self.detail is None:
+            return
+        d, smooth = self.detail, self.aakit.smooth
+        losses = _smoothed({loss_label(k): d.loss_series[k] for k in loss_names([d])}, smooth)
+        self.query_one("#loss-plot", CurvePlot).set_series(losses, title=_loss_title(d, smooth))
+        self.query_one(PlotStack).fit()
+
+    def action_smooth(self) -> None:
+        self.aakit.smooth = not self.aakit.smooth
+        self._draw_losses()
+
+    def action_toggle_side(self) -> None:
+        self.side_open = not self.side_shown
+        self._fit()
+        if self.side_open and self.size.width < self.WIDE:
+            self.query_one("#config-box").focus()  # j/k scroll the config
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -501,6 +669,7 @@ class CompareScreen(AakitScreen):
     BINDINGS = [
         Binding("escape,b", "back", "Back"),
         Binding("l", "next_loss", "Next loss"),
+        Binding("e", "smooth", "Smooth"),
     ]
 
     def __init__(self, run_names: Iterable[str]) -> None:
@@ -513,12 +682,12 @@ class CompareScreen(AakitScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text("compare: " + ", ".join(self.run_names), style="bold"), id="compare-title")
-        with Horizontal(id="compare-plots"):
+        with PlotRow(id="compare-plots"):
             yield CurvePlot("total loss per step", "step", id="cmp-loss")
             yield CurvePlot("mIoU per epoch (%)", "epoch", id="cmp-miou")
-        yield Label("config differences", classes="section")
-        yield KeyedTable(("key", *self.run_names), id="diff-table")
-        yield Footer()
+        yield Label("config differences", classes="section", id="diff-label")
+        yield KeyedTable(("key", *self.run_names), cut=("key", *self.run_names), id="diff-table")
+        yield Footer(compact=True)
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         self.details = {n: snapshot.details[n] for n in self.run_names if n in snapshot.details}
@@ -530,23 +699,46 @@ class CompareScreen(AakitScreen):
         if snap is not None:
             self.update_snapshot(snap)
 
+    def _title(self) -> Text:
+        text = Text("compare (best mIoU): ", style="bold")
+        for i, name in enumerate(self.run_names):
+            d = self.details.get(name)
+            text.append(", " if i else "")
+            text.append(name)
+            text.append(f" {fmt_miou(d.row.best_miou) if d else '?'}", style="bold")
+        return text
+
     def _draw(self) -> None:
+        self.query_one("#compare-title", Static).update(self._title())
         label = loss_label(self.loss_key)
         losses = {n: d.loss_series[self.loss_key] for n, d in self.details.items()
                   if self.loss_key in d.loss_series}
-        self.query_one("#cmp-loss", CurvePlot).set_series(losses, title=f"{label} loss per step")
+        ema = f", EMA {EMA_WEIGHT}" if self.aakit.smooth else ""
+        self.query_one("#cmp-loss", CurvePlot).set_series(
+            _smoothed(losses, self.aakit.smooth), title=f"{label} loss per step{ema}"
+        )
         mious = {n: d.miou_series["mIoU"] for n, d in self.details.items() if "mIoU" in d.miou_series}
         self.query_one("#cmp-miou", CurvePlot).set_series(mious)
+        self.query_one(PlotRow).fit()
         diff = config_diff({n: d.config for n, d in self.details.items()})
         if len(self.details) == len(self.run_names):
-            self.query_one("#diff-table", KeyedTable).show(
+            table = self.query_one("#diff-table", KeyedTable)
+            table.show(
                 (key, (key, *("-" if v is None else str(v) for v in values))) for key, values in diff
+            )
+            table.display = bool(diff)  # shown only when the configs differ
+            self.query_one("#diff-label", Label).update(
+                "config differences" if diff else "config differences: none"
             )
 
     def action_next_loss(self) -> None:
         keys = ("total", *loss_names(self.details.values()))  # the terms these runs recorded
         i = keys.index(self.loss_key) if self.loss_key in keys else -1
         self.loss_key = keys[(i + 1) % len(keys)]
+        self._draw()
+
+    def action_smooth(self) -> None:
+        self.aakit.smooth = not self.aakit.smooth
         self._draw()
 
     def action_back(self) -> None:
@@ -582,6 +774,7 @@ class AakitTui(App[None]):
         self.snapshot: Snapshot | None = None
         self.errors: deque[str] = deque(maxlen=500)  # latest malformed-line messages, oldest first
         self.watched: frozenset[str] = frozenset()  # runs whose details the poller reads
+        self.smooth = False  # loss curves drawn as their exponential moving average (key e)
         self.main = MainScreen()
         self._wake = threading.Event()
         self._loaded = asyncio.Event()
@@ -677,6 +870,19 @@ def run_tui(results: Path, *, refresh: float = 1.0, stale_after: float = 600.0) 
     AakitTui(Path(results), refresh=refresh, stale_after=stale_after).run()
 
 
+def screen_text(app: App[Any]) -> str:
+    """The characters on ``app``'s screen now, one line per row, without styles.
+
+    Rendered as :meth:`textual.app.App.export_screenshot` renders its SVG (the screen's
+    compositor into a recording console), exported as text instead.
+    """
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
 async def export_svg_async(
     results: Path, out: Path, *, size: tuple[int, int] = (160, 48), stale_after: float = 600.0
 ) -> Path:
@@ -688,15 +894,19 @@ async def export_svg_async(
         if app.snapshot is None:
             raise ResultsDirError(f"{results}: cannot read the results directory: {app.main.poll_error}")
         await pilot.pause()
-        svg = app.export_screenshot(title=f"aakit - {Path(results).name}")
-    atomic_write_text(out, svg)
+        if out.suffix.lower() == ".txt":
+            shot = screen_text(app)
+        else:
+            shot = app.export_screenshot(title=f"aakit - {Path(results).name}")
+    atomic_write_text(out, shot)
     return out
 
 
 def export_svg(
     results: Path, out: Path, *, size: tuple[int, int] = (160, 48), stale_after: float = 600.0
 ) -> Path:
-    """Render the dashboard once, headless, and write an SVG screenshot to ``out``.
+    """Render the dashboard once, headless, at ``size`` (columns, rows) and write it to ``out``:
+    an SVG screenshot, or the screen's plain text when ``out`` ends with ``.txt``.
 
     Returns:
         ``out``.

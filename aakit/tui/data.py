@@ -158,6 +158,29 @@ def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int) -> Ser
     return tuple(out_x), tuple(out_y)
 
 
+#: Weight of the past in the smoothed loss curves (:func:`ema`), as TensorBoard's slider.
+EMA_WEIGHT = 0.9
+
+
+def ema(ys: Sequence[float], weight: float = EMA_WEIGHT) -> tuple[float, ...]:
+    """The exponential moving average of ``ys`` (``weight`` of the past), debiased.
+
+    Debiased as TensorBoard's smoothing (and Adam's moments): the average starts from zero
+    and is divided by ``1 - weight ** (i + 1)``, so the first points are not pulled down.
+    """
+    out: list[float] = []
+    acc = 0.0
+    for i, y in enumerate(ys):
+        acc = weight * acc + (1 - weight) * float(y)
+        out.append(acc / (1 - weight ** (i + 1)))
+    return tuple(out)
+
+
+def smooth_series(series: Mapping[str, Series], weight: float = EMA_WEIGHT) -> dict[str, Series]:
+    """Each ``(xs, ys)`` with its ``ys`` replaced by their :func:`ema`."""
+    return {k: (xs, ema(ys, weight)) for k, (xs, ys) in series.items()}
+
+
 def estimate_eta(
     points: Sequence[tuple[float, float]], steps_total: int | None, now: float | None = None
 ) -> float | None:
@@ -242,6 +265,10 @@ SORT_KEYS: dict[str, Any] = {
 }
 
 
+#: Keys whose highest values are the best: chosen from the sort menu, they sort highest first.
+SORT_DESCENDING = frozenset({"best_miou", "progress"})
+
+
 def sort_rows(rows: Iterable[RunRow], key: str = "name", reverse: bool = False) -> list[RunRow]:
     """Rows sorted by a column of :data:`SORT_KEYS`; missing values go last either way."""
     get = SORT_KEYS.get(key, SORT_KEYS["name"])
@@ -254,6 +281,12 @@ def sort_rows(rows: Iterable[RunRow], key: str = "name", reverse: bool = False) 
     except TypeError:
         present.sort(key=lambda r: (str(get(r)), r.name), reverse=reverse)
     return present + sorted(missing, key=lambda r: r.name)
+
+
+def best_run(rows: Iterable[RunRow]) -> RunRow | None:
+    """The run with the highest best mIoU, or None when no run has one yet."""
+    scored = [r for r in rows if r.best_miou is not None]
+    return max(scored, key=lambda r: (r.best_miou, r.name)) if scored else None
 
 
 # ----------------------------------------------------------------------------- formatting

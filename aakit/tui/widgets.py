@@ -14,8 +14,10 @@ from rich.errors import MarkupError
 from rich.measure import Measurement
 from rich.protocol import is_renderable
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
-from textual.widgets import DataTable, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, OptionList, Static
 from textual_plotext import PlotextPlot
 
 from aakit.tui.data import (
@@ -27,6 +29,15 @@ from aakit.tui.data import (
     fmt_miou,
     fmt_progress,
 )
+from aakit.tui.layout import MIN_PLOT_ROWS, Column, ellipsize, fit_columns, fit_plots
+
+#: j/k/g/G in a table: down, up, top, bottom (as the arrows, ctrl+home and ctrl+end).
+TABLE_KEYS = [
+    Binding("j", "cursor_down", "Down", show=False),
+    Binding("k", "cursor_up", "Up", show=False),
+    Binding("g", "scroll_top", "Top", show=False),
+    Binding("G", "scroll_bottom", "Bottom", show=False),
+]
 
 #: Colour of each run status and grid point state (Rich styles).
 STATUS_STYLES: dict[str, str] = {
@@ -78,26 +89,30 @@ def _gib(n: float | None) -> str:
     return "?" if n is None else f"{n / 2**30:.1f}"
 
 
-# ----------------------------------------------------------------------------- runs table
-#: (column key, header label). Keys double as sort keys (see ``aakit.tui.data.SORT_KEYS``).
-RUN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("mark", " "),
-    ("name", "run"),
-    ("status", "status"),
-    ("step", "epoch / step"),
-    ("progress", "progress"),
-    ("eta", "ETA"),
-    ("cls", "CLS"),
-    ("ce", "CE"),
-    ("aa", "AA"),
-    ("lr", "LR"),
-    ("best_miou", "best mIoU"),
-    ("lambda_aa", "λ1"),
-    ("lambda_lr", "λ2"),
-    ("margin_aa", "m"),
-    ("gamma", "γ"),
-    ("dilations", "dilations"),
-    ("errors", "err"),
+# ----------------------------------------------------------------------------- tables
+#: The runs table's columns in display order (keys double as sort keys, see
+#: ``aakit.tui.data.SORT_KEYS``) and how they give way on a narrow terminal
+#: (:func:`aakit.tui.layout.fit_columns`): the run and its best mIoU stay at any width (a long
+#: name is cut, ending with "…"), the others go from the highest priority number down; the
+#: mark, ETA, loss and err columns appear only when a cell of theirs has something to show.
+RUN_COLUMNS: tuple[Column, ...] = (
+    Column("mark", " ", 3, optional=True),
+    Column("name", "run", 0, keep=True, min_width=12),
+    Column("status", "status", 2),
+    Column("step", "epoch / step", 6),
+    Column("progress", "progress", 4),
+    Column("eta", "ETA", 5, optional=True),
+    Column("cls", "CLS", 7, optional=True),
+    Column("ce", "CE", 8, optional=True),
+    Column("aa", "AA", 9, optional=True),
+    Column("lr", "LR", 10, optional=True),
+    Column("best_miou", "best mIoU", 1, keep=True),
+    Column("lambda_aa", "λ1", 11),
+    Column("lambda_lr", "λ2", 12),
+    Column("margin_aa", "m", 13),
+    Column("gamma", "γ", 14),
+    Column("dilations", "dilations", 15),
+    Column("errors", "err", 3, optional=True),
 )
 
 
@@ -129,25 +144,109 @@ def _cell_renderable(cell: Any) -> Any:
     return cell if is_renderable(cell) else Text(str(cell))
 
 
-def fit_columns(table: DataTable[Any], rows: Iterable[Sequence[Any]]) -> None:
-    """Give every column of ``table`` the width of its widest cell (or label), now.
+def _blank(cell: Any) -> bool:
+    return isinstance(cell, Text) and cell.plain.strip() in ("", "-")
 
-    Call it before the rows change. A DataTable measures new cells only when the app is next
-    idle, while its render caches are keyed on an update counter that the measuring does not
-    bump: a frame drawn in between (a busy machine) keeps cells cut to the header's width until
-    some cell changes. Fixed widths leave nothing to measure later.
+
+def cut_cell(cell: Any, width: int) -> Any:
+    """``cell`` no wider than ``width``: a longer text ends with "…" (never silently cut)."""
+    if isinstance(cell, Text) and cell.cell_len > width:
+        cell = cell.copy()
+        cell.truncate(width, overflow="ellipsis")
+    return cell
+
+
+class FittedTable(DataTable[Any]):
+    """A table whose columns fit its width, by priority (:func:`aakit.tui.layout.fit_columns`).
+
+    Rows are ``(key, cells)``; every cell is kept uncut and the table draws the columns that
+    fit, cutting a cell with "…" where a column had to be cut. It redraws itself when resized.
+    Column widths are fixed when the rows are set: a DataTable otherwise measures new cells only
+    when the app is next idle, and a frame drawn in between (a busy machine) keeps cells cut
+    to the header's width until some cell changes.
     """
-    console = table.app.console
-    widths = [c.label.cell_len for c in table.ordered_columns]
-    for cells in rows:
-        for i, cell in enumerate(cells[: len(widths)]):
-            renderable = _cell_renderable(cell)
-            widths[i] = max(widths[i], Measurement.get(console, console.options, renderable).maximum)
-    for column, width in zip(table.ordered_columns, widths):
-        column.width, column.auto_width = width, False
+
+    BINDINGS = TABLE_KEYS
+
+    def __init__(self, columns: Sequence[Column], **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.spec = tuple(columns)
+        self.widths: dict[str, int] = {}  # the columns shown and their widths
+        self.row_keys: list[str] = []  # in display order
+        self._full: dict[str, tuple[Any, ...]] = {}
+        self._drawn: dict[str, tuple[Any, ...]] = {}
+        self._fitted_to = -1
+
+    @property
+    def cursor_row_key(self) -> str | None:
+        """The key of the row under the cursor, if any."""
+        if not self.row_keys or not 0 <= self.cursor_row < len(self.row_keys):
+            return None
+        return self.row_keys[self.cursor_row]
+
+    def available_width(self) -> int:
+        """Cells of width for the columns (a vertical scrollbar's room kept free)."""
+        width = self.size.width or self.app.size.width
+        return max(1, width - self.styles.scrollbar_size_vertical)
+
+    def set_rows(self, keys: Sequence[str], cells: Mapping[str, tuple[Any, ...]]) -> None:
+        """Display the rows ``keys`` in this order; only what changed is redrawn."""
+        keys, cells = list(keys), dict(cells)
+        if keys == self.row_keys and cells == self._full and self._fitted_to >= 0:
+            return  # the usual poll: nothing changed, nothing to measure or draw
+        self._full = cells
+        self._draw(keys)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._fitted_to >= 0 and self.available_width() != self._fitted_to:
+            self._draw(self.row_keys)
+
+    def natural_widths(self) -> dict[str, int]:
+        """Each column's width uncut (widest cell or label); optional columns without content left out."""
+        console = self.app.console
+        out: dict[str, int] = {}
+        for i, column in enumerate(self.spec):
+            cells = [_cell_renderable(row[i]) for row in self._full.values() if i < len(row)]
+            if column.optional and all(_blank(c) for c in cells):
+                continue
+            sizes = [Measurement.get(console, console.options, c).maximum for c in cells]
+            out[column.key] = max([Text(column.label).cell_len, *sizes])
+        return out
+
+    def _draw(self, keys: list[str]) -> None:
+        available = self.available_width()
+        widths = fit_columns(self.spec, self.natural_widths(), available, padding=2 * self.cell_padding)
+        index = {c.key: i for i, c in enumerate(self.spec)}
+        drawn = {
+            k: tuple(cut_cell(_cell_renderable(cells[index[c]]), w) for c, w in widths.items())
+            for k, cells in self._full.items()
+        }
+        if widths != self.widths or keys != self.row_keys:
+            self._rebuild(keys, widths, drawn)
+        else:
+            for key in keys:
+                for column, before, after in zip(widths, self._drawn.get(key, ()), drawn[key]):
+                    if before != after:
+                        self.update_cell(key, column, after)
+        self._drawn, self._fitted_to = drawn, available
+
+    def _rebuild(self, keys: list[str], widths: dict[str, int], drawn: dict[str, tuple[Any, ...]]) -> None:
+        keep = self.cursor_row_key
+        new_columns = widths != self.widths
+        self.clear(columns=new_columns)
+        if new_columns:
+            for column in self.spec:
+                if column.key in widths:
+                    width = widths[column.key]
+                    self.add_column(Text(ellipsize(column.label, width)), width=width, key=column.key)
+        for key in keys:
+            self.add_row(*drawn[key], key=key)
+        self.widths, self.row_keys = widths, keys
+        if keep in keys:
+            self.move_cursor(row=keys.index(keep), animate=False)
 
 
-class RunsTable(DataTable[Any]):
+class RunsTable(FittedTable):
     """The runs table: one row per run, keyed by the run's name; updated in place."""
 
     BINDINGS = [
@@ -155,20 +254,17 @@ class RunsTable(DataTable[Any]):
     ]
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.row_names: list[str] = []  # run names, in display order
-        self._cells: dict[str, tuple[Any, ...]] = {}
+        super().__init__(RUN_COLUMNS, **kwargs)
 
-    def on_mount(self) -> None:
-        for key, label in RUN_COLUMNS:
-            self.add_column(label, key=key)
+    @property
+    def row_names(self) -> list[str]:
+        """Run names, in display order."""
+        return self.row_keys
 
     @property
     def cursor_name(self) -> str | None:
         """The run under the cursor, if any."""
-        if not self.row_names or not 0 <= self.cursor_row < len(self.row_names):
-            return None
-        return self.row_names[self.cursor_row]
+        return self.cursor_row_key
 
     def show(self, rows: Sequence[RunRow], marked: Iterable[str] = ()) -> None:
         """Display ``rows`` in this order; only cells that changed are redrawn.
@@ -177,52 +273,43 @@ class RunsTable(DataTable[Any]):
         rebuilt and the cursor stays on the run it was on.
         """
         marked = set(marked)
-        names = [r.name for r in rows]
-        cells = {r.name: run_cells(r, r.name in marked) for r in rows}
-        if names == self.row_names and cells == self._cells:
-            return  # the usual poll: nothing changed, nothing to measure or draw
-        fit_columns(self, cells.values())
-        if names != self.row_names:
-            keep = self.cursor_name
-            self.clear()
-            for name in names:
-                self.add_row(*cells[name], key=name)
-            self.row_names = names
-            if keep in names:
-                self.move_cursor(row=names.index(keep), animate=False)
-        else:
-            for name in names:
-                old = self._cells.get(name)
-                for (key, _), before, after in zip(RUN_COLUMNS, old or (), cells[name]):
-                    if before != after:
-                        self.update_cell(name, key, after)
-        self._cells = cells
+        self.set_rows([r.name for r in rows], {r.name: run_cells(r, r.name in marked) for r in rows})
 
     def cell_text(self, name: str, column: str) -> str:
-        """The plain text of a cell (for tests and the summary line)."""
+        """The plain text of a cell as drawn (for tests and the summary line)."""
         return str(self.get_cell(name, column).plain)
 
 
-class KeyedTable(DataTable[Any]):
+class KeyedTable(FittedTable):
     """A small table rebuilt only when its content changes; the cursor keeps its row key.
 
-    Used for grids, grid points, studies, trials and config differences.
+    Used for grids, grid points, studies, trials and config differences. The first column
+    and those named in ``keep`` stay at any width; the columns named in ``cut`` may be cut
+    (with "…"); the others give way from the last one, those named in ``first`` last.
     """
 
-    def __init__(self, columns: Sequence[str], **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._columns = tuple(columns)
+    def __init__(
+        self,
+        columns: Sequence[str],
+        cut: Iterable[str] = (),
+        keep: Iterable[str] = (),
+        first: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        cut, keep = set(cut), {columns[0], *keep}
+        rank = {label: i for i, label in enumerate((*first, *(c for c in columns if c not in first)))}
+        spec = tuple(
+            Column(f"c{i}", label, rank[label], keep=label in keep,
+                   min_width=max(6, min(len(label), 12)) if i == 0 or label in cut else 0)
+            for i, label in enumerate(columns)
+        )
+        super().__init__(spec, **kwargs)
         self.rows_shown: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-
-    def on_mount(self) -> None:
-        self.add_columns(*self._columns)
 
     @property
     def cursor_key(self) -> str | None:
         """The key of the row under the cursor, if any."""
-        if not self.rows_shown or not 0 <= self.cursor_row < len(self.rows_shown):
-            return None
-        return self.rows_shown[self.cursor_row][0]
+        return self.cursor_row_key
 
     def show(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
         """Display ``(key, cells)`` rows (a repeated key gets a ``#n`` suffix)."""
@@ -231,23 +318,35 @@ class KeyedTable(DataTable[Any]):
         for key, cells in rows:
             seen[key] = seen.get(key, 0) + 1
             unique.append((key if seen[key] == 1 else f"{key}#{seen[key]}", tuple(cells)))
-        shown = tuple(unique)
-        if shown == self.rows_shown:
-            return
-        fit_columns(self, (cells for _, cells in shown))
-        keep = self.cursor_key
-        self.clear()
-        for key, cells in shown:
-            self.add_row(*cells, key=key)
-        self.rows_shown = shown
-        keys = [k for k, _ in shown]
-        if keep in keys:
-            self.move_cursor(row=keys.index(keep), animate=False)
+        self.rows_shown = tuple(unique)
+        self.set_rows([k for k, _ in unique], dict(unique))
 
     def column_texts(self, index: int) -> list[str]:
-        """The plain text of one column, top to bottom (for tests)."""
+        """The plain text of one column, top to bottom, uncut (for tests)."""
         cells = [c[index] for _, c in self.rows_shown]
         return [c.plain if isinstance(c, Text) else str(c) for c in cells]
+
+
+class KeyOptionList(OptionList):
+    """An option list that also moves with j/k (down/up) and g/G (first/last)."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "first", "First", show=False),
+        Binding("G", "last", "Last", show=False),
+    ]
+
+
+class KeyScroll(VerticalScroll):
+    """A scrolling box that also scrolls with j/k and jumps with g/G."""
+
+    BINDINGS = [
+        Binding("j", "scroll_down", "Down", show=False),
+        Binding("k", "scroll_up", "Up", show=False),
+        Binding("g", "scroll_home", "Top", show=False),
+        Binding("G", "scroll_end", "Bottom", show=False),
+    ]
 
 
 # ----------------------------------------------------------------------------- plots
@@ -281,6 +380,60 @@ class CurvePlot(PlotextPlot):
             plt.plot(list(xs), list(ys), label=label, marker="braille")
 
 
+#: Fewest columns a plot is drawn in, side by side (:class:`PlotRow`).
+MIN_PLOT_COLS = 30
+
+
+class PlotStack(Vertical):
+    """Plots one above the other, as many as fit its height (a plot is hidden, never squashed).
+
+    Plots with data are shown first, in order; when none has any, the first one (saying "no
+    data yet"). :attr:`shown` holds the ids of the plots on screen. Call :meth:`fit` after
+    giving the plots new series; a resize calls it.
+    """
+
+    def __init__(self, *children: Any, **kwargs: Any) -> None:
+        super().__init__(*children, **kwargs)
+        self.shown: tuple[str, ...] = ()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit()
+
+    def _candidates(self) -> list[CurvePlot]:
+        plots = list(self.query_children(CurvePlot))
+        return [p for p in plots if p.series] or plots[:1]
+
+    def _rows(self, plots: list[CurvePlot]) -> dict[str, int]:
+        return fit_plots(self.size.height, [p.id or "" for p in plots])
+
+    def fit(self) -> None:
+        rows = self._rows(self._candidates())
+        for plot in self.query_children(CurvePlot):
+            n = rows.get(plot.id or "")
+            plot.display = n is not None
+            if n is not None:
+                self._size_plot(plot, n)
+        self.shown = tuple(rows)
+
+    def _size_plot(self, plot: CurvePlot, rows: int) -> None:
+        plot.styles.height = rows
+
+
+class PlotRow(PlotStack):
+    """Plots side by side, as many as fit its width; none when it is too low to draw one."""
+
+    DEFAULT_CSS = "PlotRow { layout: horizontal; }"
+
+    def _rows(self, plots: list[CurvePlot]) -> dict[str, int]:
+        if self.size.height < MIN_PLOT_ROWS:
+            return {}
+        n = min(len(plots), self.size.width // MIN_PLOT_COLS)
+        return {p.id or "": self.size.height for p in plots[:n]}
+
+    def _size_plot(self, plot: CurvePlot, rows: int) -> None:
+        plot.styles.width = "1fr"  # the plots shown share the width
+
+
 # ----------------------------------------------------------------------------- text panels
 class TextPanel(Static):
     """Lines of text (log lines, errors); :attr:`lines` holds them."""
@@ -291,6 +444,11 @@ class TextPanel(Static):
         self._empty = empty
         self._style = style
         self.update(Text(empty, style="dim"))
+
+    @property
+    def has_content(self) -> bool:
+        """Whether there is a line to show (the panel's box is hidden otherwise)."""
+        return bool(self.lines)
 
     def set_lines(self, lines: Sequence[str]) -> None:
         lines = tuple(lines)
