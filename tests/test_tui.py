@@ -782,6 +782,24 @@ def test_runs_table_fits_the_terminal(tmp_path: Path, size: tuple[int, int]) -> 
     run_at(tmp_path, size, body)
 
 
+def test_tables_refit_when_the_terminal_is_resized(tmp_path: Path) -> None:
+    fit_world(tmp_path)
+
+    async def body(app: AakitTui, pilot: Any) -> None:
+        t = table(app)
+        await wait_for(pilot, lambda: len(t.row_names) == 4, "runs listed")
+        await pilot.pause()
+        assert "dilations" in t.widths  # room for every column
+        for size in ((80, 24), (120, 32)):
+            await pilot.resize_terminal(*size)
+            await wait_for(pilot, lambda: t.available_width() == size[0] - 2, "table resized")
+            await pilot.pause()
+            assert_columns_fit(t, screen_text(app))
+            assert "dilations" not in t.widths and "best_miou" in t.widths
+
+    run_at(tmp_path, (180, 40), body)
+
+
 def test_a_name_too_long_for_160_columns_ends_with_an_ellipsis(tmp_path: Path) -> None:
     long_name = "a-very-long-run-name-" * 8  # 168 characters
     cfg = load_config(None, overrides=[f"name={long_name}", "train.epochs=2"])
