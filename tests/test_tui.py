@@ -908,6 +908,12 @@ def test_run_view_fits_the_terminal(tmp_path: Path, size: tuple[int, int]) -> No
                                    for p in screen.query(CurvePlot) if p.display)
         if size == (80, 24):
             assert stack.shown == ("loss-plot",)  # no room for the second: hidden, not squashed
+            await pilot.press("c")  # the config instead of the plots, and of the log lines
+            await pilot.pause()
+            assert screen.query_one("#config-box").display and not screen.query_one("#run-bottom").display
+            assert "backbone: resnet38d" in screen_text(app)
+            await pilot.press("c")
+            assert stack.display and screen.query_one("#run-bottom").display
 
     run_at(tmp_path, size, body)
 

@@ -613,7 +613,8 @@ class RunScreen(AakitScreen):
         errors = self.query_one("#errors", TextPanel).has_content
         self.query_one("#logs-box").display = logs
         self.query_one("#errors-box").display = errors
-        self.query_one("#run-bottom").display = logs or errors
+        # narrow, with the config shown instead of the plots: the config takes the logs' rows too
+        self.query_one("#run-bottom").display = (logs or errors) and (wide or not side)
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         detail = snapshot.details.get(self.run_name)
