@@ -267,7 +267,8 @@ class MainScreen(AakitScreen):
                     with Vertical(classes="half", id="grids-half"):
                         yield Label("Grids", classes="section")
                         yield KeyedTable(
-                            ("grid", *GRID_STATES, "total", "problem"), cut=("problem",), id="grids-table"
+                            ("grid", *GRID_STATES, "total", "problem"), cut=("problem",),
+                            first=("grid", "total", *GRID_STATES), id="grids-table",
                         )
                         yield Label("Points of the grid under the cursor", classes="section")
                         yield KeyedTable(("point", "state", "run", "params"), cut=("run", "params"),
