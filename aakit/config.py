@@ -193,9 +193,11 @@ NOT_RESULTS = (
 class LoggingConfig:
     """Where a run's numbers go besides ``metrics.jsonl``, which is always written (the TUI, the
     report and resume read it): ``tensorboard`` adds event files to the run directory
-    (``tensorboard --logdir results/runs``; skipped with a warning if the package is missing)."""
+    (``tensorboard --logdir results/runs``; skipped with a warning if the package is missing);
+    ``wandb`` logs to Weights & Biases (``WANDB_MODE=offline``: files in the run directory's
+    ``wandb/``; a missing package is an error before training: ``pip install 'aakit[wandb]'``)."""
 
-    backends: tuple[Literal["jsonl", "tensorboard"], ...] = ("jsonl", "tensorboard")
+    backends: tuple[Literal["jsonl", "tensorboard", "wandb"], ...] = ("jsonl", "tensorboard")
     print_every: int = 50  # without a terminal (nohup, SLURM): a plain progress line every N steps
 
 

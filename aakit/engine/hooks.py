@@ -6,7 +6,8 @@ every moment of the loop (:class:`aakit.engine.trainer.HookBase`)::
     EvalHook        rank 0  after each epoch: val mIoU (+rfpc), pseudo-label mIoU -> trainer.epoch_record
     MetricsLogger   rank 0  metrics.jsonl: step records, the epoch record
     TensorBoardLogger rank 0 logging.backends: tensorboard — the same numbers as event files
-                            (aakit.engine.tracking; its closer runs after SummaryHook)
+                            (aakit.engine.tracking; its closer runs after SummaryHook); WandbLogger
+                            likewise for wandb (Weights & Biases)
     ProgressBar     rank 0  the rich progress bar on a terminal; PlainProgress: plain lines every
                             logging.print_every steps without one (--no-progress: neither)
     Checkpointer    all     checkpoints/last.pt: every N steps, after each epoch's evaluation, on a stop

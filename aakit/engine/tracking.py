@@ -15,15 +15,26 @@ shows every run under its directory name::
 A resumed run purges the points at or after the step it resumes from (``purge_step``), so an
 interrupted and resumed run shows one curve, as ``metrics.jsonl`` does. Logging draws no random
 number: a run's numbers are the same with or without it (tests/test_golden.py).
+
+``wandb`` adds :class:`WandbLogger`: the same scalars under the same names (steps as the x axis),
+the resolved config (and its hash) as the W&B run's config and the ``final/<metric>`` values as
+its summary. The W&B run is named after the run directory and keeps its files in the directory's
+``wandb/``; ``WANDB_MODE=offline`` writes them without network (``wandb sync`` uploads them
+later), ``WANDB_PROJECT`` names the project (default ``aakit``). Unlike TensorBoard, asking for
+W&B without the package installed is an error before anything is trained
+(:func:`require_backends`).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from aakit.config import Config, key_hyperparameters
+from aakit.errors import AakitError
 from aakit.engine.rundir import RunWriter
 from aakit.engine.trainer import HookBase
 from aakit.runs import read_json, read_metrics
@@ -39,9 +50,25 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def tracking_hooks(cfg: Config, writer: RunWriter) -> list[TensorBoardLogger]:
-    """The hooks of ``cfg.logging.backends`` beyond jsonl; a missing package: one warning line, no hook."""
-    hooks: list[TensorBoardLogger] = []
+def wandb_available() -> bool:
+    """Whether the ``wandb`` package is installed (the ``wandb`` extra)."""
+    return importlib.util.find_spec("wandb") is not None
+
+
+def require_backends(cfg: Config) -> None:
+    """Refuse, before a run starts, a back-end that cannot work: ``wandb`` without its package."""
+    if "wandb" in cfg.logging.backends and not wandb_available():
+        raise AakitError("logging.backends lists wandb but the wandb package is not installed: "
+                         "pip install 'aakit[wandb]' (or drop it: --set 'logging.backends=[jsonl,tensorboard]')")
+
+
+def tracking_hooks(cfg: Config, writer: RunWriter) -> list[HookBase]:
+    """The hooks of ``cfg.logging.backends`` beyond jsonl; a missing tensorboard: one warning
+    line, no hook; a missing wandb: :func:`require_backends`'s error."""
+    hooks: list[HookBase] = []
+    if "wandb" in cfg.logging.backends:
+        require_backends(cfg)
+        hooks.append(WandbLogger(writer))
     if "tensorboard" in cfg.logging.backends:
         if tensorboard_available():
             hooks.append(TensorBoardLogger(writer))
@@ -136,19 +163,15 @@ class TensorBoardLogger(HookBase):
         self.log_step(t.step, t.losses, t.lr, t.images_per_s)
 
     def log_step(self, step: int, losses: dict[str, float], lr: float | None, images_per_s: float | None) -> None:
-        for name, value in losses.items():
-            self.tb.add_scalar(f"loss/{name}", value, step)
-        for tag, value in (("train/lr", lr), ("train/images_per_s", images_per_s)):
-            if isinstance(value, (int, float)):
-                self.tb.add_scalar(tag, value, step)
+        for tag, value in step_scalars(losses, lr, images_per_s).items():
+            self.tb.add_scalar(tag, value, step)
 
     def after_epoch(self) -> None:
         record = self.trainer.epoch_record
         if record is None:
             return
-        for key, tag in EPOCH_TAGS.items():
-            if isinstance(record.get(key), (int, float)):
-                self.tb.add_scalar(tag, record[key], record["step"])
+        for tag, value in epoch_scalars(record).items():
+            self.tb.add_scalar(tag, value, record["step"])
         self.tb.flush()
 
     def closer(self) -> HookBase:
@@ -192,3 +215,81 @@ class _CloseTensorBoard(HookBase):
 
     def after_train(self) -> None:
         self.logger.finish()
+
+
+def step_scalars(losses: dict[str, float], lr: float | None, images_per_s: float | None) -> dict[str, float]:
+    """A step record's scalars by their tag: ``loss/<term>``, ``train/lr``, ``train/images_per_s``."""
+    out = {f"loss/{name}": float(value) for name, value in losses.items()}
+    for tag, value in (("train/lr", lr), ("train/images_per_s", images_per_s)):
+        if isinstance(value, (int, float)):
+            out[tag] = float(value)
+    return out
+
+
+def epoch_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """An epoch record's scalars by their tag (:data:`EPOCH_TAGS`)."""
+    return {tag: float(record[key]) for key, tag in EPOCH_TAGS.items() if isinstance(record.get(key), (int, float))}
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of a run directory: its name in W&B's id characters, at most 64 (the config
+    hash at its end kept), so a resumed run continues the same W&B run."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_dir.name)[-64:]
+
+
+class WandbLogger(HookBase):
+    """Weights & Biases (rank 0): the scalars of the module's table, the config, the final metrics."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.run = writer
+        self.wb: Any = None
+
+    def before_train(self) -> None:
+        import wandb
+
+        cfg = self.trainer.cfg
+        settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True)
+        try:
+            self.wb = wandb.init(dir=str(self.run.path), project=os.environ.get("WANDB_PROJECT") or "aakit",
+                                 name=self.run.path.name, id=wandb_run_id(self.run.path), resume="allow",
+                                 config=cfg.to_dict() | {"config_hash": self.run.run_hash()}, settings=settings,
+                                 reinit="create_new")
+        except wandb.errors.Error as e:  # no API key, no network for online mode, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise AakitError(f"logging.backends: wandb cannot start: {first} (wandb login, or WANDB_MODE=offline "
+                             "to keep the W&B run in the run directory)") from None
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.step % t.cfg.train.log_every == 0 or t.step == t.total_steps:
+            self.wb.log(step_scalars(t.losses, t.lr, t.images_per_s), step=t.step)
+
+    def after_epoch(self) -> None:
+        record = self.trainer.epoch_record
+        if record is not None and epoch_scalars(record):
+            self.wb.log(epoch_scalars(record), step=record["step"])
+
+    def closer(self) -> HookBase:
+        """The hook that ends the W&B run: install it after the SummaryHook, whose summary.json it reads."""
+        return _Finish(self.finish)
+
+    def finish(self) -> None:
+        """The final metrics as the W&B run's summary (a finished run), then end it."""
+        if self.wb is None:
+            return
+        outcome = self.trainer.outcome
+        summary = read_json(self.run.path / "summary.json") if outcome == "finished" else None
+        if isinstance(summary, dict):
+            self.wb.summary.update(final_metrics(summary))
+        self.wb.finish(exit_code=0 if outcome in ("finished", "stopped") else 1)
+        self.wb = None
+
+
+class _Finish(HookBase):
+    """After the summary: call ``finish``."""
+
+    def __init__(self, finish: Any) -> None:
+        self.finish = finish
+
+    def after_train(self) -> None:
+        self.finish()

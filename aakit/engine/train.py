@@ -40,7 +40,7 @@ from aakit.engine.hooks import (
 )
 from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
 from aakit.engine.targets import training_cam  # noqa: F401 (re-exported)
-from aakit.engine.tracking import tracking_hooks
+from aakit.engine.tracking import require_backends, tracking_hooks
 from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
 from aakit.errors import AakitError
 from aakit.objective import build_objective
@@ -314,6 +314,7 @@ def train(
         require_checkpoint: a finished run counts as done only with its checkpoint (a run
             whose weights another run starts from); otherwise it is trained again.
     """
+    require_backends(cfg)  # logging.backends: wandb without its package, before anything is written
     # this process's rank and device (torchrun), and the run directory: a finished run is done
     dist_info = init_distributed(cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = select_device(cfg.train.device, dist_info)
