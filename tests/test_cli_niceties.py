@@ -137,6 +137,21 @@ def test_a_malformed_list_shows_the_syntax_that_works(item: str, key: str, monke
     assert code == 0, err
 
 
+@pytest.mark.parametrize("command", ["train", "grid", "search"])
+def test_set_help_shows_a_list_that_works(command: str, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = run_cli([command, "-h"], monkeypatch, capsys)
+    assert code == 0
+    line = next(line for line in out.splitlines() if "a list in brackets: --set '" in line)
+    shown = shlex.split(line.split("a list in brackets: ", 1)[1].split(" (repeatable)")[0])
+    code, out, err = run_cli(["train", "synthetic/full", "--print-config", *shown], monkeypatch, capsys)
+    assert code == 0, err
+    assert "dilations:\n  - 4\n  - 8\n  - 12\n" in out
+
+
 def test_the_bracket_syntax_sets_the_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
