@@ -66,6 +66,18 @@ def test_comparisons_pair_the_rows_by_seed_and_apply_the_claims_rule(tmp_path: P
     assert out[("aa", "sa")]["verdict"] == "supported"
 
 
+def test_the_reports_grid_costs_leave_a_pilot_to_its_own_report(tmp_path: Path) -> None:
+    """A grid of table 0 only (a pilot) fills no paper table: the report's "Grid costs" (beside
+    Tables 1-6) leaves it out; --compare shows its cost."""
+    from aakit.experiment.costs import grid_costs
+    from aakit.experiment.results import load_results
+
+    results = make(tmp_path)
+    index = load_results(results, "synthetic", tmp_path / "no-grid-files")
+    assert "pilot" not in set(grid_costs(results, "synthetic", index=index)["grid"])
+    assert list(grid_costs(results, "synthetic", index=index, grids={"pilot"})["done"]) == [9]
+
+
 def test_unfinished_seeds_are_left_out_of_the_pairs(tmp_path: Path) -> None:
     results = make(tmp_path, seeds_done=1)
     out = CMP.comparisons_json(results, "pilot")
@@ -88,6 +100,7 @@ def test_cli_compare_md_and_json_and_one_line_errors(tmp_path: Path, monkeypatch
     code, out, _ = run_cli(["report", "--compare", "pilot", "--format", "md", "--results", str(results)],
                            monkeypatch, capsys)
     assert code == 0 and "AA helps" in out and "supported" in out and "| aa |" in out
+    assert "| pilot | 9/9 | 9 | 0 |" in out  # its cost: 9 units done, all trained by it
     code, out, _ = run_cli(["report", "--compare", "pilot", "--format", "json", "--results", str(results)],
                            monkeypatch, capsys)
     assert code == 0 and len(json.loads(out)) == 3

@@ -14,6 +14,7 @@ inconclusive).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import yaml
 
 from aakit.errors import AakitError
 from aakit.experiment.claims import Seeded, _interval, _paired, _signed, compare
+from aakit.experiment.costs import costs_table
 from aakit.experiment.gridstate import GridState, parse_comparisons, read_grid_state
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_std, nan_to_none
@@ -102,10 +104,13 @@ def comparisons_table(results: Path, name: str) -> ReportTable:
               _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
               _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
               _signed(nan_to_none(r.paper_effect)), str(r.outcome)] for r in df.itertuples(index=False)]
+    state = _state(results, name)
+    cost = costs_table(results, state.preset or "synthetic", grids={name}, index=load_results(results, state.preset))
     blocks = [Block(["row", "val mIoU", "seeds"], rows_block, caption="Rows", align="lrl"),
               Block(["comparison", "rows", "seeds won", "paired Δ", "95 % CI", "detectable", "Δ paper", "verdict"],
-                    comps, caption="Comparisons", align="llrrrrrl")]
+                    comps, caption="Comparisons", align="llrrrrrl"),
+              *[dataclasses.replace(b, caption="Cost") for b in cost.blocks]]
     notes = ["val mIoU in %, mean ± std over seeds; paired Δ = mean ± std of the per-seed differences (winner − "
              "other, same seed); 95 % CI = Student-t interval of that mean; detectable = the smallest difference "
              "these seeds find with 80 % power; verdicts as for the paper's claims (aakit report --claims)"]
-    return ReportTable(0, f"Comparisons of grid {name}", "grid", df, blocks, notes, label=f"Grid {name}")
+    return ReportTable(0, f"Comparisons of grid {name}", "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")

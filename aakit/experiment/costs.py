@@ -49,8 +49,12 @@ def _untimed(grid: str, run: RunRecord, start: float | None) -> list[str]:
 
 
 def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
-               index: ResultsIndex | None = None, dropped: list[str] | None = None) -> pd.DataFrame:
+               index: ResultsIndex | None = None, dropped: list[str] | None = None,
+               grids: set[str] | None = None) -> pd.DataFrame:
     """One row per grid of ``preset`` (and per shared pre-training run); columns :data:`COST_COLUMNS`.
+
+    ``grids``: the grids to cost; default those filling a paper table (a grid whose points are all
+    table 0, such as a pilot, is costed by ``aakit report --compare NAME``).
 
     ``index``: the runs and grid points of ``preset`` already read (default: read them here).
     ``dropped`` (if given) receives a line per run whose time could not be counted: no
@@ -61,8 +65,10 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
     index = load_results(results, preset, grids_dir) if index is None else index
     runs = index.runs
     units: dict[str, list[str]] = {}
+    if grids is None:
+        grids = {p.grid for p in index.points if p.table != 0}
     for p in index.points:
-        if p.hash not in units.setdefault(p.grid, []):
+        if p.grid in grids and p.hash not in units.setdefault(p.grid, []):
             units[p.grid].append(p.hash)
     rows: list[dict] = []
     pretrain: set[str] = set()  # run names of the pre-training runs the grids' runs started from
@@ -95,10 +101,11 @@ def grid_costs(results: Path = Path("results"), preset: str = "synthetic", grids
 
 
 def costs_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
+                grids: set[str] | None = None,
                 index: ResultsIndex | None = None) -> ReportTable:
     """The grid costs as a report table."""
     dropped: list[str] = []
-    df = grid_costs(results, preset, grids_dir, index=index, dropped=dropped)
+    df = grid_costs(results, preset, grids_dir, index=index, dropped=dropped, grids=grids)
     out = [[r.grid, f"{r.done}/{r.units}", str(r.trained), str(r.reused),
             _hms(None if pd.isna(r.compute_s) else r.compute_s), _hms(None if pd.isna(r.span_s) else r.span_s),
             r.hosts or "—"] for r in df.itertuples(index=False)]
