@@ -22,11 +22,11 @@ from optuna.trial import TrialState
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
+import conftest  # noqa: E402
 from experiment_fakes import calls, fake_train  # noqa: E402
 from test_grid import TABLE1, trials_of, write_grid  # noqa: E402
 from test_search import study_trials, write_search  # noqa: E402
 
-from aakit import cli  # noqa: E402
 from aakit.experiment import grid as G  # noqa: E402
 from aakit.experiment import launch as L  # noqa: E402
 from aakit.experiment import search as S  # noqa: E402
@@ -36,14 +36,7 @@ pytest.importorskip("submitit")
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``aakit ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["aakit", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return conftest.run_cli(list(args), monkeypatch, capsys)
 
 
 @pytest.fixture()

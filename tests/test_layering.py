@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_the_tui_reads_runs_without_the_engine() -> None:
     assert out.stdout.strip() == ""
 
 
-def _imports(path: "Path", module: str, modules: set[str]) -> set[str]:
+def _imports(path: Path, module: str, modules: set[str]) -> set[str]:
     """The aakit modules ``module`` imports, at any depth of its code (inside functions too)."""
     import ast
 

@@ -3,29 +3,19 @@ aakit train --print-config / --set-file."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, tiny_overrides
+from conftest import REPO, run_cli, tiny_overrides
 
 BASE = REPO / "experiments/synthetic/baseline.yaml"
 
 
 def _aakit(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     """Run the real entry point in process: (exit code, stdout, stderr)."""
-    from aakit import cli
-
-    monkeypatch.setattr(sys, "argv", ["aakit", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(argv, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

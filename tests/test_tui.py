@@ -659,7 +659,7 @@ def test_tables_are_sized_to_their_cells_when_filled(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- any terminal
 from aakit.tui import layout  # noqa: E402
 from aakit.tui.app import SORT_LABELS, SortMenu, screen_text  # noqa: E402
-from aakit.tui.widgets import RUN_COLUMNS, FittedTable, PlotStack  # noqa: E402
+from aakit.tui.widgets import FittedTable, PlotStack  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from experiment_fakes import write_run  # noqa: E402
