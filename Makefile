@@ -34,7 +34,7 @@ bench: setup
 # docs/reproduction.md: the paper's ablation grids on the embedded benchmark (hours on a CPU;
 # resumable: rerun after an interruption), then the page's generated block from the runs.
 reproduce: setup
-	$(BIN)/aakit data synth --out data/synth
+	$(BIN)/aakit data synth --version 1 --out data/synth-v1   # the grid files read version 1 there
 	for t in table1 table3 table4 table2; do $(BIN)/aakit grid experiments/grids/$$t.yaml || exit $$?; done
 	$(BIN)/aakit report --preset synthetic --format md --into docs/reproduction.md
 
