@@ -197,7 +197,7 @@ class LoggingConfig:
     ``wandb`` logs to Weights & Biases (``WANDB_MODE=offline``: files in the run directory's
     ``wandb/``; a missing package is an error before training: ``pip install 'aakit[wandb]'``)."""
 
-    backends: tuple[Literal["jsonl", "tensorboard", "wandb"], ...] = ("jsonl", "tensorboard")
+    backends: tuple[Literal["jsonl", "tensorboard", "wandb", "mlflow"], ...] = ("jsonl", "tensorboard")
     print_every: int = 50  # without a terminal (nohup, SLURM): a plain progress line every N steps
 
 

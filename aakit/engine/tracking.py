@@ -23,6 +23,14 @@ its summary. The W&B run is named after the run directory and keeps its files in
 later), ``WANDB_PROJECT`` names the project (default ``aakit``). Unlike TensorBoard, asking for
 W&B without the package installed is an error before anything is trained
 (:func:`require_backends`).
+
+``mlflow`` adds :class:`MlflowLogger`: the same scalars under the same names, the resolved config
+flattened to MLflow params (``model.backbone``...) with ``config_hash``, and ``final/<metric>`` at
+the end. It talks to ``MLFLOW_TRACKING_URI`` (a server, a database) or, without it, to a file
+store in the run directory's ``mlruns/`` (``mlflow ui --backend-store-uri RUN/mlruns``); the
+experiment is ``MLFLOW_EXPERIMENT_NAME`` (default ``aakit``). The MLflow run carries the run
+directory's name as its name and as the tag ``aakit.run``, so a resumed run continues it. Like
+W&B, asking for it without the package (the ``mlflow`` extra) is refused before training.
 """
 from __future__ import annotations
 
@@ -55,20 +63,29 @@ def wandb_available() -> bool:
     return importlib.util.find_spec("wandb") is not None
 
 
+def mlflow_available() -> bool:
+    """Whether the ``mlflow`` package (or mlflow-skinny) is installed (the ``mlflow`` extra)."""
+    return importlib.util.find_spec("mlflow") is not None
+
+
 def require_backends(cfg: Config) -> None:
-    """Refuse, before a run starts, a back-end that cannot work: ``wandb`` without its package."""
-    if "wandb" in cfg.logging.backends and not wandb_available():
-        raise AakitError("logging.backends lists wandb but the wandb package is not installed: "
-                         "pip install 'aakit[wandb]' (or drop it: --set 'logging.backends=[jsonl,tensorboard]')")
+    """Refuse, before a run starts, a back-end that cannot work: ``wandb`` or ``mlflow`` without
+    its package."""
+    for name, available in (("wandb", wandb_available), ("mlflow", mlflow_available)):
+        if name in cfg.logging.backends and not available():
+            raise AakitError(f"logging.backends lists {name} but the {name} package is not installed: "
+                             f"pip install 'aakit[{name}]' (or drop it: --set 'logging.backends=[jsonl,tensorboard]')")
 
 
 def tracking_hooks(cfg: Config, writer: RunWriter) -> list[HookBase]:
     """The hooks of ``cfg.logging.backends`` beyond jsonl; a missing tensorboard: one warning
     line, no hook; a missing wandb: :func:`require_backends`'s error."""
     hooks: list[HookBase] = []
+    require_backends(cfg)
     if "wandb" in cfg.logging.backends:
-        require_backends(cfg)
         hooks.append(WandbLogger(writer))
+    if "mlflow" in cfg.logging.backends:
+        hooks.append(MlflowLogger(writer))
     if "tensorboard" in cfg.logging.backends:
         if tensorboard_available():
             hooks.append(TensorBoardLogger(writer))
@@ -283,6 +300,84 @@ class WandbLogger(HookBase):
             self.wb.summary.update(final_metrics(summary))
         self.wb.finish(exit_code=0 if outcome in ("finished", "stopped") else 1)
         self.wb = None
+
+
+def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as MLflow params: dotted keys, values as text (MLflow keeps 6000 chars)."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flat_params(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = str(value)[:6000]
+    return out
+
+
+class MlflowLogger(HookBase):
+    """MLflow (rank 0), through an explicit client (no process-wide active run, so a grid worker's
+    runs never mix): the scalars of the module's table, the config as params, the final metrics."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.run = writer
+        self.client: Any = None
+        self.run_id: str | None = None
+
+    def before_train(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or (self.run.path / "mlruns").resolve().as_uri()
+        self.client = MlflowClient(tracking_uri=uri)
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "aakit"
+        exp = self.client.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        found = self.client.search_runs([exp_id], filter_string=f"tags.`aakit.run` = '{self.run.path.name}'",
+                                        max_results=1)
+        if found:  # a resumed run continues its MLflow run
+            self.run_id = found[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        params = flat_params(self.trainer.cfg.to_dict()) | {"config_hash": self.run.run_hash()}
+        self.run_id = self.client.create_run(exp_id, run_name=self.run.path.name,
+                                             tags={"aakit.run": self.run.path.name}).info.run_id
+        self._log(params=params)
+
+    def _log(self, metrics: dict[str, float] | None = None, step: int = 0,
+             params: dict[str, str] | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        ms = [Metric(k, v, now, step) for k, v in (metrics or {}).items()]
+        ps = [Param(k, v) for k, v in (params or {}).items()]
+        for i in range(0, max(len(ms), len(ps)), 100):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(self.run_id, metrics=ms[i:i + 100], params=ps[i:i + 100])
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.step % t.cfg.train.log_every == 0 or t.step == t.total_steps:
+            self._log(step_scalars(t.losses, t.lr, t.images_per_s), step=t.step)
+
+    def after_epoch(self) -> None:
+        record = self.trainer.epoch_record
+        if record is not None and epoch_scalars(record):
+            self._log(epoch_scalars(record), step=record["step"])
+
+    def closer(self) -> HookBase:
+        """The hook that ends the MLflow run: install it after the SummaryHook (it reads summary.json)."""
+        return _Finish(self.finish)
+
+    def finish(self) -> None:
+        """The final metrics (a finished run), then the run's end status."""
+        if self.run_id is None:
+            return
+        outcome = self.trainer.outcome
+        summary = read_json(self.run.path / "summary.json") if outcome == "finished" else None
+        if isinstance(summary, dict):
+            self._log(final_metrics(summary), step=self.trainer.step)
+        status = {"finished": "FINISHED", "stopped": "KILLED"}.get(str(outcome), "FAILED")
+        self.client.set_terminated(self.run_id, status=status)
+        self.run_id = None
 
 
 class _Finish(HookBase):
