@@ -11,8 +11,7 @@ interleaved, so that drifting machine load hits them alike:
 * CAM + pseudo labels (both dense CRFs) for the batch, in process and with 1, 2, ... CRF workers;
 * the dense-CRF wrapper against pydensecrf called directly on the same input;
 * the dense CRF per image by back-end (``crf_{pydensecrf|torch}_{px}px_...``): pydensecrf in
-  process, and the torch back-end one image at a time and batched, on the CPU and every CUDA
-  device, at the preset's crop and at VOC's 321 px, with the torch back-end's peak memory; and
+  process, and the torch back-end one image at a time (and batched, on every CUDA device), at the preset's crop and at VOC's 321 px, with the torch back-end's peak memory; and
   the batch's pseudo labels made by the torch back-end in process (``pseudo_labels_torch_s``);
 * the confusion-matrix accumulation (pixels / s);
 * the AA loss's peak allocator memory (torch's profiler: bytes live at once during fwd + bwd);
@@ -308,7 +307,8 @@ def _bench_crf_backends(ctx: _Bench, sizes: tuple[int, ...]) -> None:
                 ctx.fig[key.format("pydensecrf") + "_s"] = timeit(lambda: _direct_crf(img, prob, p), ctx.repeats)
             for device in crf_devices():
                 dev = device.replace(":", "")
-                for b in sorted({1, ctx.batch}):
+                # batches are for the GPU: on the CPU a batch is not faster per image (docs/performance.md)
+                for b in sorted({1, ctx.batch}) if device.startswith("cuda") else [1]:
                     s, mb = crf_torch_figures(img, prob, b, device, ctx.repeats, p)
                     ctx.fig[key.format(f"torch_{dev}_b{b}") + "_s"] = s
                     ctx.fig[key.format(f"torch_{dev}_b{b}") + "_peak_mb"] = mb
