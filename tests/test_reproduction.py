@@ -31,6 +31,18 @@ def test_the_page_is_what_the_committed_runs_give() -> None:
     assert R.marked_block(DOC) == regenerated(), "refresh: aakit report --format md --into docs/reproduction.md"
 
 
+def test_the_pilot_block_is_what_the_committed_runs_give() -> None:
+    """docs/benchmark.md's pilot results are aakit report --compare v2-pilot of the committed runs."""
+    if not (RESULTS / "grids" / "v2-pilot" / "grid.json").is_file():
+        pytest.skip("no committed pilot")
+    said: list[str] = []
+    R.cli_run(table=None, fmt="md", out=None, preset="synthetic", figures=False, results=RESULTS,
+              echo=said.append, grids_dir=GRIDS, compare="v2-pilot")
+    doc = REPO / "docs" / "benchmark.md"
+    assert R.marked_block(doc) == said[-1].strip(), \
+        "refresh: aakit report --compare v2-pilot --format md --into docs/benchmark.md"
+
+
 def test_table1_is_complete_with_at_least_three_seeds() -> None:
     t = R.build_table(1, results=RESULTS, preset="synthetic", grids_dir=GRIDS)
     val = t.long[t.long["column"] == "val"].set_index("row")
