@@ -325,7 +325,10 @@ class MlflowLogger(HookBase):
     def before_train(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (self.run.path / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:  # the run directory's file store, which MLflow 3 refuses unless told it is wanted
+            uri = (self.run.path / "mlruns").resolve().as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "aakit"
         exp = self.client.get_experiment_by_name(name)
