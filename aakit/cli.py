@@ -379,6 +379,7 @@ def report(
     into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
     variance: Annotated[bool, typer.Option("--variance/--no-variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,
     compare: Annotated[Optional[str], typer.Option("--compare", metavar="GRID", help="The paired comparisons a grid file declares (compare:), e.g. --compare v2-pilot.")] = None,
+    suite: Annotated[Optional[str], typer.Option("--suite", metavar="NAME", help="Fill the tables from the grids whose file says suite: NAME (default: those without a suite).")] = None,
     results: ResultsOpt = Path("results"),
     data: Annotated[Optional[Path], typer.Option("--data", help="With --figures: the data set whose images and ground truth Figure 5 shows (default: the runs' data.root).")] = None,
 ) -> None:
@@ -391,7 +392,7 @@ def report(
     from aakit.experiment import report as report_mod
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
-                       claims=claims, into=into, variance=variance, compare=compare, data=data)
+                       claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite)
 
 
 # ----------------------------------------------------------------------------- presets

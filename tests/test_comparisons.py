@@ -121,3 +121,46 @@ def test_bad_compare_items_are_refused_when_the_grid_loads(tmp_path: Path, item:
     (tmp_path / "pilot.yaml").write_text(text)
     with pytest.raises(G.GridError, match=match):
         G.load_grid(tmp_path / "pilot.yaml")
+
+
+def test_the_report_reads_one_suite_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Two grids fill Table 1, one of them with suite: v2 (another benchmark): the report's Table 1
+    is the suite-less grid's by default and the other's with --suite v2, never both."""
+    base = tmp_path / "base.yaml"
+    base.write_text(f"preset: synthetic\nmodel: {{backbone: small, num_classes: 5}}\ntrain: {{epochs: 1}}\n"
+                    f"data: {{root: {tmp_path / 'synth'}}}\n")
+    results = tmp_path / "results"
+    for name, suite, values in (("old", None, [0.40, 0.42]), ("new", "v2", [0.60, 0.62])):
+        text = (f"name: {name}\nbase: base.yaml\npreset: synthetic\nseeds: [0, 1]\n"
+                + (f"suite: {suite}\n" if suite else "")
+                + f"set: {{train.epochs: {1 if suite is None else 2}}}\n"
+                  "rows:\n  - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}\n")
+        (tmp_path / f"{name}.yaml").write_text(text)
+        grid = G.load_grid(tmp_path / f"{name}.yaml")
+        assert grid.suite == suite
+        points = []
+        for p in grid.points:
+            write_run(results, p.config, p.run_name, val=values[p.seed])
+            points.append({"id": p.id, "table": 1, "row": p.row, "params": p.params, "seed": p.seed,
+                           "hash": p.hash, "metric": "val", "run": f"{p.run_name}-{p.hash}", "state": "done"})
+        G.write_state(grid, results, points, "journal", f"grid-{name}")
+    common = ["report", "--table", "1", "--format", "csv", "--results", str(results)]
+    _, default, _ = run_cli(common, monkeypatch, capsys)
+    _, v2, _ = run_cli([*common, "--suite", "v2"], monkeypatch, capsys)
+    assert "41.0" in default and "61.0" not in default
+    assert "61.0" in v2 and "41.0" not in v2
+    code, out, err = run_cli([*common, "--suite", "v3"], monkeypatch, capsys)
+    assert code == 2 and "--suite v3: no grid of preset synthetic says suite: v3" in err and not out
+    from aakit.experiment.gridstate import read_grid_state
+
+    path = results / "grids" / "new" / "grid.json"
+    state = json.loads(path.read_text())
+    assert state["suite"] == "v2"
+    del state["suite"]  # a grid.json from before suites: the grid file it names says it
+    state["file"] = str(tmp_path / "new.yaml")
+    path.write_text(json.dumps(state))
+    assert read_grid_state(path).suite == "v2"
+    (tmp_path / "bad.yaml").write_text("base: base.yaml\nsuite: 'a b'\nrows: [{table: 1, row: a}]\n")
+    with pytest.raises(G.GridError, match="suite: should be a name"):
+        G.load_grid(tmp_path / "bad.yaml")

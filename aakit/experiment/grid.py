@@ -11,6 +11,7 @@ point says which paper table/row (and which metric of the run) it fills::
     order: seeds                      # optional: run seed 0 of every row first (default: rows)
     compare:                          # optional: paired comparisons for aakit report --compare
       - {winner: CLS+CE+AA, other: CLS+CE, text: AA improves the baseline}
+    suite: v2                         # optional: the report reads one suite at a time (--suite)
     rows:
       - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}
       - {table: 1, row: CLS+CE+AA+LR+rfpc, set: {}, metric: val_rfpc}
@@ -91,7 +92,7 @@ from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description",
-             "order", "compare"}
+             "order", "compare", "suite"}
 ORDERS = ("rows", "seeds")
 ROW_KEYS = {"table", "row", "set", "metric"}
 STATES = ("done", "running", "missing", "failed")
@@ -134,6 +135,7 @@ class Grid:
     preset: str
     points: list[GridPoint]
     compare: list[dict[str, Any]] = field(default_factory=list)  # the file's compare: (checked)
+    suite: str | None = None  # the report suite its tables belong to (aakit report --suite)
 
     def units(self) -> list[GridPoint]:
         """One point per distinct config hash (the work to do), in file order."""
@@ -208,7 +210,10 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     if len(presets) > 1:
         raise GridError(f"{head.path}: points mix presets {sorted(presets)}; set preset: in the grid file")
     compare = comparisons(head.spec, head.path, {p.row for p in points})
-    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points, compare=compare)
+    suite = head.spec.get("suite")
+    if suite is not None and (not isinstance(suite, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", suite)):
+        raise GridError(f"{head.path}: suite: should be a name (letters, digits, _ . -), got {suite!r}")
+    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points, compare=compare, suite=suite)
 
 
 def comparisons(spec: dict[str, Any], path: Path, rows: set[str] | None = None) -> list[dict[str, Any]]:
@@ -410,6 +415,7 @@ def write_state(grid: Grid, results: Path, points: list[dict[str, Any]], storage
     atomic_write_json(path, {
         "name": grid.name, "file": str(grid.file), "preset": grid.preset, "storage": storage,
         "study": study, "updated": time.time(), "points": points, "compare": grid.compare,
+        **({"suite": grid.suite} if grid.suite else {}),
     })
     return path
 

@@ -4,7 +4,8 @@
 
     {"name", "file", "preset", "storage", "study", "updated",
      "points": [{"id", "table", "row", "params", "seed", "hash", "metric", "run", "state"}],
-     "compare": [{"winner", "other", "text", "paper_effect"}]}   (the grid file's compare:)
+     "compare": [{"winner", "other", "text", "paper_effect"}],   (the grid file's compare:)
+     "suite": "v2"}   (the grid file's suite:, absent when it has none)
 
 :func:`read_grid_state` turns it into a :class:`GridState` and never raises: an unreadable file
 is a state with an ``error``. A point keeps what it has; a point without table, row, seed or
@@ -18,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+import yaml
 
 from aakit.runs import read_json
 
@@ -64,6 +67,7 @@ class GridState:
     malformed: int = 0
     file: str | None = None  # the grid file, as the grid manager was given it
     compare: Any = None  # its compare: as stored (check with parse_comparisons)
+    suite: str | None = None  # the report suite it fills (grid file's suite:); None = the default one
 
     @property
     def counts(self) -> dict[str, int]:
@@ -95,6 +99,21 @@ def _point(p: Mapping[str, Any], i: int) -> GridPointState:
     )
 
 
+def _suite(data: Mapping[str, Any]) -> str | None:
+    """grid.json's ``suite``; a grid.json written before suites existed: its grid file's ``suite:``."""
+    if "suite" in data:
+        return data["suite"] if isinstance(data["suite"], str) else None
+    file = data.get("file")
+    if isinstance(file, str) and Path(file).is_file():
+        try:
+            head = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return None
+        if isinstance(head, dict) and isinstance(head.get("suite"), str):
+            return head["suite"]
+    return None
+
+
 def read_grid_state(path: Path) -> GridState:
     """Read one ``grid.json``; never raises (an unreadable file gives a state with ``error``)."""
     path = Path(path)
@@ -107,7 +126,8 @@ def read_grid_state(path: Path) -> GridState:
     return GridState(name=str(data.get("name") or path.parent.name), path=path,
                      preset=preset if isinstance(preset, str) else None, points=points,
                      malformed=len(data["points"]) - len(points),
-                     file=data["file"] if isinstance(data.get("file"), str) else None, compare=data.get("compare"))
+                     file=data["file"] if isinstance(data.get("file"), str) else None, compare=data.get("compare"),
+                     suite=_suite(data))
 
 
 def read_grid_states(results: Path) -> list[GridState]:

@@ -431,8 +431,12 @@ def cli_run(
     variance: bool = False,
     compare: str | None = None,
     data: Path | None = None,
+    suite: str | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
+
+    ``suite``: the grids whose file says ``suite: NAME`` fill the tables (default: the grids
+    without a suite), so two benchmarks filling the same table are never mixed.
 
     The report goes to ``echo`` (or to files); the runs it left out, and why, to ``warn``
     (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
@@ -440,9 +444,12 @@ def cli_run(
     """
     check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
                   compare=compare, figures=figures, data=data)
-    index = load_results(results, preset, grids_dir)  # one read for every table, the claims and costs
+    index = load_results(results, preset, grids_dir, suite)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)
+    if suite is not None and not index.points and compare is None:
+        raise ReportError(f"--suite {suite}: no grid of preset {preset} says suite: {suite} "
+                          f"(in {Path(results) / 'grids'} or the grid files)")
     if compare is not None and fmt == "json":  # a grid's own comparisons, for scripts
         echo(json.dumps(comparisons_json(results, compare), indent=2, allow_nan=False))
         return

@@ -141,8 +141,10 @@ def default_grids_dir() -> Path:
     return local if local.is_dir() else presets_root() / "grids"
 
 
-def _ran_points(states: list[GridState], preset: str) -> tuple[list[TablePoint], list[str], set[str]]:
-    """The points of the grid.json files of ``preset``; notes; the names of those grids."""
+def _ran_points(states: list[GridState], preset: str,
+                suite: str | None = None) -> tuple[list[TablePoint], list[str], set[str]]:
+    """The points of the grid.json files of ``preset`` and ``suite``; notes; the names of the
+    grids seen (of every suite: their grid files are not expanded again)."""
     points: list[TablePoint] = []
     notes: list[str] = []
     covered: set[str] = set()
@@ -150,6 +152,8 @@ def _ran_points(states: list[GridState], preset: str) -> tuple[list[TablePoint],
         if state.error is not None or state.preset != preset:
             continue
         covered.add(state.name)
+        if state.suite != suite:
+            continue
         for p in state.points:
             if p.complete:
                 points.append(TablePoint(p.table, p.row, p.seed, p.hash, p.metric,  # type: ignore[arg-type]
@@ -160,15 +164,18 @@ def _ran_points(states: list[GridState], preset: str) -> tuple[list[TablePoint],
     return points, notes, covered
 
 
-def collect_points(results: Path, preset: str, grids_dir: Path | None = None) -> tuple[list[TablePoint], list[str]]:
-    """Every grid point of ``preset``: from grid.json files, else from grid YAMLs.
+def collect_points(results: Path, preset: str, grids_dir: Path | None = None,
+                   suite: str | None = None) -> tuple[list[TablePoint], list[str]]:
+    """Every grid point of ``preset`` in ``suite`` (a grid file's ``suite:``; None = the grids
+    without one): from grid.json files, else from grid YAMLs. One suite at a time, so that two
+    benchmarks (or two studies) filling the same paper table never mix in one report.
 
     Returns:
         (points, notes): notes name grid files that could not be read.
     """
     from aakit.experiment.grid import load_grid  # imports optuna: only when a grid file is expanded
 
-    points, notes, covered = _ran_points(read_grid_states(Path(results)), preset)
+    points, notes, covered = _ran_points(read_grid_states(Path(results)), preset, suite)
     grids_dir = default_grids_dir() if grids_dir is None else Path(grids_dir)
     for f in sorted(grids_dir.rglob("*.yaml")) if grids_dir.is_dir() else []:
         try:
@@ -178,7 +185,7 @@ def collect_points(results: Path, preset: str, grids_dir: Path | None = None) ->
             continue
         if not isinstance(head, dict) or head.get("name", f.stem) in covered:
             continue
-        if head.get("preset") not in (None, preset):
+        if head.get("preset") not in (None, preset) or head.get("suite") != suite:
             continue
         try:
             grid = load_grid(f)
@@ -281,8 +288,9 @@ def read_runs(results: Path) -> tuple[dict[str, list[RunRecord]], list[DroppedRu
     return finished, dropped, seen
 
 
-def load_results(results: Path, preset: str | None = None, grids_dir: Path | None = None) -> ResultsIndex:
-    """The runs under ``results/runs`` and (for a ``preset``) its grid points, read once."""
+def load_results(results: Path, preset: str | None = None, grids_dir: Path | None = None,
+                 suite: str | None = None) -> ResultsIndex:
+    """The runs under ``results/runs`` and (for a ``preset``) the grid points of its ``suite``, read once."""
     runs, dropped, seen = read_runs(results)
-    points, notes = collect_points(results, preset, grids_dir) if preset is not None else ([], [])
+    points, notes = collect_points(results, preset, grids_dir, suite) if preset is not None else ([], [])
     return ResultsIndex(Path(results), preset, runs, dropped, seen, points, notes)
