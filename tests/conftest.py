@@ -125,3 +125,23 @@ def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
         code = int(e.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def expected_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.jsonl's numbers under the tags every tracking back-end (TensorBoard, W&B, MLflow)
+    uses, spelled out here rather than taken from aakit.engine.tracking: tag -> [(step, value)]."""
+    from aakit.runs import read_metrics
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for r in read_metrics(run / "metrics.jsonl")[0]:
+        if r["kind"] == "step":
+            pairs = {f"loss/{k}": v for k, v in r["losses"].items()}
+            pairs |= {"train/lr": r["lr"], "train/images_per_s": r["images_per_s"]}
+        elif r["kind"] == "epoch":
+            pairs = {tag: r[k] for k, tag in (("miou", "val/miou"), ("miou_rfpc", "val/miou_rfpc"),
+                                               ("pseudo_miou", "pseudo/miou")) if k in r}
+        else:
+            continue
+        for tag, v in pairs.items():
+            out.setdefault(tag, []).append((r["step"], v))
+    return out

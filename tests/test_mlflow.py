@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from aakit.config import Config, load_config
-from aakit.runs import read_metrics
-from conftest import REPO, run_cli, tiny_overrides
+from conftest import REPO, expected_scalars, run_cli, tiny_overrides
 
 
 def _cfg(root: Path, **extra: Any) -> Config:
@@ -43,21 +42,6 @@ def _history(run: Path, mlrun: Any) -> dict[str, list[tuple[int, float]]]:
             for key in mlrun.data.metrics}
 
 
-def _expected(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """metrics.jsonl under the tags every tracking back-end uses."""
-    out: dict[str, list[tuple[int, float]]] = {}
-    for r in read_metrics(run / "metrics.jsonl")[0]:
-        if r["kind"] == "step":
-            pairs = {f"loss/{k}": v for k, v in r["losses"].items()} | {"train/lr": r["lr"]}
-        elif r["kind"] == "epoch":
-            pairs = {tag: r[k] for k, tag in (("miou", "val/miou"), ("pseudo_miou", "pseudo/miou")) if k in r}
-        else:
-            continue
-        for tag, v in pairs.items():
-            out.setdefault(tag, []).append((r["step"], v))
-    return out
-
-
 @pytest.fixture()
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -71,7 +55,7 @@ def test_an_mlflow_run_holds_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp_
     (mlrun,) = _mlflow_runs(run)
     assert mlrun.info.status == "FINISHED" and mlrun.info.run_name == run.name
     assert mlrun.data.tags["aakit.run"] == run.name
-    got, want = _history(run, mlrun), _expected(run)
+    got, want = _history(run, mlrun), expected_scalars(run)
     assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last, as TensorBoard
     for tag, points in want.items():
         assert [s for s, _ in got[tag]] == [s for s, _ in points], tag

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from aakit.config import Config, load_config
-from aakit.runs import read_metrics
-from conftest import REPO, tiny_overrides
+from conftest import REPO, expected_scalars, tiny_overrides
 
 pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install 'aakit[tensorboard]'")
 
@@ -41,23 +40,6 @@ def _events(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def _expected(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """The same scalars, from metrics.jsonl."""
-    out: dict[str, list[tuple[int, float]]] = {}
-    for r in read_metrics(run / "metrics.jsonl")[0]:
-        if r["kind"] == "step":
-            pairs = {f"loss/{k}": v for k, v in r["losses"].items()}
-            pairs |= {"train/lr": r["lr"], "train/images_per_s": r["images_per_s"]}
-        elif r["kind"] == "epoch":
-            pairs = {tag: r[k] for k, tag in (("miou", "val/miou"), ("miou_rfpc", "val/miou_rfpc"),
-                                               ("pseudo_miou", "pseudo/miou")) if k in r}
-        else:
-            continue
-        for tag, v in pairs.items():
-            out.setdefault(tag, []).append((r["step"], v))
-    return out
-
-
 def _assert_same(got: dict[str, list[tuple[int, float]]], want: dict[str, list[tuple[int, float]]]) -> None:
     for tag, points in want.items():
         assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
@@ -66,7 +48,7 @@ def _assert_same(got: dict[str, list[tuple[int, float]]], want: dict[str, list[t
 
 def test_event_files_hold_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp_path: Path) -> None:
     run = _train(_cfg(tiny_synth, **{"train.log_every": 3}), tmp_path)
-    got, want = _events(run), _expected(run)
+    got, want = _events(run), expected_scalars(run)
     assert {"loss/cls", "loss/aa", "loss/lr", "loss/total", "train/lr", "val/miou", "pseudo/miou"} <= set(want)
     assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last
     _assert_same(got, want)
@@ -105,7 +87,7 @@ def test_a_resumed_run_has_each_point_once(tiny_synth: Path, tmp_path: Path) -> 
         _train(cfg, tmp_path, resume=run, stop_after_steps=7)
     _train(cfg, tmp_path, resume=run)
     assert len(list(run.glob("events.out.tfevents.*"))) == 3
-    got, want = _events(run), _expected(run)
+    got, want = _events(run), expected_scalars(run)
     assert [s for s, _ in want["loss/total"]] == list(range(1, 9))
     _assert_same(got, want)
     assert [s for s, _ in got["val/miou"]] == [4, 8]
@@ -128,7 +110,7 @@ def test_points_after_the_checkpoint_are_purged(tiny_synth: Path, tmp_path: Path
     (run,) = (tmp_path / "runs").iterdir()
     assert [s for s, _ in _events(run)["loss/total"]] == list(range(1, 7))
     _train(cfg, tmp_path, resume=run)
-    got, want = _events(run), _expected(run)
+    got, want = _events(run), expected_scalars(run)
     assert [s for s, _ in want["loss/total"]] == list(range(1, 9))
     _assert_same(got, want)
     assert [s for s, _ in got["val/miou"]] == [4, 8]
@@ -188,7 +170,7 @@ def test_a_running_tensorboard_serves_the_scalars_of_metrics_jsonl(tiny_synth: P
         base = f"http://127.0.0.1:{port}"
         runs = _get_json(f"{base}/data/runs", timeout=60)
         assert run.name in runs
-        want = _expected(run)
+        want = expected_scalars(run)
         for tag in ("loss/total", "val/miou", "train/lr"):
             q = urllib.parse.urlencode({"run": run.name, "tag": tag})
             points = _get_json(f"{base}/data/plugin/scalars/scalars?{q}", timeout=30)  # [[wall, step, value]]

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from aakit.config import load_config
-from aakit.runs import read_metrics
-from conftest import REPO, run_cli, tiny_overrides
+from conftest import REPO, expected_scalars, run_cli, tiny_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -101,23 +100,6 @@ def _read_wandb(run: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str
     return history, config, summary, run_record
 
 
-def _expected(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """metrics.jsonl's scalars under the tags the trackers use."""
-    from aakit.engine.tracking import epoch_scalars, step_scalars
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    for r in read_metrics(run / "metrics.jsonl")[0]:
-        if r["kind"] == "step":
-            pairs = step_scalars(r["losses"], r["lr"], r["images_per_s"])
-        elif r["kind"] == "epoch":
-            pairs = epoch_scalars(r)
-        else:
-            continue
-        for tag, v in pairs.items():
-            out.setdefault(tag, []).append((r["step"], v))
-    return out
-
-
 @pytest.fixture()
 def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("wandb", reason="wandb is not installed: pip install 'aakit[wandb]'")
@@ -139,7 +121,7 @@ def test_an_offline_run_holds_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp
     run = train(cfg, results=tmp_path / "results", progress=False)
 
     history, config, summary, record = _read_wandb(run)
-    want = _expected(run)
+    want = expected_scalars(run)
     assert {"loss/cls", "loss/aa", "loss/lr", "loss/total", "train/lr", "val/miou", "pseudo/miou"} <= set(want)
     assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last
     assert set(history) == set(want)
@@ -185,7 +167,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tiny_synth: Path, tmp_path: 
     folders = sorted((run / "wandb").glob("offline-run-*"))
     assert len(folders) == 2 and all(f.name.endswith("-" + run.name) for f in folders)
     history, _, summary, _ = _read_wandb(run)
-    want = _expected(run)
+    want = expected_scalars(run)
     assert [s for s, _ in want["loss/total"]] == list(range(1, 9))
     for tag, points in want.items():
         assert history[tag] == [(s, pytest.approx(v, rel=1e-9)) for s, v in points], tag
