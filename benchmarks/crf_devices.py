@@ -14,9 +14,8 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,23 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the te
 from test_crf_torch import scene  # noqa: E402
 
 from aakit.config import CRFParams  # noqa: E402
-from aakit.bench import crf_devices, crf_torch_figures  # noqa: E402
+from aakit.bench import crf_devices, crf_torch_figures, timeit  # noqa: E402
 from aakit.crf import dense_crf, pydensecrf_available  # noqa: E402
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Best wall time of ``fn`` over ``repeats`` calls (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def torch_record(img: np.ndarray, prob: np.ndarray, batch: int, device: str, repeats: int) -> dict[str, Any]:
-    """Time per image (median, aakit bench's measure) and peak memory of dense_crf_batch."""
+    """Time per image (median, as aakit bench) and peak memory of dense_crf_batch."""
     seconds, peak_mb = crf_torch_figures(img, prob, batch, device, repeats, CRFParams())
     return {"backend": "torch", "device": device, "batch": batch, "ms_per_image": 1000 * seconds,
             "peak_mb": round(peak_mb, 1)}
@@ -62,7 +50,7 @@ def main() -> None:
             img, _, prob = scene(size, labels, size + labels)
             case = {"px": size, "labels": labels}
             if pydensecrf_available():
-                s = best_time(lambda: dense_crf(img, prob, CRFParams(), backend="pydensecrf"), repeats)
+                s = timeit(lambda: dense_crf(img, prob, CRFParams(), backend="pydensecrf"), repeats)
                 records.append(case | {"backend": "pydensecrf", "device": "cpu", "batch": 1, "ms_per_image": 1000 * s})
                 print(records[-1], flush=True)
             for device in devices:
