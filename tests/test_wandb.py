@@ -4,6 +4,7 @@ config and summary (read back from the .wandb file W&B wrote) are the numbers of
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
 from pathlib import Path
@@ -165,7 +166,9 @@ def test_a_resumed_run_continues_the_same_wandb_run(tiny_synth: Path, tmp_path: 
     (run,) = (tmp_path / "results" / "runs").iterdir()
     train(cfg, results=tmp_path / "results", progress=False, resume=run)
     folders = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(folders) == 2 and all(f.name.endswith("-" + run.name) for f in folders)
+    # offline-run-<time>-<id>; W&B adds -1, -2 ... when two sittings start within the same second
+    assert len(folders) == 2 and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(run.name)}(-\d+)?", f.name)
+                                     for f in folders), [f.name for f in folders]
     history, _, summary, _ = _read_wandb(run)
     want = expected_scalars(run)
     assert [s for s, _ in want["loss/total"]] == list(range(1, 9))
