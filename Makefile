@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.aakit-installed
 
-.PHONY: setup test demo bench reproduce clean
+.PHONY: setup test demo bench reproduce reproduce-v1 clean
 
 setup: $(STAMP)
 
@@ -31,12 +31,18 @@ demo: setup
 bench: setup
 	$(BIN)/aakit bench --preset synthetic
 
-# docs/reproduction.md: the paper's ablation grids on the embedded benchmark (hours on a CPU;
+# docs/reproduction.md: the paper's ablation grids on benchmark version 2 (hours on a CPU;
 # resumable: rerun after an interruption), then the page's generated block from the runs.
 reproduce: setup
-	$(BIN)/aakit data synth --version 1 --out data/synth-v1   # the grid files read version 1 there
-	for t in table1 table3 table4 table2; do $(BIN)/aakit grid experiments/grids/$$t.yaml || exit $$?; done
+	$(BIN)/aakit data synth                                   # data/synth: benchmark version 2
+	for g in pilot table1 table2 table3 table4 vsource; do $(BIN)/aakit grid experiments/grids/v2/$$g.yaml || exit $$?; done
 	$(BIN)/aakit report --preset synthetic --format md --into docs/reproduction.md
+
+# docs/reproduction-v1.md: the first reproduction, on benchmark version 1 (report suite v1).
+reproduce-v1: setup
+	$(BIN)/aakit data synth --version 1 --out data/synth-v1   # the v1 grid files read version 1 there
+	for t in table1 table3 table4 table2; do $(BIN)/aakit grid experiments/grids/$$t.yaml || exit $$?; done
+	$(BIN)/aakit report --preset synthetic --suite v1 --format md --into docs/reproduction-v1.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -164,3 +164,30 @@ def test_the_report_reads_one_suite_at_a_time(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "bad.yaml").write_text("base: base.yaml\nsuite: 'a b'\nrows: [{table: 1, row: a}]\n")
     with pytest.raises(G.GridError, match="suite: should be a name"):
         G.load_grid(tmp_path / "bad.yaml")
+
+
+def test_the_full_report_adds_the_comparisons_of_its_suites_own_grids(tmp_path: Path) -> None:
+    """aakit report (all tables) ends with the comparison table of every grid of the suite that
+    declares compare: (the pilot here); another suite's report leaves it out; a grid without
+    compare: adds nothing."""
+    from aakit.experiment import report as R
+
+    results = make(tmp_path)
+    state = read_json(results / "grids" / "pilot" / "grid.json")
+    assert [t.label for t in CMP.suite_comparison_tables(results, "synthetic", None)] == ["Grid pilot"]
+    assert CMP.suite_comparison_tables(results, "synthetic", "v9") == []
+    assert CMP.suite_comparison_tables(results, "voc", None) == []
+    said: list[str] = []
+    R.cli_run(table=None, fmt="md", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=tmp_path / "no-grid-files", warn=lambda line: None)
+    text = said[-1]
+    assert text.index("**Claims.**") < text.index("**Grid pilot.**")
+    assert "| AA helps | aa vs base | 3/3 | +4.5 ± 0.5 |" in text
+    said.clear()
+    R.cli_run(table=1, fmt="md", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=tmp_path / "no-grid-files", warn=lambda line: None)
+    assert "Grid pilot" not in said[-1]  # one table asked for: that table only
+    state["compare"] = None
+    state["file"] = None
+    (results / "grids" / "pilot" / "grid.json").write_text(json.dumps(state))
+    assert CMP.suite_comparison_tables(results, "synthetic", None) == []

@@ -1,7 +1,8 @@
-"""docs/reproduction.md is what the committed runs give, and the committed runs are complete.
+"""docs/reproduction.md (benchmark version 2) and docs/reproduction-v1.md (the record of version
+1, report suite ``v1``) are what the committed runs give, and the committed runs are complete.
 
-These tests read ``results/`` of the repository (run summaries and grid states committed by
-the reproduction of issue 8); they train nothing.
+These tests read ``results/`` of the repository (run summaries and grid states committed by the
+reproductions of issues 8 and 17 and the pilot of issue 14); they train nothing.
 """
 from __future__ import annotations
 
@@ -16,19 +17,35 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
 GRIDS = REPO / "experiments" / "grids"
 DOC = REPO / "docs" / "reproduction.md"
+DOC_V1 = REPO / "docs" / "reproduction-v1.md"
 
 pytestmark = pytest.mark.skipif(not (RESULTS / "grids").is_dir(), reason="no committed grid results")
 
 
-def regenerated() -> str:
+def regenerated(suite: str | None = None) -> str:
     said: list[str] = []
     R.cli_run(table=None, fmt="md", out=None, preset="synthetic", figures=False, results=RESULTS,
-              echo=said.append, grids_dir=GRIDS)
+              echo=said.append, grids_dir=GRIDS, suite=suite, warn=lambda line: None)
     return said[-1].strip()
 
 
 def test_the_page_is_what_the_committed_runs_give() -> None:
     assert R.marked_block(DOC) == regenerated(), "refresh: aakit report --format md --into docs/reproduction.md"
+
+
+def test_the_version1_page_is_what_its_committed_runs_give() -> None:
+    assert R.marked_block(DOC_V1) == regenerated("v1"), \
+        "refresh: aakit report --suite v1 --format md --into docs/reproduction-v1.md"
+
+
+def test_the_page_shows_the_pilot_and_the_v_source_question_beside_the_tables() -> None:
+    """The default report (version 2) carries the comparisons of the suite's own grids after the
+    paper's tables: the pilot's dose response, and the V-source table of ours once it has run."""
+    block = R.marked_block(DOC)
+    assert "**Table 1.**" in block and "**Claims.**" in block and "**Grid v2-pilot.**" in block
+    if (RESULTS / "grids" / "v2-vsource" / "grid.json").is_file():
+        assert "**Grid v2-vsource.**" in block
+    assert "**Grid v2-pilot.**" not in R.marked_block(DOC_V1)
 
 
 def test_the_pilot_block_is_what_the_committed_runs_give() -> None:
@@ -43,11 +60,25 @@ def test_the_pilot_block_is_what_the_committed_runs_give() -> None:
         "refresh: aakit report --compare v2-pilot --format md --into docs/benchmark.md"
 
 
-def test_table1_is_complete_with_at_least_three_seeds() -> None:
-    t = R.build_table(1, results=RESULTS, preset="synthetic", grids_dir=GRIDS)
-    val = t.long[t.long["column"] == "val"].set_index("row")
+def _table1_val(suite: str | None):
+    from aakit.experiment.results import load_results
+
+    index = load_results(RESULTS, "synthetic", GRIDS, suite)
+    t = R.build_table(1, results=RESULTS, preset="synthetic", grids_dir=GRIDS, index=index)
+    return t.long[t.long["column"] == "val"].set_index("row")
+
+
+def test_version1_table1_is_complete_with_at_least_three_seeds() -> None:
+    val = _table1_val("v1")
     for row in ("CLS+CE", "CLS+CE+AA", "CLS+CE+AA+LR", "CLS+CE+AA+LR+rfpc"):
         assert val.loc[row, "n_runs"] == val.loc[row, "n_expected"] >= 3, row
+
+
+def test_version2_table1_has_at_least_four_finished_seeds_per_row() -> None:
+    """Version 2's Table 1 declares 20 seeds and fills across sittings; the pilot's seeds come first."""
+    val = _table1_val(None)
+    for row in ("CLS+CE", "CLS+CE+AA", "CLS+CE+AA+LR", "CLS+CE+AA+LR+rfpc"):
+        assert val.loc[row, "n_expected"] == 20 and val.loc[row, "n_runs"] >= 4, row
 
 
 def test_every_claim_that_ran_has_a_verdict_and_its_numbers() -> None:

@@ -24,7 +24,7 @@ import yaml
 from aakit.errors import AakitError
 from aakit.experiment.claims import Seeded, _interval, _paired, _signed, compare
 from aakit.experiment.costs import costs_table
-from aakit.experiment.gridstate import GridState, parse_comparisons, read_grid_state
+from aakit.experiment.gridstate import GridState, parse_comparisons, read_grid_state, read_grid_states
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_std, nan_to_none
 
@@ -114,3 +114,18 @@ def comparisons_table(results: Path, name: str) -> ReportTable:
              "other, same seed); 95 % CI = Student-t interval of that mean; detectable = the smallest difference "
              "these seeds find with 80 % power; verdicts as for the paper's claims (aakit report --claims)"]
     return ReportTable(0, f"Comparisons of grid {name}", "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")
+
+
+def suite_comparison_tables(results: Path, preset: str, suite: str | None) -> list[ReportTable]:
+    """:func:`comparisons_table` of every grid of ``preset`` and ``suite`` that ran and declares
+    ``compare:`` (a pilot, a question of ours beside the paper's tables), by grid name."""
+    out = []
+    for state in read_grid_states(Path(results)):
+        if state.error is not None or state.preset != preset or state.suite != suite:
+            continue
+        try:
+            grid_comparisons_of(state)
+        except CompareError:
+            continue
+        out.append(comparisons_table(results, state.name))
+    return out

@@ -34,7 +34,7 @@ import pandas as pd
 
 from aakit.errors import AakitError
 from aakit.experiment.claims import claims_json, claims_table
-from aakit.experiment.comparisons import comparisons_json, comparisons_table
+from aakit.experiment.comparisons import comparisons_json, comparisons_table, suite_comparison_tables
 from aakit.experiment.costs import costs_table
 from aakit.experiment.figures import make_figures
 from aakit.experiment.published import VOC_CLASSES, load_published, published_rows
@@ -463,9 +463,11 @@ def cli_run(
         extras, tables = [variance_table(results, preset, table or 1, index=index)], []
     elif claims:  # the claims only
         extras, tables = [claims_table(results, preset, index=index)], []
-    else:  # all tables: the claims and the grid costs come after them (CSV: in files of their own)
+    else:  # all tables; after them the claims, the grid costs and the comparisons of the suite's own grids
+        # (a pilot, a question of ours: their compare:); CSV: each in a file of its own
         tables = build_report([table] if table else None, results=results, preset=preset, index=index)
-        extras = [] if table else [claims_table(results, preset, index=index), costs_table(results, preset, index=index)]
+        extras = [] if table else [claims_table(results, preset, index=index), costs_table(results, preset, index=index),
+                                   *suite_comparison_tables(results, preset, suite)]
     if out is None:
         parts = [render(tables, fmt).rstrip("\n")] if tables else []
         if fmt != "csv" or not tables:
