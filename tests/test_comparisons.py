@@ -191,3 +191,4 @@ def test_the_full_report_adds_the_comparisons_of_its_suites_own_grids(tmp_path: 
     state["file"] = None
     (results / "grids" / "pilot" / "grid.json").write_text(json.dumps(state))
     assert CMP.suite_comparison_tables(results, "synthetic", None) == []
+

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -162,3 +163,39 @@ def test_make_figures_without_examples_writes_no_figure5(tmp_path: Path) -> None
         (run / "examples").rename(run / "no-examples")
     written = F.make_figures(results, tmp_path / "figures", preset="synthetic", grids_dir=grids)
     assert written and not (tmp_path / "figures" / F.FIGURE5_FILE).exists()
+
+
+def test_figure3_reads_its_own_grid_where_one_ran_else_table1(tmp_path: Path) -> None:
+    """Table grids that evaluate after the last epoch only give Figure 3 one point per run; a
+    grid of its own (rows "F3 CLS+CE", "F3 CLS+CE+AA+LR", evaluated every epoch) replaces them."""
+    from aakit.experiment.results import load_results
+    from aakit.runs import list_runs
+
+    (tmp_path / "base.yaml").write_text(
+        f"preset: synthetic\nmodel: {{backbone: small, num_classes: 5}}\ntrain: {{epochs: 3}}\n"
+        f"data: {{root: {tmp_path / 'synth'}}}\n")
+    results = tmp_path / "results"
+    rows = {"t1": ("CLS+CE", "CLS+CE+AA+LR"), "f3": ("F3 CLS+CE", "F3 CLS+CE+AA+LR")}
+    for name, table, epochs in (("t1", 1, 1), ("f3", 0, 3)):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\nbase: base.yaml\npreset: synthetic\nseeds: [0, 1]\nset: {{train.epochs: {epochs}}}\nrows:\n"
+            + "".join(f"  - {{table: {table}, row: {r}, set: {{loss.label_reassign: {str(i == 1).lower()}}}}}\n"
+                      for i, r in enumerate(rows[name])))
+
+    def run(name: str) -> dict:
+        grid = G.load_grid(tmp_path / f"{name}.yaml")
+        points = []
+        for p in grid.points:
+            write_run(results, p.config, p.run_name, val=0.5)
+            points.append({"id": p.id, "table": p.table, "row": p.row, "params": p.params, "seed": p.seed,
+                           "hash": p.hash, "metric": "val", "run": f"{p.run_name}-{p.hash}", "state": "done"})
+        G.write_state(grid, results, points, "journal", f"grid-{name}")
+        records = {r.path.name: r.records for r in list_runs(results)}
+        return F.figure3_curves(load_results(results, "synthetic", tmp_path / "none"), records)
+
+    t1 = run("t1")
+    assert set(t1) == {"baseline CLS+CE", "ours CLS+CE+AA+LR"} and all(len(c) == 2 for c in t1.values())
+    assert all(list(c) == [0] for curves in t1.values() for c in curves)  # one epoch each
+    f3 = run("f3")
+    assert all(len(c) == 2 and sorted(c[0]) == [0, 1, 2] for c in f3.values())
+    assert f3["baseline CLS+CE"][0][2] == pytest.approx(34.0)

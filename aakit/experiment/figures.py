@@ -4,7 +4,9 @@
   per-epoch val mIoU and pseudo-label mIoU;
 * ``figure3_pseudo_miou.png`` — the paper's Figure 3 as a curve: quality (mIoU against the
   ground truth) of the online pseudo labels over the epochs, baseline (Table 1 "CLS+CE") vs the
-  full method ("CLS+CE+AA+LR"), mean and spread over seeds;
+  full method ("CLS+CE+AA+LR"), mean and spread over seeds; from the rows "F3 CLS+CE" and
+  "F3 CLS+CE+AA+LR" of a grid of its own where one ran (evaluated after every epoch, when the
+  table grids evaluate after the last one only);
 * ``table4_gamma.png`` — val mIoU against gamma, ours (mean ± std) beside the paper's;
 * ``figure5_qualitative.png`` — the paper's Figure 5: per example image, (a) the image, (b) the
   initial (online pseudo) labels and (c) the prediction of the baseline CLS+CE, (d) + SA and
@@ -102,6 +104,28 @@ def figure3(curves: dict[str, list[dict[int, float]]]) -> Any:
     ax.set_title("Pseudo-label quality over training (paper's Figure 3)")
     ax.legend(fontsize=8)
     return fig
+
+
+# Figure 3's runs: rows of a grid of its own (table 0, evaluated after every epoch; e.g.
+# experiments/grids/v2/figure3.yaml) where one ran, else Table 1's rows.
+FIGURE3_ROWS = ((0, "F3 CLS+CE", "baseline CLS+CE"), (0, "F3 CLS+CE+AA+LR", "ours CLS+CE+AA+LR"))
+FIGURE3_TABLE1_ROWS = ((1, "CLS+CE", "baseline CLS+CE"), (1, "CLS+CE+AA+LR", "ours CLS+CE+AA+LR"))
+
+
+def figure3_curves(index: ResultsIndex, records: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[int, float]]]:
+    """Label -> per-seed {epoch: pseudo-label mIoU in %}, from :data:`FIGURE3_ROWS` if any of
+    them has a finished run, else from Table 1 (whose runs may be evaluated after the last epoch only)."""
+    for rows in (FIGURE3_ROWS, FIGURE3_TABLE1_ROWS):
+        curves: dict[str, list[dict[int, float]]] = {}
+        for table, row, label in rows:
+            gathered = index.rows(table).get(row)
+            per_seed = [_per_epoch(records.get(run.path.name, []), "pseudo_miou")
+                        for run, _ in (gathered.runs if gathered else [])]
+            if any(per_seed):
+                curves[label] = [c for c in per_seed if c]
+        if curves:
+            return curves
+    return {}
 
 
 # ----------------------------------------------------------------------------- Figure 5
@@ -337,14 +361,7 @@ def make_figures(
             written.append(_save(fig, out / "curves" / f"{r.name}.png"))
 
     index = load_results(results, preset, grids_dir) if index is None else index
-    rows = index.rows(1)
-    curves: dict[str, list[dict[int, float]]] = {}
-    for row, label in (("CLS+CE", "baseline CLS+CE"), ("CLS+CE+AA+LR", "ours CLS+CE+AA+LR")):
-        row_runs = rows[row].runs if row in rows else []
-        per_seed = [_per_epoch(records_by_dir.get(run.path.name, []), "pseudo_miou") for run, _ in row_runs]
-        per_seed = [c for c in per_seed if c]
-        if per_seed:
-            curves[label] = per_seed
+    curves = figure3_curves(index, records_by_dir)
     if curves:
         written.append(_save(figure3(curves), out / "figure3_pseudo_miou.png"))
 
