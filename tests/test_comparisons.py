@@ -168,8 +168,8 @@ def test_the_report_reads_one_suite_at_a_time(tmp_path: Path, monkeypatch: pytes
 
 def test_the_full_report_adds_the_comparisons_of_its_suites_own_grids(tmp_path: Path) -> None:
     """aakit report (all tables) ends with the comparison table of every grid of the suite that
-    declares compare: (the pilot here); another suite's report leaves it out; a grid without
-    compare: adds nothing."""
+    declares compare: (the pilot here), and costs every grid of the suite; another suite's report
+    leaves it out; a grid without compare: adds no comparison table."""
     from aakit.experiment import report as R
 
     results = make(tmp_path)
@@ -183,6 +183,8 @@ def test_the_full_report_adds_the_comparisons_of_its_suites_own_grids(tmp_path: 
     text = said[-1]
     assert text.index("**Claims.**") < text.index("**Grid pilot.**")
     assert "| AA helps | aa vs base | 3/3 | +4.5 ± 0.5 |" in text
+    costs = text.split("**Grid costs.**")[1].split("**Grid pilot.**")[0]
+    assert "| pilot | 9/9 | 9 | 0 |" in costs  # every grid of the suite has its wall time in the full report
     said.clear()
     R.cli_run(table=1, fmt="md", out=None, preset="synthetic", figures=False, results=results,
               echo=said.append, grids_dir=tmp_path / "no-grid-files", warn=lambda line: None)

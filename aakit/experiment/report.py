@@ -466,7 +466,9 @@ def cli_run(
     else:  # all tables; after them the claims, the grid costs and the comparisons of the suite's own grids
         # (a pilot, a question of ours: their compare:); CSV: each in a file of its own
         tables = build_report([table] if table else None, results=results, preset=preset, index=index)
-        extras = [] if table else [claims_table(results, preset, index=index), costs_table(results, preset, index=index),
+        every_grid = {p.grid for p in index.points}  # the paper's tables' and the suite's own (pilot, figures)
+        extras = [] if table else [claims_table(results, preset, index=index),
+                                   costs_table(results, preset, index=index, grids=every_grid),
                                    *suite_comparison_tables(results, preset, suite)]
     if out is None:
         parts = [render(tables, fmt).rstrip("\n")] if tables else []
