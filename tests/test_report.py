@@ -369,3 +369,19 @@ def test_table5_does_not_take_class_names_from_another_benchmark_version(tmp_pat
 
     t5 = R.build_table(5, results=results, preset="synthetic", grids_dir=grids)
     assert t5.blocks[1].header == ["Method", "bkg", *[c.name for c in CLASSES[:10]], "mIoU"]
+
+
+def test_finished_runs_without_a_train_evaluation_say_so(tmp_path: Path) -> None:
+    """A row whose runs finished but were evaluated on val only (eval.train_iou: false) shows
+    'not evaluated' in its train column, not 'missing', which means no finished run."""
+    from aakit.runs import atomic_write_json, read_json
+
+    results, grids = setup(tmp_path)
+    for run in (results / "runs").iterdir():
+        if "CLS+CE+AA+LR" in run.name:
+            summary = read_json(run / "summary.json")
+            del summary["metrics"]["train"], summary["metrics"]["train_rfpc"]
+            atomic_write_json(run / "summary.json", summary)
+    md = R.render([R.build_table(1, results=results, preset="synthetic", grids_dir=grids)], "md")
+    assert "| CLS+CE+AA+LR | not evaluated | 67.4 |  | 57.0 ± 1.4 |" in md
+    assert "| CLS+CE | 62.0 ± 2.0 |" in md and "'not evaluated' = finished runs" in md

@@ -42,7 +42,7 @@ from aakit.experiment.results import (  # default_grids_dir: where grid files ar
     ResultsIndex, RowRuns, RunRecord, default_grids_dir, load_results, protocol_of, test_key, train_key,
 )
 from aakit.experiment.tables import (
-    EXTENSIONS, MISSING, NO_PAPER, RENDERERS, Block, Cell, ReportTable, cells_frame, fmt_diff, fmt_num, paper_of,
+    EXTENSIONS, MISSING, NO_PAPER, NOT_EVALUATED, RENDERERS, Block, Cell, ReportTable, cells_frame, fmt_diff, fmt_num, paper_of,
     render_csv,
 )
 from aakit.experiment.variance import variance_table
@@ -84,7 +84,7 @@ def _ablation(n: int, pub: pd.DataFrame, index: ResultsIndex) -> tuple[list[Cell
             protos |= set(prot)
             if pprot:
                 paper_protos.add(pprot)
-            line += [c.ours, fmt_num(paper), fmt_diff(c.diff)]
+            line += [NOT_EVALUATED if g.runs and not c.n_runs else c.ours, fmt_num(paper), fmt_diff(c.diff)]
         text = "/".join(sorted(protos))
         if paper_protos:
             text = (text + " " if text else "") + f"(paper: {'/'.join(sorted(paper_protos))})"
@@ -279,6 +279,7 @@ def build_table(
         blocks = [block]
     notes = [
         f"mIoU in %; ours = mean ± std (n-1) over seeds of the {preset} runs; '{MISSING}' = no finished run; "
+        f"'{NOT_EVALUATED}' = finished runs, none evaluated on that split (aakit eval RUN --split train); "
         f"'{NO_PAPER}' = no published number; Δ = ours − paper",
         *notes,
     ]

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 MISSING = "missing"  # our cell without any finished run
+NOT_EVALUATED = "not evaluated"  # finished runs, none evaluated on this cell's split (aakit eval --split)
 NO_PAPER = "—"  # the paper has no number for this cell
 
 
