@@ -67,3 +67,18 @@ def test_foreign_file_is_refused_with_its_name(tmp_path) -> None:
     torch.save({"conv.weight": torch.zeros(2)}, bad)
     with pytest.raises(WeightsError, match="other.pth: not MobileNetV2 weights"):
         load_pretrained(MobileNetV2Backbone(), bad)
+
+
+@needs_weights
+def test_training_starts_from_imagenet_by_name() -> None:
+    """The engine builds the network without weights and then loads model.pretrained: the name
+    "imagenet" is not a file there either (it failed with "imagenet not found" before)."""
+    from aakit.engine.train import load_initial_weights
+
+    cfg = load_config(None, {"model.backbone": "mobilenet_v2", "model.num_classes": 11,
+                             "model.output_stride": 4, "model.last_block": 13, "model.embed_dim": 32})
+    model = build_model(cfg.model)
+    note = load_initial_weights(model, "imagenet")
+    assert note.startswith("imagenet (mobilenet_v2-b0353104.pth") and "/" not in note.split("(")[1].split(")")[0]
+    state = torch.load(WEIGHTS, weights_only=True)
+    assert torch.equal(model.backbone.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])

@@ -86,6 +86,7 @@ def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | N
     """``model.pretrained``: where the network's first weights come from.
 
     * an MXNet ``.params`` or a psa-layout ``.pth`` (ImageNet or VOC classification weights);
+    * ``imagenet``: MobileNetV2's ImageNet weights from the installed package (backbone: mobilenet_v2);
     * a run directory, or its ``checkpoints/last.pt``: that run's network;
     * a config YAML (``experiments/synthetic/cls.yaml``): the finished run of that config in
       ``results`` — trained first if it is missing (RRM's recipe (b), classification weights
@@ -94,6 +95,10 @@ def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | N
       weights, which every seed of a grid shares, so the seeds of a grid differ only in the
       WSSS training. A file lock keeps concurrent grid workers from training it twice.
     """
+    if path == "imagenet":  # a name, not a file: aakit.models.weights finds the installed weights
+        from aakit.models import load_pretrained
+
+        return load_pretrained(model, path).summary()
     p = Path(path)
     if p.suffix in (".yaml", ".yml"):
         p = _dependency_run(p, results or Path("results"), progress, like) / "checkpoints" / "last.pt"
@@ -111,8 +116,7 @@ def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | N
         return f"checkpoint {p}"
     from aakit.models import load_pretrained
 
-    report = load_pretrained(model, str(p))
-    return str(report)
+    return load_pretrained(model, str(p)).summary()
 
 
 def _dependency_run(config: Path, results: Path, progress: bool, like: Config | None) -> Path:
