@@ -15,6 +15,7 @@ from experiment_fakes import write_run  # noqa: E402
 from aakit.experiment import claims as C  # noqa: E402
 from aakit.experiment import grid as G  # noqa: E402
 from aakit.experiment import report as R  # noqa: E402
+from aakit.experiment.stats import seeds_for_halfwidth  # noqa: E402
 
 T1 = """\
 name: c-table1
@@ -135,6 +136,9 @@ def test_claims_json_lists_pairs_whose_differences_give_the_interval(tmp_path: P
             lo, hi = sps.t.interval(0.95, len(diffs) - 1, loc=statistics.mean(diffs), scale=sps.sem(diffs))
             assert (it["mean_diff"], it["ci_low"], it["ci_high"]) == (pytest.approx(statistics.mean(diffs)),
                                                                       pytest.approx(lo), pytest.approx(hi))
+            assert it["seeds_needed"] == seeds_for_halfwidth(statistics.stdev(diffs))
+        elif len(diffs) < 2:
+            assert it["seeds_needed"] is None
     with pytest.raises(R.ReportError, match="--format json: only with --claims"):
         R.cli_run(table=None, fmt="json", out=None, preset="synthetic", figures=False, results=results,
                   echo=said.append, grids_dir=grids)
@@ -148,7 +152,7 @@ def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
     md = said[-1]
     assert md.index("**Table 6.**") < md.index("**Claims.**")
     assert ("| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | 3/3 | +5.0 ± 1.0 "
-            "| [+2.5, +7.5] | 3.1 | +3.2 | supported | supported |") in md
+            "| [+2.5, +7.5] | 3.1 | 7 | +3.2 | supported | supported |") in md
 
     said.clear()
     R.cli_run(table=None, fmt="csv", out=None, preset="synthetic", figures=False, results=results,

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats as sps
 
 from aakit.experiment.stats import (
-    INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, min_detectable_effect, paired_comparison, t_interval, verdict,
+    INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, min_detectable_effect, paired_comparison, seeds_for_halfwidth,
+    t_interval, verdict,
 )
 
 
@@ -47,6 +48,18 @@ def test_min_detectable_effect_shrinks_with_seeds_and_matches_the_formula() -> N
     assert mde6 == pytest.approx((sps.t.ppf(0.975, 5) + sps.t.ppf(0.8, 5)) * sd / math.sqrt(6))
 
 
+def test_seeds_needed_is_the_fewest_whose_interval_is_within_one_point() -> None:
+    for sd in (0.34, 1.33, 1.99, 2.2):
+        n = seeds_for_halfwidth(sd)
+        assert sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) <= 1.0 < sps.t.ppf(0.975, n - 2) * sd / math.sqrt(n - 1)
+    assert seeds_for_halfwidth(1.99) == 18 and seeds_for_halfwidth(0.34) == 3  # the v2 pilot's Table 1 pairs
+    assert seeds_for_halfwidth(math.nan) is None and seeds_for_halfwidth(500.0, most=50) is None
+    diffs = [3.9, 0.5, 4.6, 1.2, 2.4]  # an interval of +-2.6: more seeds wanted
+    r = paired_comparison(diffs, 3.2)
+    assert r.seeds_needed == seeds_for_halfwidth(r.sd) > len(diffs)
+    assert paired_comparison([0.5], 3.2).seeds_needed is None
+
+
 def test_two_way_split_adds_up_and_finds_a_seed_effect() -> None:
     import numpy as np
 
@@ -73,7 +86,10 @@ def test_report_variance_on_the_committed_runs() -> None:
     from aakit.experiment.variance import variance_table
 
     repo = Path(__file__).resolve().parents[1]
-    t = variance_table(repo / "results", "synthetic", 1, repo / "experiments" / "grids")
+    from aakit.experiment.results import load_results
+
+    index = load_results(repo / "results", "synthetic", repo / "experiments" / "grids", "v1")  # version 1's suite
+    t = variance_table(repo / "results", "synthetic", 1, repo / "experiments" / "grids", index=index)
     got = {r["component"]: r for r in t.long.to_dict("records")}
     assert got["seed"]["n"] == 5 and got["row"]["n"] == 2  # 3 trained rows (rfpc re-reads) x 6 seeds
     assert got["seed"]["share"] > 0.5  # version 1 of the benchmark: the seed dominates (issue 14's audit)

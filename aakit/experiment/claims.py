@@ -31,7 +31,7 @@ from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_
 NOT_RUN = "not run"
 CLAIM_COLUMNS = ["claim", "table", "winner", "other", "winner_mean", "winner_std", "winner_n", "other_mean",
                  "other_std", "other_n", "diff", "wins", "paired", "paired_mean", "paired_std", "ci_low", "ci_high",
-                 "mde", "paper_diff", "outcome", "claim_outcome", "pairs"]
+                 "mde", "seeds_needed", "paper_diff", "outcome", "claim_outcome", "pairs"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def compare(a: Seeded, b: Seeded, paper_diff: float | None = None) -> dict[str, 
         "wins": sum(d > 0 for d in diffs), "paired": len(common),
         "paired_mean": nan_to_none(paired.mean_diff), "paired_std": nan_to_none(paired.sd),
         "ci_low": nan_to_none(paired.ci_low), "ci_high": nan_to_none(paired.ci_high), "mde": nan_to_none(paired.mde),
-        "outcome": NOT_RUN if not common else paired.verdict,
+        "seeds_needed": paired.seeds_needed, "outcome": NOT_RUN if not common else paired.verdict,
         "pairs": [{"seed": s, "winner_run": a[s][1], "loser_run": b[s][1], "winner": a[s][2], "loser": b[s][2]}
                   for s in common],
     }
@@ -154,6 +154,10 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
+def _count(n: object) -> int | None:
+    return None if nan_to_none(n) is None else int(n)  # type: ignore[call-overload]
+
+
 def _signed(x: float | None) -> str:
     return "—" if nan_to_none(x) is None else f"{x:+.1f}"
 
@@ -162,6 +166,11 @@ def _paired(mean: float | None, std: float | None) -> str:
     if mean is None:
         return "—"
     return f"{mean:+.1f} ± {std:.1f}" if std is not None else f"{mean:+.1f}"
+
+
+def _seeds(n: object) -> str:
+    """A seed count, or '—' where there is none (fewer than two pairs)."""
+    return "—" if nan_to_none(n) is None else str(int(n))  # type: ignore[call-overload]
 
 
 def _interval(low: float | None, high: float | None) -> str:
@@ -182,23 +191,24 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
             fmt_ours(nan_to_none(r.other_mean), nan_to_none(r.other_std), int(r.other_n)),
             f"{r.wins}/{r.paired}", _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
             _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
-            _signed(nan_to_none(r.paper_diff)), str(r.outcome), str(r.claim_outcome),
+            _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_diff)), str(r.outcome), str(r.claim_outcome),
         ])
     header = ["claim", "comparison", "winner (val)", "other (val)", "seeds won", "paired Δ", "95 % CI",
-              "detectable", "Δ paper", "comparison verdict", "claim verdict"]
+              "detectable", "seeds for ±1", "Δ paper", "comparison verdict", "claim verdict"]
     notes = ["val mIoU in %, mean ± std over seeds; paired Δ = mean ± std of the per-seed differences "
              "(claimed winner − other, same seed); 95 % CI = Student-t interval of that mean; detectable = the "
-             "smallest difference these seeds find with 80 % power; supported: CI above 0; opposite: CI below 0; "
+             "smallest difference these seeds find with 80 % power; seeds for ±1 = the seeds a 95 % CI of ±1.0 point "
+             "would take at this paired std; supported: CI above 0; opposite: CI below 0; "
              "smaller than the paper's: CI contains 0 but lies below Δ paper; inconclusive: otherwise or fewer "
              "than 2 paired seeds; seeds won = paired seeds where the winner is ahead"]
-    return ReportTable(0, "The paper's ablation claims, tested", preset, df, [Block(header, out, align="llrrrrrrrll")],
+    return ReportTable(0, "The paper's ablation claims, tested", preset, df, [Block(header, out, align="llrrrrrrrrll")],
                        notes, label="Claims", dropped=dropped)
 
 
 def claims_json(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
                 index: ResultsIndex | None = None, dropped: list[str] | None = None) -> list[dict[str, object]]:
     """One object per comparison: ``claim``, ``comparison``, ``paper_effect``, ``n``, ``mean_diff``,
-    ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``verdict``, ``claim_verdict`` and ``pairs`` (each
+    ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``seeds_needed`` (for a CI of +-1.0), ``verdict``, ``claim_verdict`` and ``pairs`` (each
     ``seed``, ``winner_run``, ``loser_run`` and the val mIoU of ``winner`` and ``loser`` as stored
     in their ``summary.json``, a fraction). Differences are in points: ``mean_diff`` is the mean of
     ``100 * (winner - loser)`` over the pairs."""
@@ -207,5 +217,6 @@ def claims_json(results: Path = Path("results"), preset: str = "synthetic", grid
         "claim": r.claim, "table": int(r.table), "comparison": f"{r.winner} vs {r.other}",
         "paper_effect": nan_to_none(r.paper_diff), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
         "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
-        "mde": nan_to_none(r.mde), "verdict": r.outcome, "claim_verdict": r.claim_outcome, "pairs": r.pairs,
+        "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome,
+        "claim_verdict": r.claim_outcome, "pairs": r.pairs,
     } for r in df.itertuples(index=False)]

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from aakit.errors import AakitError
-from aakit.experiment.claims import Seeded, _interval, _paired, _signed, compare
+from aakit.experiment.claims import Seeded, _count, _interval, _paired, _seeds, _signed, compare
 from aakit.experiment.costs import costs_table
 from aakit.experiment.gridstate import GridState, parse_comparisons, read_grid_state, read_grid_states
 from aakit.experiment.results import ResultsIndex, load_results
@@ -89,7 +89,7 @@ def comparisons_json(results: Path, name: str) -> list[dict[str, Any]]:
         "comparison": r.text, "winner_row": r.winner, "other_row": r.other,
         "paper_effect": nan_to_none(r.paper_effect), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
         "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
-        "mde": nan_to_none(r.mde), "verdict": r.outcome, "pairs": r.pairs,
+        "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome, "pairs": r.pairs,
     } for r in df.itertuples(index=False)]
 
 
@@ -103,16 +103,17 @@ def comparisons_table(results: Path, name: str) -> ReportTable:
     comps = [[r.text, f"{r.winner} vs {r.other}", f"{r.wins}/{r.paired}",
               _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
               _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
-              _signed(nan_to_none(r.paper_effect)), str(r.outcome)] for r in df.itertuples(index=False)]
+              _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_effect)), str(r.outcome)] for r in df.itertuples(index=False)]
     state = _state(results, name)
     cost = costs_table(results, state.preset or "synthetic", grids={name}, index=load_results(results, state.preset))
     blocks = [Block(["row", "val mIoU", "seeds"], rows_block, caption="Rows", align="lrl"),
-              Block(["comparison", "rows", "seeds won", "paired Δ", "95 % CI", "detectable", "Δ paper", "verdict"],
-                    comps, caption="Comparisons", align="llrrrrrl"),
+              Block(["comparison", "rows", "seeds won", "paired Δ", "95 % CI", "detectable", "seeds for ±1", "Δ paper",
+                     "verdict"], comps, caption="Comparisons", align="llrrrrrrl"),
               *[dataclasses.replace(b, caption="Cost") for b in cost.blocks]]
     notes = ["val mIoU in %, mean ± std over seeds; paired Δ = mean ± std of the per-seed differences (winner − "
              "other, same seed); 95 % CI = Student-t interval of that mean; detectable = the smallest difference "
-             "these seeds find with 80 % power; verdicts as for the paper's claims (aakit report --claims)"]
+             "these seeds find with 80 % power; seeds for ±1 = the seeds a 95 % CI of ±1.0 point would take at this "
+             "paired std; verdicts as for the paper's claims (aakit report --claims)"]
     return ReportTable(0, f"Comparisons of grid {name}", "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")
 
 

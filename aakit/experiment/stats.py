@@ -8,6 +8,9 @@ is what the comparison is about. For a claim "A beats B" with paired differences
 * ``mean_diff`` and a two-sided 95 % Student-t interval ``mean +- t_{0.975, n-1} sd / sqrt(n)``;
 * ``mde``, the smallest effect these seeds can detect: with 80 % power at the 5 % level,
   ``(t_{0.975, n-1} + t_{0.8, n-1}) sd / sqrt(n)`` (a plain planning figure, not a test);
+* ``seeds_needed``, how many seeds would give an interval of +-1.0 point at this sd (the
+  smallest n with ``t_{0.975, n-1} sd / sqrt(n) <= 1``; another planning figure: the sd of a
+  few seeds is itself uncertain);
 * the verdict, from the interval alone:
   - **supported**: the interval lies above 0 (A ahead);
   - **opposite**: it lies below 0 (B ahead);
@@ -40,6 +43,7 @@ class PairedResult:
     ci_high: float
     mde: float
     verdict: str
+    seeds_needed: int | None = None  # seeds for a 95 % interval of +-1.0 at this sd (None: n < 2)
 
 
 def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
@@ -63,6 +67,17 @@ def min_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float =
     return q * sd / math.sqrt(n)
 
 
+def seeds_for_halfwidth(sd: float, halfwidth: float = 1.0, level: float = 0.95, most: int = 10_000) -> int | None:
+    """The fewest seeds whose Student-t interval at ``level`` is within +-``halfwidth`` for paired
+    differences of standard deviation ``sd``; None if ``sd`` is unknown (NaN) or over ``most``."""
+    if math.isnan(sd):
+        return None
+    for n in range(2, most + 1):
+        if float(sps.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n) <= halfwidth:
+            return n
+    return None
+
+
 def verdict(low: float, high: float, paper_effect: float | None) -> str:
     """The verdict of an interval ``[low, high]`` for a claimed positive effect."""
     if math.isnan(low) or math.isnan(high):
@@ -80,4 +95,5 @@ def paired_comparison(diffs: Sequence[float], paper_effect: float | None, level:
     """Everything the claims table says about one comparison (see the module docstring)."""
     mean, sd, low, high = t_interval(diffs, level)
     return PairedResult(n=len(diffs), mean_diff=mean, sd=sd, ci_low=low, ci_high=high,
-                        mde=min_detectable_effect(sd, len(diffs)), verdict=verdict(low, high, paper_effect))
+                        mde=min_detectable_effect(sd, len(diffs)), verdict=verdict(low, high, paper_effect),
+                        seeds_needed=seeds_for_halfwidth(sd))
