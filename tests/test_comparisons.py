@@ -194,3 +194,14 @@ def test_the_full_report_adds_the_comparisons_of_its_suites_own_grids(tmp_path: 
     (results / "grids" / "pilot" / "grid.json").write_text(json.dumps(state))
     assert CMP.suite_comparison_tables(results, "synthetic", None) == []
 
+
+
+def test_a_grid_of_another_suite_is_costed_by_its_own_comparison_table(tmp_path: Path) -> None:
+    """--compare NAME of a grid that says suite: lab shows what it cost (the default suite's
+    index does not hold its points), and the default report leaves its comparisons out."""
+    results = make(tmp_path, PILOT.replace("preset: synthetic\n", "preset: synthetic\nsuite: lab\n"))
+    t = CMP.comparisons_table(results, "pilot")
+    cost = t.blocks[-1]
+    assert cost.caption == "Cost" and cost.rows[0][:2] == ["pilot", "9/9"]
+    assert CMP.suite_comparison_tables(results, "synthetic", None) == []
+    assert [x.label for x in CMP.suite_comparison_tables(results, "synthetic", "lab")] == ["Grid pilot"]

@@ -105,7 +105,8 @@ def comparisons_table(results: Path, name: str) -> ReportTable:
               _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
               _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_effect)), str(r.outcome)] for r in df.itertuples(index=False)]
     state = _state(results, name)
-    cost = costs_table(results, state.preset or "synthetic", grids={name}, index=load_results(results, state.preset))
+    cost = costs_table(results, state.preset or "synthetic", grids={name},
+                       index=load_results(results, state.preset, suite=state.suite))  # the grid's own suite
     blocks = [Block(["row", "val mIoU", "seeds"], rows_block, caption="Rows", align="lrl"),
               Block(["comparison", "rows", "seeds won", "paired Δ", "95 % CI", "detectable", "seeds for ±1", "Δ paper",
                      "verdict"], comps, caption="Comparisons", align="llrrrrrrl"),
