@@ -205,3 +205,24 @@ def test_a_grid_of_another_suite_is_costed_by_its_own_comparison_table(tmp_path:
     assert cost.caption == "Cost" and cost.rows[0][:2] == ["pilot", "9/9"]
     assert CMP.suite_comparison_tables(results, "synthetic", None) == []
     assert [x.label for x in CMP.suite_comparison_tables(results, "synthetic", "lab")] == ["Grid pilot"]
+
+
+def test_a_grid_expanded_without_its_data_set_says_its_hashes_cannot_match(tmp_path: Path) -> None:
+    """The report expands a grid that has not run from its file, hashing each point with its data
+    set's digest; with the data set absent (a fresh clone has no data/) it says so in its notes,
+    and once the data set is there it says nothing."""
+    from aakit.data.synth import generate
+    from aakit.experiment.results import load_results
+
+    (tmp_path / "base.yaml").write_text(
+        f"preset: synthetic\nmodel: {{backbone: small, num_classes: 5}}\ntrain: {{epochs: 1}}\n"
+        f"data: {{root: {tmp_path / 'synth'}}}\n")
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    (grids / "g.yaml").write_text(PILOT.replace("base: base.yaml", "base: ../base.yaml"))
+    results = tmp_path / "results"
+    (results / "runs").mkdir(parents=True)
+    notes = load_results(results, "synthetic", grids).notes
+    assert any(f"grid pilot has not run here and its data set {tmp_path / 'synth'} is absent" in n for n in notes)
+    generate(tmp_path / "synth", n_train=4, n_val=2, version=2)
+    assert not [n for n in load_results(results, "synthetic", grids).notes if "is absent" in n]

@@ -196,7 +196,19 @@ def collect_points(results: Path, preset: str, grids_dir: Path | None = None,
             continue
         covered.add(grid.name)
         points += [TablePoint(p.table, p.row, p.seed, p.hash, p.metric, grid.name) for p in grid.points]
+        notes += _absent_data_notes(grid, f)
     return points, notes
+
+
+def _absent_data_notes(grid: Any, file: Path) -> list[str]:
+    """A grid expanded from its file hashes each point with its data set's digest; where that
+    data set is absent the hashes cannot be those its runs were made with: say so."""
+    from aakit.data.identity import data_digest
+
+    roots = sorted({(p.config.data.root, p.config.data.train_split, p.config.data.val_split) for p in grid.points})
+    absent = [r for r, tr, va in roots if data_digest(r, (tr, va)) is None]
+    return [f"{file}: grid {grid.name} has not run here and its data set {r} is absent, so its points' hashes "
+            f"cannot match its runs (run it, or write its grid.json where the data is)" for r in absent]
 
 
 # ----------------------------------------------------------------------------- the index
