@@ -35,7 +35,7 @@ bench: setup
 # resumable: rerun after an interruption), then the page's generated block from the runs.
 reproduce: setup
 	$(BIN)/aakit data synth                                   # data/synth: benchmark version 2
-	for g in pilot table1 table2 table3 table4 vsource; do $(BIN)/aakit grid experiments/grids/v2/$$g.yaml || exit $$?; done
+	for g in pilot table1 figure3 table3 table4 table2 vsource; do $(BIN)/aakit grid experiments/grids/v2/$$g.yaml || exit $$?; done
 	$(BIN)/aakit report --preset synthetic --format md --into docs/reproduction.md
 
 # docs/reproduction-v1.md: the first reproduction, on benchmark version 1 (report suite v1).

@@ -320,6 +320,7 @@ def grid(
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help="List the points and their state only.")] = False,
+    status: Annotated[bool, typer.Option("--status/--no-status", help="Write grid.json (points, hashes, states) from the runs; run nothing.")] = False,
     results: ResultsOpt = Path("results"),
     launcher: LauncherOpt = None,
     slurm_partition: PartitionOpt = None,
@@ -335,7 +336,7 @@ def grid(
     cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
                               cpus_per_task=slurm_cpus_per_task)
     out = grid_mod.cli_run(resolve_config(grid_file), overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
-                           results=results, dry_run=dry_run, echo=_echo, cluster=cluster)
+                           results=results, dry_run=dry_run, echo=_echo, cluster=cluster, status=status)
     if out is not None and (out.failed or out.counts()["failed"]):
         raise typer.Exit(1)  # the failed points are named above
 

@@ -335,3 +335,27 @@ def test_cli_grid_with_failed_points_exits_non_zero_and_names_them(
     out, err = capsys.readouterr()
     assert e.value.code == 1, (out, err)
     assert "failed t1-bad-s0" in out and "no-such-weights.pth" in out
+
+
+def test_status_writes_grid_json_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """aakit grid FILE --status records the points, their hashes and states in grid.json and
+    trains nothing; with --dry-run as well it is refused in one line, exit 2, nothing written."""
+    from conftest import run_cli
+
+    path = write_grid(tmp_path)
+    results = tmp_path / "results"
+    code, _, err = run_cli(["grid", str(path), "--status", "--dry-run", "--results", str(results)], monkeypatch, capsys)
+    assert code == 2 and "give one of them" in err and len(err.strip().splitlines()) == 1
+    assert not (results / "grids").exists()
+    code, out, _ = run_cli(["grid", str(path), "--status", "--results", str(results)], monkeypatch, capsys)
+    state = json.loads((results / "grids" / "t1" / "grid.json").read_text())
+    grid = G.load_grid(path)
+    assert code == 0 and "wrote" in out and calls(results) == []
+    assert [p["hash"] for p in state["points"]] == [p.hash for p in grid.points]
+    assert {p["state"] for p in state["points"]} == {"missing"}
+    G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None)
+    n = len(calls(results))
+    run_cli(["grid", str(path), "--status", "--results", str(results)], monkeypatch, capsys)
+    state = json.loads((results / "grids" / "t1" / "grid.json").read_text())
+    assert {p["state"] for p in state["points"]} == {"done"} and len(calls(results)) == n

@@ -636,15 +636,22 @@ def cli_run(
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
     cluster: Cluster | None = None,
+    status: bool = False,
 ) -> GridResult | None:
-    """What ``aakit grid`` does (the CLI's thin wrapper calls this); the result, None for --dry-run.
+    """What ``aakit grid`` does (the CLI's thin wrapper calls this); the result, None for --dry-run
+    and --status (which writes grid.json from the runs and the journal, and runs nothing: the
+    report then reads the points' real hashes on a machine without the data set).
 
     ``cluster`` (``--launcher``): the workers run as submitit jobs; with SLURM this returns once
     they are submitted, and the counts are the state at that moment.
     """
-    if dry_run:
-        points = grid_status(grid_file, overrides=overrides, results=results, storage=storage, write=False)
+    if dry_run and status:
+        raise GridError("--dry-run writes nothing and --status writes grid.json: give one of them")
+    if dry_run or status:
+        points = grid_status(grid_file, overrides=overrides, results=results, storage=storage, write=status)
         echo(format_points(points))
+        if status:
+            echo(f"wrote {state_path(results, load_grid(grid_file, overrides).name)}")
         return None
     here = workers == 1 and cluster is None  # in this process: the progress bar and lines here
     out = run_grid(grid_file, overrides=overrides, results=results, storage=storage, workers=workers,

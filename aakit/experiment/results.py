@@ -208,7 +208,7 @@ def _absent_data_notes(grid: Any, file: Path) -> list[str]:
     roots = sorted({(p.config.data.root, p.config.data.train_split, p.config.data.val_split) for p in grid.points})
     absent = [r for r, tr, va in roots if data_digest(r, (tr, va)) is None]
     return [f"{file}: grid {grid.name} has not run here and its data set {r} is absent, so its points' hashes "
-            f"cannot match its runs (run it, or write its grid.json where the data is)" for r in absent]
+            f"cannot match its runs (where the data is: aakit grid FILE --status writes its grid.json)" for r in absent]
 
 
 # ----------------------------------------------------------------------------- the index
