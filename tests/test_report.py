@@ -382,6 +382,10 @@ def test_finished_runs_without_a_train_evaluation_say_so(tmp_path: Path) -> None
             summary = read_json(run / "summary.json")
             del summary["metrics"]["train"], summary["metrics"]["train_rfpc"]
             atomic_write_json(run / "summary.json", summary)
-    md = R.render([R.build_table(1, results=results, preset="synthetic", grids_dir=grids)], "md")
+    t = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
+    md = R.render([t], "md")
     assert "| CLS+CE+AA+LR | not evaluated | 67.4 |  | 57.0 ± 1.4 |" in md
+    said = [line for line in t.dropped if line.startswith("Table 1 CLS+CE+AA+LR: ")]
+    assert said == ["Table 1 CLS+CE+AA+LR: 2/3 seeds; none of its 2 runs has 'train' metrics in summary.json "
+                    "(not evaluated: aakit eval RUN --split train)"]  # one line for the row, not one per run
     assert "| CLS+CE | 62.0 ± 2.0 |" in md and "'not evaluated' = finished runs" in md

@@ -259,6 +259,7 @@ class ResultsIndex:
         out: list[str] = []
         for row, g in self.rows(table).items():
             head = f"Table {table} {row}: {len(g.runs)}/{g.expected} seeds"
+            lacking: dict[str, list[str]] = {}  # metric key -> the lines of the runs without it
             for p in g.points:
                 found = self.runs.get(p.hash) or []
                 if not found:
@@ -267,8 +268,14 @@ class ResultsIndex:
                 if len(found) > 1:
                     out.append(f"{head}; s{p.seed}: {len(found)} finished runs with hash {p.hash}, only "
                                f"{found[0].name} counts, not {', '.join(r.name for r in found[1:])}")
-                out += [f"{head}; s{p.seed} {found[0].name}: no '{key}' metrics in summary.json"
-                        for key in table_keys(table, p.metric) if found[0].block(key) is None]
+                for key in table_keys(table, p.metric):
+                    if found[0].block(key) is None:
+                        lacking.setdefault(key, []).append(f"{head}; s{p.seed} {found[0].name}: no '{key}' "
+                                                           "metrics in summary.json")
+            for key, lines in lacking.items():  # none of the row's runs has it: one line, not one per run
+                out += lines if len(lines) < len(g.runs) else [
+                    f"{head}; none of its {len(lines)} runs has '{key}' metrics in summary.json "
+                    f"(not evaluated: aakit eval RUN --split {key.split('_')[0]})"]
         return out
 
 
