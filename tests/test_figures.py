@@ -199,3 +199,44 @@ def test_figure3_reads_its_own_grid_where_one_ran_else_table1(tmp_path: Path) ->
     f3 = run("f3")
     assert all(len(c) == 2 and sorted(c[0]) == [0, 1, 2] for c in f3.values())
     assert f3["baseline CLS+CE"][0][2] == pytest.approx(34.0)
+
+
+T4 = ("name: f-t4\nbase: ../base.yaml\nseeds: [0, 1, 2]\nrows:\n"
+      "  - {table: 4, row: gamma=0, set: {loss.gamma: 0.0}}\n"
+      "  - {table: 4, row: gamma=2, set: {loss.gamma: 2.0}}\n"
+      "  - {table: 4, row: gamma=5, set: {loss.gamma: 5.0}}\n")
+
+
+def test_table4_gamma_plots_the_paired_differences_from_gamma_2(tmp_path: Path) -> None:
+    """The right panel's points are the per-seed differences' means (gamma=0: +1 on every seed, so
+    a zero-width interval; gamma=5: -1, +1, -3 -> mean -1), the paper's line its own differences."""
+    from aakit.experiment.results import load_results
+
+    exp = tmp_path / "exp"
+    (exp / "grids").mkdir(parents=True)
+    (exp / "base.yaml").write_text("preset: synthetic\ntrain: {epochs: 1}\n")
+    (exp / "grids" / "t4.yaml").write_text(T4)
+    results = tmp_path / "results"
+    val = {("gamma=2", 0): 0.50, ("gamma=2", 1): 0.52, ("gamma=2", 2): 0.54,
+           ("gamma=0", 0): 0.51, ("gamma=0", 1): 0.53, ("gamma=0", 2): 0.55,
+           ("gamma=5", 0): 0.49, ("gamma=5", 1): 0.53, ("gamma=5", 2): 0.51}
+    for p in G.load_grid(exp / "grids" / "t4.yaml").points:
+        write_run(results, p.config, p.run_name, val=val[(p.row, p.seed)])
+    index = load_results(results, "synthetic", exp / "grids")
+    fig = F.table4_gamma(index, results)
+    left, right = (next(ax for ax in fig.axes if ax.get_title().startswith(t)) for t in ("Table 4", "difference"))
+    ours = [line for line in right.lines if line.get_marker() == "o"]
+    points = sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ours)
+    assert [x for pt in points for x in pt] == pytest.approx([0.0, 1.0, 5.0, -1.0])
+    paper = [line for line in right.lines if line.get_marker() == "s"][0]
+    xs, ys = list(paper.get_xdata()), list(paper.get_ydata())
+    assert ys[xs.index(2.0)] == 0.0 and ys[xs.index(0.0)] == pytest.approx(63.5 - 63.9)
+    means = dict(zip(left.lines[0].get_xdata(), left.lines[0].get_ydata()))
+    assert means[2.0] == pytest.approx(52.0)
+
+
+def test_table4_gamma_without_runs_is_none(tmp_path: Path) -> None:
+    from aakit.experiment.results import load_results
+
+    results, grids, _ = setup(tmp_path)
+    assert F.table4_gamma(load_results(results, "synthetic", grids), results) is None

@@ -7,7 +7,8 @@
   full method ("CLS+CE+AA+LR"), mean and spread over seeds; from the rows "F3 CLS+CE" and
   "F3 CLS+CE+AA+LR" of a grid of its own where one ran (evaluated after every epoch, when the
   table grids evaluate after the last one only);
-* ``table4_gamma.png`` — val mIoU against gamma, ours (mean ± std) beside the paper's;
+* ``table4_gamma.png`` — val mIoU against gamma, ours (mean ± std) beside the paper's, and each
+  gamma's paired difference from gamma = 2 with its 95 % interval beside the paper's difference;
 * ``figure5_qualitative.png`` — the paper's Figure 5: per example image, (a) the image, (b) the
   initial (online pseudo) labels and (c) the prediction of the baseline CLS+CE, (d) + SA and
   (e) + AA predictions, (f) the ground truth — from the PNGs every finished run keeps under
@@ -19,6 +20,7 @@ drawn here.
 """
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -336,6 +338,64 @@ def _figure5_caption(baseline: Path | None, sa: Path | None, aa: Path | None, ro
             f"(c) {name(baseline, id_sets[1])}; (d) {name(sa, id_sets[2])}; (e) {name(aa, id_sets[3])}")
 
 
+def _gamma(row: str) -> float | None:
+    try:
+        return float(row.split("=", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", reference: float = 2.0) -> Any:
+    """Table 4 as two panels: val mIoU against gamma (ours: mean ± std over seeds; the paper's VOC
+    numbers on their own axis), and each gamma's paired difference from gamma = ``reference``
+    (ours: mean and 95 % interval over the seeds both ran; the paper's: the difference of its
+    numbers). ``None`` when no Table 4 row has a finished run."""
+    from aakit.experiment.claims import per_seed
+    from aakit.experiment.published import load_published, published_value
+    from aakit.experiment.stats import t_interval
+
+    rows = {g: row for row in index.rows(4) if (g := _gamma(row)) is not None}
+    values = per_seed(results, "", index=index)
+    seeded = {g: v for g, row in rows.items() if (v := values.get((4, row)))}
+    if not seeded:
+        return None
+    pub = load_published(results=results)
+    paper = {g: v for g, row in rows.items() if (v := published_value(pub, 4, row, "val")) is not None}
+    fig = _new_figure(10.0, 3.8)
+    left, right = fig.subplots(1, 2)
+    xs = sorted(seeded)
+    stats = [mean_std([v[0] for v in seeded[g].values()]) for g in xs]
+    left.errorbar(xs, [m for m, _ in stats], yerr=[s or 0.0 for _, s in stats], marker="o", capsize=3, label=label)
+    left.set_xlabel("gamma")
+    left.set_ylabel("val mIoU (%), ours")
+    if paper:
+        twin = left.twinx()
+        twin.plot(sorted(paper), [paper[g] for g in sorted(paper)], marker="s", linestyle="--", color="tab:orange",
+                  label="paper (VOC)")
+        twin.set_ylabel("val mIoU (%), paper (VOC)")
+        twin.legend(fontsize=8, loc="lower right")
+    left.legend(fontsize=8, loc="lower left")
+    left.set_title("Table 4: val mIoU against gamma")
+    base = seeded.get(reference, {})
+    for g in xs:
+        common = sorted(set(seeded[g]) & set(base))
+        mean, _, low, high = t_interval([seeded[g][s][0] - base[s][0] for s in common])
+        if common and g != reference:
+            right.errorbar([g], [mean], yerr=None if math.isnan(low) else [[mean - low], [high - mean]], marker="o",
+                           capsize=3, color="tab:blue", label=f"ours, paired 95 % CI (n={len(common)})")
+    if reference in paper:
+        right.plot(sorted(paper), [paper[g] - paper[reference] for g in sorted(paper)], marker="s",
+                   linestyle="--", color="tab:orange", label="paper (VOC)")
+    right.axhline(0.0, color="grey", linewidth=0.8)
+    right.set_xlabel("gamma")
+    right.set_ylabel(f"mIoU − mIoU at gamma = {reference:g} (points)")
+    right.set_title(f"difference from gamma = {reference:g}, same seed")
+    handles, labels = right.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    right.legend(unique.values(), unique.keys(), fontsize=8)
+    return fig
+
+
 def make_figures(
     results: Path,
     out: Path,
@@ -365,41 +425,9 @@ def make_figures(
     if curves:
         written.append(_save(figure3(curves), out / "figure3_pseudo_miou.png"))
 
-    from aakit.experiment.published import load_published, published_value
-
-    g4 = index.rows(4)
-    if any(g.runs for g in g4.values()):
-        pub = load_published(results=results)
-        fig = _new_figure(6.0, 3.8)
-        ax = fig.subplots()
-        xs, means, stds, paper_x, paper_y = [], [], [], [], []
-        for row, g in g4.items():
-            try:
-                gamma = float(row.split("=", 1)[1])
-            except (IndexError, ValueError):
-                continue
-            mean, std = mean_std([v for v in g.column()[0] if v is not None])
-            if mean is not None:
-                xs.append(gamma)
-                means.append(mean)
-                stds.append(std or 0.0)
-            pv = published_value(pub, 4, row, "val")
-            if pv is not None:
-                paper_x.append(gamma)
-                paper_y.append(pv)
-        if xs:
-            order = sorted(range(len(xs)), key=lambda i: xs[i])
-            ax.errorbar([xs[i] for i in order], [means[i] for i in order], yerr=[stds[i] for i in order],
-                        marker="o", capsize=3, label=f"aakit ({preset})")
-        if paper_x:
-            order = sorted(range(len(paper_x)), key=lambda i: paper_x[i])
-            ax.plot([paper_x[i] for i in order], [paper_y[i] for i in order], marker="s", linestyle="--",
-                    label="paper (VOC)")
-        ax.set_xlabel("gamma")
-        ax.set_ylabel("val mIoU (%)")
-        ax.set_title("Table 4: concentration parameter gamma")
-        ax.legend(fontsize=8)
-        written.append(_save(fig, out / "table4_gamma.png"))
+    fig4 = table4_gamma(index, results, label=f"aakit ({preset})")
+    if fig4 is not None:
+        written.append(_save(fig4, out / "table4_gamma.png"))
 
     fig5 = figure5(**figure5_runs(index), data=data, warn=warn)
     if fig5 is not None:
