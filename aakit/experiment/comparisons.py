@@ -72,10 +72,12 @@ def _state(results: Path, name: str) -> GridState:
     return state
 
 
-def evaluate_comparisons(results: Path, name: str) -> tuple[pd.DataFrame, dict[str, Seeded]]:
-    """Each comparison of grid ``name`` with its paired statistics, and the rows' values."""
-    state = _state(results, name)
-    items = grid_comparisons_of(state)
+def evaluate_comparisons(results: Path, name: str, *, state: GridState | None = None,
+                         items: list[dict[str, Any]] | None = None) -> tuple[pd.DataFrame, dict[str, Seeded]]:
+    """Each comparison of grid ``name`` with its paired statistics, and the rows' values
+    (``state`` and its ``items``: already read, else read here)."""
+    state = _state(results, name) if state is None else state
+    items = grid_comparisons_of(state) if items is None else items
     values = row_values(state, load_results(results))
     rows = [item | compare(values.get(item["winner"], {}), values.get(item["other"], {}), item["paper_effect"])
             for item in items]
@@ -93,9 +95,12 @@ def comparisons_json(results: Path, name: str) -> list[dict[str, Any]]:
     } for r in df.itertuples(index=False)]
 
 
-def comparisons_table(results: Path, name: str) -> ReportTable:
-    """The grid's rows (mean ± std over seeds) and its comparisons, as a report table."""
-    df, values = evaluate_comparisons(results, name)
+def comparisons_table(results: Path, name: str, *, state: GridState | None = None,
+                      items: list[dict[str, Any]] | None = None) -> ReportTable:
+    """The grid's rows (mean ± std over seeds) and its comparisons, as a report table (``state``,
+    ``items``: as :func:`evaluate_comparisons`)."""
+    state = _state(results, name) if state is None else state
+    df, values = evaluate_comparisons(results, name, state=state, items=items)
     rows_block = []
     for row, seeded in values.items():
         m, s = mean_std([v[0] for v in seeded.values()])
@@ -104,7 +109,6 @@ def comparisons_table(results: Path, name: str) -> ReportTable:
               _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
               _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
               _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_effect)), str(r.outcome)] for r in df.itertuples(index=False)]
-    state = _state(results, name)
     cost = costs_table(results, state.preset or "synthetic", grids={name},
                        index=load_results(results, state.preset, suite=state.suite))  # the grid's own suite
     blocks = [Block(["row", "val mIoU", "seeds"], rows_block, caption="Rows", align="lrl"),
@@ -126,8 +130,8 @@ def suite_comparison_tables(results: Path, preset: str, suite: str | None) -> li
         if state.error is not None or state.preset != preset or state.suite != suite:
             continue
         try:
-            grid_comparisons_of(state)
+            items = grid_comparisons_of(state)
         except CompareError:
             continue
-        out.append(comparisons_table(results, state.name))
+        out.append(comparisons_table(results, state.name, state=state, items=items))
     return out
