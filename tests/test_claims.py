@@ -117,6 +117,22 @@ def test_one_seed_is_inconclusive_not_a_verdict() -> None:
     assert C.combine(["smaller than the paper's", "opposite"]) == "opposite"
 
 
+
+def test_claims_in_words_state_the_interval_its_width_and_where_the_paper_falls(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    words = dict(C.claims_in_words(C.evaluate_claims(results, "synthetic", grids)))
+    half = 4.302652729911275 / 3**0.5  # AA - CLS+CE: 5, 6, 4 -> sd 1, three seeds
+    assert words["T1: AA improves the CLS+CE baseline"] == (
+        f"supported: CLS+CE+AA vs CLS+CE: +5.0 points, 95 % CI [{5 - half:+.1f}, {5 + half:+.1f}] "
+        f"(±{half:.1f}: wider than ±1.0; about {seeds_for_halfwidth(1.0)} seeds would reach it), 3 seeds, "
+        "ahead on 3; the paper's +3.2 is inside the interval")
+    # rfpc: +2 on every seed, an interval of zero width that excludes the paper's +1.9
+    assert words["T1: rfpc at evaluation adds more"].endswith("(±0.0), 3 seeds, ahead on 3; the paper's +1.9 is below it")
+    assert "the paper's +0.7 is inside the interval" in words["T1: LR improves it further"]
+    assert words["T3: max weighting beats mean and min"].startswith("opposite: max vs mean: +5.5 points")
+    assert words["T4: gamma 2 is the best concentration"] == "not run"
+
+
 def test_claims_json_lists_pairs_whose_differences_give_the_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
     import statistics

@@ -177,6 +177,42 @@ def _interval(low: float | None, high: float | None) -> str:
     return "—" if low is None or high is None else f"[{low:+.1f}, {high:+.1f}]"
 
 
+def _in_words(r: object) -> str:
+    """One comparison of a claim in a sentence: the paired difference, its interval and how wide
+    it is against the +-1.0 aim, and where the paper's effect falls."""
+    head = f"{r.winner} vs {r.other}"  # type: ignore[attr-defined]
+    n, mean = int(r.paired), nan_to_none(r.paired_mean)  # type: ignore[attr-defined]
+    low, high = nan_to_none(r.ci_low), nan_to_none(r.ci_high)  # type: ignore[attr-defined]
+    if n == 0 or mean is None:
+        return f"{head}: not run"
+    if low is None or high is None:
+        return f"{head}: {mean:+.1f} points on one seed, no interval"
+    half = (high - low) / 2
+    width = (f"±{half:.1f}" if half <= 1.0 else
+             f"±{half:.1f}: wider than ±1.0; about {_seeds(r.seeds_needed)} seeds would reach it")  # type: ignore[attr-defined]
+    text = (f"{head}: {mean:+.1f} points, 95 % CI [{low:+.1f}, {high:+.1f}] ({width}), {n} seeds, "
+            f"ahead on {r.wins}")  # type: ignore[attr-defined]
+    paper = nan_to_none(r.paper_diff)  # type: ignore[attr-defined]
+    if paper is not None:
+        where = "inside the interval" if low <= paper <= high else "above it" if paper > high else "below it"
+        text += f"; the paper's {paper:+.1f} is {where}"
+    return text
+
+
+def claims_in_words(df: pd.DataFrame) -> list[list[str]]:
+    """One row per claim: ``[claim, "verdict: comparison; comparison"]`` (see :func:`_in_words`)."""
+    text = {c.key: c.text for c in CLAIMS}
+    rows = []
+    for c in CLAIMS:
+        comps = [r for r in df.itertuples(index=False) if r.claim == c.key]
+        if not comps:
+            continue
+        verdict = str(comps[0].claim_outcome)
+        said = NOT_RUN if all(int(r.paired) == 0 for r in comps) else f"{verdict}: " + "; ".join(map(_in_words, comps))
+        rows.append([f"T{c.table}: {text[c.key]}", said])
+    return rows
+
+
 def claims_table(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
                  index: ResultsIndex | None = None) -> ReportTable:
     """The claims as a report table (rendered like Tables 1-6: rich, md, latex, csv)."""
@@ -201,8 +237,9 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
              "would take at this paired std; supported: CI above 0; opposite: CI below 0; "
              "smaller than the paper's: CI contains 0 but lies below Δ paper; inconclusive: otherwise or fewer "
              "than 2 paired seeds; seeds won = paired seeds where the winner is ahead"]
-    return ReportTable(0, "The paper's ablation claims, tested", preset, df, [Block(header, out, align="llrrrrrrrrll")],
-                       notes, label="Claims", dropped=dropped)
+    words = Block(["claim", "verdict in words"], claims_in_words(df), caption="In words", align="ll")
+    return ReportTable(0, "The paper's ablation claims, tested", preset, df,
+                       [Block(header, out, align="llrrrrrrrrll"), words], notes, label="Claims", dropped=dropped)
 
 
 def claims_json(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
