@@ -72,3 +72,28 @@ def test_resume_is_said_on_the_console(tiny_synth: Path, tmp_path: Path) -> None
     lines = p.stdout.splitlines()
     assert lines[0] == f"{run.name}: resumed from step 5/8 (epoch 2 of 2)"
     assert [int(m[2]) for m in map(LINE.match, lines) if m] == [6, 8]
+
+
+def test_a_resumed_runs_wall_time_counts_the_sittings_before_its_checkpoint(tiny_synth: Path, tmp_path: Path) -> None:
+    """summary.json's wall_time_s (the grid cost table's compute) goes on from the checkpoint's
+    elapsed_s, not from zero: here the first sitting is made to have lasted 1000 s."""
+    import torch
+
+    from aakit.config import load_config
+    from aakit.engine.train import train
+
+    results = tmp_path / "results"
+    cfg = load_config(BASE, tiny_overrides(tiny_synth) | {"eval.save_examples": 0, "logging.backends": ["jsonl"]})
+    try:
+        train(cfg, results=results, progress=False, stop_after_steps=5)
+    except KeyboardInterrupt:
+        pass
+    (run,) = (results / "runs").iterdir()
+    ckpt = run / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert 0 < state["elapsed_s"] < 1000
+    state["elapsed_s"] = 1000.0
+    torch.save(state, ckpt)
+    train(cfg, results=results, progress=False, resume=run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and 1000 < summary["wall_time_s"] < 1000 + 600

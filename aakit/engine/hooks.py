@@ -202,7 +202,7 @@ def _hms(seconds: float) -> str:
 
 
 class Checkpointer(HookBase):
-    """checkpoints/last.pt (weights, optimiser, RNG, step, epochs done): every ``every`` steps
+    """checkpoints/last.pt (weights, optimiser, RNG, step, epochs done, seconds trained): every ``every`` steps
     (0: never mid-epoch), at each epoch's end — after its evaluation, so the checkpoint counts the
     epoch as done — and when the run stops. Rank 0 writes; at an epoch's end every rank waits for it."""
 
@@ -218,6 +218,7 @@ class Checkpointer(HookBase):
                 "torch_rng": torch.get_rng_state(),
                 "step": t.step,
                 "epochs_done": t.epochs_done,
+                "elapsed_s": time.time() - t.t_start,  # a resumed run's wall time goes on from here
                 "config_hash": self.writer.run_hash(),
             })
 

@@ -127,6 +127,7 @@ class Trainer:
         # epochs whose end-of-epoch work is done: a checkpoint taken at an epoch's last step but
         # before its evaluation must redo that evaluation on resume
         self.epochs_done = 0
+        self.elapsed_before = 0.0  # seconds trained before the checkpoint this run resumed from
         self.resumed = state is not None
         if state is not None:
             self.restore(state)
@@ -152,7 +153,7 @@ class Trainer:
         self.images_per_s = 0.0
         self.epoch_record: dict[str, Any] | None = None
         self.outcome: Outcome = "running"
-        self.t_start = 0.0  # time.time() when train() starts
+        self.t_start = 0.0  # time.time() when train() starts, less the time of earlier sittings
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: weights, optimiser, RNG, step and epochs done."""
@@ -162,6 +163,7 @@ class Trainer:
         self.step = int(state["step"])
         done = self.step // self.batches_per_epoch
         self.epochs_done = min(done, int(state.get("epochs_done", done)))
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))  # absent in checkpoints before session 7
 
     def register_hooks(self, hooks: Sequence[HookBase]) -> None:
         for h in hooks:
@@ -181,7 +183,7 @@ class Trainer:
         if cfg.train.supervision == "image":
             source = "cam" if cfg.loss.aa_confidence == "cam" else "crf"  # "net": the AA term's own
             self.labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers, confidence=source)
-        self.t_start = time.time()
+        self.t_start = time.time() - self.elapsed_before  # wall time counts every sitting up to its checkpoint
         try:
             self._call("before_train")
             self.model.train()
