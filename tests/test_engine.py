@@ -274,3 +274,32 @@ def test_a_run_stays_loadable_when_its_data_set_moved(tiny_config: Config, tmp_p
     assert load_config(moved / "config.yaml").hash() != cfg.hash()  # no digest without the data
     loaded, _model, _device = load_run_model(moved)
     assert loaded.data.root.endswith("data-now-elsewhere")
+
+
+def test_provenance_calls_a_checkout_dirty_for_code_not_for_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running grid rewrites results/grids/NAME/grid.json; that alone must not mark its runs dirty."""
+    import subprocess
+
+    from aakit.config import Config
+    from aakit.engine import rundir
+
+    repo = tmp_path / "checkout"
+    (repo / "results" / "grids").mkdir(parents=True)
+    (repo / "aakit").mkdir()
+    (repo / "results" / "grids" / "grid.json").write_text("{}\n")
+    (repo / "aakit" / "losses.py").write_text("A = 1\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    monkeypatch.setattr(rundir, "source_checkout", lambda: repo)
+    (repo / "results" / "grids" / "grid.json").write_text('{"points": []}\n')
+    prov = rundir.provenance(Config(), command=["aakit"], overrides=[], device="cpu")
+    assert prov["git_commit"] and prov["git_dirty"] is False and prov["git_diff"] == ""
+    (repo / "aakit" / "losses.py").write_text("A = 2\n")
+    prov = rundir.provenance(Config(), command=["aakit"], overrides=[], device="cpu")
+    assert prov["git_dirty"] is True and "aakit/losses.py" in prov["git_diff"] and "grid.json" not in prov["git_diff"]

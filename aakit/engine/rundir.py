@@ -67,13 +67,16 @@ def source_checkout() -> Path | None:
 def provenance(cfg: Config, *, command: list[str] | None, overrides: list[str], device: str) -> dict[str, Any]:
     """Everything needed to say where a number came from, with no secret in it.
 
-    The command line, the overrides and the uncommitted diff are redacted
+    ``git_dirty`` and ``git_diff``: uncommitted changes to the checkout outside ``results/`` (a
+    grid's own state file changes while it runs; it did not make the number). The command line,
+    the overrides and the uncommitted diff are redacted
     (:mod:`aakit.redact`): ``--storage postgresql://user:PASSWORD@host/db`` is recorded as
     ``postgresql://user:***@host/db``, ``--token X`` as ``--token ***``.
     """
     repo = source_checkout()
     commit = _git(["rev-parse", "HEAD"], repo) if repo else None
-    diff = _git(["diff", "HEAD"], repo) if repo else None
+    # results/ holds outputs (run summaries, a running grid's state): not what made the number
+    diff = _git(["diff", "HEAD", "--", ".", ":(exclude)results"], repo) if repo else None
     versions: dict[str, str] = {"aakit": aakit.__version__, "python": platform.python_version(),
                                 "torch": torch.__version__}
     for mod in ("numpy", "pydensecrf", "optuna", "PIL"):
