@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import REPO, tiny_overrides
 
@@ -56,17 +57,23 @@ def test_plain_lines_on_a_pipe_then_already_finished(tiny_synth: Path, tmp_path:
     assert not LINE.search(again.stdout)
 
 
-def test_resume_is_said_on_the_console(tiny_synth: Path, tmp_path: Path) -> None:
+def _interrupted_run(tiny_synth: Path, results: Path) -> tuple[Any, Path]:
+    """(config, run directory) of a tiny run stopped after 5 of its 8 steps."""
     from aakit.config import load_config
     from aakit.engine.train import train
 
-    results = tmp_path / "results"
     cfg = load_config(BASE, tiny_overrides(tiny_synth) | {"eval.save_examples": 0, "logging.backends": ["jsonl"]})
     try:
         train(cfg, results=results, progress=False, stop_after_steps=5)
     except KeyboardInterrupt:
         pass
     (run,) = (results / "runs").iterdir()
+    return cfg, run
+
+
+def test_resume_is_said_on_the_console(tiny_synth: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    _, run = _interrupted_run(tiny_synth, results)
     p = _aakit(["train", "--resume", str(run), "--results", str(results), "--set", "logging.print_every=100"], tmp_path)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
@@ -79,16 +86,10 @@ def test_a_resumed_runs_wall_time_counts_the_sittings_before_its_checkpoint(tiny
     elapsed_s, not from zero: here the first sitting is made to have lasted 1000 s."""
     import torch
 
-    from aakit.config import load_config
     from aakit.engine.train import train
 
     results = tmp_path / "results"
-    cfg = load_config(BASE, tiny_overrides(tiny_synth) | {"eval.save_examples": 0, "logging.backends": ["jsonl"]})
-    try:
-        train(cfg, results=results, progress=False, stop_after_steps=5)
-    except KeyboardInterrupt:
-        pass
-    (run,) = (results / "runs").iterdir()
+    cfg, run = _interrupted_run(tiny_synth, results)
     ckpt = run / "checkpoints" / "last.pt"
     state = torch.load(ckpt, weights_only=True)
     assert 0 < state["elapsed_s"] < 1000
