@@ -389,3 +389,26 @@ def test_finished_runs_without_a_train_evaluation_say_so(tmp_path: Path) -> None
     assert said == ["Table 1 CLS+CE+AA+LR: 2/3 seeds; none of its 2 runs has 'train' metrics in summary.json "
                     "(not evaluated: aakit eval RUN --split train)"]  # one line for the row, not one per run
     assert "| CLS+CE | 62.0 ± 2.0 |" in md and "'not evaluated' = finished runs" in md
+
+
+def test_figures_again_redraw_only_the_curves_of_runs_that_changed(tmp_path: Path) -> None:
+    import os
+
+    from aakit.experiment import figures as F
+    from aakit.runs import load_run
+
+    results, grids = setup(tmp_path)
+    G.run_grid(grids / "t4.yaml", results=results, train=fake_train, progress=False, log=lambda m: None)
+    out = tmp_path / "figs"
+    F.make_figures(results, out, preset="synthetic", grids_dir=grids)
+    curves = sorted((out / "curves").glob("*.png"))
+    assert curves
+    old = {p.name: p.stat().st_mtime_ns for p in curves}
+    changed = sorted((results / "runs").iterdir())[0]
+    future = changed.joinpath("metrics.jsonl").stat().st_mtime + 10
+    os.utime(changed / "metrics.jsonl", (future, future))
+    again = F.make_figures(results, out, preset="synthetic", grids_dir=grids)
+    new = {p.name: p.stat().st_mtime_ns for p in (out / "curves").glob("*.png")}
+    redrawn = {n for n in new if new[n] != old[n]}
+    assert redrawn == {f"{load_run(changed).name}.png"}
+    assert {p.name for p in again if p.parent.name == "curves"} == set(old)

@@ -1,7 +1,7 @@
 """``aakit report --figures``: PNG figures drawn with matplotlib from the stored runs.
 
 * ``curves/<run>.png`` — training curves of each run: every loss term over the steps, and the
-  per-epoch val mIoU and pseudo-label mIoU;
+  per-epoch val mIoU and pseudo-label mIoU (drawn again only when the run changed since);
 * ``figure3_pseudo_miou.png`` — the paper's Figure 3 as a curve: quality (mIoU against the
   ground truth) of the online pseudo labels over the epochs, baseline (Table 1 "CLS+CE") vs the
   full method ("CLS+CE+AA+LR"), mean and spread over seeds; from the rows "F3 CLS+CE" and
@@ -53,6 +53,17 @@ def _save(fig: Any, path: Path, *, tight: bool = True) -> Path:
     fig.savefig(buf, format="png", bbox_inches="tight" if tight else None)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _newer_than_run(png: Path, run: Path) -> bool:
+    """Whether ``png`` exists and is newer than every file its run's curves are drawn from
+    (metrics, status, summary): a second ``--figures`` into the same place redraws only those."""
+    try:
+        drawn = png.stat().st_mtime
+    except OSError:
+        return False
+    sources = [run / n for n in ("metrics.jsonl", "status.json", "summary.json")]
+    return all(drawn > f.stat().st_mtime for f in sources if f.exists())
 
 
 def training_curves(run_records: list[dict[str, Any]], title: str) -> Any:
@@ -416,9 +427,11 @@ def make_figures(
     runs = [r for r in list_runs(results) if preset is None or r.config.get("preset") == preset]
     records_by_dir = {r.path.name: r.records for r in runs}
     for r in runs:
-        if any(rec.get("kind") in ("step", "epoch") for rec in r.records):
-            fig = training_curves(r.records, f"{r.name} ({r.status})")
-            written.append(_save(fig, out / "curves" / f"{r.name}.png"))
+        png = out / "curves" / f"{r.name}.png"
+        if _newer_than_run(png, r.path):  # drawn after the run last changed: kept as it is
+            written.append(png)
+        elif any(rec.get("kind") in ("step", "epoch") for rec in r.records):
+            written.append(_save(training_curves(r.records, f"{r.name} ({r.status})"), png))
 
     index = load_results(results, preset, grids_dir) if index is None else index
     curves = figure3_curves(index, records_by_dir)
