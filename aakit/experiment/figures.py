@@ -372,8 +372,8 @@ def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", re
         return None
     pub = load_published(results=results)
     paper = {g: v for g, row in rows.items() if (v := published_value(pub, 4, row, "val")) is not None}
-    fig = _new_figure(10.0, 3.8)
-    left, right = fig.subplots(1, 2)
+    fig = _new_figure(11.0, 3.8)
+    left, right = fig.subplots(1, 2, gridspec_kw={"wspace": 0.5})  # room for the paper's axis between them
     xs = sorted(seeded)
     stats = [mean_std([v[0] for v in seeded[g].values()]) for g in xs]
     left.errorbar(xs, [m for m, _ in stats], yerr=[s or 0.0 for _, s in stats], marker="o", capsize=3, label=label)
