@@ -89,6 +89,29 @@ def test_order_seeds_hands_out_every_row_of_a_seed_first(tmp_path: Path) -> None
     assert [u.seed for u in seeds.units()] == [0, 0, 0, 1, 1, 1]
 
 
+
+def test_a_row_may_run_more_seeds_than_the_grid_and_keeps_its_hashes(tmp_path: Path) -> None:
+    """rows[i].seeds: one comparison gets more seeds (a wide interval) without the others; the
+    points the grid already had keep their hashes, so their runs still count."""
+    before = G.load_grid(write_grid(tmp_path))
+    text = TABLE1.replace("rows:", "order: seeds\nrows:").replace(
+        "row: CLS+CE, set:", "row: CLS+CE, seeds: [0, 1, 2, 3], set:").replace(
+        "row: CLS+CE+AA, set:", "row: CLS+CE+AA, seeds: [3, 0, 1, 2], set:")
+    more = G.load_grid(write_grid(tmp_path, text, "more.yaml"))
+    seeds = Counter(p.row for p in more.points)
+    assert seeds == {"CLS+CE": 4, "CLS+CE+AA": 4, "CLS+CE+AA+LR": 2, "CLS+CE+AA+LR+rfpc": 2}
+    assert {p.id: p.hash for p in before.points} == {p.id: p.hash for p in more.points if p.seed in (0, 1)}
+    # order: seeds runs every row's seed 0, then 1, then the extra seeds in the order first listed
+    assert [p.seed for p in more.points] == [0] * 4 + [1] * 4 + [2, 2, 3, 3]
+
+
+@pytest.mark.parametrize("seeds", ["[]", "[1, 1]", "[a]", "3"])
+def test_a_bad_row_seeds_list_names_the_row(tmp_path: Path, seeds: str) -> None:
+    text = TABLE1.replace("row: CLS+CE, set:", f"row: CLS+CE, seeds: {seeds}, set:")
+    with pytest.raises(G.GridError, match=r"rows\[0\]\.seeds: "):
+        G.load_grid(write_grid(tmp_path, text))
+
+
 def test_duplicate_row_label_is_refused(tmp_path: Path) -> None:
     text = ("base: base.yaml\ntable: 4\nrow: 'gamma={loss.gamma}'\n"
             "axes: {loss.gamma: [1], loss.dilations: [[4, 8], [12, 24]]}\n")

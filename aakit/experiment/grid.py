@@ -6,7 +6,7 @@ point says which paper table/row (and which metric of the run) it fills::
     name: synthetic-table1            # default: the file's stem
     base: ../synthetic/full.yaml      # relative to this file
     preset: synthetic
-    seeds: [0, 1, 2]
+    seeds: [0, 1, 2]                  # a row may list its own: {table, row, set, seeds: [0, ..., 19]}
     set: {train.epochs: 6}            # optional, applied to every point
     order: seeds                      # optional: run seed 0 of every row first (default: rows)
     compare:                          # optional: paired comparisons for aakit report --compare
@@ -94,7 +94,7 @@ from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description",
              "order", "compare", "suite"}
 ORDERS = ("rows", "seeds")
-ROW_KEYS = {"table", "row", "set", "metric"}
+ROW_KEYS = {"table", "row", "set", "metric", "seeds"}
 STATES = ("done", "running", "missing", "failed")
 
 
@@ -183,12 +183,14 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 class _Row(NamedTuple):
-    """A row of a grid file, before its checks: table, row label, parameters (its set:), metric."""
+    """A row of a grid file, before its checks: table, row label, parameters (its set:), metric,
+    and its own seeds (None: the grid's)."""
 
     table: Any
     row: Any
     params: dict[str, Any]
     metric: Any
+    seeds: list[int] | None = None
 
 
 def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
@@ -204,8 +206,10 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     head = read_spec_file(path, kind="grid", keys=GRID_KEYS, shape="base:, seeds:, rows: or axes:", error=GridError)
     seeds = _seeds(head)
     common = _mapping(head.spec.get("set"), f"{head.path}: set:")
-    points = _expand(head, _rows(head.spec, head.path), seeds, common, overrides)
-    points = _ordered(points, head, seeds)
+    rows = _rows(head.spec, head.path)
+    points = _expand(head, rows, seeds, common, overrides)
+    every_seed = list(dict.fromkeys(seeds + [s for r in rows for s in r.seeds or []]))
+    points = _ordered(points, head, every_seed)
     presets = {p.config.preset for p in points}
     if len(presets) > 1:
         raise GridError(f"{head.path}: points mix presets {sorted(presets)}; set preset: in the grid file")
@@ -234,15 +238,19 @@ def _ordered(points: list[GridPoint], head: SpecFile, seeds: list[int]) -> list[
 
 def _seeds(head: SpecFile) -> list[int]:
     """The grid's ``seeds:`` (default: the base config's train.seed)."""
-    seeds = head.spec.get("seeds", [head.base.get("train", {}).get("seed", 0)])
+    return _seed_list(head.spec.get("seeds", [head.base.get("train", {}).get("seed", 0)]), f"{head.path}: seeds:")
+
+
+def _seed_list(seeds: Any, where: str) -> list[int]:
+    """A checked list of seeds: integers, at least one, none twice."""
     if (
         not isinstance(seeds, list)
         or not seeds
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
-        raise GridError(f"{head.path}: seeds: should be a non-empty list of integers, got {seeds!r}")
+        raise GridError(f"{where} should be a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
-        raise GridError(f"{head.path}: seeds: {seeds!r} repeats a seed")
+        raise GridError(f"{where} {seeds!r} repeats a seed")
     return seeds
 
 
@@ -261,7 +269,8 @@ def _rows(spec: dict[str, Any], path: Path) -> list[_Row]:
 
 
 def _explicit_rows(rows: Any, path: Path, table: Any, metric: Any) -> list[_Row]:
-    """``rows: [{table, row, set, metric}, ...]`` (table and metric default to the grid's)."""
+    """``rows: [{table, row, set, metric, seeds}, ...]`` (table, metric and seeds default to the
+    grid's; a row's own ``seeds:`` adds seeds where one comparison needs more, e.g. a wide interval)."""
     if not isinstance(rows, list):
         raise GridError(f"{path}: rows: should be a list of {{table, row, set, metric}}")
     out = []
@@ -272,8 +281,9 @@ def _explicit_rows(rows: Any, path: Path, table: Any, metric: Any) -> list[_Row]
         bad = sorted(set(r) - ROW_KEYS)
         if bad:
             raise GridError(f"{where}: unknown key {bad[0]!r} (known: {', '.join(sorted(ROW_KEYS))})")
+        seeds = _seed_list(r["seeds"], f"{where}.seeds:") if "seeds" in r else None
         out.append(_Row(r.get("table", table), r.get("row"), _mapping(r.get("set"), f"{where}.set"),
-                        r.get("metric", metric)))
+                        r.get("metric", metric), seeds))
     return out
 
 
@@ -297,7 +307,7 @@ def _expand(head: SpecFile, rows: list[_Row], seeds: list[int], common: dict[str
     ids: set[str] = set()
     for row in rows:
         _check_row(row, head.path)
-        for seed in seeds:
+        for seed in row.seeds or seeds:
             point = _point(head, row, seed, common, overrides)
             if point.id in ids:
                 raise GridError(f"{head.path}: table {row.table} row {row.row!r} seed {seed} appears twice")
