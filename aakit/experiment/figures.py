@@ -388,10 +388,10 @@ def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", re
     left.legend(fontsize=8, loc="lower left")
     left.set_title("Table 4: val mIoU against gamma")
     base = seeded.get(reference, {})
-    for g in xs:
+    for g in (g for g in xs if g != reference):
         common = sorted(set(seeded[g]) & set(base))
         mean, _, low, high = t_interval([seeded[g][s][0] - base[s][0] for s in common])
-        if common and g != reference:
+        if common:
             right.errorbar([g], [mean], yerr=None if math.isnan(low) else [[mean - low], [high - mean]], marker="o",
                            capsize=3, color="tab:blue", label=f"ours, paired 95 % CI (n={len(common)})")
     if reference in paper:
