@@ -391,7 +391,7 @@ def test_finished_runs_without_a_train_evaluation_say_so(tmp_path: Path) -> None
     assert "| CLS+CE | 62.0 ± 2.0 |" in md and "'not evaluated' = finished runs" in md
 
 
-def test_figures_again_redraw_only_the_curves_of_runs_that_changed(tmp_path: Path) -> None:
+def test_figures_again_redraw_only_the_curves_of_runs_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from aakit.experiment import figures as F
@@ -407,7 +407,16 @@ def test_figures_again_redraw_only_the_curves_of_runs_that_changed(tmp_path: Pat
     changed = sorted((results / "runs").iterdir())[0]
     future = changed.joinpath("metrics.jsonl").stat().st_mtime + 10
     os.utime(changed / "metrics.jsonl", (future, future))
+    read: list[str] = []
+    on_disk = F._records_on_disk
+
+    def counting(run: Path) -> list:
+        read.append(run.name)
+        return on_disk(run)
+
+    monkeypatch.setattr(F, "_records_on_disk", counting)
     again = F.make_figures(results, out, preset="synthetic", grids_dir=grids)
+    assert changed.name in read and len(set(read)) < len(curves)  # the kept curves' metrics are not read
     new = {p.name: p.stat().st_mtime_ns for p in (out / "curves").glob("*.png")}
     redrawn = {n for n in new if new[n] != old[n]}
     assert redrawn == {f"{load_run(changed).name}.png"}

@@ -33,7 +33,7 @@ from aakit.errors import AakitError
 from aakit.experiment.results import ResultsIndex, RowRuns, load_results
 from aakit.experiment.tables import mean_std
 from aakit.labels import IGNORE_INDEX
-from aakit.runs import atomic_write_bytes, list_runs
+from aakit.runs import atomic_write_bytes, iter_run_dirs, load_run, read_metrics
 
 
 def _new_figure(width: float = 9.0, height: float = 3.6) -> Any:
@@ -125,14 +125,25 @@ FIGURE3_ROWS = ((0, "F3 CLS+CE", "baseline CLS+CE"), (0, "F3 CLS+CE+AA+LR", "our
 FIGURE3_TABLE1_ROWS = ((1, "CLS+CE", "baseline CLS+CE"), (1, "CLS+CE+AA+LR", "ours CLS+CE+AA+LR"))
 
 
-def figure3_curves(index: ResultsIndex, records: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[int, float]]]:
+def _records_on_disk(run: Path) -> list[dict[str, Any]]:
+    return read_metrics(run / "metrics.jsonl")[0]
+
+
+def figure3_curves(index: ResultsIndex, records: dict[str, list[dict[str, Any]]] | None = None
+                   ) -> dict[str, list[dict[int, float]]]:
     """Label -> per-seed {epoch: pseudo-label mIoU in %}, from :data:`FIGURE3_ROWS` if any of
-    them has a finished run, else from Table 1 (whose runs may be evaluated after the last epoch only)."""
+    them has a finished run, else from Table 1 (whose runs may be evaluated after the last epoch only).
+
+    ``records``: run directory name -> its metrics records; default: read from disk, only
+    for the runs of those rows."""
+    def records_of(run: Path) -> list[dict[str, Any]]:
+        return _records_on_disk(run) if records is None else records.get(run.name, [])
+
     for rows in (FIGURE3_ROWS, FIGURE3_TABLE1_ROWS):
         curves: dict[str, list[dict[int, float]]] = {}
         for table, row, label in rows:
             gathered = index.rows(table).get(row)
-            per_seed = [_per_epoch(records.get(run.path.name, []), "pseudo_miou")
+            per_seed = [_per_epoch(records_of(run.path), "pseudo_miou")
                         for run, _ in (gathered.runs if gathered else [])]
             if any(per_seed):
                 curves[label] = [c for c in per_seed if c]
@@ -424,17 +435,20 @@ def make_figures(
     """
     results, out = Path(results), Path(out)
     written: list[Path] = []
-    runs = [r for r in list_runs(results) if preset is None or r.config.get("preset") == preset]
-    records_by_dir = {r.path.name: r.records for r in runs}
+    runs = [load_run(p, with_records=False) for p in iter_run_dirs(results)]
     for r in runs:
+        if preset is not None and r.config.get("preset") != preset:
+            continue
         png = out / "curves" / f"{r.name}.png"
         if _newer_than_run(png, r.path):  # drawn after the run last changed: kept as it is
             written.append(png)
-        elif any(rec.get("kind") in ("step", "epoch") for rec in r.records):
-            written.append(_save(training_curves(r.records, f"{r.name} ({r.status})"), png))
+            continue
+        records = _records_on_disk(r.path)  # read only for the curves that are redrawn
+        if any(rec.get("kind") in ("step", "epoch") for rec in records):
+            written.append(_save(training_curves(records, f"{r.name} ({r.status})"), png))
 
     index = load_results(results, preset, grids_dir) if index is None else index
-    curves = figure3_curves(index, records_by_dir)
+    curves = figure3_curves(index)
     if curves:
         written.append(_save(figure3(curves), out / "figure3_pseudo_miou.png"))
 
