@@ -226,3 +226,26 @@ def test_a_grid_expanded_without_its_data_set_says_its_hashes_cannot_match(tmp_p
     assert any(f"grid pilot has not run here and its data set {tmp_path / 'synth'} is absent" in n for n in notes)
     generate(tmp_path / "synth", n_train=4, n_val=2, version=2)
     assert not [n for n in load_results(results, "synthetic", grids).notes if "is absent" in n]
+
+
+def test_a_grid_files_description_titles_its_comparisons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    text = PILOT.replace("order: seeds\n", "order: seeds\ndescription: >\n  Ours, not the paper's:\n  does AA beat SA?\n")
+    results = make(tmp_path, text)
+    assert read_json(results / "grids" / "pilot" / "grid.json")["description"] == "Ours, not the paper's: does AA beat SA?"
+    code, out, _ = run_cli(["report", "--compare", "pilot", "--format", "md", "--results", str(results)],
+                           monkeypatch, capsys)
+    assert code == 0 and "Ours, not the paper's: does AA beat SA?" in out and "Comparisons of grid pilot" not in out
+    (tmp_path / "plain").mkdir()
+    results = make(tmp_path / "plain")  # no description: the grid's name
+    code, out, _ = run_cli(["report", "--compare", "pilot", "--format", "md", "--results", str(results)],
+                           monkeypatch, capsys)
+    assert "Comparisons of grid pilot" in out
+
+
+@pytest.mark.parametrize("value", ["[a, b]", "''", "3"])
+def test_a_description_that_is_not_a_line_of_text_is_refused(tmp_path: Path, value: str) -> None:
+    (tmp_path / "base.yaml").write_text("preset: synthetic\nmodel: {backbone: small, num_classes: 5}\n")
+    (tmp_path / "pilot.yaml").write_text(PILOT.replace("order: seeds\n", f"order: seeds\ndescription: {value}\n"))
+    with pytest.raises(G.GridError, match="description:"):
+        G.load_grid(tmp_path / "pilot.yaml")

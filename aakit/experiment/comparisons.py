@@ -119,7 +119,8 @@ def comparisons_table(results: Path, name: str, *, state: GridState | None = Non
              "other, same seed); 95 % CI = Student-t interval of that mean; detectable = the smallest difference "
              "these seeds find with 80 % power; seeds for ±1 = the seeds a 95 % CI of ±1.0 point would take at this "
              "paired std; verdicts as for the paper's claims (aakit report --claims)"]
-    return ReportTable(0, f"Comparisons of grid {name}", "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")
+    title = state.description or f"Comparisons of grid {name}"
+    return ReportTable(0, title, "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")
 
 
 def suite_comparison_tables(results: Path, preset: str, suite: str | None) -> list[ReportTable]:

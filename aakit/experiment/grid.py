@@ -12,6 +12,7 @@ point says which paper table/row (and which metric of the run) it fills::
     compare:                          # optional: paired comparisons for aakit report --compare
       - {winner: CLS+CE+AA, other: CLS+CE, text: AA improves the baseline}
     suite: v2                         # optional: the report reads one suite at a time (--suite)
+    description: what the grid asks   # optional: the title of its comparisons in the report
     rows:
       - {table: 1, row: CLS+CE, set: {loss.affinity: none, loss.label_reassign: false}}
       - {table: 1, row: CLS+CE+AA+LR+rfpc, set: {}, metric: val_rfpc}
@@ -136,6 +137,7 @@ class Grid:
     points: list[GridPoint]
     compare: list[dict[str, Any]] = field(default_factory=list)  # the file's compare: (checked)
     suite: str | None = None  # the report suite its tables belong to (aakit report --suite)
+    description: str | None = None  # one line on what the grid asks (the report's title for its comparisons)
 
     def units(self) -> list[GridPoint]:
         """One point per distinct config hash (the work to do), in file order."""
@@ -217,7 +219,11 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     suite = head.spec.get("suite")
     if suite is not None and (not isinstance(suite, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", suite)):
         raise GridError(f"{head.path}: suite: should be a name (letters, digits, _ . -), got {suite!r}")
-    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points, compare=compare, suite=suite)
+    description = head.spec.get("description")
+    if description is not None and (not isinstance(description, str) or not description.strip()):
+        raise GridError(f"{head.path}: description: should be a line of text, got {description!r}")
+    return Grid(name=head.name, file=head.path, preset=presets.pop(), points=points, compare=compare, suite=suite,
+                description=" ".join(description.split()) if description else None)
 
 
 def comparisons(spec: dict[str, Any], path: Path, rows: set[str] | None = None) -> list[dict[str, Any]]:
@@ -426,6 +432,7 @@ def write_state(grid: Grid, results: Path, points: list[dict[str, Any]], storage
         "name": grid.name, "file": str(grid.file), "preset": grid.preset, "storage": storage,
         "study": study, "updated": time.time(), "points": points, "compare": grid.compare,
         **({"suite": grid.suite} if grid.suite else {}),
+        **({"description": grid.description} if grid.description else {}),
     })
     return path
 

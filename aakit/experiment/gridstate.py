@@ -5,7 +5,8 @@
     {"name", "file", "preset", "storage", "study", "updated",
      "points": [{"id", "table", "row", "params", "seed", "hash", "metric", "run", "state"}],
      "compare": [{"winner", "other", "text", "paper_effect"}],   (the grid file's compare:)
-     "suite": "v2"}   (the grid file's suite:, absent when it has none)
+     "suite": "v2",   (the grid file's suite:, absent when it has none)
+     "description": "..."}   (the grid file's description:, absent when it has none)
 
 :func:`read_grid_state` turns it into a :class:`GridState` and never raises: an unreadable file
 is a state with an ``error``. A point keeps what it has; a point without table, row, seed or
@@ -68,6 +69,7 @@ class GridState:
     file: str | None = None  # the grid file, as the grid manager was given it
     compare: Any = None  # its compare: as stored (check with parse_comparisons)
     suite: str | None = None  # the report suite it fills (grid file's suite:); None = the default one
+    description: str | None = None  # the grid file's description: (one line on what it asks)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -127,7 +129,8 @@ def read_grid_state(path: Path) -> GridState:
                      preset=preset if isinstance(preset, str) else None, points=points,
                      malformed=len(data["points"]) - len(points),
                      file=data["file"] if isinstance(data.get("file"), str) else None, compare=data.get("compare"),
-                     suite=_suite(data))
+                     suite=_suite(data),
+                     description=data["description"] if isinstance(data.get("description"), str) else None)
 
 
 def read_grid_states(results: Path) -> list[GridState]:
