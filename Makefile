@@ -35,6 +35,8 @@ bench: setup
 # resumable: rerun after an interruption), then the page's generated block from the runs.
 reproduce: setup
 	$(BIN)/aakit data synth                                   # data/synth: benchmark version 2
+	$(BIN)/aakit data synth --out data/synth-v2-boundary-off --knob boundary_blend=0   # the pilot's
+	$(BIN)/aakit data synth --out data/synth-v2-decoys-off --knob decoy_prob=0         # knob-off sets
 	for g in pilot table1 figure3 table3 table4 table2 vsource; do $(BIN)/aakit grid experiments/grids/v2/$$g.yaml || exit $$?; done
 	$(BIN)/aakit report --preset synthetic --format md --into docs/reproduction.md
 
