@@ -240,3 +240,39 @@ def test_table4_gamma_without_runs_is_none(tmp_path: Path) -> None:
 
     results, grids, _ = setup(tmp_path)
     assert F.table4_gamma(load_results(results, "synthetic", grids), results) is None
+
+
+def test_claims_forest_draws_each_paired_comparison_with_its_interval_and_the_papers(tmp_path: Path) -> None:
+    """One line per comparison with two or more paired seeds (the Table 4 grid above: gamma=2 vs
+    0, 0.5, 1 and 5, of which 0 and 5 ran): ours at the paired mean with the t-interval, coloured
+    by the verdict; the paper's difference as an open square."""
+    from aakit.experiment.claims import evaluate_claims
+    from aakit.experiment.results import load_results
+    from aakit.experiment.stats import t_interval
+
+    exp = tmp_path / "exp"
+    (exp / "grids").mkdir(parents=True)
+    (exp / "base.yaml").write_text("preset: synthetic\ntrain: {epochs: 1}\n")
+    (exp / "grids" / "t4.yaml").write_text(T4)
+    results = tmp_path / "results"
+    val = {("gamma=2", 0): 0.50, ("gamma=2", 1): 0.52, ("gamma=2", 2): 0.54,
+           ("gamma=0", 0): 0.49, ("gamma=0", 1): 0.50, ("gamma=0", 2): 0.52,
+           ("gamma=5", 0): 0.49, ("gamma=5", 1): 0.53, ("gamma=5", 2): 0.51}
+    for p in G.load_grid(exp / "grids" / "t4.yaml").points:
+        write_run(results, p.config, p.run_name, val=val[(p.row, p.seed)])
+    claims = evaluate_claims(results, "synthetic", exp / "grids", index=load_results(results, "synthetic", exp / "grids"))
+    fig = F.claims_forest(claims)
+    ax = fig.axes[0]
+    at = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
+    assert set(at) == {"T4: gamma=2 vs gamma=0 (n=3)", "T4: gamma=2 vs gamma=5 (n=3)"}  # 0.5 and 1 did not run
+    assert at["T4: gamma=2 vs gamma=0 (n=3)"] > at["T4: gamma=2 vs gamma=5 (n=3)"]  # the claim's order, top down
+    (vs0, vs5) = ax.containers  # one errorbar per comparison, in that order
+    assert float(vs0.lines[0].get_xdata()[0]) == pytest.approx(5 / 3)  # gamma=2 vs 0: +1, +2, +2
+    assert vs0.lines[0].get_color() == F.OUTCOME_COLOURS["supported"]
+    assert vs5.lines[0].get_color() == F.OUTCOME_COLOURS["inconclusive"]  # vs 5: +1, -1, +3
+    _, _, low, high = t_interval([1.0, -1.0, 3.0])
+    (x0, _), (x1, _) = vs5.lines[2][0].get_segments()[0]
+    assert (x0, x1) == pytest.approx((low, high))
+    paper = [line for line in ax.lines if line.get_marker() == "s"]
+    assert len(paper) == 2 and all(line.get_markerfacecolor() == "none" for line in paper)
+    assert F.claims_forest(claims.assign(paired=1)) is None

@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from aakit.errors import AakitError
+from aakit.experiment.claims import evaluate_claims
 from aakit.experiment.results import ResultsIndex, RowRuns, load_results
 from aakit.experiment.tables import mean_std
 from aakit.labels import IGNORE_INDEX
@@ -418,6 +420,40 @@ def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", re
     return fig
 
 
+# ----------------------------------------------------------------------------- the claims at a glance
+CLAIMS_FILE = "claims_forest.png"
+OUTCOME_COLOURS = {"supported": "tab:green", "opposite": "tab:red", "smaller than the paper's": "tab:purple",
+                   "inconclusive": "tab:grey"}
+
+
+def claims_forest(claims: pd.DataFrame) -> Any:
+    """Every comparison of the paper's claims (rows of :func:`aakit.experiment.claims.evaluate_claims`)
+    as one line: our per-seed paired difference with its 95 % interval, coloured by its verdict,
+    and the paper's difference beside it. ``None`` when no comparison has two paired seeds."""
+    shown = claims[claims["paired"] >= 2].reset_index(drop=True)
+    if shown.empty:
+        return None
+    fig = _new_figure(9.0, 0.9 + 0.32 * len(shown))
+    ax = fig.subplots()
+    ys = list(range(len(shown)))[::-1]  # the first claim on top
+    for y, r in zip(ys, shown.itertuples(index=False)):
+        colour = OUTCOME_COLOURS.get(str(r.outcome), "black")
+        ax.errorbar([r.paired_mean], [y], xerr=[[r.paired_mean - r.ci_low], [r.ci_high - r.paired_mean]],
+                    marker="o", capsize=3, color=colour, label=f"ours: {r.outcome}")
+        if r.paper_diff is not None and not pd.isna(r.paper_diff):
+            ax.plot([r.paper_diff], [y], marker="s", markersize=7, markerfacecolor="none", linestyle="none",
+                    color="tab:orange", label="paper (VOC)")
+    ax.set_yticks(ys, [f"T{r.table}: {r.winner} vs {r.other} (n={r.paired})" for r in shown.itertuples(index=False)],
+                  fontsize=8)
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("val mIoU difference, claimed winner − other (points); ours: mean and 95 % CI over paired seeds")
+    ax.set_title("The paper's claims: paired differences", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    return fig
+
+
 def make_figures(
     results: Path,
     out: Path,
@@ -455,6 +491,10 @@ def make_figures(
     fig4 = table4_gamma(index, results, label=f"aakit ({preset})")
     if fig4 is not None:
         written.append(_save(fig4, out / "table4_gamma.png"))
+
+    forest = claims_forest(evaluate_claims(results, preset or "synthetic", grids_dir, index=index))
+    if forest is not None:
+        written.append(_save(forest, out / CLAIMS_FILE))
 
     fig5 = figure5(**figure5_runs(index), data=data, warn=warn)
     if fig5 is not None:
