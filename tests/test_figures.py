@@ -207,22 +207,27 @@ T4 = ("name: f-t4\nbase: ../base.yaml\nseeds: [0, 1, 2]\nrows:\n"
       "  - {table: 4, row: gamma=5, set: {loss.gamma: 5.0}}\n")
 
 
-def test_table4_gamma_plots_the_paired_differences_from_gamma_2(tmp_path: Path) -> None:
-    """The right panel's points are the per-seed differences' means (gamma=0: +1 on every seed, so
-    a zero-width interval; gamma=5: -1, +1, -3 -> mean -1), the paper's line its own differences."""
-    from aakit.experiment.results import load_results
-
+def t4_runs(tmp_path: Path, val: dict[tuple[str, int], float]) -> tuple[Path, Path]:
+    """The runs of the Table 4 grid :data:`T4` with the given val mIoU per (row, seed)."""
     exp = tmp_path / "exp"
     (exp / "grids").mkdir(parents=True)
     (exp / "base.yaml").write_text("preset: synthetic\ntrain: {epochs: 1}\n")
     (exp / "grids" / "t4.yaml").write_text(T4)
     results = tmp_path / "results"
-    val = {("gamma=2", 0): 0.50, ("gamma=2", 1): 0.52, ("gamma=2", 2): 0.54,
-           ("gamma=0", 0): 0.51, ("gamma=0", 1): 0.53, ("gamma=0", 2): 0.55,
-           ("gamma=5", 0): 0.49, ("gamma=5", 1): 0.53, ("gamma=5", 2): 0.51}
     for p in G.load_grid(exp / "grids" / "t4.yaml").points:
         write_run(results, p.config, p.run_name, val=val[(p.row, p.seed)])
-    index = load_results(results, "synthetic", exp / "grids")
+    return results, exp / "grids"
+
+
+def test_table4_gamma_plots_the_paired_differences_from_gamma_2(tmp_path: Path) -> None:
+    """The right panel's points are the per-seed differences' means (gamma=0: +1 on every seed, so
+    a zero-width interval; gamma=5: -1, +1, -3 -> mean -1), the paper's line its own differences."""
+    from aakit.experiment.results import load_results
+
+    results, grids = t4_runs(tmp_path, {("gamma=2", 0): 0.50, ("gamma=2", 1): 0.52, ("gamma=2", 2): 0.54,
+                                        ("gamma=0", 0): 0.51, ("gamma=0", 1): 0.53, ("gamma=0", 2): 0.55,
+                                        ("gamma=5", 0): 0.49, ("gamma=5", 1): 0.53, ("gamma=5", 2): 0.51})
+    index = load_results(results, "synthetic", grids)
     fig = F.table4_gamma(index, results)
     left, right = (next(ax for ax in fig.axes if ax.get_title().startswith(t)) for t in ("Table 4", "difference"))
     ours = [line for line in right.lines if line.get_marker() == "o"]
@@ -250,17 +255,10 @@ def test_claims_forest_draws_each_paired_comparison_with_its_interval_and_the_pa
     from aakit.experiment.results import load_results
     from aakit.experiment.stats import t_interval
 
-    exp = tmp_path / "exp"
-    (exp / "grids").mkdir(parents=True)
-    (exp / "base.yaml").write_text("preset: synthetic\ntrain: {epochs: 1}\n")
-    (exp / "grids" / "t4.yaml").write_text(T4)
-    results = tmp_path / "results"
-    val = {("gamma=2", 0): 0.50, ("gamma=2", 1): 0.52, ("gamma=2", 2): 0.54,
-           ("gamma=0", 0): 0.49, ("gamma=0", 1): 0.50, ("gamma=0", 2): 0.52,
-           ("gamma=5", 0): 0.49, ("gamma=5", 1): 0.53, ("gamma=5", 2): 0.51}
-    for p in G.load_grid(exp / "grids" / "t4.yaml").points:
-        write_run(results, p.config, p.run_name, val=val[(p.row, p.seed)])
-    claims = evaluate_claims(results, "synthetic", exp / "grids", index=load_results(results, "synthetic", exp / "grids"))
+    results, grids = t4_runs(tmp_path, {("gamma=2", 0): 0.50, ("gamma=2", 1): 0.52, ("gamma=2", 2): 0.54,
+                                        ("gamma=0", 0): 0.49, ("gamma=0", 1): 0.50, ("gamma=0", 2): 0.52,
+                                        ("gamma=5", 0): 0.49, ("gamma=5", 1): 0.53, ("gamma=5", 2): 0.51})
+    claims = evaluate_claims(results, "synthetic", grids, index=load_results(results, "synthetic", grids))
     fig = F.claims_forest(claims)
     ax = fig.axes[0]
     at = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
