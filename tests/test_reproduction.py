@@ -44,7 +44,7 @@ def test_the_page_shows_the_pilot_and_the_v_source_question_beside_the_tables() 
     block = R.marked_block(DOC)
     assert "**Table 1.**" in block and "**Claims.**" in block and "**Grid v2-pilot.**" in block
     if (RESULTS / "grids" / "v2-vsource" / "grid.json").is_file():
-        assert "**Grid v2-vsource.**" in block
+        assert "**Grid v2-vsource.** Ours, not the paper's" in block  # marked as the question of ours
     assert "**Grid v2-pilot.**" not in R.marked_block(DOC_V1)
 
 
