@@ -321,6 +321,7 @@ def grid(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help="List the points and their state only.")] = False,
     status: Annotated[bool, typer.Option("--status/--no-status", help="Write grid.json (points, hashes, states) from the runs; run nothing.")] = False,
+    max_failures: Annotated[int, typer.Option("--max-failures", help="A worker stops after this many of its points fail in a row (0: never).")] = 3,
     results: ResultsOpt = Path("results"),
     launcher: LauncherOpt = None,
     slurm_partition: PartitionOpt = None,
@@ -336,7 +337,8 @@ def grid(
     cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
                               cpus_per_task=slurm_cpus_per_task)
     out = grid_mod.cli_run(resolve_config(grid_file), overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
-                           results=results, dry_run=dry_run, echo=_echo, cluster=cluster, status=status)
+                           results=results, dry_run=dry_run, echo=_echo, cluster=cluster, status=status,
+                           max_failures=max_failures)
     if out is not None and (out.failed or out.counts()["failed"]):
         raise typer.Exit(1)  # the failed points are named above
 

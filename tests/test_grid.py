@@ -270,6 +270,26 @@ def test_failed_point_is_retried_by_the_next_invocation_only(tmp_path: Path, mon
     assert len(out.ran) == 1 and out.counts()["done"] == 8
 
 
+def test_a_worker_stops_after_max_failures_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken machine (here every point raises) fails 3 points, then its worker stops and the
+    rest stay missing; a success in between resets the count; 0 never stops."""
+    path = write_grid(tmp_path)
+    results = tmp_path / "results"
+    said: list[str] = []
+    monkeypatch.setenv("AAKIT_FAKE_FAIL", "CLS+CE")  # every run name holds it
+    out = G.run_grid(path, results=results, train=fake_train, progress=False, log=said.append)
+    assert len(calls(results)) == 3 and len(out.failed) == 3
+    assert out.counts()["failed"] == 3 and out.counts()["missing"] == 5  # the rfpc row shares its unit
+    assert any(m.startswith("stopping this worker: 3 points in a row failed") for m in said)
+    out = G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None, max_failures=0)
+    assert len(calls(results)) == 3 + 6 and out.counts()["failed"] == 8
+    monkeypatch.setenv("AAKIT_FAKE_FAIL", "-s1")  # fail, succeed, fail, ...: never 3 in a row
+    out = G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None, max_failures=2)
+    assert out.counts()["done"] == 4 and out.counts()["failed"] == 4 and len(out.failed) == 3
+    with pytest.raises(G.GridError, match="--max-failures -1"):
+        G.run_grid(path, results=results, train=fake_train, progress=False, max_failures=-1)
+
+
 def _grid_process(path: str, results: str, barrier: Any) -> None:
     barrier.wait(30)  # both processes start their grid at the same moment
     G.run_grid(path, results=Path(results), train=fake_train, progress=False, log=lambda m: None)

@@ -519,6 +519,7 @@ def _grid_worker(
     attempted: set[str] = set()  # units done, or tried in this worker: not claimed again
     ran: list[str] = []
     failed: list[tuple[str, str]] = []
+    in_a_row = 0  # this worker's points failed since its last success
     _refresh_state(grid, lc, say)
     while (claimed := _claim_next(grid, lc, attempted)) is not None:
         unit, claim = claimed
@@ -531,9 +532,15 @@ def _grid_worker(
             _refresh_state(grid, lc, say)
         if outcome.state == "done" and outcome.run is not None:
             ran.append(outcome.run)
-        else:
-            failed.append((unit.id, outcome.message))
-            say(f"FAILED {unit.row} seed {unit.seed}: {outcome.message}")
+            in_a_row = 0
+            continue
+        failed.append((unit.id, outcome.message))
+        say(f"FAILED {unit.row} seed {unit.seed}: {outcome.message}")
+        in_a_row += 1
+        if spec.max_failures and in_a_row >= spec.max_failures:
+            say(f"stopping this worker: {in_a_row} points in a row failed (the last: {outcome.message}); "
+                f"the points left stay missing: mend the cause and run the grid again (--max-failures 0: never stop)")
+            break
     _refresh_state(grid, lc, say)
     return {"ran": ran, "failed": failed}
 
@@ -654,6 +661,7 @@ def cli_run(
     echo: Callable[[str], None] = print,
     cluster: Cluster | None = None,
     status: bool = False,
+    max_failures: int = 3,
 ) -> GridResult | None:
     """What ``aakit grid`` does (the CLI's thin wrapper calls this); the result, None for --dry-run
     and --status (which writes grid.json from the runs and the journal, and runs nothing: the
@@ -672,7 +680,8 @@ def cli_run(
         return None
     here = workers == 1 and cluster is None  # in this process: the progress bar and lines here
     out = run_grid(grid_file, overrides=overrides, results=results, storage=storage, workers=workers,
-                   gpus=gpus, progress=here or cluster is not None, log=echo if here else None, launcher=cluster)
+                   gpus=gpus, progress=here or cluster is not None, log=echo if here else None, launcher=cluster,
+                   max_failures=max_failures)
     if cluster is not None:
         echo(describe_jobs(cluster, out.job_ids, out.jobs))
     c = out.counts()
