@@ -61,6 +61,7 @@ class Interrupted(Exception):
 
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/, grids/, studies/).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2; a list in brackets: --set 'loss.dilations=[4,8,12]' (repeatable).")]
+MaxFailuresOpt = Annotated[int, typer.Option("--max-failures", help="A worker stops after this many of its points or trials fail in a row (>= 1).")]
 # --launcher and its SLURM options (aakit grid, aakit search): aakit.experiment.launch
 LauncherOpt = Annotated[Optional[str], typer.Option("--launcher", help="Run the --workers as submitit jobs: local (this machine) or slurm (one job array). Needs submitit, the cluster extra.")]
 PartitionOpt = Annotated[Optional[str], typer.Option("--slurm-partition", help="SLURM partition of the tasks.")]
@@ -321,7 +322,7 @@ def grid(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help="List the points and their state only.")] = False,
     status: Annotated[bool, typer.Option("--status/--no-status", help="Write grid.json (points, hashes, states) from the runs; run nothing.")] = False,
-    max_failures: Annotated[int, typer.Option("--max-failures", help="A worker stops after this many of its points fail in a row (0: never).")] = 3,
+    max_failures: MaxFailuresOpt = 3,
     results: ResultsOpt = Path("results"),
     launcher: LauncherOpt = None,
     slurm_partition: PartitionOpt = None,
@@ -352,6 +353,7 @@ def search(
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Print the best trials and exit.")] = False,
     set_: SetOpt = None,
+    max_failures: MaxFailuresOpt = 3,
     results: ResultsOpt = Path("results"),
     launcher: LauncherOpt = None,
     slurm_partition: PartitionOpt = None,
@@ -368,7 +370,8 @@ def search(
                               cpus_per_task=slurm_cpus_per_task)
     search_file = None if search_file is None else resolve_config(search_file)
     search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
-                       show=show, overrides=set_ or [], results=results, echo=_echo, cluster=cluster)
+                       show=show, overrides=set_ or [], results=results, echo=_echo, cluster=cluster,
+                       max_failures=max_failures)
 
 
 @app.command()

@@ -272,7 +272,7 @@ def test_failed_point_is_retried_by_the_next_invocation_only(tmp_path: Path, mon
 
 def test_a_worker_stops_after_max_failures_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A broken machine (here every point raises) fails 3 points, then its worker stops and the
-    rest stay missing; a success in between resets the count; 0 never stops."""
+    rest stay missing; a success in between resets the count."""
     path = write_grid(tmp_path)
     results = tmp_path / "results"
     said: list[str] = []
@@ -281,13 +281,23 @@ def test_a_worker_stops_after_max_failures_in_a_row(tmp_path: Path, monkeypatch:
     assert len(calls(results)) == 3 and len(out.failed) == 3
     assert out.counts()["failed"] == 3 and out.counts()["missing"] == 5  # the rfpc row shares its unit
     assert any(m.startswith("stopping this worker: 3 points in a row failed") for m in said)
-    out = G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None, max_failures=0)
+    out = G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None, max_failures=100)
     assert len(calls(results)) == 3 + 6 and out.counts()["failed"] == 8
     monkeypatch.setenv("AAKIT_FAKE_FAIL", "-s1")  # fail, succeed, fail, ...: never 3 in a row
     out = G.run_grid(path, results=results, train=fake_train, progress=False, log=lambda m: None, max_failures=2)
     assert out.counts()["done"] == 4 and out.counts()["failed"] == 4 and len(out.failed) == 3
-    with pytest.raises(G.GridError, match="--max-failures -1"):
-        G.run_grid(path, results=results, train=fake_train, progress=False, max_failures=-1)
+    with pytest.raises(G.GridError, match="--max-failures 0: must be >= 1"):
+        G.run_grid(path, results=results, train=fake_train, progress=False, max_failures=0)
+
+
+def test_cli_grid_max_failures_below_one_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    code, out, err = run_cli(["grid", str(write_grid(tmp_path)), "--max-failures", "0", "--results",
+                              str(tmp_path / "r")], monkeypatch, capsys)
+    assert code == 2 and "--max-failures 0: must be >= 1" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
 
 
 def _grid_process(path: str, results: str, barrier: Any) -> None:

@@ -205,6 +205,19 @@ def test_failed_trials_do_not_count_and_stop_after_three_in_a_row(tmp_path: Path
     out = S.run_search(path, trials=5, results=results, train=fake_train, **QUIET)
     assert out.ran == [] and len(out.failed) == 3 and "injected failure" in out.failed[0][1]
     assert all(t.state == TrialState.FAIL for t in study_trials(results))
+    out = S.run_search(path, trials=5, results=results, train=fake_train, max_failures=5, **QUIET)
+    assert len(out.failed) == 5 and len(study_trials(results)) == 3 + 5
+
+
+def test_cli_max_failures_below_one_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    path = write_search(tmp_path)
+    code, out, err = run_cli(["search", str(path), "--trials", "2", "--max-failures", "0", "--results",
+                              str(tmp_path / "r")], monkeypatch, capsys)
+    assert code == 2 and "--max-failures 0: must be >= 1" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

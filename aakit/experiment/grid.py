@@ -537,9 +537,9 @@ def _grid_worker(
         failed.append((unit.id, outcome.message))
         say(f"FAILED {unit.row} seed {unit.seed}: {outcome.message}")
         in_a_row += 1
-        if spec.max_failures and in_a_row >= spec.max_failures:
+        if in_a_row >= spec.max_failures:
             say(f"stopping this worker: {in_a_row} points in a row failed (the last: {outcome.message}); "
-                f"the points left stay missing: mend the cause and run the grid again (--max-failures 0: never stop)")
+                f"the points left stay missing: mend the cause and run the grid again (--max-failures N)")
             break
     _refresh_state(grid, lc, say)
     return {"ran": ran, "failed": failed}

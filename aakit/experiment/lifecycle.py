@@ -82,8 +82,8 @@ class WorkerSpec:
         heartbeat: seconds between heartbeats of a running trial.
         grace: seconds without a heartbeat after which another host's trial counts as dead.
         progress: show the engine's progress bar.
-        max_failures: a grid worker stops after this many of its points fail in a row (0: never),
-            so a broken machine (a deleted environment, a dead GPU) does not fail every point.
+        max_failures: a grid or search worker stops after this many of its points or trials fail
+            in a row, so a broken machine (a deleted environment, a dead GPU) does not fail every point.
     """
 
     results: Path

@@ -280,10 +280,11 @@ class _TrialReport:
 
 
 def _search_worker(
-    spec: WorkerSpec, search_path: str, overrides: list[str], trials: int, *, max_failures: int = 3,
+    spec: WorkerSpec, search_path: str, overrides: list[str], trials: int, *,
     worker_index: int = 0, log: Say | None = None,
 ) -> dict[str, Any]:
-    """One worker: ask for trials while the study has fewer than ``trials``; train each."""
+    """One worker: ask for trials while the study has fewer than ``trials``; train each (it
+    stops after ``spec.max_failures`` trials fail in a row)."""
     search = load_search(search_path, overrides)
     lc = Lifecycle.open(spec, studies.default_storage_path(spec.results, "search", search.name), search.study_name,
                         sampler=make_sampler(search, worker_index), pruner=make_pruner(search))
@@ -291,7 +292,7 @@ def _search_worker(
     ran: list[int] = []
     failed: list[tuple[int, str]] = []
     in_a_row = 0  # failures
-    while in_a_row < max_failures and (trial := _ask_within_budget(lc, trials)) is not None:
+    while in_a_row < spec.max_failures and (trial := _ask_within_budget(lc, trials)) is not None:
         outcome = _run_trial(search, lc, trial, say)
         if outcome.state == "failed":
             failed.append((trial.number, outcome.message))
@@ -300,8 +301,8 @@ def _search_worker(
         else:
             ran.append(trial.number)
             in_a_row = 0
-    if in_a_row >= max_failures:
-        say(f"stopping: {max_failures} trials in a row failed (last: {failed[-1][1]})")
+    if in_a_row >= spec.max_failures:  # failed trials do not count towards --trials: without this, forever
+        say(f"stopping: {in_a_row} trials in a row failed (last: {failed[-1][1]}; --max-failures N)")
     return {"ran": ran, "failed": failed}
 
 
@@ -471,6 +472,7 @@ def cli_run(
     results: Path,
     echo: Callable[[str], None] = print,
     cluster: Cluster | None = None,
+    max_failures: int = 3,
 ) -> None:
     """What ``aakit search`` does (the CLI's thin wrapper calls this); ``cluster``
     (``--launcher``): the workers run as submitit jobs (SLURM: returns once submitted)."""
@@ -486,7 +488,7 @@ def cli_run(
     here = workers == 1 and cluster is None  # in this process: the progress bar and lines here
     out = run_search(search_file, trials=trials, overrides=overrides, results=results, storage=storage,
                      workers=workers, gpus=gpus, progress=here or cluster is not None,
-                     log=echo if here else None, launcher=cluster)
+                     log=echo if here else None, launcher=cluster, max_failures=max_failures)
     if cluster is not None:
         echo(describe_jobs(cluster, out.job_ids, out.jobs))
     echo(f"{out.study} on {out.storage}: ran trials {out.ran or 'none'}"

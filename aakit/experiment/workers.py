@@ -182,8 +182,8 @@ class RunOptions(TypedDict, total=False):
         grace: seconds without a heartbeat after which another host's unit counts as dead
             (default 600).
         progress: show the engine's progress bar (default True; only with one worker).
-        max_failures: a grid worker stops after this many of its points fail in a row (default 3;
-            0: never).
+        max_failures: a worker stops after this many of its points (grid) or trials (search)
+            fail in a row (default 3).
         log: where progress lines go (default: printed, each headed by its worker).
         launcher: None (default) for the above; a :class:`~aakit.experiment.launch.Cluster` to
             run the ``workers`` as submitit jobs (``--launcher local|slurm``; ``log`` unused:
@@ -212,8 +212,8 @@ def check_workers(options: RunOptions, error: type[AakitError]) -> None:
     workers = options.get("workers", 1)
     if workers < 1:
         raise error(f"--workers {workers}: must be >= 1")
-    if options.get("max_failures", 3) < 0:
-        raise error(f"--max-failures {options['max_failures']}: must be >= 0 (0: never stop)")
+    if options.get("max_failures", 3) < 1:
+        raise error(f"--max-failures {options['max_failures']}: must be >= 1")
     if options.get("launcher") is not None:
         check_cluster(options["launcher"], options.get("gpus"))
 
