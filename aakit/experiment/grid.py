@@ -276,7 +276,8 @@ def _rows(spec: dict[str, Any], path: Path) -> list[_Row]:
 
 def _explicit_rows(rows: Any, path: Path, table: Any, metric: Any) -> list[_Row]:
     """``rows: [{table, row, set, metric, seeds}, ...]`` (table, metric and seeds default to the
-    grid's; a row's own ``seeds:`` adds seeds where one comparison needs more, e.g. a wide interval)."""
+    grid's; a row's own ``seeds:`` replaces the grid's for that row: list them all, e.g. 0-19 where
+    one comparison needs more seeds than the rest)."""
     if not isinstance(rows, list):
         raise GridError(f"{path}: rows: should be a list of {{table, row, set, metric}}")
     out = []
