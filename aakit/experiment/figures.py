@@ -20,7 +20,6 @@ drawn here.
 """
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -374,9 +373,8 @@ def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", re
     numbers on their own axis), and each gamma's paired difference from gamma = ``reference``
     (ours: mean and 95 % interval over the seeds both ran; the paper's: the difference of its
     numbers). ``None`` when no Table 4 row has a finished run."""
-    from aakit.experiment.claims import per_seed
+    from aakit.experiment.claims import compare, per_seed
     from aakit.experiment.published import load_published, published_value
-    from aakit.experiment.stats import t_interval
 
     rows = {g: row for row in index.rows(4) if (g := _gamma(row)) is not None}
     values = per_seed(results, "", index=index)
@@ -402,11 +400,11 @@ def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", re
     left.set_title("Table 4: val mIoU against gamma")
     base = seeded.get(reference, {})
     for g in (g for g in xs if g != reference):
-        common = sorted(set(seeded[g]) & set(base))
-        mean, _, low, high = t_interval([seeded[g][s][0] - base[s][0] for s in common])
-        if common:
-            right.errorbar([g], [mean], yerr=None if math.isnan(low) else [[mean - low], [high - mean]], marker="o",
-                           capsize=3, color="tab:blue", label=f"ours, paired 95 % CI (n={len(common)})")
+        c = compare(seeded[g], base)  # the paired difference the claims table reports
+        if c["paired"]:
+            mean, low, high = c["paired_mean"], c["ci_low"], c["ci_high"]
+            right.errorbar([g], [mean], yerr=None if low is None else [[mean - low], [high - mean]], marker="o",
+                           capsize=3, color="tab:blue", label=f"ours, paired 95 % CI (n={c['paired']})")
     if reference in paper:
         right.plot(sorted(paper), [paper[g] - paper[reference] for g in sorted(paper)], marker="s",
                    linestyle="--", color="tab:orange", label="paper (VOC)")
