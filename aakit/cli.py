@@ -380,7 +380,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="rich, md, latex or csv; json with --claims.")] = "rich",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write files here instead of printing.")] = None,
     preset: Annotated[str, typer.Option(help="voc or synthetic.")] = "synthetic",
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Also write PNG figures: each run's curves, Figure 3, Table 4's gamma curve, the claims' intervals (claims_forest.png), Figure 5 (into --out, else results/figures).")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Also write PNG figures: each run's curves, Figure 3, Table 4's gamma curve, the claims' intervals (claims_forest.png) and each of the suite's grids' own comparisons (grid_NAME_forest.png), Figure 5 (into --out, else results/figures).")] = False,
     claims: Annotated[bool, typer.Option("--claims/--no-claims", help="Only the paper's ablation claims: supported, opposite, smaller than the paper's or inconclusive.")] = False,
     into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
     variance: Annotated[bool, typer.Option("--variance/--no-variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,

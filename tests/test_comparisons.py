@@ -249,3 +249,31 @@ def test_a_description_that_is_not_a_line_of_text_is_refused(tmp_path: Path, val
     (tmp_path / "pilot.yaml").write_text(PILOT.replace("order: seeds\n", f"order: seeds\ndescription: {value}\n"))
     with pytest.raises(G.GridError, match="description:"):
         G.load_grid(tmp_path / "pilot.yaml")
+
+
+def test_report_figures_draw_each_grids_comparisons_as_a_forest(tmp_path: Path) -> None:
+    """--figures draws grid_<name>_forest.png for a grid of the suite that declares compare:
+    one line per comparison at its paired mean, coloured by its verdict, the paper's effect as an
+    open square where the grid file gives one; another suite's figures leave it out."""
+    from aakit.experiment import figures as F
+
+    results = make(tmp_path)
+    df, _ = CMP.evaluate_comparisons(results, "pilot")
+    fig = F.comparisons_forest(df, "Ours: the pilot")
+    ax = fig.axes[0]
+    top_down = sorted(ax.get_yticklabels(), key=lambda t: -t.get_position()[1])
+    assert [t.get_text() for t in top_down] == ["AA helps (n=3)", "sa beats base (n=3)", "aa beats sa (n=3)"]
+    helps, sa_base, _ = ax.containers
+    assert float(helps.lines[0].get_xdata()[0]) == pytest.approx(4.5)
+    assert helps.lines[0].get_color() == F.OUTCOME_COLOURS["supported"]
+    assert sa_base.lines[0].get_color() == F.OUTCOME_COLOURS["opposite"]
+    paper = [line for line in ax.lines if line.get_marker() == "s"]
+    assert len(paper) == 1 and float(paper[0].get_xdata()[0]) == 3.2  # only "AA helps" has a paper_effect
+    assert ax.get_title() == "Ours: the pilot"
+    out = tmp_path / "figures"
+    written = F.make_figures(results, out, preset="synthetic", grids_dir=tmp_path / "no-grid-files")
+    assert out / "grid_pilot_forest.png" in written and (out / "grid_pilot_forest.png").stat().st_size > 0
+    other = F.make_figures(results, tmp_path / "v9", preset="synthetic", grids_dir=tmp_path / "no-grid-files",
+                           suite="v9")
+    assert not any(p.name.startswith("grid_") for p in other)
+    assert F.comparisons_forest(df.assign(paired=1), "x") is None

@@ -123,16 +123,21 @@ def comparisons_table(results: Path, name: str, *, state: GridState | None = Non
     return ReportTable(0, title, "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")
 
 
-def suite_comparison_tables(results: Path, preset: str, suite: str | None) -> list[ReportTable]:
-    """:func:`comparisons_table` of every grid of ``preset`` and ``suite`` that ran and declares
-    ``compare:`` (a pilot, a question of ours beside the paper's tables), by grid name."""
+def comparison_grids(results: Path, preset: str, suite: str | None) -> list[tuple[GridState, list[dict[str, Any]]]]:
+    """Every grid of ``preset`` and ``suite`` that ran and declares ``compare:`` (a pilot, a
+    question of ours beside the paper's tables), by grid name, with its comparisons."""
     out = []
     for state in read_grid_states(Path(results)):
         if state.error is not None or state.preset != preset or state.suite != suite:
             continue
         try:
-            items = grid_comparisons_of(state)
+            out.append((state, grid_comparisons_of(state)))
         except CompareError:
             continue
-        out.append(comparisons_table(results, state.name, state=state, items=items))
     return out
+
+
+def suite_comparison_tables(results: Path, preset: str, suite: str | None) -> list[ReportTable]:
+    """:func:`comparisons_table` of each of :func:`comparison_grids`."""
+    return [comparisons_table(results, state.name, state=state, items=items)
+            for state, items in comparison_grids(results, preset, suite)]

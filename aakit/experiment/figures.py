@@ -7,6 +7,10 @@
   full method ("CLS+CE+AA+LR"), mean and spread over seeds; from the rows "F3 CLS+CE" and
   "F3 CLS+CE+AA+LR" of a grid of its own where one ran (evaluated after every epoch, when the
   table grids evaluate after the last one only);
+* ``claims_forest.png`` — each comparison of the paper's claims: our paired difference with its
+  95 % interval, coloured by its verdict, beside the paper's difference; and
+  ``grid_<name>_forest.png`` the same for the comparisons a grid of the suite declares
+  (``compare:``: a pilot, a question of ours);
 * ``table4_gamma.png`` — val mIoU against gamma, ours (mean ± std) beside the paper's, and each
   gamma's paired difference from gamma = 2 with its 95 % interval beside the paper's difference;
 * ``figure5_qualitative.png`` — the paper's Figure 5: per example image, (a) the image, (b) the
@@ -31,6 +35,7 @@ import yaml
 
 from aakit.errors import AakitError
 from aakit.experiment.claims import evaluate_claims
+from aakit.experiment.comparisons import comparison_grids, evaluate_comparisons
 from aakit.experiment.results import ResultsIndex, RowRuns, load_results
 from aakit.experiment.tables import mean_std
 from aakit.labels import IGNORE_INDEX
@@ -424,6 +429,31 @@ OUTCOME_COLOURS = {"supported": "tab:green", "opposite": "tab:red", "smaller tha
                    "inconclusive": "tab:grey"}
 
 
+def _forest(shown: pd.DataFrame, labels: list[str], paper_col: str, title: str) -> Any:
+    """One line per row of ``shown`` (columns of :func:`aakit.experiment.claims.compare`): the
+    paired mean with its 95 % interval, coloured by its verdict, and ``paper_col`` as an open
+    square; ``labels`` name the lines, the first on top."""
+    fig = _new_figure(9.0, 0.9 + 0.32 * len(shown))
+    ax = fig.subplots()
+    ys = list(range(len(shown)))[::-1]
+    for y, r in zip(ys, shown.to_dict("records")):
+        colour = OUTCOME_COLOURS.get(str(r["outcome"]), "black")
+        ax.errorbar([r["paired_mean"]], [y], xerr=[[r["paired_mean"] - r["ci_low"]], [r["ci_high"] - r["paired_mean"]]],
+                    marker="o", capsize=3, color=colour, label=f"ours: {r['outcome']}")
+        paper = r.get(paper_col)
+        if paper is not None and not pd.isna(paper):
+            ax.plot([paper], [y], marker="s", markersize=7, markerfacecolor="none", linestyle="none",
+                    color="tab:orange", label="paper (VOC)")
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("val mIoU difference, claimed winner − other (points); ours: mean and 95 % CI over paired seeds")
+    ax.set_title(title, fontsize=10)
+    handles, legend = ax.get_legend_handles_labels()
+    unique = dict(zip(legend, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    return fig
+
+
 def claims_forest(claims: pd.DataFrame) -> Any:
     """Every comparison of the paper's claims (rows of :func:`aakit.experiment.claims.evaluate_claims`)
     as one line: our per-seed paired difference with its 95 % interval, coloured by its verdict,
@@ -431,25 +461,19 @@ def claims_forest(claims: pd.DataFrame) -> Any:
     shown = claims[claims["paired"] >= 2].reset_index(drop=True)
     if shown.empty:
         return None
-    fig = _new_figure(9.0, 0.9 + 0.32 * len(shown))
-    ax = fig.subplots()
-    ys = list(range(len(shown)))[::-1]  # the first claim on top
-    for y, r in zip(ys, shown.itertuples(index=False)):
-        colour = OUTCOME_COLOURS.get(str(r.outcome), "black")
-        ax.errorbar([r.paired_mean], [y], xerr=[[r.paired_mean - r.ci_low], [r.ci_high - r.paired_mean]],
-                    marker="o", capsize=3, color=colour, label=f"ours: {r.outcome}")
-        if r.paper_diff is not None and not pd.isna(r.paper_diff):
-            ax.plot([r.paper_diff], [y], marker="s", markersize=7, markerfacecolor="none", linestyle="none",
-                    color="tab:orange", label="paper (VOC)")
-    ax.set_yticks(ys, [f"T{r.table}: {r.winner} vs {r.other} (n={r.paired})" for r in shown.itertuples(index=False)],
-                  fontsize=8)
-    ax.axvline(0.0, color="grey", linewidth=0.8)
-    ax.set_xlabel("val mIoU difference, claimed winner − other (points); ours: mean and 95 % CI over paired seeds")
-    ax.set_title("The paper's claims: paired differences", fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
-    return fig
+    labels = [f"T{r.table}: {r.winner} vs {r.other} (n={r.paired})" for r in shown.itertuples(index=False)]
+    return _forest(shown, labels, "paper_diff", "The paper's claims: paired differences")
+
+
+def comparisons_forest(comparisons: pd.DataFrame, title: str) -> Any:
+    """As :func:`claims_forest`, the comparisons a grid file declares (rows of
+    :func:`aakit.experiment.comparisons.evaluate_comparisons`; their ``paper_effect`` as the open
+    square). ``None`` when none has two paired seeds."""
+    shown = comparisons[comparisons["paired"] >= 2].reset_index(drop=True)
+    if shown.empty:
+        return None
+    labels = [f"{r.text} (n={r.paired})" for r in shown.itertuples(index=False)]
+    return _forest(shown, labels, "paper_effect", "\n".join(textwrap.wrap(title, 100)))
 
 
 def make_figures(
@@ -461,11 +485,13 @@ def make_figures(
     index: ResultsIndex | None = None,
     data: Path | None = None,
     warn: Callable[[str], None] | None = None,
+    suite: str | None = None,
 ) -> list[Path]:
     """Write every figure that the stored runs allow; returns the files written.
 
     ``index``: the runs and grid points of ``preset`` already read (default: read them here);
-    ``data`` and ``warn``: Figure 5's image panels (:func:`figure5`).
+    ``data`` and ``warn``: Figure 5's image panels (:func:`figure5`); ``suite``: whose grids'
+    own comparisons (``compare:``) are drawn, one ``grid_<name>_forest.png`` each.
     """
     results, out = Path(results), Path(out)
     written: list[Path] = []
@@ -493,6 +519,11 @@ def make_figures(
     forest = claims_forest(evaluate_claims(results, preset or "synthetic", grids_dir, index=index))
     if forest is not None:
         written.append(_save(forest, out / CLAIMS_FILE))
+    for state, items in comparison_grids(results, preset or "synthetic", suite):  # a pilot, a question of ours
+        df, _ = evaluate_comparisons(results, state.name, state=state, items=items)
+        forest = comparisons_forest(df, state.description or f"Grid {state.name}: paired differences")
+        if forest is not None:
+            written.append(_save(forest, out / f"grid_{state.name}_forest.png"))
 
     fig5 = figure5(**figure5_runs(index), data=data, warn=warn)
     if fig5 is not None:

@@ -492,7 +492,7 @@ def cli_run(
     if figures:
         fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
         for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
-                              warn=warn):
+                              warn=warn, suite=suite):
             echo(f"wrote {p}")
     _warn_left_out(left_out(index, [*tables, *extras]), warn)
 
