@@ -73,12 +73,14 @@ def _state(results: Path, name: str) -> GridState:
 
 
 def evaluate_comparisons(results: Path, name: str, *, state: GridState | None = None,
-                         items: list[dict[str, Any]] | None = None) -> tuple[pd.DataFrame, dict[str, Seeded]]:
+                         items: list[dict[str, Any]] | None = None,
+                         runs: ResultsIndex | None = None) -> tuple[pd.DataFrame, dict[str, Seeded]]:
     """Each comparison of grid ``name`` with its paired statistics, and the rows' values
-    (``state`` and its ``items``: already read, else read here)."""
+    (``state`` and its ``items``; ``runs``, every run of ``results`` unfiltered: already read,
+    else read here)."""
     state = _state(results, name) if state is None else state
     items = grid_comparisons_of(state) if items is None else items
-    values = row_values(state, load_results(results))
+    values = row_values(state, load_results(results) if runs is None else runs)
     rows = [item | compare(values.get(item["winner"], {}), values.get(item["other"], {}), item["paper_effect"])
             for item in items]
     return pd.DataFrame(rows), values

@@ -519,8 +519,10 @@ def make_figures(
     forest = claims_forest(evaluate_claims(results, preset or "synthetic", grids_dir, index=index))
     if forest is not None:
         written.append(_save(forest, out / CLAIMS_FILE))
-    for state, items in comparison_grids(results, preset or "synthetic", suite):  # a pilot, a question of ours
-        df, _ = evaluate_comparisons(results, state.name, state=state, items=items)
+    grids = comparison_grids(results, preset or "synthetic", suite)  # a pilot, a question of ours
+    runs = load_results(results) if grids else None  # every run, read once for all of them
+    for state, items in grids:
+        df, _ = evaluate_comparisons(results, state.name, state=state, items=items, runs=runs)
         forest = comparisons_forest(df, state.description or f"Grid {state.name}: paired differences")
         if forest is not None:
             written.append(_save(forest, out / f"grid_{state.name}_forest.png"))
