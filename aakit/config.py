@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from aakit import yamlio
 from aakit.data.identity import data_digest
 from aakit.errors import AakitError
 from aakit.presets import PresetError, not_found_hint, presets_root, require_preset, resolve_config
@@ -285,6 +287,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("data.num_workers", lambda v: v >= 0, "must be >= 0"),
     ("data.max_images", lambda v: v is None or v >= 1, "must be >= 1"),
     ("train.epochs", lambda v: v >= 1, "must be >= 1"),
+    # numpy takes seeds below 2**32, and the batch order seeds torch with seed * 100_003 + epoch
+    ("train.seed", lambda v: 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
     ("train.batch_size", lambda v: v >= 1, "must be >= 1"),
     ("train.cls_warmup_epochs", lambda v: v >= 0, "must be >= 0"),
     ("train.checkpoint_every", lambda v: v >= 0, "must be >= 0"),
@@ -379,6 +383,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):  # .inf / .nan parse as floats (aakit.yamlio) but no key takes them
+            raise ConfigError(f"{source}: {key} = {value!r} should be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -456,7 +462,7 @@ def load_yaml_file(path: str | Path, error: type[AakitError] = ConfigError) -> A
     except (OSError, UnicodeDecodeError) as e:
         raise error(f"{path}: cannot read ({e})") from None
     try:
-        return yaml.safe_load(text)
+        return yamlio.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -504,7 +510,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"--set {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yamlio.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -635,7 +641,7 @@ def copy_preset(name: str | Path, dest: Path, *, force: bool = False) -> Path:
     if out.exists() and not force:
         raise PresetError(f"{out}: already exists (give --force to replace it)")
     text = src.read_text(encoding="utf-8")
-    spec = yaml.safe_load(text)
+    spec = yamlio.safe_load(text)
     if isinstance(spec, dict) and isinstance(spec.get("base"), str):  # a grid or a search
         base = _relative_name((src.parent / spec["base"]).resolve(), root)
         body = "".join(f"base: {base}\n" if line.startswith("base:") and base else line

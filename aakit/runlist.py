@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from aakit import yamlio
 from aakit.errors import AakitError
 from aakit.runs import STATUSES, RunInfo, atomic_write_json, iter_run_dirs, load_run, read_json
 
@@ -117,7 +118,7 @@ def parse_where(items: list[str]) -> list[tuple[str, Any]]:
         if key not in known:
             raise RunsError(f"--where {key}: unknown config key (e.g. loss.lambda_aa, train.seed)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yamlio.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         out.append((key, value))

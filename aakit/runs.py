@@ -38,6 +38,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from aakit import yamlio
+
 STATUSES = ("running", "finished", "failed", "interrupted", "stale", "corrupt")
 #: Files whose presence makes a directory a run directory (whole or damaged).
 RUN_FILES = ("config.yaml", "status.json", "metrics.jsonl", "summary.json", "provenance.json")
@@ -351,7 +353,7 @@ def read_config(path: Path) -> tuple[dict[str, Any], str | None]:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlio.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}, "no config.yaml"
     except (OSError, UnicodeDecodeError) as e:

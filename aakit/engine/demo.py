@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from aakit import yamlio
 from aakit.config import load_config
 from aakit.presets import presets_root
 from aakit.runs import read_json
@@ -59,7 +60,5 @@ def run_demo(*, results: Path, data: Path, echo: Callable[[str], None] = print) 
 
 def _demo_overrides(path: Path) -> dict[str, object]:
     """The demo schedule: a flat ``key: value`` YAML of dotted overrides."""
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yamlio.safe_load(path.read_text()) or {}
     return {k: v for k, v in data.items() if not k.startswith("_")}

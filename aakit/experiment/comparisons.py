@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from aakit import yamlio
 from aakit.errors import AakitError
 from aakit.experiment.claims import Seeded, _count, _interval, _paired, _seeds, _signed, compare
 from aakit.experiment.costs import costs_table
@@ -39,7 +40,7 @@ def grid_comparisons_of(state: GridState) -> list[dict[str, Any]]:
     items, where = state.compare, str(state.path)
     if items is None and state.file:
         try:
-            head = yaml.safe_load(Path(state.file).read_text(encoding="utf-8"))
+            head = yamlio.safe_load(Path(state.file).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             head = None
         items, where = (head.get("compare") if isinstance(head, dict) else None), state.file

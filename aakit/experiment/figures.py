@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from aakit import yamlio
 from aakit.errors import AakitError
 from aakit.experiment.claims import evaluate_claims
 from aakit.experiment.comparisons import comparison_grids, evaluate_comparisons
@@ -195,7 +196,7 @@ def _example_ids(run: Path | None, kind: str) -> set[str]:
 def _data_of(run: Path) -> tuple[str | None, str]:
     """(``data.root``, ``data.val_split``) of a run's config.yaml; root None if unreadable."""
     try:
-        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        cfg = yamlio.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None, "val"
     data = cfg.get("data") if isinstance(cfg, dict) else None

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from aakit import yamlio
 from aakit.runs import read_json
 
 COMPARE_KEYS = frozenset({"winner", "other", "text", "paper_effect"})
@@ -108,7 +109,7 @@ def _suite(data: Mapping[str, Any]) -> str | None:
     file = data.get("file")
     if isinstance(file, str) and Path(file).is_file():
         try:
-            head = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+            head = yamlio.safe_load(Path(file).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             return None
         if isinstance(head, dict) and isinstance(head.get("suite"), str):

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from aakit import yamlio
 from aakit.errors import AakitError
 from aakit.experiment.gridstate import GridState, read_grid_states
 from aakit.runs import is_run_dir, load_run, read_json
@@ -179,7 +180,7 @@ def collect_points(results: Path, preset: str, grids_dir: Path | None = None,
     grids_dir = default_grids_dir() if grids_dir is None else Path(grids_dir)
     for f in sorted(grids_dir.rglob("*.yaml")) if grids_dir.is_dir() else []:
         try:
-            head = yaml.safe_load(f.read_text(encoding="utf-8"))
+            head = yamlio.safe_load(f.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             notes.append(f"{f}: not readable YAML, skipped")
             continue

@@ -1,0 +1,54 @@
+"""YAML as a user writes it: every spelling of a float is a float (issue 27).
+
+PyYAML follows YAML 1.1, whose float rule needs a dot and a signed exponent: ``1e-3``, ``1E-3``
+and ``1e308`` load as *strings* there, so ``--set optim.lr=1e-3`` was refused as "should be
+float". :class:`Loader` is PyYAML's safe loader with YAML 1.2's float rule instead (``1e-3``,
+``1E+3``, ``.5``, ``5.``, ``-2.5e-4``, ``.inf``, ``.nan``); everything else is unchanged.
+Whether a value may be infinite or NaN is the config schema's business, not the parser's.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2's float rule (ints stay ints: ``3`` is not ``3.0``)."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+# An int must still win over a float for "3" / "-3": PyYAML tries resolvers in order, and the
+# int resolver was registered first for the digits, so only dot- or exponent-bearing text is a float.
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    """YAML 1.2 floats (PyYAML's constructor rejects ``5.`` with no digits after the dot only on
+    some versions; ``float()`` reads every spelling the rule above admits)."""
+    text = str(loader.construct_scalar(node))
+    low = text.lower().lstrip("+")
+    if low in (".inf", "-.inf"):
+        return float("-inf") if low.startswith("-") else float("inf")
+    if low == ".nan":
+        return float("nan")
+    return float(text)
+
+
+Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def safe_load(stream: str | bytes) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats."""
+    return yaml.load(stream, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
