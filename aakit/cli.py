@@ -444,9 +444,12 @@ def runs_ls(
     """List runs (mIoU in %), filtered and sorted."""
     import json
 
+    from aakit.experiment.journal import journal_warnings
     from aakit.runlist import format_table, select_runs
 
     rows = select_runs(results, status=status, tag=tag, where=where or [], sort=sort)
+    for line in journal_warnings(results):  # a torn study journal: said on stderr, never rewritten here
+        _err(line)
     _echo(json.dumps(rows, indent=1) if json_out else format_table(rows, sort))
 
 

@@ -453,7 +453,7 @@ def grid_status(
     study_name = f"grid-{grid.name}"
     if not write and storage is None and not default.exists():
         return point_states(grid, results, [], grace)  # nothing ran yet: create no file
-    st = studies.open_storage(storage, default)
+    st = studies.open_storage(storage, default, read_only=not write)  # --dry-run: a torn journal is warned of
     study = studies.get_or_create_study(st, study_name, direction="maximize")
     points = point_states(grid, results, study.get_trials(deepcopy=False), grace)
     if write:

@@ -37,6 +37,7 @@ from aakit.experiment.claims import claims_json, claims_table
 from aakit.experiment.comparisons import comparisons_json, comparisons_table, suite_comparison_tables
 from aakit.experiment.costs import costs_table
 from aakit.experiment.figures import make_figures
+from aakit.experiment.journal import journal_warnings
 from aakit.experiment.published import VOC_CLASSES, load_published, published_rows
 from aakit.experiment.results import (  # default_grids_dir: where grid files are looked for (kept importable here)
     ResultsIndex, RowRuns, RunRecord, default_grids_dir, load_results, protocol_of, test_key, train_key,
@@ -445,6 +446,8 @@ def cli_run(
     """
     check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
                   compare=compare, figures=figures, data=data)
+    for line in journal_warnings(results):  # a torn study journal: said, never rewritten here
+        warn(line)
     index = load_results(results, preset, grids_dir, suite)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)

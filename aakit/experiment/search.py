@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, Unpack
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from aakit.config import Config, ConfigError, apply_overrides, from_dict
@@ -420,30 +421,30 @@ def show_search(
     ``storage``) is shown.
     """
     results = Path(results)
-    targets: list[tuple[str, str | None, Path]] = []  # (study, storage url, default journal)
     if search_path is not None:
-        search = load_search(search_path, overrides)
-        targets.append((search.study_name, storage, studies.default_storage_path(results, "search", search.name)))
-    elif storage is not None:
-        st = studies.open_storage(storage, results / "studies" / "none.log")
-        targets += [(s.study_name, storage, Path()) for s in optuna.get_all_study_summaries(st)
-                    if s.study_name.startswith("search-")]
+        return [_show_study(load_search(search_path, overrides), results, storage, top)]
+    found: list[tuple[str, BaseStorage]] = []  # each storage opened (and checked) once
+    if storage is not None:
+        st = studies.open_storage(storage, results / "studies" / "none.log", read_only=True)
+        found += [(s.study_name, st) for s in optuna.get_all_study_summaries(st) if s.study_name.startswith("search-")]
     else:
         for log_file in sorted((results / "studies").glob("search-*.log")):
-            st = studies.open_storage(None, log_file)
-            targets += [(s.study_name, None, log_file) for s in optuna.get_all_study_summaries(st)]
-    out = []
-    for name, url, default in targets:
-        if url is None and not default.exists():
-            out.append((name, trials_frame_empty()))  # never ran here: create no file
-            continue
-        st = studies.open_storage(url, default)
-        try:
-            study = optuna.load_study(study_name=name, storage=st)
-        except KeyError:
-            raise SearchError(f"no study {name} in {studies.describe_storage(url, default)} (run the search first)") from None
-        out.append((name, trials_frame(study).head(top)))
-    return out
+            st = studies.open_storage(None, log_file, read_only=True)
+            found += [(s.study_name, st) for s in optuna.get_all_study_summaries(st)]
+    return [(name, trials_frame(optuna.load_study(study_name=name, storage=st)).head(top)) for name, st in found]
+
+
+def _show_study(search: Search, results: Path, storage: str | None, top: int) -> tuple[str, Any]:
+    """The study of a search file (and its ``--set``): its name and best trials."""
+    name, default = search.study_name, studies.default_storage_path(results, "search", search.name)
+    if storage is None and not default.exists():
+        return name, trials_frame_empty()  # never ran here: create no file
+    st = studies.open_storage(storage, default, read_only=True)
+    try:
+        study = optuna.load_study(study_name=name, storage=st)
+    except KeyError:
+        raise SearchError(f"no study {name} in {studies.describe_storage(storage, default)} (run the search first)") from None
+    return name, trials_frame(study).head(top)
 
 
 def format_trials(name: str, df: Any) -> str:

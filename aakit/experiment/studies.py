@@ -38,6 +38,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from aakit.errors import AakitError
+from aakit.experiment import journal
 from aakit.redact import MASK, redact_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -87,27 +88,27 @@ def describe_storage(url: str | None, default: Path) -> str:
     return redact_text(url)
 
 
-def open_storage(url: str | None, default: Path) -> BaseStorage:
+def open_storage(url: str | None, default: Path, *, read_only: bool = False,
+                 say: journal.Say | None = None) -> BaseStorage:
     """Open (creating if needed) the storage named by ``url``.
+
+    A journal file whose last record a full disk or a power cut left torn is recovered first (a
+    copy kept, one line to ``say``), or with ``read_only`` only warned about
+    (:mod:`aakit.experiment.journal`).
 
     Args:
         url: None for the default journal file, a database URL, ``journal:PATH`` or a ``.log`` path.
         default: the journal file used when ``url`` is None.
+        read_only: the caller only reads: a torn journal is left as it is (one warning line).
+        say: where the recovery line or the warning goes (default: stderr).
 
     Raises:
         StorageError: one line naming the storage and why it cannot be opened.
+        JournalError: a journal with a bad line before its last (file and line named; unchanged).
     """
     path = journal_path(url, default)
     if path is not None:
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # The open lock (O_EXCL lock file) works on every local file system.
-            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-            return optuna.storages.JournalStorage(backend)
-        except (OSError, ValueError) as e:
-            raise StorageError(f"storage {path}: cannot open journal file ({e})") from None
+        return _open_journal(path, read_only, say or journal.stderr)
     assert url is not None
     where = describe_storage(url, default)
     if "://" not in url:
@@ -126,6 +127,20 @@ def open_storage(url: str | None, default: Path) -> BaseStorage:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"storage {where}: cannot connect ({redact_text(msg)})") from None
     return optuna.storages.get_storage(rdb)
+
+
+def _open_journal(path: Path, read_only: bool, say: journal.Say) -> BaseStorage:
+    """A JournalStorage on ``path`` (see :func:`open_storage`), its torn last record handled first."""
+    if read_only:
+        journal.check_journal(path, say)
+    elif path.exists():
+        journal.repair_journal(path, say)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The open lock (O_EXCL lock file) works on every local file system.
+        return optuna.storages.JournalStorage(journal.guarded_backend(path, say))
+    except (OSError, ValueError) as e:
+        raise StorageError(f"storage {path}: cannot open journal file ({e})") from None
 
 
 def _postgres_driver(url: str, where: str) -> str:

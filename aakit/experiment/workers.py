@@ -238,7 +238,7 @@ class Launch:
         results = Path(options.get("results", Path("results")))
         default = studies.default_storage_path(results, kind, name)
         url = options.get("storage")
-        storage = studies.open_storage(url, default)
+        storage = studies.open_storage(url, default, say=options.get("log"))  # recovers a torn journal
         studies.get_or_create_study(storage, study_name, direction="maximize")
         spec = WorkerSpec(results, url, studies.new_session(), options.get("train"), options.get("heartbeat", 30.0),
                           options.get("grace", 600.0), options.get("progress", True), options.get("max_failures", 3))
