@@ -69,19 +69,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path)
+    try:
+        fd, tmp = _create_temp(path)
+    except OSError as e:
+        raise naming(e, path) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise naming(e, path) from e
         raise
+
+
+def naming(e: OSError, path: Path) -> OSError:
+    """``e`` naming ``path``, the file being written: a full disk (``ENOSPC`` from ``write`` or
+    ``fsync``, which name no file) or a refused temp file says which file could not be written,
+    as ``aakit: error: No space left on device (<path>)``. Same errno, same OSError subclass."""
+    if e.errno is None or e.filename == str(path):
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(path))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -120,10 +134,13 @@ def read_json(path: Path) -> Any | None:
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk."""
     line = json.dumps(obj, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise naming(e, Path(path)) from e
 
 
 def parse_jsonl(text: str) -> tuple[list[dict[str, Any]], list[str]]:

@@ -16,7 +16,7 @@ from aakit.config import Config, load_run_config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate, keep_mask, predict_probs, segment
 from aakit.engine.measure import confusions_path
 from aakit.engine.rundir import load_checkpoint_file, recorded_hash
-from aakit.errors import AakitError
+from aakit.errors import AakitError, reason
 from aakit.runs import atomic_write_json, read_json, write_confusions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -37,7 +37,7 @@ def load_run_model(run: Path, device: torch.device | None = None) -> tuple[Confi
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise AakitError(f"{ckpt}: does not fit the run's network ({str(e).splitlines()[0][:120]})") from None
+        raise AakitError(f"{ckpt}: does not fit the run's network ({reason(e, 200)})") from None
     return cfg, model.to(device).eval(), device
 
 

@@ -23,7 +23,7 @@ import torch
 import aakit
 from aakit.config import Config, save_config
 from aakit.data.identity import data_digest, identity_files
-from aakit.errors import AakitError
+from aakit.errors import AakitError, reason
 from aakit.redact import redact_argv, redact_text
 from aakit.runs import (
     append_jsonl,
@@ -280,8 +280,7 @@ def load_checkpoint_file(path: Path, expect_hash: str | None = None) -> dict[str
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:120]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason(e, 200)})") from None
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise CheckpointError(f"{path}: not an aakit checkpoint (no model/step entries)")
     if expect_hash is not None and state.get("config_hash") != expect_hash:

@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from aakit.config import Config
+from aakit.errors import reason
 from aakit.experiment import studies
 from aakit.redact import redact_text
 
@@ -56,9 +57,9 @@ def metric_value(summary: dict[str, Any], metric: str) -> float | None:
 
 
 def one_line(e: BaseException) -> str:
-    """The first line of an error, as stored in a trial and printed (secrets masked)."""
-    text = str(e).strip().splitlines()
-    return redact_text(f"{type(e).__name__}: {text[0]}") if text else type(e).__name__
+    """An error on one line, as stored in a trial and printed (secrets masked): its type, its
+    first line and, for a longer message, its cause (:func:`aakit.errors.reason`)."""
+    return reason(e, 300, text=redact_text(str(e)))  # masked before it is cut
 
 
 def printer(prefix: str) -> Say:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aakit.errors import AakitError
+from aakit.errors import AakitError, reason
 from aakit.models.mobilenet import (
     WEIGHTS_FILE,
     WEIGHTS_SHA256_PREFIX,
@@ -546,7 +546,7 @@ def load_mobilenet_v2(model: nn.Module, backbone: MobileNetV2Backbone, path: str
     try:
         ignored = load_imagenet(backbone, state)
     except (ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: not MobileNetV2 weights ({str(e).splitlines()[0][:160]})") from None
+        raise WeightsError(f"{path}: not MobileNetV2 weights ({reason(e, 200)})") from None
     prefix = "backbone." if backbone is not model else ""
     heads = [k for k in model.state_dict() if not k.startswith("backbone.")] if prefix else []
     return LoadReport(source, "torchvision", loaded=[prefix + k for k in backbone.state_dict()],

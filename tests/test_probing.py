@@ -1,0 +1,134 @@
+"""Failure paths found by probing (issue 27): each bad case says one line, exits 2, changes nothing.
+
+1. two ``aakit train`` of the same run at once: the second is refused (the run directory is locked
+   for the life of the training process; ``kill -9`` leaves no stale lock);
+2. a run that crashes (a corrupt JPEG) under a grid's epoch callback ends ``failed``, not ``interrupted``;
+3. names in any script are kept, and a name never hands back another run;
+4. a ``status.json`` with wrong field types is corrupt; ``pseudo.workers`` above the cores warns;
+5. error reasons are cut between words and keep their cause; a full disk names the file.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aakit.config import load_config
+from aakit.engine.train import train
+from aakit.runs import atomic_write_json, load_run, read_json, run_dir_name, safe_name
+
+from conftest import REPO, run_cli, tiny_overrides
+
+CONFIG = REPO / "experiments" / "synthetic" / "full.yaml"
+BASELINE = REPO / "experiments" / "synthetic" / "baseline.yaml"
+
+
+def _set_args(over: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for k, v in over.items():
+        args += ["--set", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
+    return args
+
+
+def _short(root: Path) -> dict[str, Any]:
+    """One epoch of four steps, no warm-up."""
+    return tiny_overrides(root) | {"train.epochs": 1, "train.cls_warmup_epochs": 0}
+
+
+def _fingerprint(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root``: its sha1 (files) or "dir"."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = "dir" if p.is_dir() else hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _wait_running(proc: subprocess.Popen[bytes], run: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = read_json(run / "status.json")
+        if isinstance(info, dict) and info.get("status") == "running" and info.get("pid") == proc.pid:
+            return
+        assert proc.poll() is None, "the first training ended before it started the run"
+        assert time.monotonic() < deadline, "the first training did not start"
+        time.sleep(0.02)
+
+
+# ----------------------------------------------------------------------------- 5. error reasons
+def test_reasons_are_cut_between_words_and_keep_the_cause() -> None:
+    from aakit.errors import reason
+
+    long = ("Weights only load failed. This file can still be loaded, to do so you have two options, do those "
+            "steps only if you trust the source of the checkpoint.\n\t(1) In PyTorch 2.6, we changed the default "
+            "value of the `weights_only` argument in `torch.load` from `False` to `True`.\n\tWeightsUnpickler "
+            "error: Unsupported global: GLOBAL builtins.set was not an allowed global by default.")
+    out = reason(RuntimeError(long), 160)
+    assert len(out) <= 160 and "\n" not in out and out.startswith("RuntimeError: ")
+    assert "WeightsUnpickler error: Unsupported global" in out
+    def bare(w: str) -> str:
+        return w.rstrip("…").strip(",.;:`")
+
+    words = {bare(w) for w in long.split()} | {"RuntimeError", "", "…"}
+    assert all(bare(w) in words for w in out.split()), out  # no word cut in two
+    assert reason(RuntimeError("x" * 400), 50) == "RuntimeError: " + "x" * 35 + "…"  # one word: cut where it must
+    assert reason(ValueError("short")) == "ValueError: short"
+    assert reason(ValueError()) == "ValueError"
+
+
+def test_a_checkpoint_refused_by_weights_only_says_why(tmp_path: Path) -> None:
+    import argparse
+
+    import torch
+
+    from aakit.engine.rundir import CheckpointError, load_checkpoint_file
+
+    path = tmp_path / "last.pt"
+    torch.save({"model": {}, "step": 1, "args": argparse.Namespace(lr=0.1)}, path)  # not an allowed global
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint_file(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg
+    assert "Unsupported global" in msg and msg.endswith(")")
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import aakit.runs as runs_mod
+
+    run = tmp_path / "runs" / "x-abcd1234"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: x\n")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runs_mod.os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        atomic_write_json(tmp_path / "a.json", {"a": 1})
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "a.json")
+    with pytest.raises(OSError) as e:
+        runs_mod.append_jsonl(tmp_path / "m.jsonl", {"a": 1})
+    assert e.value.filename == str(tmp_path / "m.jsonl")
+    code, out, err = run_cli(["runs", "tag", str(run), "best", "--results", str(tmp_path)],
+                             monkeypatch, capsys)
+    assert code == 2, (out, err)
+    assert err.strip() == f"aakit: error: No space left on device ({run / 'tags.json'})"
+    assert not [p for p in tmp_path.rglob("*.tmp")]
