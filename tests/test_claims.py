@@ -86,8 +86,10 @@ def test_each_verdict_from_the_paired_interval(tmp_path: Path) -> None:
     assert aa["diff"] == pytest.approx(5.0) and aa["paired_std"] == pytest.approx(1.0)
     assert (aa["ci_low"], aa["ci_high"]) == (pytest.approx(5 - t2 / 3**0.5), pytest.approx(5 + t2 / 3**0.5))
     assert (aa["outcome"], aa["wins"], aa["paired"], aa["winner_n"]) == ("supported", 3, 3, 3)
-    assert aa["paper_diff"] == pytest.approx(63.2 - 60.0)
-    assert [(p["seed"], p["winner"], p["loser"]) for p in aa["pairs"]] == [(0, 0.45, 0.40), (1, 0.47, 0.41), (2, 0.46, 0.42)]
+    assert aa["paper_diff"] == 3.2  # as the paper prints it, not 3.200000000000003
+    assert [(p["seed"], p["winner"], p["loser"]) for p in aa["pairs"]] == [(0, pytest.approx(45.0), pytest.approx(40.0)),
+                                                                         (1, pytest.approx(47.0), pytest.approx(41.0)),
+                                                                         (2, pytest.approx(46.0), pytest.approx(42.0))]
 
     lr = rows[("CLS+CE+AA+LR", "CLS+CE+AA")]  # 2, -1, 1.5: the interval holds 0 and the paper's +0.7
     assert lr["paired_mean"] == pytest.approx(0.8333, abs=1e-3) and lr["paired_std"] == pytest.approx(1.6073, abs=1e-3)
@@ -146,8 +148,10 @@ def test_claims_json_lists_pairs_whose_differences_give_the_interval(tmp_path: P
     items = json.loads(said[-1])
     assert {"claim", "paper_effect", "n", "mean_diff", "ci_low", "ci_high", "verdict", "pairs"} <= set(items[0])
     for it in items:
-        diffs = [100 * (p["winner"] - p["loser"]) for p in it["pairs"]]
-        assert it["n"] == len(diffs)
+        diffs = [p["winner"] - p["loser"] for p in it["pairs"]]  # points, as the differences
+        assert it["n"] == len(diffs) and it["unit"] == "val mIoU points (0-100)"
+        assert all(1 < p["winner"] <= 100 for p in it["pairs"]), "per-seed values in points, not fractions"
+        assert it["paper_effect"] is None or it["paper_effect"] == round(it["paper_effect"], 1)
         if len(diffs) >= 2 and statistics.stdev(diffs) > 0:
             lo, hi = sps.t.interval(0.95, len(diffs) - 1, loc=statistics.mean(diffs), scale=sps.sem(diffs))
             assert (it["mean_diff"], it["ci_low"], it["ci_high"]) == (pytest.approx(statistics.mean(diffs)),

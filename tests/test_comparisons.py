@@ -59,7 +59,8 @@ def test_comparisons_pair_the_rows_by_seed_and_apply_the_claims_rule(tmp_path: P
     aa = out[("aa", "base")]  # +5, +4, +4.5
     assert aa["comparison"] == "AA helps" and aa["n"] == 3 and aa["paper_effect"] == 3.2
     assert aa["mean_diff"] == pytest.approx(4.5) and aa["verdict"] == "supported"
-    diffs = [100 * (p["winner"] - p["loser"]) for p in aa["pairs"]]
+    assert aa["unit"] == "val mIoU points (0-100)"
+    diffs = [p["winner"] - p["loser"] for p in aa["pairs"]]
     assert sum(diffs) / 3 == pytest.approx(aa["mean_diff"])
     assert out[("sa", "base")]["verdict"] == "opposite"  # -1.0, -1.2, -1.1
     assert out[("sa", "base")]["comparison"] == "sa beats base"  # default text

@@ -64,6 +64,7 @@ def _seed(value: object) -> int | None:
         return None
 
 
+UNIT = "val mIoU points (0-100)"  # of every number in claims_json / comparisons_json
 Seeded = dict[int, tuple[float, str, float]]  # seed -> (val mIoU in %, run directory name, mIoU as stored)
 
 
@@ -118,8 +119,8 @@ def compare(a: Seeded, b: Seeded, paper_diff: float | None = None) -> dict[str, 
         "paired_mean": nan_to_none(paired.mean_diff), "paired_std": nan_to_none(paired.sd),
         "ci_low": nan_to_none(paired.ci_low), "ci_high": nan_to_none(paired.ci_high), "mde": nan_to_none(paired.mde),
         "seeds_needed": paired.seeds_needed, "outcome": NOT_RUN if not common else paired.verdict,
-        "pairs": [{"seed": s, "winner_run": a[s][1], "loser_run": b[s][1], "winner": a[s][2], "loser": b[s][2]}
-                  for s in common],
+        "pairs": [{"seed": s, "winner_run": a[s][1], "loser_run": b[s][1], "winner": a[s][0], "loser": b[s][0]}
+                  for s in common],  # val mIoU in points, as every difference
     }
 
 
@@ -145,7 +146,8 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
         for other in c.others:
             pw, _ = paper_of(pub, c.table, c.winner, "val")
             po, _ = paper_of(pub, c.table, other, "val")
-            paper_diff = None if pw is None or po is None else pw - po
+            # the paper prints one decimal: 63.2 - 60.0 is 3.2, not 3.200000000000003
+            paper_diff = None if pw is None or po is None else round(pw - po, 1)
             r = compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}), paper_diff)
             r |= {"claim": c.key, "table": c.table, "winner": c.winner, "other": other, "paper_diff": paper_diff}
             comps.append(r)
@@ -244,14 +246,15 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
 
 def claims_json(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
                 index: ResultsIndex | None = None, dropped: list[str] | None = None) -> list[dict[str, object]]:
-    """One object per comparison: ``claim``, ``comparison``, ``paper_effect``, ``n``, ``mean_diff``,
-    ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``seeds_needed`` (for a CI of +-1.0), ``verdict``, ``claim_verdict`` and ``pairs`` (each
-    ``seed``, ``winner_run``, ``loser_run`` and the val mIoU of ``winner`` and ``loser`` as stored
-    in their ``summary.json``, a fraction). Differences are in points: ``mean_diff`` is the mean of
-    ``100 * (winner - loser)`` over the pairs."""
+    """One object per comparison: ``claim``, ``comparison``, ``unit``, ``paper_effect``, ``n``,
+    ``mean_diff``, ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``seeds_needed`` (for a CI of +-1.0),
+    ``verdict``, ``claim_verdict`` and ``pairs`` (each ``seed``, ``winner_run``, ``loser_run`` and the
+    val mIoU of ``winner`` and ``loser``). Every number is in one unit, val mIoU points (0-100,
+    ``unit``): ``mean_diff`` is the mean of ``winner - loser`` over the pairs; ``paper_effect`` is
+    rounded as the paper prints it (one decimal)."""
     df = evaluate_claims(results, preset, grids_dir, index=index, dropped=dropped)
     return [{
-        "claim": r.claim, "table": int(r.table), "comparison": f"{r.winner} vs {r.other}",
+        "claim": r.claim, "table": int(r.table), "comparison": f"{r.winner} vs {r.other}", "unit": UNIT,
         "paper_effect": nan_to_none(r.paper_diff), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
         "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
         "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome,

@@ -23,7 +23,7 @@ import yaml
 
 from aakit import yamlio
 from aakit.errors import AakitError
-from aakit.experiment.claims import Seeded, _count, _interval, _paired, _seeds, _signed, compare
+from aakit.experiment.claims import UNIT, Seeded, _count, _interval, _paired, _seeds, _signed, compare
 from aakit.experiment.costs import costs_table
 from aakit.experiment.gridstate import GridState, parse_comparisons, read_grid_state, read_grid_states
 from aakit.experiment.results import ResultsIndex, load_results
@@ -91,7 +91,7 @@ def comparisons_json(results: Path, name: str) -> list[dict[str, Any]]:
     """As :func:`aakit.experiment.claims.claims_json`, one object per comparison of the grid."""
     df, _ = evaluate_comparisons(results, name)
     return [{
-        "comparison": r.text, "winner_row": r.winner, "other_row": r.other,
+        "comparison": r.text, "winner_row": r.winner, "other_row": r.other, "unit": UNIT,
         "paper_effect": nan_to_none(r.paper_effect), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
         "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
         "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome, "pairs": r.pairs,
