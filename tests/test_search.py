@@ -125,6 +125,7 @@ def test_search_runs_exactly_the_trials_asked_for_and_resumes(tmp_path: Path) ->
     more = S.run_search(path, trials=5, results=results, train=fake_train, **QUIET)
     assert more.ran == [3, 4] and len(study_trials(results)) == 5
 
+    best = max(study_trials(results), key=lambda t: t.value)  # trials 3 and 4 drew new points (issue 27)
     (name, df), = S.show_search(path, results=results)
     assert name == "search-s" and list(df["number"])[0] == best.number and len(df) == 5
     assert list(df["value"]) == sorted(df["value"], reverse=True)
@@ -218,6 +219,126 @@ def test_cli_max_failures_below_one_is_refused_in_one_line(tmp_path: Path, monke
                               str(tmp_path / "r")], monkeypatch, capsys)
     assert code == 2 and "--max-failures 0: must be >= 1" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------- one config, trained once
+def trained_hashes(results: Path) -> list[str]:
+    return [c[0] for c in calls(results)]
+
+
+def trial_hash(t: optuna.trial.FrozenTrial) -> str:
+    return str(t.user_attrs["run"]).rsplit("-", 1)[-1]
+
+
+def check_values_match_configs(results: Path, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Each COMPLETE trial's value is that of the finished run of its config."""
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            summary = json.loads((results / "runs" / t.user_attrs["run"] / "summary.json").read_text())
+            assert summary["hash"] == trial_hash(t) and t.value == pytest.approx(summary["metrics"]["val"]["miou"])
+
+
+def test_seeded_tpe_searches_in_two_processes_train_each_config_once(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_search(tmp_path, SEARCH.replace("sampler: {type: random, seed: 0}", "sampler: {type: tpe, seed: 0}"))
+    results = tmp_path / "results"
+    monkeypatch.setenv("AAKIT_FAKE_SLEEP", "0.03")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_search_process, args=(str(path), str(results), 6, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(90)
+        assert p.exitcode == 0
+    trials = [t for t in study_trials(results) if t.state == TrialState.COMPLETE]
+    assert len(trials) == 6
+    made = trained_hashes(results)
+    assert len(made) == len(set(made)), "a configuration was trained twice"
+    assert {trial_hash(t) for t in trials} == set(made)  # each trial has its config's run
+    check_values_match_configs(results, trials)
+
+
+def test_a_resumed_seeded_search_draws_new_points(tmp_path: Path) -> None:
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    S.run_search(path, trials=3, results=results, train=fake_train, **QUIET)
+    S.run_search(path, trials=5, results=results, train=fake_train, **QUIET)
+    trials = study_trials(results)
+    assert len({trial_hash(t) for t in trials}) == 5 and len(trained_hashes(results)) == 5
+
+
+def test_a_config_already_finished_is_reused_not_trained(tmp_path: Path) -> None:
+    two = "params:\n  loss.dilations: {type: categorical, choices: [[4, 8, 12], [12, 24, 36]]}\n"
+    path = write_search(tmp_path, SEARCH.split("params:")[0] + two + "sampler: {type: random, seed: 0}\n"
+                        "pruner: {type: none}\n")
+    results = tmp_path / "results"
+    said: list[str] = []
+    out = S.run_search(path, trials=5, results=results, train=fake_train, progress=False, log=said.append)
+    trials = study_trials(results)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5  # reused trials count
+    made = trained_hashes(results)
+    assert len(made) == len(set(made)) == len({trial_hash(t) for t in trials}) <= 2  # 5 draws of 2 choices
+    reused = [t for t in trials if t.user_attrs.get("outcome") == "reused"]
+    assert len(reused) == 5 - len(made) and sorted(out.reused) == [t.number for t in reused]
+    assert sorted(out.ran + out.reused) == [0, 1, 2, 3, 4]
+    for t in reused:
+        source = next(u for u in trials if trial_hash(u) == trial_hash(t) and u.user_attrs.get("outcome") != "reused")
+        assert t.user_attrs["run"] == source.user_attrs["run"] and t.value == source.value
+        assert any(f"trial {t.number}: " in m and "reused" in m for m in said)
+    check_values_match_configs(results, trials)
+
+
+def _leave_running_twin(results: Path, path: Path) -> tuple[Any, str]:
+    """Trial 0: RUNNING in this live process with the only config of a one-point space."""
+    search = S.load_search(path)
+    cfg = search.config({"loss.dilations": [4, 8, 12]}, "search-s-t0")
+    st = studies.open_storage(None, studies.default_storage_path(results, "search", "s"))
+    study = studies.get_or_create_study(st, "search-s", direction="maximize")
+    t = study.ask()
+    attrs = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time(), "session": "other",
+             "run": f"search-s-t0-{cfg.hash()}"}
+    for k, v in attrs.items():
+        t.set_user_attr(k, v)
+    return st, cfg
+
+
+@pytest.mark.parametrize("twin_ends", ["complete", "fail"])
+def test_a_config_being_trained_elsewhere_is_waited_for_not_trained_twice(tmp_path: Path, twin_ends: str) -> None:
+    import threading
+
+    from experiment_fakes import write_run
+
+    one = "params:\n  loss.dilations: {type: categorical, choices: [[4, 8, 12]]}\n"
+    path = write_search(tmp_path, SEARCH.split("params:")[0] + one + "sampler: {type: random, seed: 0}\n"
+                        "pruner: {type: none}\n")
+    results = tmp_path / "results"
+    st, cfg = _leave_running_twin(results, path)
+
+    def other_process_finishes() -> None:
+        time.sleep(1.0)
+        if twin_ends == "complete":
+            run = write_run(results, cfg, "search-s-t0")
+            summary = json.loads((run / "summary.json").read_text())
+            studies.finish_trial(st, 0, TrialState.COMPLETE, summary["metrics"]["val"]["miou"])
+        else:
+            studies.finish_trial(st, 0, TrialState.FAIL, attrs={"outcome": "error"})
+
+    thread = threading.Thread(target=other_process_finishes)
+    thread.start()
+    out = S.run_search(path, trials=2, results=results, train=fake_train, heartbeat=0.2, **QUIET)
+    thread.join()
+    trials = study_trials(results)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if twin_ends == "complete":  # trial 1 waited for trial 0 and took its result
+        assert trained_hashes(results) == [] and out.ran == [] and out.reused == [1]
+        assert [t.number for t in done] == [0, 1] and done[1].user_attrs["outcome"] == "reused"
+        assert done[1].value == done[0].value and done[1].user_attrs["run"] == done[0].user_attrs["run"]
+    else:  # trial 0 failed while trial 1 waited: trial 1 trains it, trial 2 reuses that
+        assert trained_hashes(results) == [cfg.hash()] and out.ran == [1] and out.reused == [2]
+        assert [t.number for t in done] == [1, 2] and done[1].value == done[0].value
+    check_values_match_configs(results, done)
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -30,6 +30,12 @@ moment, and the later trial (by number) then sees it is surplus and ends FAIL wi
 was killed stays RUNNING until it is found dead (see :mod:`aakit.experiment.studies`); it is
 then marked FAIL (``outcome = "stale"``) and a new trial takes its place, so none is lost.
 
+A configuration is trained once (:mod:`aakit.experiment.twins`): a trial whose config hash has a
+finished run takes that run's result untrained (COMPLETE, ``outcome = "reused"``), and one whose
+config another live trial is training waits for it and then does the same. With a sampler
+``seed``, trial ``n`` draws its values with ``seed + n``: two processes (or a resumed search) no
+longer draw the same points one after the other.
+
 The default storage is ``results/studies/search-<name>.log`` (optuna-dashboard opens it:
 ``optuna-dashboard results/studies/search-<name>.log``). With ``--set``, the study is
 ``search-<name>-<digest of the overrides>``: a changed objective is a different study.
@@ -49,7 +55,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from aakit.config import Config, ConfigError, apply_overrides, from_dict
 from aakit.errors import AakitError
-from aakit.experiment import studies
+from aakit.experiment import studies, twins
 from aakit.experiment.grid import format_value, override_strings
 from aakit.experiment.launch import Cluster, describe_jobs
 from aakit.experiment.lifecycle import (
@@ -64,6 +70,7 @@ from aakit.experiment.lifecycle import (
     printer,
 )
 from aakit.experiment.specfile import read_spec_file
+from aakit.experiment.twins import REUSED
 from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.redact import redact_text
 from aakit.runs import read_json, run_dir_name, safe_name
@@ -202,11 +209,12 @@ def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
     return search
 
 
-def make_sampler(search: Search, worker_index: int) -> optuna.samplers.BaseSampler:
-    """TPE (constant liar, for parallel workers) or random; the seed is offset per worker."""
+def make_sampler(search: Search, offset: int) -> optuna.samplers.BaseSampler:
+    """TPE (constant liar, for parallel workers) or random; a seed is offset by ``offset`` (a
+    worker's index; then, for each trial, its number: see :func:`_seed_trial`)."""
     opts = {k: v for k, v in search.sampler.items() if k != "type"}
     seed = opts.pop("seed", None)
-    seed = None if seed is None else int(seed) + worker_index
+    seed = None if seed is None else int(seed) + offset
     try:
         if search.sampler["type"] == "random":
             return optuna.samplers.RandomSampler(seed=seed, **opts)
@@ -236,6 +244,7 @@ class SearchResult:
     study: str
     storage: str
     ran: list[int] = field(default_factory=list)  # trial numbers trained here
+    reused: list[int] = field(default_factory=list)  # trial numbers that took a finished run's result, untrained
     failed: list[tuple[int, str]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     job_ids: list[str] = field(default_factory=list)  # --launcher: the submitit jobs (SLURM: submitted only)
@@ -293,28 +302,36 @@ def _search_worker(
     ran: list[int] = []
     failed: list[tuple[int, str]] = []
     in_a_row = 0  # failures
-    while in_a_row < spec.max_failures and (trial := _ask_within_budget(lc, trials)) is not None:
+    seed = (lambda number: _seed_trial(search, lc, number)) if search.sampler.get("seed") is not None else None
+    while in_a_row < spec.max_failures and (trial := _ask_within_budget(lc, trials, seed)) is not None:
         outcome = _run_trial(search, lc, trial, say)
         if outcome.state == "failed":
             failed.append((trial.number, outcome.message))
             in_a_row += 1
             say(f"trial {trial.number} FAILED: {outcome.message}")
         else:
-            ran.append(trial.number)
+            if outcome.message != REUSED:
+                ran.append(trial.number)
             in_a_row = 0
     if in_a_row >= spec.max_failures:  # failed trials do not count towards --trials: without this, forever
         say(f"stopping: {in_a_row} trials in a row failed (last: {failed[-1][1]}; --max-failures N)")
     return {"ran": ran, "failed": failed}
 
 
-def _ask_within_budget(lc: Lifecycle, budget: int) -> optuna.Trial | None:
-    """A new trial, or None once the study counts ``budget`` trials (see :func:`counted`)."""
+def _ask_within_budget(lc: Lifecycle, budget: int, seed: Callable[[int], None] | None = None) -> optuna.Trial | None:
+    """A new trial, or None once the study counts ``budget`` trials (see :func:`counted`);
+    ``seed(n)`` is called with the number the new trial is to get (exact under a journal's lock)."""
     grace = lc.spec.grace
     with lc.budget_lock():
         lc.recover_stale()
-        if len(counted(lc.trials(), grace)) >= budget:
+        trials = lc.trials()
+        if len(counted(trials, grace)) >= budget:
             return None
+        if seed is not None:
+            seed(len(trials))  # before the ask: a multivariate TPE samples at the ask
         trial = lc.ask()
+    if seed is not None and trial.number != len(trials):
+        seed(trial.number)  # a database storage without the lock: another trial came first
     # Safety net for storages without the lock: am I beyond the budget?
     before = [t for t in counted(lc.trials(), grace) if t.number < trial.number]
     if len(before) >= budget:
@@ -323,8 +340,16 @@ def _ask_within_budget(lc: Lifecycle, budget: int) -> optuna.Trial | None:
     return trial
 
 
+def _seed_trial(search: Search, lc: Lifecycle, number: int) -> None:
+    """A seeded sampler draws trial ``number``'s values with ``seed + number``: the same draw for
+    the same trial whichever process asks, and never one stream for two trials (two processes
+    with one seed drew the same points, and so did a resumed search)."""
+    lc.study.sampler = make_sampler(search, number)
+
+
 def _run_trial(search: Search, lc: Lifecycle, trial: optuna.Trial, say: Say) -> Outcome:
-    """Sample the trial's values, train its config, and report to it."""
+    """Sample the trial's values, train its config (unless it was or is being trained: see
+    :mod:`aakit.experiment.twins`), and report to it."""
     claim = Claim.of(trial)
     values = {p.key: p.suggest(trial) for p in search.params}
     name = safe_name(f"{search.study_name}-t{trial.number}")
@@ -332,15 +357,34 @@ def _run_trial(search: Search, lc: Lifecycle, trial: optuna.Trial, say: Say) -> 
         cfg = search.config(values, name)
     except ConfigError as e:  # e.g. a sampled value the schema refuses
         return lc.fail(claim, "error", redact_text(str(e)))
-    lc.set_run(claim, run_dir_name(name, cfg.hash()))
     say(f"trial {trial.number}: " + ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items()))
+    report = _TrialReport(lc.study, trial, search.metric)
+    twin = twins.settle(lc, claim, run_dir_name(name, cfg.hash()), search.metric, say)
+    if twin.action != "train":
+        return _reuse(lc, claim, report, twin, say)
     used = override_strings({**search.fixed, **values}) + search.overrides
-    outcome = lc.run_unit(claim, Job(cfg, name, used), _TrialReport(lc.study, trial, search.metric))
+    outcome = lc.run_unit(claim, Job(cfg, name, used), report)
     if outcome.state == "pruned":
         say(f"trial {trial.number}: {outcome.message}")
     elif outcome.state == "done" and outcome.value is not None:
         say(f"trial {trial.number}: val mIoU {100 * outcome.value:.2f}")
     return outcome
+
+
+def _reuse(lc: Lifecycle, claim: Claim, report: _TrialReport, twin: twins.Twin, say: Say) -> Outcome:
+    """Finish an untrained trial with the result of its config's run (or its twin's PRUNED end)."""
+    source = f"trial {twin.trial}" if twin.trial is not None else f"run {twin.run}"
+    lc.storage.set_trial_user_attr(claim.trial_id, "outcome", REUSED)
+    if twin.trial is not None:
+        lc.storage.set_trial_user_attr(claim.trial_id, "reused_from", twin.trial)
+    if twin.action == "pruned":
+        report.prune()
+        say(f"trial {claim.number}: same config as {source}, which was pruned: pruned too (not trained)")
+        return Outcome("pruned", message=REUSED)
+    assert twin.value is not None and twin.run is not None
+    report.complete(twin.value, twin.run)
+    say(f"trial {claim.number}: same config as {source}: reused its val mIoU {100 * twin.value:.2f} (not trained)")
+    return Outcome("done", run=twin.run, value=twin.value, message=REUSED)
 
 
 def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str] = (),
@@ -365,7 +409,10 @@ def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str]
     out = SearchResult(search.study_name, launch.where)
     done = launch.dispatch(_search_worker, (str(search_path), list(overrides), trials))
     out.ran, out.failed, out.job_ids, out.jobs = done.ran, done.failed, list(done.job_ids), done.jobs
-    out.best = _best(optuna.load_study(study_name=search.study_name, storage=launch.storage))
+    study = optuna.load_study(study_name=search.study_name, storage=launch.storage)
+    out.reused = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("outcome") == REUSED
+                  and t.user_attrs.get("session") == launch.spec.session]
+    out.best = _best(study)
     return out
 
 
@@ -493,6 +540,7 @@ def cli_run(
     if cluster is not None:
         echo(describe_jobs(cluster, out.job_ids, out.jobs))
     echo(f"{out.study} on {out.storage}: ran trials {out.ran or 'none'}"
+         + (f"; reused the result of a run of the same config: trials {out.reused}" if out.reused else "")
          + (f"; failed {[n for n, _ in out.failed]}" if out.failed else ""))
     if out.best:
         params = ", ".join(f"{k}={v}" for k, v in out.best["params"].items())
