@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -339,6 +341,56 @@ def test_a_config_being_trained_elsewhere_is_waited_for_not_trained_twice(tmp_pa
         assert trained_hashes(results) == [cfg.hash()] and out.ran == [1] and out.reused == [2]
         assert [t.number for t in done] == [1, 2] and done[1].value == done[0].value
     check_values_match_configs(results, done)
+
+
+# ----------------------------------------------------------------------------- --show, the study named
+SHOWN = re.compile(r"(search-s-[0-9a-f]{6}) \((\d+) trials?\): (aakit search [^;]*)")
+
+
+def shown_studies(err: str) -> dict[str, tuple[int, list[str]]]:
+    """The studies an error line lists: name -> (trials, the command's arguments after "aakit")."""
+    return {m[1]: (int(m[2]), shlex.split(m[3].strip())[1:]) for m in SHOWN.finditer(err)}
+
+
+def test_show_without_the_set_of_the_run_lists_the_studies_and_how_to_name_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    sets = [["train.epochs=1"], ["train.epochs=2", "loss.dilations=[4, 8]"]]
+    for n, overrides in enumerate(sets):
+        S.run_search(path, trials=2 - n, overrides=overrides, results=results, train=fake_train, **QUIET)
+    code, out, err = run_cli(["search", str(path), "--show", "--results", str(results)], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no study search-s " in err, err
+    listed = shown_studies(err)
+    assert {name: k for name, (k, _) in listed.items()} == {
+        S.load_search(path, sets[0]).study_name: 2, S.load_search(path, sets[1]).study_name: 1}
+    for name, (k, argv) in listed.items():  # the exact command shows that study
+        code, out, err = run_cli(argv, monkeypatch, capsys)
+        assert code == 0 and out.startswith(f"{name} (value") and len(out.strip().splitlines()) == 2 + k, (argv, err)
+
+
+def test_show_names_the_set_of_a_study_made_before_it_was_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    path = write_search(tmp_path)
+    results = tmp_path / "results"
+    name = S.load_search(path, ["train.epochs=1"]).study_name
+    st = studies.open_storage(None, studies.default_storage_path(results, "search", "s"))
+    study = optuna.create_study(storage=st, study_name=name, direction="maximize")  # no user attributes
+    t = study.ask()
+    t.set_user_attr("run", "search-s-t0-0123abcd")
+    study.tell(t, 0.5)
+    run = results / "runs" / "search-s-t0-0123abcd"
+    run.mkdir(parents=True)  # what aakit train records: the search's own overrides, then the --set
+    (run / "provenance.json").write_text(json.dumps({"overrides": ["train.epochs=3", "loss.gamma=1.0",
+                                                                   "train.epochs=1"]}))
+    code, out, err = run_cli(["search", str(path), "--show", "--results", str(results)], monkeypatch, capsys)
+    assert code == 2 and shown_studies(err)[name][0] == 1, err
+    code, out, err = run_cli(shown_studies(err)[name][1], monkeypatch, capsys)
+    assert code == 0 and out.startswith(f"{name} (value"), err
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,7 @@ from aakit.experiment.lifecycle import (
 from aakit.experiment.specfile import read_spec_file
 from aakit.experiment.twins import REUSED
 from aakit.experiment.workers import Launch, RunOptions, check_workers
-from aakit.redact import redact_text
+from aakit.redact import redact_argv, redact_text
 from aakit.runs import read_json, run_dir_name, safe_name
 
 SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description"}
@@ -133,10 +135,7 @@ class Search:
 
     @property
     def study_name(self) -> str:
-        if not self.overrides:
-            return f"search-{self.name}"
-        digest = hashlib.sha256(json.dumps(self.overrides).encode()).hexdigest()[:6]
-        return f"search-{self.name}-{digest}"
+        return study_name(self.name, self.overrides)
 
     def config(self, values: dict[str, Any], run_name: str) -> Config:
         """The config of a trial with the sampled ``values``."""
@@ -144,6 +143,14 @@ class Search:
         data = apply_overrides(data, self.overrides)
         data["name"] = run_name
         return from_dict(data, f"{self.file} (trial values {values})")
+
+
+def study_name(name: str, overrides: Sequence[str]) -> str:
+    """``search-<name>``, or with ``--set`` items ``search-<name>-<digest of the items>``."""
+    if not overrides:
+        return f"search-{name}"
+    digest = hashlib.sha256(json.dumps(list(overrides)).encode()).hexdigest()[:6]
+    return f"search-{name}-{digest}"
 
 
 def _parse_param(key: str, spec: Any, where: str) -> Param:
@@ -406,6 +413,7 @@ def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str]
     check_workers(options, SearchError)
     search = load_search(search_path, overrides)
     launch = Launch.prepare(options, "search", search.name, search.study_name)
+    _record_overrides(launch.storage, search)
     out = SearchResult(search.study_name, launch.where)
     done = launch.dispatch(_search_worker, (str(search_path), list(overrides), trials))
     out.ran, out.failed, out.job_ids, out.jobs = done.ran, done.failed, list(done.job_ids), done.jobs
@@ -414,6 +422,14 @@ def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str]
                   and t.user_attrs.get("session") == launch.spec.session]
     out.best = _best(study)
     return out
+
+
+def _record_overrides(storage: BaseStorage, search: Search) -> None:
+    """The study keeps its ``--set`` items (user attribute ``overrides``, secrets masked), once:
+    ``aakit search --show`` names them when a study is asked for without them."""
+    sid = storage.get_study_id_from_name(search.study_name)
+    if "overrides" not in storage.get_study_user_attrs(sid):
+        storage.set_study_user_attr(sid, "overrides", redact_argv(search.overrides))
 
 
 # ----------------------------------------------------------------------------- showing
@@ -490,8 +506,55 @@ def _show_study(search: Search, results: Path, storage: str | None, top: int) ->
     try:
         study = optuna.load_study(study_name=name, storage=st)
     except KeyError:
-        raise SearchError(f"no study {name} in {studies.describe_storage(storage, default)} (run the search first)") from None
+        raise _no_study(search, st, results, storage) from None
     return name, trials_frame(study).head(top)
+
+
+def _no_study(search: Search, st: BaseStorage, results: Path, storage: str | None) -> SearchError:
+    """No study of this search file and ``--set``: the error names the storage's studies of the
+    search file, each with its trials and the command that shows it (one line)."""
+    where = studies.describe_storage(storage, studies.default_storage_path(results, "search", search.name))
+    asked = f"--set {' '.join(search.overrides)}" if search.overrides else "no --set"
+    others = [s for s in optuna.get_all_study_summaries(st) if s.study_name != search.study_name
+              and re.fullmatch(rf"search-{re.escape(search.name)}(-[0-9a-f]{{6}})?", s.study_name)]
+    if not others:
+        return SearchError(f"no study {search.study_name} in {where} ({asked}; run the search first)")
+    items = []
+    for s in sorted(others, key=lambda s: s.study_name):
+        sets = _study_overrides(st, s.study_name, s.user_attrs, search.name, results)
+        how = "its --set items are not recorded" if sets is None else _show_command(search.file, sets, results, storage)
+        items.append(f"{s.study_name} ({s.n_trials} trial{'' if s.n_trials == 1 else 's'}): {how}")
+    return SearchError(f"no study {search.study_name} in {where} ({asked}); the studies of {search.file} "
+                       f"there: {'; '.join(items)}")
+
+
+def _study_overrides(st: BaseStorage, name: str, attrs: dict[str, Any], search: str, results: Path) -> list[str] | None:
+    """A study's ``--set`` items: recorded on it (:func:`_record_overrides`), else (a study made
+    before) the end of the overrides a run of one of its trials recorded (``provenance.json``)
+    whose digest gives the study's name; None if neither tells."""
+    if isinstance(attrs.get("overrides"), list):
+        return [str(x) for x in attrs["overrides"]]
+    if name == study_name(search, []):
+        return []
+    for t in st.get_all_trials(st.get_study_id_from_name(name), deepcopy=False):
+        run = t.user_attrs.get("run")
+        prov = read_json(Path(results) / "runs" / run / "provenance.json") if isinstance(run, str) else None
+        items = prov.get("overrides") if isinstance(prov, dict) else None
+        if isinstance(items, list):
+            found = [items[i:] for i in range(len(items) + 1) if study_name(search, items[i:]) == name]
+            if found:
+                return [str(x) for x in found[0]]
+    return None
+
+
+def _show_command(search_file: Path, overrides: Sequence[str], results: Path, storage: str | None) -> str:
+    """The ``aakit search FILE --show --set ...`` command line of a study (password masked)."""
+    argv = ["aakit", "search", str(search_file), "--show", *[a for o in overrides for a in ("--set", o)]]
+    if Path(results) != Path("results"):
+        argv += ["--results", str(results)]
+    if storage is not None:
+        argv += ["--storage", studies.describe_storage(storage, Path())]
+    return shlex.join(argv)
 
 
 def format_trials(name: str, df: Any) -> str:
