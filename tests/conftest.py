@@ -5,6 +5,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -16,6 +17,34 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- one Ctrl-C stops the suite
+# A training run in the test process turns Ctrl-C into "stop after this step" (SignalHook), so
+# the test saw a stopped run, failed, and pytest went on to the next test (issue 33). Remember a
+# Ctrl-C that reached the hook, and stop the session as pytest's own Ctrl-C does once the test ends.
+_CTRL_C: list[int] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from aakit.engine import hooks
+
+    on_signal = hooks.SignalHook._on_signal
+
+    def remember(self: hooks.SignalHook, signum: int, frame: object) -> None:
+        if signum == signal.SIGINT:
+            _CTRL_C.append(signum)
+        on_signal(self, signum, frame)
+
+    hooks.SignalHook._on_signal = remember  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    result = yield
+    if not _CTRL_C:
+        return result
+    raise KeyboardInterrupt("Ctrl-C during a training in the test process")
 
 
 @pytest.fixture(scope="session")
