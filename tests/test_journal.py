@@ -73,9 +73,12 @@ def test_inspect_finds_a_torn_last_line_and_refuses_a_bad_middle_one(tmp_path: P
     assert J.inspect_journal(path) is None
     path.write_bytes(rec + b"\n" + rec[:9])
     torn = J.inspect_journal(path)
-    assert torn is not None and (torn.line, torn.offset, torn.whole) == (2, len(rec) + 1, False)
+    assert torn is not None and (torn.line, torn.offset, torn.kind, torn.keep) == (2, len(rec) + 1, "torn", b"")
     path.write_bytes(rec + b"\n" + rec)  # a whole record, only its newline missing
-    assert J.inspect_journal(path).whole  # type: ignore[union-attr]
+    assert J.inspect_journal(path).keep == rec + b"\n"  # type: ignore[union-attr]
+    path.write_bytes(rec + b"\n" + rec[:9] + rec + b"\n")  # a whole record appended to a torn one
+    torn = J.inspect_journal(path)
+    assert torn is not None and (torn.line, torn.kind, torn.keep) == (2, "glued", rec + b"\n")
     path.write_bytes(rec + b"\n" + rec[:9] + b"\n")  # a last line that is not JSON, newline or not
     assert J.inspect_journal(path).line == 2  # type: ignore[union-attr]
     path.write_bytes(rec + b"\n" + rec[:9] + b"\n" + rec + b"\n")
@@ -116,6 +119,20 @@ def test_a_whole_last_record_without_its_newline_is_kept(tmp_path: Path) -> None
                log=said.append)
     assert any("recovered" in m and "newline" in m for m in said)
     assert len(complete_trials(results, "grid", "g")) == 6  # the 4 before and the 2 new ones
+
+
+def test_a_record_appended_to_a_torn_one_is_kept(tmp_path: Path) -> None:
+    """What an append by an older aakit left: the torn record and a whole one on one last line."""
+    results = tmp_path / "results"
+    G.run_grid(write_grid(tmp_path), results=results, train=fake_train, **QUIET)
+    journal = grid_journal(results)
+    data = journal.read_bytes()
+    head, last = data.rstrip(b"\n").rsplit(b"\n", 1)  # the last trial's COMPLETE, glued after a torn record
+    journal.write_bytes(head + b"\n" + last[:25] + last + b"\n")
+    said: list[str] = []
+    G.run_grid(write_grid(tmp_path), results=results, train=fake_train, progress=False, log=said.append)
+    assert any("recovered" in m and "kept the whole one" in m for m in said)
+    assert journal.read_bytes() == data and len(complete_trials(results, "grid", "g")) == 4
 
 
 def test_grid_dry_run_and_read_only_commands_warn_and_leave_the_file(

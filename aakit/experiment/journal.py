@@ -7,14 +7,15 @@ of the file fails on that line. So before a journal is used:
 
 * :func:`repair_journal` (commands that write the journal: ``aakit grid``, ``aakit search``) keeps
   a copy of the file as it was, ``FILE.torn-<UTC time>``, then drops the torn last record (a whole
-  one that only lacks its newline gets the newline instead: nothing is lost), under the journal's
+  one that only lacks its newline gets the newline instead, and a whole one glued after the torn
+  one, as an append by an older aakit left it, is kept: nothing is lost), under the journal's
   lock, and says so in one line;
 * :func:`check_journal` (read-only commands: ``--dry-run``, ``--show``, ``report``, ``runs ls``)
   only warns, and changes nothing;
 * a line before the last that is not a JSON record is another corruption: :class:`JournalError`
   names the file and the line, and nothing is changed.
 
-:class:`GuardedBackend` also repairs a record torn by another process while this one has the
+:func:`guarded_backend` also repairs a record torn by another process while this one has the
 journal open, before it appends (an append must never be glued onto a torn line).
 
 This module imports optuna only when it repairs (the TUI's data layer may use :func:`inspect_journal`).
@@ -45,20 +46,32 @@ def stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+RECORD = b'{"op_code":'  # how every record of Optuna's journal starts
+
+
 @dataclass(frozen=True)
 class Torn:
-    """The torn last line of a journal: its number (from 1), where it starts, its size."""
+    """The torn last line of a journal: its number (from 1), where it starts, its size, and the
+    whole record in it that is kept (with its newline; empty: the line is dropped)."""
 
     path: Path
     line: int
     offset: int
     size: int
-    whole: bool  # a whole JSON record: only its newline is missing
+    keep: bytes = b""
+
+    @property
+    def kind(self) -> str:
+        """``newline`` (a whole record lacks it), ``glued`` (a whole record after a torn one), ``torn``."""
+        if not self.keep:
+            return "torn"
+        return "newline" if len(self.keep) == self.size + 1 else "glued"
 
     def what(self) -> str:
-        if self.whole:
+        if self.kind == "newline":
             return f"line {self.line} is a whole record without its newline"
-        return f"line {self.line} is a torn last record ({self.size} bytes, a write cut short)"
+        glued = ", with a whole record appended after it" if self.kind == "glued" else ""
+        return f"line {self.line} is a torn last record ({self.size - len(self.keep)} bytes, a write cut short{glued})"
 
 
 def _is_record(line: bytes) -> bool:
@@ -68,12 +81,33 @@ def _is_record(line: bytes) -> bool:
         return False
 
 
+def _torn(path: Path, number: int, offset: int, line: bytes, size: int) -> Torn:
+    """A last line that is not a whole record with its newline: what of it is kept.
+
+    A whole record only lacks its newline; a torn record may have a whole one glued after it
+    (an append by an aakit before this check, or by a plain Optuna): that one is kept.
+    """
+    if _is_record(line):
+        return Torn(path, number, offset, size, line + b"\n")
+    start = line.find(RECORD, 1)
+    while start > 0:
+        if _is_record(line[start:]):
+            return Torn(path, number, offset, size, line[start:] + b"\n")
+        start = line.find(RECORD, start + 1)
+    return Torn(path, number, offset, size)
+
+
 def _lines(data: bytes) -> Iterator[tuple[int, int, bytes, bool]]:
-    """(number from 1, offset, bytes without the newline, ends with a newline) of each line."""
+    """(number from 1, offset, bytes without the newline, ends with a newline) of each line,
+    split at ``\n`` only, as Optuna's reader does."""
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()  # the file ends with a newline (or is empty)
     offset = 0
-    for number, line in enumerate(data.splitlines(keepends=True), start=1):
-        yield number, offset, line.rstrip(b"\r\n"), line.endswith(b"\n")
-        offset += len(line)
+    for number, line in enumerate(pieces, start=1):
+        newline = offset + len(line) < len(data)
+        yield number, offset, line, newline
+        offset += len(line) + 1
 
 
 def inspect_journal(path: Path) -> Torn | None:
@@ -94,7 +128,7 @@ def inspect_journal(path: Path) -> Torn | None:
         if number == len(lines):
             if newline and _is_record(line):
                 return None
-            return Torn(path, number, offset, len(data) - offset, not newline and _is_record(line))
+            return _torn(path, number, offset, line, len(data) - offset)
         if not _is_record(line):
             raise JournalError(
                 f"{path}: line {number} of {len(lines)} is not a JSON record, and records follow it "
@@ -145,13 +179,11 @@ def _backup(path: Path) -> Path:
 
 
 def _cut(torn: Torn) -> None:
-    """Drop the torn record (or end the whole one with its newline), durably."""
+    """Replace the torn last line by the whole record kept from it (or by nothing), durably."""
     with open(torn.path, "r+b") as f:
-        if torn.whole:
-            f.seek(0, os.SEEK_END)
-            f.write(b"\n")
-        else:
-            f.truncate(torn.offset)
+        f.truncate(torn.offset)
+        f.seek(torn.offset)
+        f.write(torn.keep)
         f.flush()
         os.fsync(f.fileno())
 
@@ -166,7 +198,8 @@ def repair_locked(path: Path, say: Say = stderr) -> Torn | None:
         _cut(torn)
     except OSError as e:
         raise JournalError(f"{path}: {torn.what()}, but it cannot be recovered ({e.strerror or e})") from None
-    done = "added the missing newline" if torn.whole else "dropped it"
+    done = {"newline": "added the newline", "glued": "dropped the torn record, kept the whole one"}.get(
+        torn.kind, "dropped it")
     say(f"aakit: recovered {path}: {torn.what()}; {done} (the file as it was: {copy})")
     return torn
 
