@@ -158,13 +158,16 @@ def eval_(
     crf: Annotated[bool, typer.Option("--crf/--no-crf", help="Apply the test dense CRF.")] = False,
     rfpc: Annotated[bool, typer.Option("--rfpc/--no-rfpc", help="Report the rfpc number as the main one (both are stored).")] = False,
     save_png: Annotated[Optional[Path], typer.Option("--save-png", help="Write prediction PNGs (VOC palette) here.")] = None,
-    max_images: Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1; default: the run's eval.max_images).")] = None,
+    all_images: Annotated[bool, typer.Option("--all-images", help="Every image of the split, whatever the run's eval.max_images.")] = False,
     force: Annotated[bool, typer.Option("--force/--no-force", help="Replace a stored result measured on more images.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Evaluate a trained run: mIoU and per-class IoU, stored in the run with the protocol.
 
-    A result stored from more images is kept (exit 2) unless --force is given.
+    The run's own settings (eval.max_images, scales, CRF) unless given here. A result stored
+    from more images is kept (exit 2) unless --force is given. Without a terminal, a progress
+    line every tenth of the images; an unfinished run is evaluated with a warning.
     """
     from aakit.config import load_run_config
     from aakit.engine.evaluate import eval_protocol
@@ -174,9 +177,11 @@ def eval_(
         raise AakitError(f"--protocol {protocol!r}: choose ss or msf")
     if max_images is not None and max_images < 1:
         raise AakitError(f"--max-images {max_images}: an evaluation needs at least 1 image")
+    if all_images and max_images is not None:
+        raise AakitError("--all-images and --max-images: give one of them")
     run_dir = _run_dir(run, results)
-    proto = eval_protocol(load_run_config(run_dir / "config.yaml"), protocol=protocol, crf=crf, rfpc=rfpc,
-                          max_images=max_images)
+    count = {"max_images": None} if all_images else {} if max_images is None else {"max_images": max_images}
+    proto = eval_protocol(load_run_config(run_dir / "config.yaml"), protocol=protocol, crf=crf, rfpc=rfpc, **count)
     _echo(evaluate_run(run_dir, proto, split=split, save_png=save_png, force=force))
 
 

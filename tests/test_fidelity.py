@@ -227,3 +227,38 @@ def test_eval_command_keeps_results_from_more_images(crf_run: tuple[Path, Path],
     assert summary["metrics"]["val-ss"]["key"] == "ss@4" and summary["metrics"]["val"]["key"] == "ss+crf@4"
     code, _ = aakit("--max-images", "2", "--force")
     assert code == 0 and stored()["key"] == "ss@2"
+
+
+def test_eval_honours_the_runs_max_images_shows_progress_and_warns_on_an_unfinished_run(
+        crf_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33: `aakit eval RUN` evaluated every image whatever the run's eval.max_images, said
+    nothing without a terminal, and evaluated an interrupted run without a word."""
+    import json
+    import shutil
+
+    src, _ = crf_run
+    results = tmp_path / "results"
+    run = results / "runs" / src.name
+    shutil.copytree(src, run)
+    (run / "eval").exists() and shutil.rmtree(run / "eval")
+
+    def aakit(*argv: str) -> tuple[int, str, str]:
+        return run_cli(["eval", str(run), "--results", str(results), "--protocol", "ss", *argv], monkeypatch, capsys)
+
+    code, out, err = aakit()
+    stored = json.loads((run / "eval" / "val-ss.json").read_text())
+    assert code == 0 and stored["images"] == 4, (stored["key"], err)  # the run's eval.max_images, of 8
+    progress = [line for line in err.splitlines() if "/4 images" in line]
+    assert progress and progress[-1].split(": ")[-1].startswith("4/4 images (100%)"), err
+    assert "warning" not in err
+
+    code, out, err = aakit("--all-images")
+    assert code == 0 and json.loads((run / "eval" / "val-ss.json").read_text())["images"] == 8
+    code, out, err = aakit("--all-images", "--max-images", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(status | {"status": "interrupted", "step": 3}))
+    code, out, err = aakit("--all-images", "--force")
+    assert code == 0 and f"warning: {run.name} is interrupted at step 3, not finished" in err

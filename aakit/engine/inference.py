@@ -5,7 +5,11 @@ A run is reopened from its directory alone: ``config.yaml`` rebuilds the network
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +74,11 @@ def evaluate_run(run: Path, proto: EvalProtocol | None = None, *, split: str = "
         def saver(image_id: str, pred: np.ndarray) -> None:
             save_mask_png(save_png / f"{image_id}.png", pred, info.palette)
 
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"eval {split} {proto.key}", total=len(dataset))
-        per_image: dict[str, np.ndarray] = {}
+    warn_unfinished(run)
+    per_image: dict[str, np.ndarray] = {}
+    with eval_progress(f"eval {run.name} {split} {proto.key}", len(dataset)) as on_image:
         res = evaluate(model, dataset, proto, num_classes=info.num_classes, device=device,
-                       on_image=lambda i, n: bar.update(task, completed=i), save_pred=saver, per_image=per_image)
+                       on_image=on_image, save_pred=saver, per_image=per_image)
     res["plain"]["split"] = res["rfpc"]["split"] = split
     for k, slot in slots.items():
         atomic_write_json(run / "eval" / f"{slot}.json", res[k])
@@ -89,6 +91,43 @@ def evaluate_run(run: Path, proto: EvalProtocol | None = None, *, split: str = "
     lines += [f"  {n:>14s} {'-' if v is None else f'{100 * v:.1f}'}" for n, v in zip(info.class_names, res[main]["iou"])]
     lines.append(f"({slots[other]}: mIoU {100 * res[other]['miou']:.2f})")
     return "\n".join(lines)
+
+
+def warn_unfinished(run: Path, echo: Callable[[str], None] | None = None) -> None:
+    """One line on stderr when the run is not finished: its last checkpoint is what is evaluated."""
+    st = read_json(run / "status.json")
+    status = st.get("status") if isinstance(st, dict) else None
+    if status != "finished":
+        step = f" at step {st['step']}" if isinstance(st, dict) and isinstance(st.get("step"), int) else ""
+        (echo or _stderr)(f"warning: {run.name} is {status or 'of unknown status'}{step}, not finished: "
+                          f"evaluating its last checkpoint")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def eval_progress(title: str, total: int, *, tty: bool | None = None,
+                  echo: Callable[[str], None] | None = None) -> Iterator[Callable[[int, int], None]]:
+    """``on_image(done, total)`` for :func:`aakit.engine.evaluate.evaluate`: a rich bar on a
+    terminal, without one (a pipe, a log file) a plain flushed line every tenth of the images
+    (and the last) with the time so far and an ETA."""
+    if sys.stderr.isatty() if tty is None else tty:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(title, total=total)
+            yield lambda i, n: bar.update(task, completed=i)
+        return
+    say, t0, every = echo or _stderr, time.time(), max(1, -(-total // 10))
+
+    def on_image(i: int, n: int) -> None:
+        if i % every == 0 or i == n:
+            spent = time.time() - t0
+            say(f"{title}: {i}/{n} images ({100 * i / n:.0f}%), {spent:.0f} s, eta {spent / i * (n - i):.0f} s")
+
+    yield on_image
 
 
 def stored_images(run: Path, slot: str) -> tuple[int, str] | None:
