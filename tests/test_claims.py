@@ -238,3 +238,18 @@ def test_into_replaces_only_the_marked_block(tmp_path: Path) -> None:
     assert plain.read_text() == "no markers\n"
     with pytest.raises(R.ReportError, match="--format md"):
         R.cli_run(into=doc, **(run | {"fmt": "csv"}))
+
+
+def test_the_demo_ends_with_the_stored_multi_seed_answer_not_a_typed_one(tmp_path: Path) -> None:
+    """Issue 33: `make demo` says what one epoch cannot show and the stored paired result."""
+    from aakit.engine.demo import what_the_demo_shows
+
+    results, grids = setup(tmp_path)
+    t1 = next(c for c in C.claims_json(results, "synthetic", grids) if c["claim"] == "T1-AA")
+    text = "\n".join(what_the_demo_shows(results, grids))
+    assert "cannot show: whether the method helps" in text
+    assert (f"{t1['mean_diff']:+.1f} points, 95 % interval [{t1['ci_low']:+.1f}, {t1['ci_high']:+.1f}]" in text
+            and f"({t1['n']} seeds" in text), text
+    empty = tmp_path / "empty"
+    (empty / "runs").mkdir(parents=True)
+    assert "docs/reproduction.md (no stored runs" in "\n".join(what_the_demo_shows(empty, grids))

@@ -55,7 +55,29 @@ def run_demo(*, results: Path, data: Path, echo: Callable[[str], None] = print) 
         echo(f"{r['run']:24s} {pct(r['val'], 9)} {pct(r['val_rfpc'], 9)} {pct(r['train'], 7)} "
              f"{pct(r['pseudo'], 7)} {r['minutes']:5.1f}")
     echo("(mIoU in %, background included; pseudo = pseudo-label mIoU on train images at the last epoch)")
+    for line in what_the_demo_shows(results):
+        echo(line)
     return rows
+
+
+def what_the_demo_shows(results: Path, grids_dir: Path | None = None) -> list[str]:
+    """What one seed of a one-epoch run can and cannot show, and the committed 20-seed answer,
+    read from the stored runs under ``results`` (the claim T1-AA of aakit.experiment.claims)."""
+    from aakit.experiment.claims import claims_json
+
+    lines = ["", "What this shows: the whole pipeline runs (benchmark, CAM, dense-CRF pseudo labels, AA and LR",
+             "losses, evaluation). What it cannot show: whether the method helps. One seed of a one-epoch",
+             "schedule cannot decide that, whichever row comes out ahead."]
+    try:
+        t1 = next((c for c in claims_json(results, "synthetic", grids_dir) if c["claim"] == "T1-AA" and c["n"]), None)
+    except Exception:  # noqa: BLE001 - no stored runs to read (another --results): say where the answer is
+        t1 = None
+    if t1 is None or t1["ci_low"] is None:
+        return [*lines, f"The paired multi-seed answer is in docs/reproduction.md (no stored runs of it under {results})."]
+    return [*lines, f"The stored answer ({t1['n']} seeds, paired by seed, full schedule, {results}/runs): "
+            f"{t1['comparison']} {t1['mean_diff']:+.1f} points, 95 % interval [{t1['ci_low']:+.1f}, "
+            f"{t1['ci_high']:+.1f}], seed-to-seed sd of the difference {t1['sd']:.1f} points "
+            f"(aakit report --claims; docs/reproduction.md)."]
 
 
 def _demo_overrides(path: Path) -> dict[str, object]:
