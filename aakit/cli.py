@@ -159,7 +159,7 @@ def eval_(
     rfpc: Annotated[bool, typer.Option("--rfpc/--no-rfpc", help="Report the rfpc number as the main one (both are stored).")] = False,
     save_png: Annotated[Optional[Path], typer.Option("--save-png", help="Write prediction PNGs (VOC palette) here.")] = None,
     max_images: Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1; default: the run's eval.max_images).")] = None,
-    all_images: Annotated[bool, typer.Option("--all-images", help="Every image of the split, whatever the run's eval.max_images.")] = False,
+    all_images: Annotated[bool, typer.Option("--all-images/--no-all-images", help="Every image of the split, whatever the run's eval.max_images.")] = False,
     force: Annotated[bool, typer.Option("--force/--no-force", help="Replace a stored result measured on more images.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
