@@ -484,8 +484,8 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found{not_found_hint(path)}")
     data = load_yaml_file(path)
-    if data is None:
-        data = {}
+    if data is None or data == {}:  # not "the defaults": an empty file is a mistake (a truncated copy, a typo)
+        raise ConfigError(f"{path}: empty config: give at least one key, e.g. _base_: synthetic/full")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
     bases = data.pop("_base_", None)

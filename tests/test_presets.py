@@ -164,3 +164,13 @@ def test_the_resolver_is_stdlib_only() -> None:
     code = "import sys, aakit.presets\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'torch', 'typer')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_preset_description_cites_an_issue_number() -> None:
+    """Issue 33: a user of `aakit configs ls` cannot look up "issue 17"; the docs are named instead."""
+    import re
+
+    from aakit.presets import list_presets
+
+    cited = [(n, d) for n, d in list_presets() if re.search(r"\bissues? \d", d)]
+    assert cited == []

@@ -71,3 +71,12 @@ def test_the_cli_takes_lr_1e_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               "--set", "optim.lr=1e-3", "--set", "loss.lambda_lr=1E-2"], monkeypatch, capsys)
     assert code == 0, err
     assert "lr: 0.001" in out and "lambda_lr: 0.01" in out
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
+def test_an_empty_config_file_is_refused_not_taken_as_the_defaults(text: str, tmp_path: Path) -> None:
+    from aakit.config import ConfigError, load_config
+
+    (tmp_path / "empty.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"empty\.yaml: empty config"):
+        load_config(tmp_path / "empty.yaml")
