@@ -7,6 +7,7 @@ Every user mistake (bad config, bad path, bad data layout, bad weights file) is 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,7 +61,24 @@ class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving a checkpoint (exit code 130)."""
 
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root (runs/, grids/, studies/).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set loss.lambda_aa=0.2; a list in brackets: --set 'loss.dilations=[4,8,12]' (repeatable).")]
+def _complete_preset(prefix: str) -> Callable[[str], list[str]]:
+    """Tab completion of shipped preset names under ``prefix`` (``synthetic/``, ``grids/``)."""
+    def complete(incomplete: str) -> list[str]:
+        from aakit.presets import preset_names
+
+        return [n for n in preset_names() if n.startswith(prefix) and n.startswith(incomplete)]
+    return complete
+
+
+def _complete_set(incomplete: str) -> list[str]:
+    """Tab completion of ``--set`` keys: every dotted key of the config schema, then ``=``."""
+    from aakit.config import Config
+    from aakit.runlist import flatten
+
+    return [f"{k}=" for k in sorted(flatten(Config().to_dict())) if k.startswith(incomplete)]
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", autocompletion=_complete_set, help="Override a config key, e.g. --set loss.lambda_aa=0.2; a list in brackets: --set 'loss.dilations=[4,8,12]' (repeatable).")]
 MaxFailuresOpt = Annotated[int, typer.Option("--max-failures", help="A worker stops after this many of its points or trials fail in a row (>= 1).")]
 # --launcher and its SLURM options (aakit grid, aakit search): aakit.experiment.launch
 LauncherOpt = Annotated[Optional[str], typer.Option("--launcher", help="Run the --workers as submitit jobs: local (this machine) or slurm (one job array). Needs submitit, the cluster extra.")]
@@ -99,7 +117,7 @@ def _err(msg: str) -> None:
 # ----------------------------------------------------------------------------- train / eval
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config, or a preset name: synthetic/full (aakit configs ls).")] = None,
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config, or a preset name: synthetic/full (aakit configs ls).", autocompletion=_complete_preset(""))] = None,
     set_: SetOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config's name).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
@@ -320,7 +338,7 @@ def weights_convert(
 # ----------------------------------------------------------------------------- experiments
 @app.command()
 def grid(
-    grid_file: Annotated[Path, typer.Argument(help="Grid YAML, or a preset name: grids/table1 (aakit configs ls).")],
+    grid_file: Annotated[Path, typer.Argument(help="Grid YAML, or a preset name: grids/table1 (aakit configs ls).", autocompletion=_complete_preset("grids/"))],
     set_: SetOpt = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
@@ -351,7 +369,7 @@ def grid(
 
 @app.command()
 def search(
-    search_file: Annotated[Optional[Path], typer.Argument(help="Search YAML, or a preset name: searches/synthetic.")] = None,
+    search_file: Annotated[Optional[Path], typer.Argument(help="Search YAML, or a preset name: searches/synthetic.", autocompletion=_complete_preset("searches/"))] = None,
     trials: Annotated[int, typer.Option("--trials", help="Trials to run in total (across workers).")] = 10,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal file in results/studies/).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
@@ -393,17 +411,25 @@ def report(
     suite: Annotated[Optional[str], typer.Option("--suite", metavar="NAME", help="Fill the tables from the grids whose file says suite: NAME (default: those without a suite).")] = None,
     results: ResultsOpt = Path("results"),
     data: Annotated[Optional[Path], typer.Option("--data", help="With --figures: the data set whose images and ground truth Figure 5 shows (default: the runs' data.root).")] = None,
+    tables: Annotated[bool, typer.Option("--tables/--no-tables", help="The full report on the terminal: Tables 1-6, the claims in full, grid costs, the suite's own comparisons (--format md/latex/csv, --out and --into always give it).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose/--no-verbose", "-v", help="List every run left out of a table, and why, on stderr (default: one line with their count).")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every run afresh, without the cache of what was read (results/.cache).")] = False,
 ) -> None:
-    """Rebuild the paper's Tables 1-6 from stored runs, beside the published numbers.
+    """The paper's claims tested on stored runs; with --tables, Tables 1-6 beside the published numbers.
 
-    Without --table, the claims of Tables 1-4 follow the tables, each judged on the paired
-    per-seed differences (95 % t-interval; aakit.experiment.claims). The runs left out of a table (unfinished,
-    corrupt...) are named on stderr, with why; a results directory without runs is an error.
+    By default: each claim of Tables 1-4 with its verdict (supported, opposite, smaller than the
+    paper's, inconclusive, not run), judged on the paired per-seed differences (95 % t-interval;
+    aakit.experiment.claims), then how to see the full tables. The difference to the paper's
+    numbers is shown on the paper's data (--preset voc) only. The runs left out of a table
+    (unfinished, corrupt...) are counted in one line on stderr (--verbose: each, with why); a
+    results directory without runs is an error.
     """
     from aakit.experiment import report as report_mod
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
-                       claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite)
+                       claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite,
+                       tables=tables, verbose=verbose,
+                       cache=None if no_cache else results / ".cache")
 
 
 # ----------------------------------------------------------------------------- presets

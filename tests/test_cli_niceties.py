@@ -250,3 +250,22 @@ def test_report_data_refuses_bad_use(extra: list[str], expect: str, moved_data: 
                              monkeypatch, capsys)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and expect in err and err.startswith("aakit: error: --data ")
+
+
+@pytest.mark.parametrize("words,cword,expect,absent", [
+    ("aakit train synthetic/f", 2, {"synthetic/full", "synthetic/full_supervision"}, {"voc/full"}),
+    ("aakit grid grids/v2/t", 2, {"grids/v2/table1", "grids/v2/table4"}, {"synthetic/full"}),
+    ("aakit search searches/", 2, {"searches/synthetic", "searches/voc"}, {"grids/table1"}),
+    ("aakit train synthetic/full --set loss.lam", 4, {"loss.lambda_aa=", "loss.lambda_lr="}, {"loss.gamma="}),
+])
+def test_preset_names_and_set_keys_tab_complete(words: str, cword: int, expect: set[str], absent: set[str]) -> None:
+    """Issue 33: bash completion (aakit --install-completion) offers preset names and --set keys."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_AAKIT_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    code = "import sys; from aakit.cli import main; sys.argv = ['aakit']; main()"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
+    got = set(out.split())
+    assert expect <= got and not (absent & got), out
