@@ -41,7 +41,32 @@ from aakit.presets import presets_root
 
 
 
-def timeit(fn: Callable[[], Any], repeats: int) -> float:
+class Timing(float):
+    """A median of seconds that remembers its calls: ``n``, the fastest ``lo`` and slowest ``hi``
+    (a float everywhere else; JSON writes the median)."""
+
+    n: int
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(cls, times: list[float]) -> Timing:
+        t = cls(statistics.median(times))
+        t.n, t.lo, t.hi = len(times), min(times), max(times)
+        return t
+
+    def mark(self) -> str:
+        """"†" for fewer than 3 calls (one slow call is not set apart), "*" where the slowest call
+        took over 1.5x the fastest (an outlier or a loaded machine), else ""."""
+        if self.n < 3:
+            return "†"
+        return "*" if self.hi > SPREAD_MARK * self.lo else ""
+
+
+SPREAD_MARK = 1.5  # slowest / fastest call above which a figure is marked
+
+
+def timeit(fn: Callable[[], Any], repeats: int) -> Timing:
     """Median seconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
     fn()
     times = []
@@ -49,10 +74,10 @@ def timeit(fn: Callable[[], Any], repeats: int) -> float:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return Timing.of(times)
 
 
-def timeit_many(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def timeit_many(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Timing]:
     """Median seconds of each function, the calls interleaved round-robin after one warm-up each.
 
     Interleaving makes the figures that are compared with each other (variants of a step, worker
@@ -67,7 +92,7 @@ def timeit_many(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, fl
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: Timing.of(v) for k, v in times.items()}
 
 
 def _preset_config(preset: str) -> Config:
@@ -491,6 +516,16 @@ def crf_rows(fig: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def spread_legend(marks: set[str]) -> list[str]:
+    """The lines that explain the marks a table shows."""
+    lines = []
+    if "†" in marks:
+        lines.append("† fewer than 3 timed calls: a single call can be an outlier (--repeats 5)")
+    if "*" in marks:
+        lines.append(f"* the slowest call took over {SPREAD_MARK}x the fastest: an outlier or a loaded machine")
+    return lines
+
+
 def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[[str], None],
             batch: int | None = None) -> dict[str, Any]:
     """``aakit bench``: run the benchmark, print the table, optionally write the JSON."""
@@ -511,12 +546,17 @@ def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("unit")
+    marks = set()
     for key, label, unit in [*ROWS, *crf_rows(fig)]:
         v = fig.get(key)
         if v is None:
             continue
-        table.add_row(label, str(v) if isinstance(v, int) else f"{v:.4g}", unit)
+        mark = v.mark() if isinstance(v, Timing) else ""
+        marks.add(mark)
+        table.add_row(label, (str(v) if isinstance(v, int) else f"{v:.4g}") + mark, unit)
     console.print(table)
+    for line in spread_legend(marks):
+        echo(line)
     if json_out is not None:
         from aakit.runs import atomic_write_json
 

@@ -58,3 +58,19 @@ def test_benchmark_script_is_a_plain_runner() -> None:
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "synthetic" in out.stdout and "--voc" in out.stdout
+
+
+def test_a_figure_from_too_few_calls_or_with_a_wide_spread_is_marked() -> None:
+    """Issue 33: `bench --repeats 1` showed its figures as if they were medians of many calls."""
+    import json
+
+    from aakit.bench import Timing, spread_legend, timeit
+
+    one = timeit(lambda: None, 1)
+    assert one.n == 1 and one.mark() == "†"
+    steady, outlier = Timing.of([1.0, 1.1, 1.05]), Timing.of([1.0, 1.0, 2.0])
+    assert (steady, steady.mark()) == (1.05, "") and (outlier, outlier.mark()) == (1.0, "*")
+    assert json.loads(json.dumps({"x": outlier})) == {"x": 1.0}  # still a plain number in the JSON
+    legend = spread_legend({one.mark(), outlier.mark(), ""})
+    assert len(legend) == 2 and legend[0].startswith("†") and legend[1].startswith("*")
+    assert spread_legend({""}) == []
