@@ -198,6 +198,8 @@ def describe_run(path: Path) -> str:
     lines = [f"run       {info.name}", f"path      {info.path}",
              f"status    {info.status}" + (f" ({info.problem})" if info.problem else "")
              + f", {100 * info.progress:.0f}% done"]
+    if info.status == "failed" and info.status_info.get("error"):
+        lines.append(f"error     {info.status_info['error']}")
     if isinstance(prov, dict) and prov.get("command"):
         lines.append(f"command   {' '.join(map(str, prov['command']))}")
         lines.append(f"commit    {prov.get('git_commit') or '-'}{' (dirty)' if prov.get('git_dirty') else ''}")

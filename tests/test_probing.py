@@ -72,6 +72,56 @@ def _wait_running(proc: subprocess.Popen[bytes], run: Path, timeout: float = 120
         time.sleep(0.02)
 
 
+# ----------------------------------------------------------------------------- 2. a crash is a failure
+def _corrupt_copy(tiny_synth: Path, dest: Path) -> Path:
+    root = dest / "set"
+    shutil.copytree(tiny_synth, root)
+    ids = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    jpeg = root / "JPEGImages" / f"{ids[0]}.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG any more")
+    return root
+
+
+def test_a_crash_in_a_grid_point_leaves_the_run_failed_with_its_error(
+        tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from aakit.tui.data import RunTracker
+
+    root = _corrupt_copy(tiny_synth, tmp_path)
+    cfg = load_config(BASELINE, _short(root))
+    results = tmp_path / "results"
+    epochs: list[int] = []
+    with pytest.raises(Exception) as raised:  # a grid worker passes its epoch callback
+        train(cfg, results=results, progress=False, epoch_callback=lambda e, r: epochs.append(e))
+    assert not isinstance(raised.value, KeyboardInterrupt)
+    run = results / "runs" / run_dir_name(cfg.name, cfg.hash())
+    info = json.loads((run / "status.json").read_text())
+    assert info["status"] == "failed"
+    assert isinstance(info.get("error"), str) and "\n" not in info["error"] and info["error"]
+    assert load_run(run).status == "failed"
+    tracker = RunTracker(run)
+    tracker.update()
+    assert tracker.row().status == "failed"
+    code, out, _ = run_cli(["runs", "ls", "--results", str(results)], monkeypatch, capsys)
+    assert code == 0 and "failed" in out and "interrupted" not in out
+    code, out, _ = run_cli(["runs", "show", run.name, "--results", str(results)], monkeypatch, capsys)
+    assert code == 0 and f"error     {info['error']}" in out
+
+
+def test_a_stop_raised_by_the_epoch_callback_is_still_interrupted(tiny_synth: Path, tmp_path: Path) -> None:
+    """An Optuna trial pruned by its callback stops the run: interrupted (resumable), not failed."""
+    class Pruned(Exception):
+        pass
+
+    def prune(epoch: int, record: dict[str, Any]) -> None:
+        raise Pruned(f"pruned after epoch {epoch}")
+
+    cfg = load_config(BASELINE, tiny_overrides(tiny_synth) | {"train.cls_warmup_epochs": 0})
+    with pytest.raises(Pruned):
+        train(cfg, results=tmp_path, progress=False, epoch_callback=prune)
+    run = tmp_path / "runs" / run_dir_name(cfg.name, cfg.hash())
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+
+
 # ----------------------------------------------------------------------------- 5. error reasons
 def test_reasons_are_cut_between_words_and_keep_the_cause() -> None:
     from aakit.errors import reason

@@ -39,6 +39,8 @@ from aakit.engine.measure import (
 )
 from aakit.engine.rundir import RunWriter, load_checkpoint_file
 from aakit.engine.trainer import HookBase, TrainingInterrupted
+from aakit.errors import reason
+from aakit.redact import redact_text
 from aakit.runs import write_confusions
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -245,7 +247,11 @@ class EpochCallbackHook(HookBase):
     def after_epoch(self) -> None:
         record = self.trainer.epoch_record
         if record is not None and "miou" in record:
-            self.callback(self.trainer.epoch + 1, record)
+            try:
+                self.callback(self.trainer.epoch + 1, record)
+            except BaseException as e:
+                self.trainer.stop_request = e  # a stop (the run is interrupted), not a failure
+                raise
 
 
 class SignalHook(HookBase):
@@ -310,19 +316,31 @@ class SummaryHook(HookBase):
 
 class StatusHook(HookBase):
     """status.json, the one place it is written: running at the start, then finished (after the
-    summary), interrupted (stopped) or ``on_error`` (an exception: failed; a run driven by an
-    epoch callback, whose callback stops it by raising, is interrupted)."""
+    summary), interrupted (stopped by a signal, Ctrl-C, or an epoch callback that raised to stop
+    the run: an Optuna trial pruned) or failed, with the error on one line (any other exception:
+    a corrupt image, a diverged loss, a full disk)."""
 
-    def __init__(self, writer: RunWriter, on_error: str = "failed") -> None:
-        self.writer, self.on_error = writer, on_error
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
 
     def before_train(self) -> None:
         self.writer.set_status("running", steps_total=self.trainer.total_steps, world_size=self.trainer.dist.world)
 
     def after_train(self) -> None:
         t = self.trainer
-        status = {"finished": "finished", "stopped": "interrupted"}.get(t.outcome, self.on_error)
-        self.writer.set_status(status, step=t.step)
+        if t.outcome in ("finished", "stopped"):
+            self.writer.set_status("finished" if t.outcome == "finished" else "interrupted", step=t.step)
+        elif _is_stop(t.error, t.stop_request):
+            self.writer.set_status("interrupted", step=t.step)
+        else:
+            error = reason(t.error, 300, text=redact_text(str(t.error))) if t.error is not None else "unknown error"
+            self.writer.set_status("failed", step=t.step, error=error)
+
+
+def _is_stop(error: BaseException | None, stop_request: BaseException | None) -> bool:
+    """An exception that stops a run rather than fails it: Ctrl-C outside the signal hook, an
+    exit, or what the epoch callback raised."""
+    return isinstance(error, (KeyboardInterrupt, SystemExit)) or (error is not None and error is stop_request)
 
 
 class BestCheckpoint(HookBase):

@@ -208,7 +208,11 @@ class RunWriter:
             self.record_resume(resume_step, prov)
 
     def set_status(self, status: str, **extra: Any) -> None:
-        info = read_json(self.path / "status.json") or {}
+        """Write ``status.json``: ``status``, this process, the time and ``extra`` (``error``:
+        the one line of a failure, kept only while the run is failed)."""
+        info = read_json(self.path / "status.json")
+        info = info if isinstance(info, dict) else {}
+        info.pop("error", None)
         info.update(
             status=status,
             pid=os.getpid(),

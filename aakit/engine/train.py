@@ -284,7 +284,7 @@ def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_c
         SignalHook(stop_after_steps),
         SummaryHook(writer, data.val, data.num_classes, evaluation),
         *(h.closer() for h in trackers),  # after the summary: hyper-parameters and final metrics, then close
-        StatusHook(writer, on_error="interrupted" if epoch_callback is not None else "failed") if main else None,
+        StatusHook(writer) if main else None,
     ]
     return [h for h in hooks if h is not None]
 

@@ -153,6 +153,8 @@ class Trainer:
         self.images_per_s = 0.0
         self.epoch_record: dict[str, Any] | None = None
         self.outcome: Outcome = "running"
+        self.error: BaseException | None = None  # what ended the run, when it failed
+        self.stop_request: BaseException | None = None  # what an epoch callback raised to stop the run
         self.t_start = 0.0  # time.time() when train() starts, less the time of earlier sittings
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -192,8 +194,8 @@ class Trainer:
             self.outcome = "finished"
         except TrainingInterrupted:
             self.outcome = "stopped"
-        except BaseException:
-            self.outcome = "failed"
+        except BaseException as e:
+            self.outcome, self.error = "failed", e
             raise
         finally:
             self.release()
