@@ -204,3 +204,20 @@ def test_a_search_recovers_its_torn_journal_and_show_only_warns(
     assert any("recovered" in m and str(journal) in m for m in said)
     assert backups(journal)[0].read_bytes() == torn
     assert complete_trials(results, "search", "s") == [0, 1, 2]
+
+
+def test_the_tui_shows_a_torn_journal_and_its_trials_and_changes_nothing(tmp_path: Path) -> None:
+    """The dashboard read a torn journal in silence; now each of its studies carries a warning."""
+    from aakit.tui.data import StudyReader
+
+    results = tmp_path / "results"
+    G.run_grid(write_grid(tmp_path), results=results, train=fake_train, **QUIET)
+    journal = grid_journal(results)
+    _, torn = tear(journal)
+    (study,) = StudyReader(results).read()
+    assert study.error is None and study.warning and "torn last record" in study.warning
+    assert sum(t.state == "COMPLETE" for t in study.trials) == 4  # gamma 0, 2 x seeds 0, 1
+    assert journal.read_bytes() == torn and sorted(p.name for p in journal.parent.iterdir()) == [journal.name]
+    journal.write_bytes(b"not json\n" + torn)
+    (bad,) = StudyReader(results).read()
+    assert bad.error and "line 1" in bad.error

@@ -405,7 +405,8 @@ class MainScreen(AakitScreen):
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in st.best_params.items())
             rows.append((key, (
                 st.name, st.file.name, ",".join(st.directions) or "-", str(len(st.trials)),
-                Text(st.error, style="red") if st.error else states, best, params,
+                Text(st.error, style="red") if st.error else
+                Text(f"{states}  ! {st.warning}", style="yellow") if st.warning else states, best, params,
             )))
         table = self.query_one("#studies-table", KeyedTable)
         table.show(rows)

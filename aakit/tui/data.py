@@ -612,6 +612,7 @@ class StudyInfo:
     best_values: tuple[float, ...] | None = None
     best_params: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    warning: str | None = None  # e.g. a torn last record of the journal (read as far as it is whole)
 
     @property
     def state_counts(self) -> dict[str, int]:
@@ -683,6 +684,19 @@ class StudyReader:
         return out
 
     def _read_file(self, f: Path) -> list[StudyInfo]:
+        from aakit.experiment.journal import JournalError, inspect_journal
+
+        try:  # the dashboard only reads: a torn journal is shown, the next grid or search recovers it
+            torn = inspect_journal(f)
+        except JournalError as e:
+            return [StudyInfo(name=f.stem, file=f, error=str(e))]
+        studies = self._read_studies(f)
+        if torn is None:
+            return studies
+        warning = f"{torn.what()}: the next aakit grid or search on it recovers it"
+        return [dataclasses.replace(st, warning=warning) for st in studies]
+
+    def _read_studies(self, f: Path) -> list[StudyInfo]:
         try:
             import optuna
 
