@@ -336,7 +336,35 @@ def read_status(path: Path) -> tuple[dict[str, Any], str | None]:
     that is not a JSON object is: ``"status.json: not valid JSON"``. Written atomically, it is
     never torn by a crash, so a bad one means damage (a full disk, a copy cut short, a hand edit).
     """
-    return _read_object(Path(path), "status.json")
+    data, problem = _read_object(Path(path), "status.json")
+    problem = problem or _status_problem(data)
+    return ({} if problem else data), problem
+
+
+#: What ``status.json``'s fields hold (``null`` is allowed for all but ``status``).
+_STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "pid": (int,), "host": (str,), "updated": (int, float), "started": (int, float), "step": (int,),
+    "steps_total": (int,), "world_size": (int,), "error": (str,),
+}
+_WRITTEN = ("running", "finished", "failed", "interrupted")  # what the engine writes
+
+
+def _status_problem(info: dict[str, Any]) -> str | None:
+    """Why a ``status.json`` object is corrupt (a field of the wrong type), else None:
+    ``{"status": 42}`` says ``"status.json: status = 42 (should be one of running, ...)"``."""
+    if "status" in info and info["status"] not in _WRITTEN:
+        return f"status.json: status = {_shown(info['status'])} (should be one of {', '.join(_WRITTEN)})"
+    for key, kinds in _STATUS_FIELDS.items():
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            what = "a text" if kinds == (str,) else "an integer" if kinds == (int,) else "a number"
+            return f"status.json: {key} = {_shown(value)} (should be {what})"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def read_summary(path: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -122,6 +122,52 @@ def test_a_stop_raised_by_the_epoch_callback_is_still_interrupted(tiny_synth: Pa
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
 
+# ----------------------------------------------------------------------------- 4. status types, workers
+@pytest.mark.parametrize("status,why", [
+    ({"status": 42}, "status"),
+    ({"status": "done"}, "status"),
+    ({"status": "running", "pid": "12"}, "pid"),
+    ({"status": "running", "pid": True}, "pid"),
+    ({"status": "finished", "updated": "yesterday"}, "updated"),
+    ({"status": "failed", "host": 3}, "host"),
+    ({"status": "failed", "error": ["x"]}, "error"),
+])
+def test_status_json_with_wrong_field_types_is_corrupt(status: dict[str, Any], why: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from aakit.tui.data import RunTracker
+
+    run = tmp_path / "runs" / "x-abcd1234"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "status.json").write_text(json.dumps(status))
+    info = load_run(run)
+    assert info.status == "corrupt" and "status.json" in info.problem and why in info.problem
+    tracker = RunTracker(run)
+    tracker.update()
+    assert tracker.row().status == "corrupt"
+    code, out, _ = run_cli(["runs", "ls", "--results", str(tmp_path)], monkeypatch, capsys)
+    assert code == 0 and "corrupt" in out and " 42 " not in out
+
+
+def test_pseudo_workers_above_the_cores_warn_at_training_start(
+        tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import aakit.engine.train as train_mod
+
+    monkeypatch.setattr(train_mod, "available_cores", lambda: 2)
+    cfg = load_config(BASELINE, _short(tiny_synth) | {"pseudo.workers": 64})
+    monkeypatch.setattr(train_mod, "_build_data", lambda cfg: (_ for _ in ()).throw(RuntimeError("stop here")))
+    with pytest.raises(RuntimeError, match="stop here"):
+        train(cfg, results=tmp_path, progress=False)
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "pseudo.workers" in x]
+    assert "warning" in line and "64" in line and "2" in line
+    cfg = load_config(BASELINE, _short(tiny_synth) | {"pseudo.workers": 2})
+    with pytest.raises(RuntimeError, match="stop here"):
+        train(cfg, results=tmp_path, progress=False)
+    assert "pseudo.workers" not in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- 5. error reasons
 def test_reasons_are_cut_between_words_and_keep_the_cause() -> None:
     from aakit.errors import reason

@@ -329,6 +329,8 @@ def train(
                   flush=True)
         cleanup(dist_info)
         return writer.path
+    if dist_info.main:
+        warn_workers(cfg)
 
     # seeds, data, the network with its first weights, the optimiser, the checkpoint to resume
     seed_everything(cfg.train.seed + dist_info.rank)
@@ -354,3 +356,21 @@ def train(
     path = broadcast_object(dist_info, writer.path)
     cleanup(dist_info)
     return Path(path)  # type: ignore[arg-type]
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def warn_workers(cfg: Config) -> None:
+    """One warning line when ``pseudo.workers`` asks for more CRF processes than there are cores
+    (they would only compete for them); a warning, not an error: the run still trains."""
+    cores, workers = available_cores(), cfg.pseudo.workers
+    if cfg.train.supervision == "image" and workers > cores:
+        print(f"aakit: warning: pseudo.workers = {workers} CRF worker processes, but this machine gives "
+              f"the run {cores} CPU cores; they will compete for them (pseudo.workers <= {cores} is enough)",
+              file=sys.stderr, flush=True)
