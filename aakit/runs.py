@@ -28,10 +28,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import secrets
 import socket
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -225,13 +225,34 @@ class JsonlTail:
 
 
 # ----------------------------------------------------------------------------- names
-_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_NAME_BYTES = 200  # a run directory's name is this, "-" and the hash: within NAME_MAX (255 bytes)
+
+
+def _name_char(c: str) -> bool:
+    """Kept in a run name: ASCII letters, digits and ``. _ + -``, and the letters, marks and
+    digits of any other script (Unicode categories L*, M*, N*). Never a path separator
+    (``/``, ``\\``, ``∕``, ``／``), a control character, a space or a symbol."""
+    if c.isascii():
+        return c.isalnum() or c in "._+-"
+    return unicodedata.category(c)[0] in "LMN"
 
 
 def safe_name(name: str) -> str:
-    """A run name that cannot escape its directory: ``../x y`` -> ``x-y``."""
-    cleaned = _SAFE.sub("-", name).strip(".-")
-    return cleaned[:80] or "run"
+    """A run name that cannot escape its directory: ``../x y`` -> ``x-y``, ``データ`` stays.
+
+    Each run of other characters becomes one ``-`` (the name is NFC-normalised first, so the
+    two spellings of ``é`` are one name); at most 80 characters and 200 bytes of UTF-8.
+    """
+    out: list[str] = []
+    for c in unicodedata.normalize("NFC", name):
+        if _name_char(c):
+            out.append(c)
+        elif not out or out[-1] != "\0":
+            out.append("\0")  # a run of refused characters: one "-"
+    cleaned = "".join(out).replace("\0", "-").strip(".-")[:80]
+    while len(cleaned.encode("utf-8")) > _NAME_BYTES:
+        cleaned = cleaned[:-1]
+    return cleaned or "run"
 
 
 def run_dir_name(name: str, config_hash: str) -> str:

@@ -122,6 +122,68 @@ def test_a_stop_raised_by_the_epoch_callback_is_still_interrupted(tiny_synth: Pa
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
 
+# ----------------------------------------------------------------------------- 3. names
+@pytest.mark.parametrize("name,expected", [
+    ("データ", "データ"),
+    ("テスト-1_v.2", "テスト-1_v.2"),
+    ("café", "café"),
+    ("cafe\u0301", "café"),  # one spelling of é, whichever the keyboard sent
+    ("हिन्दी", "हिन्दी"),  # combining vowel signs are part of the letters
+    ("Ελληνικά/../x", "Ελληνικά-..-x"),
+    ("名前\x00\n/\\x", "名前-x"),
+    ("a\u2215b\uff0fc", "a-b-c"),  # division slash, fullwidth solidus: not letters
+    ("😀", "run"),
+])
+def test_names_keep_letters_of_any_script(name: str, expected: str, tmp_path: Path) -> None:
+    out = safe_name(name)
+    assert out == expected
+    p = (tmp_path / "runs" / run_dir_name(name, "abcd1234")).resolve()
+    assert p.parent == (tmp_path / "runs").resolve()
+
+
+def test_long_names_fit_a_file_name() -> None:
+    for ch in ("é", "名", "\U00020000"):  # 2, 3 and 4 bytes in UTF-8
+        out = safe_name(ch * 300)
+        assert len(run_dir_name(ch * 300, "abcd1234").encode()) <= 255 and out and set(out) == {ch}
+
+
+def test_two_unicode_names_are_two_runs(tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    argv = ["train", str(BASELINE), *_set_args(_short(tiny_synth)), "--results", str(results), "--no-progress"]
+    for name in ("データ", "テスト"):
+        code, out, err = run_cli([*argv, "--name", name], monkeypatch, capsys)
+        assert code == 0, err
+        assert name in out
+    assert sorted(p.name.rsplit("-", 1)[0] for p in (results / "runs").iterdir() if not p.name.startswith(".")) \
+        == ["テスト", "データ"]
+
+
+def test_a_name_never_hands_back_another_run(tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    argv = ["train", str(BASELINE), *_set_args(_short(tiny_synth)), "--results", str(results), "--no-progress"]
+    code, _, err = run_cli([*argv, "--name", "my run"], monkeypatch, capsys)
+    assert code == 0, err
+    (run,) = (results / "runs").iterdir()
+    before = _fingerprint(results)
+    # another name that makes the same directory name: refused, not the first run handed back
+    code, out, err = run_cli([*argv, "--name", "my/run"], monkeypatch, capsys)
+    assert code == 2 and "\n" not in err.strip() and run.name in err and "'my run'" in err, (out, err)
+    assert _fingerprint(results) == before
+    # the same name again: the finished run, as before, untouched
+    code, out, err = run_cli([*argv, "--name", "my run"], monkeypatch, capsys)
+    assert code == 0 and out.startswith(f"{run}: "), err
+    assert _fingerprint(results) == before
+    # a directory of this name that holds another configuration: refused
+    prov = json.loads((run / "provenance.json").read_text())
+    atomic_write_json(run / "provenance.json", prov | {"config_hash": "00000000"})
+    before = _fingerprint(results)
+    code, out, err = run_cli([*argv, "--name", "my run"], monkeypatch, capsys)
+    assert code == 2 and "\n" not in err.strip() and "00000000" in err and run.name in err, (out, err)
+    assert _fingerprint(results) == before
+
+
 # ----------------------------------------------------------------------------- 4. status types, workers
 @pytest.mark.parametrize("status,why", [
     ({"status": 42}, "status"),

@@ -31,11 +31,16 @@ from aakit.runs import (
     atomic_write_json,
     read_json,
     run_dir_name,
+    safe_name,
 )
 
 
 class CheckpointError(AakitError):
     """A checkpoint that cannot be used (truncated, tampered, from another config)."""
+
+
+class RunNameTaken(AakitError):
+    """A run directory that belongs to another run (another config, or another name)."""
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -155,6 +160,23 @@ class RunWriter:
     # -- life cycle -----------------------------------------------------------------
     def exists(self) -> bool:
         return (self.path / "config.yaml").exists()
+
+    def require_own(self, name: str) -> None:
+        """Refuse a directory another run made (:class:`RunNameTaken`) before anything reads or
+        writes it: one whose provenance records another config hash (a copied or renamed
+        directory), or another name that makes the same directory name (``my run`` and
+        ``my/run`` are both ``my-run``). Runs from before names were recorded pass."""
+        prov = read_json(self.path / "provenance.json")
+        if not isinstance(prov, dict):
+            return
+        recorded, want = prov.get("config_hash"), self.cfg.hash()
+        if isinstance(recorded, str) and recorded and recorded != want:
+            raise RunNameTaken(f"{self.path}: holds the run of another configuration (config {recorded}, "
+                               f"not {want}); give another --name, or move that directory away")
+        owner = prov.get("name")
+        if isinstance(owner, str) and owner != name:
+            raise RunNameTaken(f"--name {name!r}: {self.path} is the run named {owner!r} (both names make "
+                               f"the directory name {safe_name(name)!r}); give another --name")
 
     def summary(self) -> dict[str, Any] | None:
         return read_json(self.path / "summary.json")

@@ -323,6 +323,8 @@ def train(
     dist_info = init_distributed(cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     device = select_device(cfg.train.device, dist_info)
     writer = RunWriter.open(Path(resume), cfg) if resume is not None else RunWriter(Path(results), cfg, name)
+    if resume is None:
+        writer.require_own(name or cfg.name)  # never another run handed back under this name
     if writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint):
         if progress and dist_info.main:
             print(f"already finished: {writer.path} (nothing to train; a new --name or config trains another run)",
@@ -340,7 +342,7 @@ def train(
     # rank 0 writes where the numbers come from, and starts (or continues) the run directory
     if dist_info.main:
         prov = provenance(cfg, command=command, overrides=list(overrides), device=str(device))
-        prov.update(world_size=dist_info.world, init=init_note, resumed_from_step=trainer.step or None)
+        prov.update(name=name or cfg.name, world_size=dist_info.world, init=init_note, resumed_from_step=trainer.step or None)
         writer.begin(prov, resume_step=trainer.step if trainer.resumed else None, keep_epochs=trainer.epochs_done)
     barrier(dist_info)
 
