@@ -72,6 +72,68 @@ def _wait_running(proc: subprocess.Popen[bytes], run: Path, timeout: float = 120
         time.sleep(0.02)
 
 
+# ----------------------------------------------------------------------------- 1. one trainer per run
+def test_second_train_of_a_running_run_is_refused_and_changes_nothing(
+        tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    over = tiny_overrides(tiny_synth)
+    cfg = load_config(CONFIG, over)
+    run = results / "runs" / run_dir_name(cfg.name, cfg.hash())
+    argv = ["train", str(CONFIG), *_set_args(over), "--results", str(results), "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-m", "aakit.cli", *argv], cwd=tmp_path, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_running(first, run)
+        first.send_signal(signal.SIGSTOP)  # frozen while it holds the run: nothing changes under us
+        time.sleep(0.2)
+        before = _fingerprint(results)
+        code, out, err = run_cli(argv, monkeypatch, capsys)
+        assert code == 2, (out, err)
+        line = err.strip()
+        assert "\n" not in line and run.name in line
+        assert f"pid {first.pid}" in line and os.uname().nodename in line and "since" in line
+        assert _fingerprint(results) == before  # not a file added, removed or changed
+    finally:
+        first.kill()  # kill -9 (a stopped process dies of it too)
+        first.wait()
+    # the lock died with its process: the run resumes, and each step is logged once
+    code, out, err = run_cli(["train", "--resume", str(run), "--results", str(results), "--no-progress"],
+                             monkeypatch, capsys)
+    assert code == 0, (out, err)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps == list(range(1, 9))
+    assert load_run(run).status == "finished"
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".lock")]  # released and removed
+
+
+def test_lock_is_released_when_an_in_process_training_returns(
+        tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A grid worker trains in its own process: after train() returns (here: stopped), the run is
+    free for another process."""
+    results = tmp_path / "results"
+    cfg = load_config(BASELINE, _short(tiny_synth))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, results=results, progress=False, stop_after_steps=2)
+    run = results / "runs" / run_dir_name(cfg.name, cfg.hash())
+    p = subprocess.run([sys.executable, "-m", "aakit.cli", "train", "--resume", str(run), "--results", str(results),
+                        "--no-progress"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert load_run(run).status == "finished"
+
+
+def test_refused_fresh_run_leaves_no_directory(tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The lock is taken before anything is written; a run refused after it (a pretrained file that
+    is not there) leaves no empty run directory behind."""
+    results = tmp_path / "results"
+    over = _short(tiny_synth) | {"model.pretrained": str(tmp_path / "missing.pth")}
+    code, out, err = run_cli(["train", str(BASELINE), *_set_args(over), "--results", str(results), "--no-progress"],
+                             monkeypatch, capsys)
+    assert code == 2 and "missing.pth" in err
+    assert not (results / "runs").exists() or not any((results / "runs").iterdir())
+
+
 # ----------------------------------------------------------------------------- 2. a crash is a failure
 def _corrupt_copy(tiny_synth: Path, dest: Path) -> Path:
     root = dest / "set"

@@ -12,6 +12,7 @@ checkpoint ends with exactly the numbers of an uninterrupted one (on CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -39,6 +40,7 @@ from aakit.engine.hooks import (
     SummaryHook,
 )
 from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
+from aakit.engine.runlock import RunLock
 from aakit.engine.targets import training_cam  # noqa: F401 (re-exported)
 from aakit.engine.tracking import require_backends, tracking_hooks
 from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
@@ -317,6 +319,12 @@ def train(
         stop_after_steps: stop (as if interrupted) after this many steps — for tests.
         require_checkpoint: a finished run counts as done only with its checkpoint (a run
             whose weights another run starts from); otherwise it is trained again.
+
+    Raises:
+        RunLocked: another process trains this run now (:mod:`aakit.engine.runlock`: the run
+            is locked from after the data checks until this function returns or raises).
+        RunNameTaken: the run directory of this name belongs to another run
+            (:meth:`RunWriter.require_own`).
     """
     require_backends(cfg)  # logging.backends: wandb without its package, before anything is written
     # this process's rank and device (torchrun), and the run directory: a finished run is done
@@ -325,24 +333,43 @@ def train(
     writer = RunWriter.open(Path(resume), cfg) if resume is not None else RunWriter(Path(results), cfg, name)
     if resume is None:
         writer.require_own(name or cfg.name)  # never another run handed back under this name
-    if writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint):
-        if progress and dist_info.main:
-            print(f"already finished: {writer.path} (nothing to train; a new --name or config trains another run)",
-                  flush=True)
+    if _done(writer, require_checkpoint, progress and dist_info.main):
         cleanup(dist_info)
         return writer.path
     if dist_info.main:
         warn_workers(cfg)
-
-    # seeds, data, the network with its first weights, the optimiser, the checkpoint to resume
+    # seeds and data; then the run is this process's (rank 0 locks it) until training ends
     seed_everything(cfg.train.seed + dist_info.rank)
     data = _build_data(cfg)
-    trainer, init_note = build_trainer(cfg, data, writer, device, dist_info, resuming=resume is not None,
-                                       results=Path(results), progress=progress)
+    with RunLock(writer.path) if dist_info.main else contextlib.nullcontext():
+        if not dist_info.enabled and _done(writer, require_checkpoint, progress):  # its last holder finished it
+            cleanup(dist_info)
+            return writer.path
+        return _train_locked(cfg, writer, data, device, dist_info, results=Path(results), resuming=resume is not None,
+                             run_name=name or cfg.name, overrides=list(overrides), command=command,
+                             epoch_callback=epoch_callback, progress=progress, stop_after_steps=stop_after_steps)
+
+
+def _done(writer: RunWriter, require_checkpoint: bool, say: bool) -> bool:
+    """A finished run (with its checkpoint, when ``require_checkpoint``) has nothing to train."""
+    if not (writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint)):
+        return False
+    if say:
+        print(f"already finished: {writer.path} (nothing to train; a new --name or config trains another run)",
+              flush=True)
+    return True
+
+
+def _train_locked(cfg: Config, writer: RunWriter, data: RunData, device: torch.device, dist_info: DistInfo, *,
+                  results: Path, resuming: bool, run_name: str, overrides: list[str], command: list[str] | None,
+                  epoch_callback: EpochCallback | None, progress: bool, stop_after_steps: int | None) -> Path:
+    """:func:`train` once the run is this process's: the network, the run directory, the loop."""
+    trainer, init_note = build_trainer(cfg, data, writer, device, dist_info, resuming=resuming,
+                                       results=results, progress=progress)
     # rank 0 writes where the numbers come from, and starts (or continues) the run directory
     if dist_info.main:
-        prov = provenance(cfg, command=command, overrides=list(overrides), device=str(device))
-        prov.update(name=name or cfg.name, world_size=dist_info.world, init=init_note, resumed_from_step=trainer.step or None)
+        prov = provenance(cfg, command=command, overrides=overrides, device=str(device))
+        prov.update(name=run_name, world_size=dist_info.world, init=init_note, resumed_from_step=trainer.step or None)
         writer.begin(prov, resume_step=trainer.step if trainer.resumed else None, keep_epochs=trainer.epochs_done)
     barrier(dist_info)
 
