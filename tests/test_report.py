@@ -315,7 +315,7 @@ def test_report_names_every_run_it_left_out_and_why(
     monkeypatch.chdir(tmp_path)  # the grid files: experiments/grids of the working directory
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "grids").symlink_to(grids)
-    code, out, err = _aakit(["report", "--results", str(results), "--format", "md"], monkeypatch, capsys)
+    code, out, err = _aakit(["report", "--results", str(results), "--format", "md", "--verbose"], monkeypatch, capsys)
     assert code == 0
     # stdout is the report alone, the corrupt runs filling no cell; stderr names what was left out
     assert "| CLS+CE | 60.0 | 63.7 | -3.7 | 50.0 | 60.0 | -10.0 | ss | 1/3 |" in out
@@ -421,3 +421,91 @@ def test_figures_again_redraw_only_the_curves_of_runs_that_changed(tmp_path: Pat
     redrawn = {n for n in new if new[n] != old[n]}
     assert redrawn == {f"{load_run(changed).name}.png"}
     assert {p.name for p in again if p.parent.name == "curves"} == set(old)
+
+
+# ----------------------------------------------------------------------------- the default view
+def _in_repo_layout(tmp_path: Path, grids: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the grid files: experiments/grids of the working directory
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "grids").symlink_to(grids)
+
+
+def test_the_default_report_is_the_verdicts_then_how_to_see_the_tables(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    results, grids = setup(tmp_path)
+    _in_repo_layout(tmp_path, grids, monkeypatch)
+    code, out, err = _aakit(["report", "--results", str(results)], monkeypatch, capsys)
+    assert code == 0, err
+    lines = out.rstrip("\n").splitlines()
+    assert lines[0].startswith("Verdicts. The paper's ablation claims, tested (synthetic)")
+    row = next(x for x in lines if "CLS+CE+AA+LR+rfpc vs CLS+CE+AA+LR " in x)  # two paired seeds
+    assert "T1: rfpc at evaluation adds more" in row and "│     2 │" in row and "[+" in row  # paired Δ, interval
+    assert any(v in row for v in ("supported", "opposite", "smaller than the paper's", "inconclusive", "not run"))
+    assert any(x.startswith("9 claims: ") for x in lines)
+    assert "--tables" in lines[-1] and "--table N" in lines[-1]
+    assert "Table 1." not in out and "Grid costs" not in out and "Δ vs" not in out and ": Δ" not in out
+    assert len(lines) < 40
+
+    code, full, _ = _aakit(["report", "--results", str(results), "--tables"], monkeypatch, capsys)
+    assert code == 0
+    assert full.index("Table 1. Ablation") < full.index("Table 6.") < full.index("Claims. ") < full.index("Grid costs")
+    assert "val: paper" in full and "val: Δ" not in full and "Δ vs Ours" not in full  # synthetic: no ours − paper
+    assert "no Δ on synthetic data" in full
+    code, one, _ = _aakit(["report", "--results", str(results), "--table", "1"], monkeypatch, capsys)
+    assert code == 0 and "Table 1. Ablation" in one and "train: Δ" not in one and "Claims." not in one
+    code, md, _ = _aakit(["report", "--results", str(results), "--format", "md"], monkeypatch, capsys)
+    assert code == 0 and "| val: Δ |" in md and "**Claims.**" in md  # the files' formats: as before
+    code, _, err = _aakit(["report", "--results", str(results), "--tables", "--claims"], monkeypatch, capsys)
+    assert code == 2 and "--tables and --claims" in err
+
+
+def test_the_rich_view_shows_ours_minus_the_paper_on_the_paper_data_only(tmp_path: Path) -> None:
+    results, grids = setup(tmp_path)
+    t1 = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
+    assert "val: Δ" in t1.blocks[0].header
+    assert R.for_view(t1, "md", "synthetic") is t1 and R.for_view(t1, "rich", "voc") is t1
+    view = R.for_view(t1, "rich", "synthetic")
+    assert view.blocks[0].header == ["Row", "train: ours", "train: paper", "val: ours", "val: paper", "protocol", "runs"]
+    assert view.long.equals(t1.long)  # the cells keep their diff
+    t5 = R.build_table(5, results=results, preset="synthetic", grids_dir=grids)
+    assert any(r[0] == "Δ vs Ours (paper)" for r in t5.blocks[0].rows)
+    assert not any(r[0].startswith("Δ vs") for b in R.for_view(t5, "rich", "synthetic").blocks for r in b.rows)
+    said: list[str] = []
+    for preset in ("voc", "synthetic"):
+        R.cli_run(table=2, fmt="rich", out=None, preset=preset, figures=False, results=results, echo=said.append,
+                  grids_dir=grids, warn=lambda line: None)
+    voc, synthetic = said
+    assert "val: Δ" in voc and "val: Δ" not in synthetic
+
+
+def test_stderr_counts_the_runs_left_out_in_one_line_and_verbose_lists_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    results, grids = setup(tmp_path)
+    _damage(results, grids)
+    _in_repo_layout(tmp_path, grids, monkeypatch)
+    code, out, err = _aakit(["report", "--results", str(results), "--format", "md"], monkeypatch, capsys)
+    assert code == 0
+    code, _, verbose = _aakit(["report", "--results", str(results), "--format", "md", "--verbose"], monkeypatch, capsys)
+    listed = [x for x in verbose.splitlines() if x.startswith("  ")]
+    assert len(listed) >= 10
+    assert len(err.splitlines()) == 1 and err.startswith(f"aakit report: {len(listed)} runs or rows left out")
+    assert "3 corrupt" in err and "1 unfinished" in err and "--verbose" in err
+    for argv in (["report"], ["report", "--tables"], ["report", "--claims"]):
+        code, _, err = _aakit([*argv, "--results", str(results)], monkeypatch, capsys)
+        assert code == 0 and len(err.splitlines()) == 1 and "--verbose" in err, (argv, err)
+
+
+def test_a_run_not_evaluated_on_train_is_not_left_out_of_the_claims(tmp_path: Path) -> None:
+    from aakit.experiment.claims import claims_table
+    from aakit.runs import atomic_write_json, read_json
+
+    results, grids = setup(tmp_path)
+    for run in (results / "runs").iterdir():
+        summary = read_json(run / "summary.json")
+        if summary:
+            summary["metrics"].pop("train", None)
+            summary["metrics"].pop("train_rfpc", None)
+            atomic_write_json(run / "summary.json", summary)
+    t1 = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
+    assert any("'train' metrics" in x for x in t1.dropped)  # the table's train column: not evaluated
+    assert not any("'train" in x for x in claims_table(results, "synthetic", grids).dropped)  # the claims read val

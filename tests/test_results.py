@@ -73,7 +73,7 @@ def test_the_report_reads_the_runs_once(tmp_path: Path, monkeypatch: pytest.Monk
     write_run(tmp_path, cfg, "solo")
     calls = []
     real = M.read_runs
-    monkeypatch.setattr(M, "read_runs", lambda results: calls.append(results) or real(results))
+    monkeypatch.setattr(M, "read_runs", lambda results, *a, **k: calls.append(results) or real(results, *a, **k))
     R.cli_run(table=None, fmt="md", out=tmp_path / "out", preset="synthetic", figures=True, results=tmp_path,
               echo=lambda s: None, grids_dir=tmp_path / "none", warn=lambda s: None)
     assert calls == [tmp_path]  # tables, claims, costs and figures share one index

@@ -75,14 +75,15 @@ def per_seed(results: Path, preset: str, grids_dir: Path | None = None, *, index
 
     ``index``: the runs and grid points of ``preset`` already read (default: read them here).
     ``dropped`` (if given) receives a line per run left out or counted oddly: those of
-    :meth:`aakit.experiment.results.ResultsIndex.left_out`, a run without ``seed`` in its summary
+    :meth:`aakit.experiment.results.ResultsIndex.left_out` (for the val metric: a run not evaluated
+    on train is not left out of a claim), a run without ``seed`` in its summary
     (it is given the next free number) and a second run with the same seed (it replaces the first).
     """
     index = load_results(results, preset, grids_dir) if index is None else index
     out: dict[tuple[int, str], Seeded] = {}
     notes: list[str] = []
     for table in sorted({c.table for c in CLAIMS}):
-        notes += index.left_out(table)
+        notes += index.left_out(table, keys=lambda table, metric: [metric])  # the claims read val only
         for row, g in index.rows(table).items():
             vals = out.setdefault((table, row), {})
             by: dict[int, str] = {}
@@ -260,3 +261,40 @@ def claims_json(results: Path = Path("results"), preset: str = "synthetic", grid
         "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome,
         "claim_verdict": r.claim_outcome, "pairs": r.pairs,
     } for r in df.itertuples(index=False)]
+
+
+VERDICT_ORDER = (SUPPORTED, OPPOSITE, SMALLER, INCONCLUSIVE, NOT_RUN)
+
+
+def claims_tally(df: pd.DataFrame) -> str:
+    """``9 claims: 3 supported, 0 opposite, ...`` (each claim once, by its verdict)."""
+    verdicts = [str(df[df["claim"] == c.key]["claim_outcome"].iloc[0]) for c in CLAIMS if (df["claim"] == c.key).any()]
+    counts = ", ".join(f"{sum(v == o for v in verdicts)} {o}" for o in VERDICT_ORDER)
+    return f"{len(verdicts)} claims: {counts}"
+
+
+def claims_verdicts(claims: ReportTable) -> ReportTable:
+    """The short view of :func:`claims_table` (what ``aakit report`` shows first): per claim its
+    verdict, then per comparison the paired seeds, the mean paired difference, its 95 % interval
+    and the paper's difference; the claim's verdict and text on its first comparison only."""
+    df = claims.long
+    text = {c.key: c.text for c in CLAIMS}
+    rows: list[list[str]] = []
+    for c in CLAIMS:
+        first = True
+        for r in df[df["claim"] == c.key].itertuples(index=False):
+            rows.append([
+                str(r.claim_outcome) if first else "", f"T{r.table}: {text[c.key]}" if first else "",
+                f"{r.winner} vs {r.other}", str(int(r.paired)), _signed(nan_to_none(r.paired_mean)),
+                _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), _signed(nan_to_none(r.paper_diff)),
+            ])
+            first = False
+    header = ["verdict", "claim", "comparison", "seeds", "paired Δ", "95 % CI", "paper's Δ"]
+    notes = ["paired Δ = mean over the seeds of (claimed winner − other, same seed), val mIoU points; 95 % CI = "
+             "Student-t interval of that mean; supported: CI above 0; opposite: CI below 0; smaller than the "
+             "paper's: CI contains 0 but lies below the paper's Δ; inconclusive: otherwise or fewer than 2 paired "
+             "seeds; not run: no paired seeds. A claim with several comparisons: supported if every one is, "
+             "opposite if any is, smaller than the paper's if any is",
+             claims_tally(df)]
+    return ReportTable(0, "The paper's ablation claims, tested", claims.preset, df,
+                       [Block(header, rows, align="lllrrrr")], notes, label="Verdicts", dropped=claims.dropped)

@@ -24,6 +24,7 @@ puts them together; none of them imports it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -33,7 +34,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from aakit.errors import AakitError
-from aakit.experiment.claims import claims_json, claims_table
+from aakit.experiment.claims import claims_json, claims_table, claims_verdicts
 from aakit.experiment.comparisons import comparisons_json, comparisons_table, suite_comparison_tables
 from aakit.experiment.costs import costs_table
 from aakit.experiment.figures import make_figures
@@ -44,13 +45,18 @@ from aakit.experiment.results import (  # default_grids_dir: where grid files ar
 )
 from aakit.experiment.tables import (
     EXTENSIONS, MISSING, NO_PAPER, NOT_EVALUATED, RENDERERS, Block, Cell, ReportTable, cells_frame, fmt_diff, fmt_num, paper_of,
-    render_csv,
+    render_csv, render_rich,
 )
 from aakit.experiment.variance import variance_table
 from aakit.runs import atomic_write_text, is_run_dir, read_json
 
 FORMATS = ("rich", "md", "latex", "csv")
 PRESETS = ("voc", "synthetic")
+PAPER_DATA = "voc"  # the data set the paper's numbers are on: only there is ours − paper shown in the rich view
+DIFF_NOTE = "; Δ = ours − paper"
+DIFF_PREFIX = "Δ vs "  # the rows of Tables 5 and 6 that hold ours − paper
+MORE = ("full tables: aakit report --tables (Tables 1-6, the claims in full, grid costs, the suite's own "
+        "comparisons), --table N (one), --claims (the claims in full, in words); --format md/latex/csv for files")
 TITLES = {
     1: "Ablation of the losses (CLS, CE, AA, LR) and rfpc",
     2: "Standard (SA) vs adaptive (AA) affinity over the dilation sets",
@@ -281,7 +287,7 @@ def build_table(
     notes = [
         f"mIoU in %; ours = mean ± std (n-1) over seeds of the {preset} runs; '{MISSING}' = no finished run; "
         f"'{NOT_EVALUATED}' = finished runs, none evaluated on that split (aakit eval RUN --split train); "
-        f"'{NO_PAPER}' = no published number; Δ = ours − paper",
+        f"'{NO_PAPER}' = no published number{DIFF_NOTE}",
         *notes,
     ]
     return ReportTable(number, TITLES[number], preset, cells_frame(cells), blocks, notes,
@@ -307,6 +313,27 @@ def build_report(
         t.notes += index.notes
         out.append(t)
     return out
+
+
+def without_paper_diff(t: ReportTable) -> ReportTable:
+    """``t`` without ours − paper (the ``Δ`` columns of Tables 1-4, the ``Δ vs`` rows of Tables 5
+    and 6), for the rich view of runs on another data set than the paper's: a synthetic
+    benchmark's mIoU is not VOC's, so the difference says nothing of the method. The paper's
+    numbers stay, for reference; the cells (``long``, CSV) keep ``diff``."""
+    blocks = []
+    for b in t.blocks:
+        keep = [j for j, h in enumerate(b.header) if not h.endswith(": Δ")]
+        rows = [[r[j] for j in keep] for r in b.rows if not (r and r[0].startswith(DIFF_PREFIX))]
+        align = "".join(b.aligns()[j] for j in keep)
+        blocks.append(Block([b.header[j] for j in keep], rows, b.caption, align))
+    note = f"; the paper's numbers are on PASCAL VOC, shown for reference: no Δ on {t.preset} data (--preset voc)"
+    notes = [n.replace(DIFF_NOTE, note) for n in t.notes]
+    return dataclasses.replace(t, blocks=blocks, notes=notes)
+
+
+def for_view(t: ReportTable, fmt: str, preset: str) -> ReportTable:
+    """The table as ``fmt`` shows it: in the rich view, ours − paper only on the paper's data set."""
+    return without_paper_diff(t) if fmt == "rich" and preset != PAPER_DATA and t.number in TITLES else t
 
 
 # ----------------------------------------------------------------------------- output
@@ -363,8 +390,11 @@ def marked_block(path: Path) -> str:
 
 def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None,
                   claims: bool = False, variance: bool = False, compare: str | None = None,
-                  figures: bool = False, data: Path | None = None) -> None:
+                  figures: bool = False, data: Path | None = None, tables: bool = False) -> None:
     """Refuse a report request that cannot be served, before anything is read or written."""
+    if tables and (claims or variance or compare is not None):
+        what = "--claims" if claims else "--variance" if variance else f"--compare {compare}"
+        raise ReportError(f"--tables and {what}: one at a time (--tables is the full report)")
     if data is not None and not figures:
         raise ReportError(f"--data {data}: the data set is for the figures' image panels; give --figures too")
     if data is not None and not Path(data).is_dir():
@@ -417,6 +447,13 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def short_view(*, table: int | None, fmt: str, out: Path | None, into: Path | None, claims: bool,
+               variance: bool, compare: str | None, tables: bool) -> bool:
+    """Whether the request is the default one: the claims' verdicts on the terminal, not the tables."""
+    return (fmt == "rich" and out is None and into is None and table is None and not claims and not variance
+            and compare is None and not tables)
+
+
 def cli_run(
     *,
     table: int | None,
@@ -434,21 +471,33 @@ def cli_run(
     compare: str | None = None,
     data: Path | None = None,
     suite: str | None = None,
+    tables: bool = False,
+    verbose: bool = False,
+    cache: Path | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
 
     ``suite``: the grids whose file says ``suite: NAME`` fill the tables (default: the grids
     without a suite), so two benchmarks filling the same table are never mixed.
 
+    The default request (rich, printed, no ``--table``, ``--claims``...: :func:`short_view`) is
+    the claims' verdicts (:func:`aakit.experiment.claims.claims_verdicts`) and one line saying how
+    to get the rest; ``tables`` asks for the full report (Tables 1-6, the claims in full, grid
+    costs, the suite's own comparisons), which every other format, ``--out`` and ``--into``
+    give as before. In the rich view ours − paper is shown on the paper's data set only
+    (:func:`for_view`).
+
     The report goes to ``echo`` (or to files); the runs it left out, and why, to ``warn``
-    (stderr), so that a document or a CSV made from ``echo`` stays as it was. A results
-    directory without any run is refused (:class:`ReportError`) before anything is written.
+    (stderr), so that a document or a CSV made from ``echo`` stays as it was: one line with
+    their count, or every one of them with ``verbose``. A results directory without any run is
+    refused (:class:`ReportError`) before anything is written. ``cache``: a directory where the
+    runs read are kept for the next report (:class:`aakit.experiment.results.RunCache`).
     """
     check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
-                  compare=compare, figures=figures, data=data)
+                  compare=compare, figures=figures, data=data, tables=tables)
     for line in journal_warnings(results):  # a torn study journal: said, never rewritten here
         warn(line)
-    index = load_results(results, preset, grids_dir, suite)  # one read for every table, the claims and costs
+    index = load_results(results, preset, grids_dir, suite, cache=cache)  # one read for every table, the claims and costs
     if not index.seen:
         raise no_runs_error(results)
     if suite is not None and not index.points and compare is None:
@@ -459,7 +508,15 @@ def cli_run(
         return
     if fmt == "json":  # the claims with their paired numbers, for scripts
         echo(json.dumps(claims_json(results, preset, index=index), indent=2, allow_nan=False))
-        _warn_left_out(left_out(index, [claims_table(results, preset, index=index)]), warn)
+        _warn_left_out(left_out(index, [claims_table(results, preset, index=index)]), warn, verbose)
+        return
+    if short_view(table=table, fmt=fmt, out=out, into=into, claims=claims, variance=variance, compare=compare,
+                  tables=tables):  # the verdicts first, and how to see the rest
+        claims_t = claims_table(results, preset, index=index)
+        echo(render_rich(claims_verdicts(claims_t)).rstrip("\n") + "\n\n" + MORE)
+        if figures:
+            _echo_figures(results, None, preset, grids_dir, index, data, warn, suite, echo)
+        _warn_left_out(left_out(index, [claims_t]), warn, verbose)
         return
     if compare is not None:  # the comparisons a grid file declares (compare:), paired by seed
         extras, tables = [comparisons_table(results, compare)], []
@@ -469,7 +526,8 @@ def cli_run(
         extras, tables = [claims_table(results, preset, index=index)], []
     else:  # all tables; after them the claims, the grid costs and the comparisons of the suite's own grids
         # (a pilot, a question of ours: their compare:); CSV: each in a file of its own
-        tables = build_report([table] if table else None, results=results, preset=preset, index=index)
+        tables = [for_view(t, fmt, preset)
+                  for t in build_report([table] if table else None, results=results, preset=preset, index=index)]
         every_grid = {p.grid for p in index.points}  # the paper's tables' and the suite's own (pilot, figures)
         extras = [] if table else [claims_table(results, preset, index=index),
                                    costs_table(results, preset, index=index, grids=every_grid),
@@ -493,15 +551,43 @@ def cli_run(
         for p in written:
             echo(f"wrote {p}")
     if figures:
-        fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
-        for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
-                              warn=warn, suite=suite):
-            echo(f"wrote {p}")
-    _warn_left_out(left_out(index, [*tables, *extras]), warn)
+        _echo_figures(results, out, preset, grids_dir, index, data, warn, suite, echo)
+    _warn_left_out(left_out(index, [*tables, *extras]), warn, verbose)
 
 
-def _warn_left_out(dropped: list[str], warn: Callable[[str], None]) -> None:
-    if dropped:
-        warn("aakit report: runs left out, and why:")
-        for line in dropped:
-            warn(f"  {line}")
+def _echo_figures(results: Path, out: Path | None, preset: str, grids_dir: Path | None, index: ResultsIndex,
+                  data: Path | None, warn: Callable[[str], None], suite: str | None,
+                  echo: Callable[[str], None]) -> None:
+    fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
+    for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
+                          warn=warn, suite=suite):
+        echo(f"wrote {p}")
+
+
+#: What a line of :func:`left_out` is about, as the one-line summary counts it (first match).
+_KINDS = (("corrupt", ": corrupt: "), ("unfinished", "no summary.json (status"),
+          ("unfinished", "summary.json says status"), ("not evaluated on a split", "metrics in summary.json"),
+          ("with a twin (same hash)", "finished runs with hash"), ("without a seed", "has no seed"),
+          ("with a repeated seed", " twice: "), ("without a start time (costs)", "no 'created' in provenance.json"))
+
+
+def left_out_summary(dropped: Sequence[str]) -> str:
+    """One line for :func:`left_out`'s: how many, of which kinds, and how to see them all."""
+    kinds: dict[str, int] = {}
+    for line in dropped:
+        kind = next((k for k, needle in _KINDS if needle in line), "other")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    what = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    return (f"aakit report: {len(dropped)} {'run or row' if len(dropped) == 1 else 'runs or rows'} left out or "
+            f"counted short ({what}); add --verbose to list each, and why")
+
+
+def _warn_left_out(dropped: list[str], warn: Callable[[str], None], verbose: bool = False) -> None:
+    if not dropped:
+        return
+    if not verbose:
+        warn(left_out_summary(dropped))
+        return
+    warn("aakit report: runs left out, and why:")
+    for line in dropped:
+        warn(f"  {line}")

@@ -16,10 +16,24 @@ The tables (:mod:`~aakit.experiment.report`), the claims, the grid costs and the
 this model; none of them reads run directories or grid files to fill a cell. This module
 imports none of them, nor torch; optuna only through :func:`aakit.experiment.grid.load_grid`,
 when a grid file has to be expanded.
+
+Reading a run is mostly parsing its ``config.yaml`` (pure-Python YAML: tens of milliseconds a
+run, hundreds of runs). What :func:`read_runs` learnt of a finished run (its summary and
+config) is kept, keyed by the run directory and the ``(size, mtime_ns, inode)`` of each file it
+read (``config.yaml``, ``status.json``, ``summary.json``) and by the code that reads them
+(:class:`RunCache`): in memory for the process (one report reads the runs several times), and,
+when asked (``cache=``; ``aakit report`` gives ``results/.cache``), in a JSON file that later
+processes reuse. A changed, added or removed file changes the key, so the run is read afresh; a
+file written in the last two seconds is never trusted to the cache (its mtime could still be
+shared by a second write); a corrupt run, or one without summary.json, is always read afresh.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -29,7 +43,7 @@ import yaml
 from aakit import yamlio
 from aakit.errors import AakitError
 from aakit.experiment.gridstate import GridState, read_grid_states
-from aakit.runs import is_run_dir, load_run, read_json
+from aakit.runs import atomic_write_text, is_run_dir, load_run, read_json
 
 
 # ----------------------------------------------------------------------------- runs
@@ -247,13 +261,15 @@ class ResultsIndex:
                 g.runs.append((self.runs[p.hash][0], p.metric))
         return out
 
-    def left_out(self, table: int) -> list[str]:
+    def left_out(self, table: int, keys: Callable[[int, str], list[str]] | None = None) -> list[str]:
         """Why a point of ``table`` counts fewer runs than it could: one line per run left out.
 
         A point whose run directory exists but is unfinished or corrupt; a point with several
-        finished runs (the first counts); a run whose summary lacks a metric of the table. A point
+        finished runs (the first counts); a run whose summary lacks a metric of the table
+        (``keys(table, metric)``: the summary keys that count, default :func:`table_keys`). A point
         never run is not listed: the table shows it (``runs`` column, ``missing``).
         """
+        keys = table_keys if keys is None else keys
         dropped: dict[str, list[DroppedRun]] = {}
         for s in self.dropped:
             dropped.setdefault(s.hash, []).append(s)
@@ -269,7 +285,7 @@ class ResultsIndex:
                 if len(found) > 1:
                     out.append(f"{head}; s{p.seed}: {len(found)} finished runs with hash {p.hash}, only "
                                f"{found[0].name} counts, not {', '.join(r.name for r in found[1:])}")
-                for key in table_keys(table, p.metric):
+                for key in keys(table, p.metric):
                     if found[0].block(key) is None:
                         lacking.setdefault(key, []).append(f"{head}; s{p.seed} {found[0].name}: no '{key}' "
                                                            "metrics in summary.json")
@@ -280,37 +296,202 @@ class ResultsIndex:
         return out
 
 
-def read_runs(results: Path) -> tuple[dict[str, list[RunRecord]], list[DroppedRun], int]:
+# ----------------------------------------------------------------------------- the run cache
+CACHE_FILE = "runs.json"  # in the cache directory (aakit report: results/.cache)
+_CACHE_VERSION = 1
+_READ_FILES = ("config.yaml", "status.json", "summary.json")  # what load_run(with_records=False) reads
+_RACY_NS = 2_000_000_000  # a file this recent may be rewritten within its mtime's tick: not cached
+_MEMO_ROOTS = 8  # results directories remembered in memory by one process
+Signature = list  # per file of _READ_FILES: [size, mtime_ns, inode], or None where absent
+
+
+def _signature(run: Path) -> Signature | None:
+    """The key of what a run's files hold; None where one cannot be stat'ed (read it afresh)."""
+    out: Signature = []
+    for name in _READ_FILES:
+        try:
+            st = (run / name).stat()
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        except OSError:
+            return None
+        out.append([st.st_size, st.st_mtime_ns, st.st_ino])
+    return out
+
+
+def _racy(sig: Signature, now_ns: int) -> bool:
+    return any(f is not None and f[1] >= now_ns - _RACY_NS for f in sig)
+
+
+def _plain(x: Any) -> bool:
+    """Whether JSON gives ``x`` back as it is (YAML may hold int keys, dates, sets: those runs
+    are not cached)."""
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_plain(v) for v in x)
+    return x is None or isinstance(x, (str, int, float, bool))
+
+
+@functools.lru_cache(maxsize=1)
+def reader_fingerprint() -> str:
+    """A digest of the code that reads a run (:mod:`aakit.runs`, :mod:`aakit.yamlio`, this
+    module): a cache written by other code is not used."""
+    import aakit.runs
+    import aakit.yamlio
+
+    h = hashlib.sha256(f"aakit run cache {_CACHE_VERSION}".encode())
+    for module in (aakit.runs, aakit.yamlio):
+        h.update(Path(str(module.__file__)).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:20]
+
+
+class RunCache:
+    """The finished runs already read: run directory name -> ``{"sig", "summary", "config"}``.
+
+    ``file``: where it is kept between processes (None: in memory only). Unreadable, of another
+    version or of other code: it starts empty. Written atomically, only when it changed; a
+    directory that cannot be written leaves it in memory.
+    """
+
+    def __init__(self, file: Path | None = None, entries: dict[str, dict[str, Any]] | None = None) -> None:
+        self.file = file
+        self.entries: dict[str, dict[str, Any]] = entries or {}
+        self.changed = False
+
+    @classmethod
+    def load(cls, file: Path) -> RunCache:
+        try:
+            data = json.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return cls(file)
+        ok = (isinstance(data, dict) and data.get("version") == _CACHE_VERSION
+              and data.get("reader") == reader_fingerprint() and isinstance(data.get("runs"), dict))
+        return cls(file, data["runs"] if ok else None)
+
+    def get(self, name: str, sig: Signature) -> dict[str, Any] | None:
+        entry = self.entries.get(name)
+        if isinstance(entry, dict) and entry.get("sig") == sig and isinstance(entry.get("summary"), dict) \
+                and isinstance(entry.get("config"), dict):
+            return entry
+        return None
+
+    def put(self, name: str, sig: Signature, summary: dict[str, Any], config: dict[str, Any]) -> None:
+        if _plain(summary) and _plain(config):
+            self.entries[name] = {"sig": sig, "summary": summary, "config": config}
+            self.changed = True
+
+    def drop(self, name: str) -> None:
+        if self.entries.pop(name, None) is not None:
+            self.changed = True
+
+    def keep_only(self, names: set[str]) -> None:
+        """Forget the runs no longer there."""
+        gone = set(self.entries) - names
+        for name in gone:
+            del self.entries[name]
+        self.changed |= bool(gone)
+
+    def save(self) -> None:
+        if self.file is None or not self.changed:
+            return
+        text = json.dumps({"version": _CACHE_VERSION, "reader": reader_fingerprint(), "runs": self.entries},
+                          separators=(",", ":"))
+        try:
+            atomic_write_text(self.file, text)
+            self.changed = False
+        except OSError:  # a read-only results directory: the report is made all the same
+            pass
+
+
+_MEMO: OrderedDict[str, RunCache] = OrderedDict()  # runs directory -> what this process read of it
+
+
+def forget_runs() -> None:
+    """Drop what this process remembers of the runs it read (the cache files stay)."""
+    _MEMO.clear()
+
+
+def _run_cache(runs: Path, cache: Path | None) -> RunCache:
+    key = str(runs.resolve())
+    memo = _MEMO.get(key)
+    file = None if cache is None else Path(cache) / CACHE_FILE
+    if memo is None:
+        memo = RunCache.load(file) if file is not None else RunCache()
+    elif file is not None and memo.file != file:  # read in memory before; now kept in a file too
+        kept = RunCache.load(file)
+        kept.entries.update(memo.entries)
+        kept.changed = bool(memo.entries)
+        memo = kept
+    _MEMO[key] = memo
+    _MEMO.move_to_end(key)
+    while len(_MEMO) > _MEMO_ROOTS:
+        _MEMO.popitem(last=False)
+    return memo
+
+
+# ----------------------------------------------------------------------------- reading runs
+def _hash_of(d: Path, summary: Mapping[str, Any] | None) -> str:
+    return str((summary or {}).get("hash") or d.name.rsplit("-", 1)[-1])
+
+
+def _finished_or_not(d: Path, summary: Mapping[str, Any], config: Mapping[str, Any]) -> RunRecord | DroppedRun:
+    if summary.get("status") != "finished":
+        return DroppedRun(d, _hash_of(d, summary), f"summary.json says status {summary.get('status')!r}")
+    return RunRecord(d, summary, config)
+
+
+def read_runs(results: Path, cache: Path | None = None) -> tuple[dict[str, list[RunRecord]], list[DroppedRun], int]:
     """The finished runs under ``results/runs`` by config hash, the others (with why), and how many were seen.
 
     A corrupt run directory (no config.yaml; status.json or summary.json not a JSON object) fills
-    no cell even if its summary says finished.
+    no cell even if its summary says finished. ``cache``: a directory where what was read is
+    kept for later processes (see :class:`RunCache`); what this process read is reused either way.
     """
     finished: dict[str, list[RunRecord]] = {}
     dropped: list[DroppedRun] = []
     seen = 0
     runs = Path(results) / "runs"
+    memo = _run_cache(runs, cache) if runs.is_dir() else RunCache()
+    now = time.time_ns()
+    names: set[str] = set()
     for d in sorted(runs.iterdir()) if runs.is_dir() else []:
         if not is_run_dir(d):
             continue
         seen += 1
-        info = load_run(d, with_records=False)
-        summary = info.summary
-        h = str((summary or {}).get("hash") or d.name.rsplit("-", 1)[-1])
-        if info.problem:
-            dropped.append(DroppedRun(d, h, f"corrupt: {info.problem}", corrupt=True))
-        elif summary is None:
-            dropped.append(DroppedRun(d, h, f"no summary.json (status: {info.status})"))
-        elif summary.get("status") != "finished":
-            dropped.append(DroppedRun(d, h, f"summary.json says status {summary.get('status')!r}"))
+        names.add(d.name)
+        sig = _signature(d)
+        entry = memo.get(d.name, sig) if sig is not None else None
+        if entry is not None:
+            got = _finished_or_not(d, entry["summary"], entry["config"])
         else:
-            finished.setdefault(h, []).append(RunRecord(d, summary, info.config))
+            memo.drop(d.name)  # changed (or never kept): read afresh, kept again below if it may be
+            info = load_run(d, with_records=False)
+            summary = info.summary
+            h = _hash_of(d, summary)
+            if info.problem:
+                got = DroppedRun(d, h, f"corrupt: {info.problem}", corrupt=True)
+            elif summary is None:
+                got = DroppedRun(d, h, f"no summary.json (status: {info.status})")
+            else:
+                got = _finished_or_not(d, summary, info.config)
+                if sig is not None and not _racy(sig, now) and sig == _signature(d):  # unchanged while read
+                    memo.put(d.name, sig, summary, info.config)
+        if isinstance(got, RunRecord):
+            finished.setdefault(_hash_of(d, got.summary), []).append(got)
+        else:
+            dropped.append(got)
+    memo.keep_only(names)
+    memo.save()
     return finished, dropped, seen
 
 
 def load_results(results: Path, preset: str | None = None, grids_dir: Path | None = None,
-                 suite: str | None = None) -> ResultsIndex:
-    """The runs under ``results/runs`` and (for a ``preset``) the grid points of its ``suite``, read once."""
-    runs, dropped, seen = read_runs(results)
+                 suite: str | None = None, *, cache: Path | None = None) -> ResultsIndex:
+    """The runs under ``results/runs`` and (for a ``preset``) the grid points of its ``suite``, read once
+    (``cache``: see :func:`read_runs`)."""
+    runs, dropped, seen = read_runs(results, cache)
     points, notes = collect_points(results, preset, grids_dir, suite) if preset is not None else ([], [])
     return ResultsIndex(Path(results), preset, runs, dropped, seen, points, notes)

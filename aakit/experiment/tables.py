@@ -198,7 +198,7 @@ def rich_tables(t: ReportTable) -> list[Any]:
     out = []
     for i, b in enumerate(t.blocks):
         title = f"{t.name}. {t.title} ({t.preset})" if i == 0 else b.caption
-        table = Table(title=title, show_lines=False, title_justify="left")
+        table = Table(title=title, show_lines=False, title_justify="left", min_width=len(title) or None)
         for h, a in zip(b.header, b.aligns()):
             table.add_column(h, justify="left" if a == "l" else "right", no_wrap=True)
         for r in b.rows:
@@ -212,6 +212,7 @@ def render_rich(t: ReportTable, width: int | None = None) -> str:
 
     need = max(sum(max(len(h), *(len(r[j]) for r in b.rows)) + 3 for j, h in enumerate(b.header))
                for b in t.blocks)
+    need = max(need, len(f"{t.name}. {t.title} ({t.preset})"))  # the title on one line
     buf = io.StringIO()
     console = Console(file=buf, width=width or max(100, need + 4), color_system=None, highlight=False)
     for table in rich_tables(t):
