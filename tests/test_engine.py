@@ -173,8 +173,11 @@ def test_pretrained_config_trains_its_run_once_and_shares_it(tiny_synth: Path, t
     steps = [r for r in read_metrics(cls_run / "metrics.jsonl")[0] if r["kind"] == "step"]
     assert steps and set(steps[-1]["losses"]) == {"cls", "total"}  # classification only, no pseudo labels
     for run in (a, b):
-        init = json.loads((run / "provenance.json").read_text())["init"]
-        assert str(cls_run / "checkpoints" / "last.pt") in init
+        prov = json.loads((run / "provenance.json").read_text())
+        assert str(cls_run / "checkpoints" / "last.pt") in prov["init"]
+        ckpt = prov["init_checkpoint"]
+        assert ckpt["run"] == cls_run.name and ckpt["step"] == steps[-1]["step"] and ckpt["epoch"] == 1
+        assert len(ckpt["sha256"]) == 64
 
 
 def test_eval_and_predict_commands(tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,14 +247,15 @@ def test_dependency_run_is_announced_with_its_length_and_retrained_without_check
     res = tmp_path / "res"
     train(load_config(REPO / "experiments/synthetic/baseline.yaml", over), results=res, progress=False)
     first = capsys.readouterr().err
-    assert "must be trained first" in first and "1 epochs" in first and "no earlier run" in first
+    assert "(not trained yet); training it first: 1 epochs" in first and "no finished run of this configuration" in first
     (cls_run,) = [p for p in (res / "runs").iterdir() if p.name.startswith("synth-cls-")]
     train(load_config(REPO / "experiments/synthetic/baseline.yaml", over | {"train.seed": 1}), results=res, progress=False)
-    assert "must be trained first" not in capsys.readouterr().err  # finished, with its weights: used as is
+    assert "training it first" not in capsys.readouterr().err  # finished, with its weights: used as is
     (cls_run / "checkpoints" / "last.pt").unlink()
     train(load_config(REPO / "experiments/synthetic/baseline.yaml", over | {"train.seed": 2}), results=res, progress=False)
     again = capsys.readouterr().err
-    assert "training again" in again and f"{cls_run.name}: 1 epochs in" in again and "ETA about" in again
+    assert "finished, but its weights are not here" in again and "1 epochs, about" in again
+    assert f"({cls_run.name} took " in again  # the ETA of the same configuration, not another network's
     assert (cls_run / "checkpoints" / "last.pt").exists()
 
 

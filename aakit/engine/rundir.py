@@ -182,8 +182,28 @@ class RunWriter:
         return read_json(self.path / "summary.json")
 
     def is_finished(self) -> bool:
+        """Finished: ``summary.json`` says so *and* ``status.json`` agrees (finished, at its last
+        step). A summary alone is not enough: a retraining interrupted after an earlier summary
+        was written left a finished summary beside an interrupted status (issue 33)."""
         s = self.summary()
-        return bool(s and s.get("status") == "finished")
+        if not (s and s.get("status") == "finished"):
+            return False
+        st = read_json(self.path / "status.json")
+        if not isinstance(st, dict):
+            return True  # a run from before status.json
+        step, total = st.get("step"), st.get("steps_total")
+        return st.get("status") == "finished" and not (isinstance(step, int) and isinstance(total, int)
+                                                        and step != total)
+
+    def set_summary_aside(self) -> Path | None:
+        """A (re)started run's earlier ``summary.json`` -> ``summary.before-<UTC time>.json``: it
+        describes weights that are being replaced, and must not make the run look finished."""
+        old = self.path / "summary.json"
+        if not old.exists():
+            return None
+        aside = old.with_name(f"summary.before-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
+        os.replace(old, aside)
+        return aside
 
     def create(self, prov: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -221,6 +241,7 @@ class RunWriter:
         drops the metric lines its checkpoint does not cover and adds the resume to its provenance.
         """
         self.remove_temp_files()  # left by a process killed in the middle of a write
+        self.set_summary_aside()
         if resume_step is None:
             self.create(prov)
             self.reset_metrics()
@@ -299,6 +320,28 @@ class RunWriter:
     def run_hash(self) -> str:
         """The hash this run was created under (a resumed older run keeps its own)."""
         return recorded_hash(self.path, self.cfg)
+
+
+def committed_run(path: Path) -> bool:
+    """Whether the run directory ``path`` is committed evidence: its ``status.json`` or
+    ``summary.json`` is tracked by git. aakit never rewrites such a run (issue 33); False where
+    there is no git or no repository."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    out = _git(["ls-files", "--", "status.json", "summary.json"], path)
+    return bool(out)
+
+
+def checkpoint_record(ckpt: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """What a run that starts from ``ckpt`` records of it: the run, step, epoch and sha256."""
+    h = hashlib.sha256()
+    with open(ckpt, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    run = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else None
+    epoch = state.get("epochs_done", state.get("epoch"))  # a last.pt / a best.pt
+    return {"run": run, "file": ckpt.name, "step": state.get("step"), "epoch": epoch, "sha256": h.hexdigest()}
 
 
 def load_checkpoint_file(path: Path, expect_hash: str | None = None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from aakit.engine.hooks import (
     StatusHook,
     SummaryHook,
 )
-from aakit.engine.rundir import RunWriter, load_checkpoint_file, provenance
+from aakit.engine.rundir import RunWriter, checkpoint_record, committed_run, load_checkpoint_file, provenance
 from aakit.engine.runlock import RunLock
 from aakit.engine.targets import training_cam  # noqa: F401 (re-exported)
 from aakit.engine.tracking import require_backends, tracking_hooks
@@ -83,8 +83,11 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
+InitSource = tuple[str | None, dict[str, Any] | None]  # where the first weights came from: a line, a checkpoint's record
+
+
 def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | None = None,
-                         progress: bool = False, like: Config | None = None) -> str:
+                         progress: bool = False, like: Config | None = None) -> InitSource:
     """``model.pretrained``: where the network's first weights come from.
 
     * an MXNet ``.params`` or a psa-layout ``.pth`` (ImageNet or VOC classification weights);
@@ -96,11 +99,15 @@ def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | N
       (the run that needs it) but keeps its own ``train.seed``: it stands in for ImageNet
       weights, which every seed of a grid shares, so the seeds of a grid differ only in the
       WSSS training. A file lock keeps concurrent grid workers from training it twice.
+
+    Returns where the weights came from (a line) and, for a run's checkpoint, its record (run,
+    step, epoch, sha256: :func:`aakit.engine.rundir.checkpoint_record`). A run's checkpoint that
+    is not at the run's last step (an interrupted run) is refused.
     """
     if path == "imagenet":  # a name, not a file: aakit.models.weights finds the installed weights
         from aakit.models import load_pretrained
 
-        return load_pretrained(model, path).summary()
+        return load_pretrained(model, path).summary(), None
     p = Path(path)
     if p.suffix in (".yaml", ".yml"):
         p = _dependency_run(p, results or Path("results"), progress, like) / "checkpoints" / "last.pt"
@@ -110,15 +117,28 @@ def load_initial_weights(model: torch.nn.Module, path: str, *, results: Path | N
         raise AakitError(f"model.pretrained: {path} not found")
     if p.suffix == ".pt":
         state = load_checkpoint_file(p)
+        require_last_step(p, state)
         missing, unexpected = model.load_state_dict(state["model"], strict=False)
         bad = [k for k in missing if not k.startswith(("seg_", "embed"))]
         if unexpected or bad:
             raise AakitError(f"model.pretrained: {p} does not fit this network "
                              f"(missing {bad[:3]}, unexpected {list(unexpected)[:3]})")
-        return f"checkpoint {p}"
+        record = checkpoint_record(p, state)
+        return f"checkpoint {p} (run {record['run']}, step {record['step']}, epoch {record['epoch']})", record
     from aakit.models import load_pretrained
 
-    return load_pretrained(model, str(p)).summary()
+    return load_pretrained(model, str(p)).summary(), None
+
+
+def require_last_step(ckpt: Path, state: dict[str, Any]) -> None:
+    """Refuse the checkpoint of a run that is not at the run's last step (its status.json's
+    ``steps_total``): a dependent run must never start from a half-trained pre-training."""
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    st = read_json(run / "status.json") if run is not None else None
+    total = st.get("steps_total") if isinstance(st, dict) else None
+    if isinstance(total, int) and state.get("step") != total:
+        raise AakitError(f"model.pretrained: {run} stopped at step {state.get('step')} of {total} (status "
+                         f"{st.get('status')}): finish it first (aakit train --resume {run})")
 
 
 def _dependency_run(config: Path, results: Path, progress: bool, like: Config | None) -> Path:
@@ -147,7 +167,8 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # another worker training it: wait for it
         writer = RunWriter(Path(results), dep)
-        if not (writer.is_finished() and writer.ckpt_path.exists()):
+        local = RunWriter(local_results(Path(results)), dep)
+        if not any(w.is_finished() and w.ckpt_path.exists() for w in (writer, local)):
             print(dependency_notice(config, dep, writer, Path(results)), file=sys.stderr, flush=True)
         return train(dep, results=results, progress=progress, command=why, require_checkpoint=True)
     finally:
@@ -155,23 +176,26 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
 
 
 def dependency_notice(config: Path, dep: Config, writer: RunWriter, results: Path) -> str:
-    """One line said before a dependency run is trained: which, how long, and an ETA taken from
-    the last finished run of the same name (scaled by its epochs), if there is one."""
-    what = "resuming" if writer.exists() else "training"
+    """One line said before a dependency run is trained: which run, why, how many epochs, and
+    an ETA from an earlier finished run of the *same* configuration (the same config hash: the
+    committed run itself, or a local copy), or none."""
     if writer.is_finished():
-        what = "training again (its summary has no checkpoint: checkpoints are not committed)"
-    head = (f"model.pretrained: {config} -> run {writer.path.name} must be trained first; "
-            f"{what} it now: {dep.train.epochs} epochs")
+        why = "finished, but its weights are not here (checkpoints are not committed)"
+    else:
+        why = "interrupted: resuming it" if writer.exists() else "not trained yet"
+    head = (f"model.pretrained: {config} needs the run {writer.path.name} ({why}); "
+            f"training it first: {dep.train.epochs} epochs")
     earlier = []
-    for d in sorted((results / "runs").glob(f"{safe_name(dep.name)}-*")):
-        s = read_json(d / "summary.json")
-        if isinstance(s, dict) and s.get("wall_time_s") and s.get("epochs"):
-            earlier.append((d.stat().st_mtime, d.name, float(s["wall_time_s"]), int(s["epochs"])))
+    for root in (results, local_results(results)):
+        for d in sorted((root / "runs").glob(f"*-{dep.hash()}")):
+            s = read_json(d / "summary.json")
+            if isinstance(s, dict) and s.get("status") == "finished" and s.get("wall_time_s") and s.get("epochs"):
+                earlier.append((float(s["wall_time_s"]), int(s["epochs"]), d.name))
     if not earlier:
-        return head + " (no earlier run to estimate its duration; the progress bar shows an ETA)"
-    _, name, wall, epochs = max(earlier)
+        return head + " (no finished run of this configuration to estimate its duration)"
+    wall, epochs, name = min(earlier)
     eta = wall * dep.train.epochs / max(epochs, 1)
-    return head + f", ETA about {_minutes(eta)} ({name}: {epochs} epochs in {_minutes(wall)})"
+    return head + f", about {_minutes(eta)} ({name} took {_minutes(wall)} on the machine that trained it)"
 
 
 def _minutes(seconds: float) -> str:
@@ -250,18 +274,18 @@ def compute_losses(
 
 # ----------------------------------------------------------------------------- the assembly
 def build_trainer(cfg: Config, data: RunData, writer: RunWriter, device: torch.device, dist_info: DistInfo, *,
-                  resuming: bool, results: Path, progress: bool) -> tuple[Trainer, str | None]:
+                  resuming: bool, results: Path, progress: bool) -> tuple[Trainer, InitSource]:
     """The network with its first weights, the optimiser, and the checkpoint to resume from (the
     run's own, when it has one); returns the trainer and where the first weights came from."""
     from aakit.models import build_model
 
     model = build_model(dataclasses.replace(cfg.model, pretrained=None)).to(device)
-    init_note = None
+    init: InitSource = (None, None)
     if cfg.model.pretrained:
-        init_note = load_initial_weights(model, cfg.model.pretrained, results=results, progress=progress, like=cfg)
+        init = load_initial_weights(model, cfg.model.pretrained, results=results, progress=progress, like=cfg)
     optimizer = build_optimizer(model, cfg)
     state = writer.load_checkpoint() if (resuming or writer.exists()) else None
-    return Trainer(cfg, model, optimizer, data.train, device=device, dist=dist_info, state=state), init_note
+    return Trainer(cfg, model, optimizer, data.train, device=device, dist=dist_info, state=state), init
 
 
 def progress_hook(cfg: Config, title: str) -> HookBase:
@@ -336,6 +360,19 @@ def train(
     if _done(writer, require_checkpoint, progress and dist_info.main):
         cleanup(dist_info)
         return writer.path
+    if committed_run(writer.path):  # evidence: train a local copy (issue 33)
+        if resume is not None or Path(results).name == "local":
+            raise AakitError(f"--resume {writer.path}: a committed run (tracked by git); aakit does not rewrite "
+                             f"it: train it anew under --results {local_results(Path(results))}")
+        local = local_results(Path(results))
+        if dist_info.main:
+            print(f"{writer.path} is committed (tracked by git) and is not rewritten; "
+                  f"{'its weights are not committed: ' if writer.is_finished() else ''}"
+                  f"training a local copy in {RunWriter(local, cfg, name).path}", file=sys.stderr, flush=True)
+        cleanup(dist_info)
+        return train(cfg, results=local, name=name, overrides=overrides, epoch_callback=epoch_callback,
+                     progress=progress, command=command, stop_after_steps=stop_after_steps,
+                     require_checkpoint=require_checkpoint)
     if dist_info.main:
         warn_workers(cfg)
     # seeds and data; then the run is this process's (rank 0 locks it) until training ends
@@ -348,6 +385,11 @@ def train(
         return _train_locked(cfg, writer, data, device, dist_info, results=Path(results), resuming=resume is not None,
                              run_name=name or cfg.name, overrides=list(overrides), command=command,
                              epoch_callback=epoch_callback, progress=progress, stop_after_steps=stop_after_steps)
+
+
+def local_results(results: Path) -> Path:
+    """Where the runs that would rewrite committed ones are trained: ``RESULTS/local`` (git-ignored)."""
+    return Path(results) / "local"
 
 
 def _done(writer: RunWriter, require_checkpoint: bool, say: bool) -> bool:
@@ -364,12 +406,13 @@ def _train_locked(cfg: Config, writer: RunWriter, data: RunData, device: torch.d
                   results: Path, resuming: bool, run_name: str, overrides: list[str], command: list[str] | None,
                   epoch_callback: EpochCallback | None, progress: bool, stop_after_steps: int | None) -> Path:
     """:func:`train` once the run is this process's: the network, the run directory, the loop."""
-    trainer, init_note = build_trainer(cfg, data, writer, device, dist_info, resuming=resuming,
-                                       results=results, progress=progress)
+    trainer, (init_note, init_ckpt) = build_trainer(cfg, data, writer, device, dist_info, resuming=resuming,
+                                                    results=results, progress=progress)
     # rank 0 writes where the numbers come from, and starts (or continues) the run directory
     if dist_info.main:
         prov = provenance(cfg, command=command, overrides=overrides, device=str(device))
-        prov.update(name=run_name, world_size=dist_info.world, init=init_note, resumed_from_step=trainer.step or None)
+        prov.update(name=run_name, world_size=dist_info.world, init=init_note, init_checkpoint=init_ckpt,
+                    resumed_from_step=trainer.step or None)
         writer.begin(prov, resume_step=trainer.step if trainer.resumed else None, keep_epochs=trainer.epochs_done)
     barrier(dist_info)
 
