@@ -469,19 +469,21 @@ def runs_ls(
     tag: Annotated[Optional[str], typer.Option("--tag", help="Only runs with this tag (aakit runs tag).")] = None,
     where: Annotated[Optional[list[str]], typer.Option("--where", help="Only runs whose config has KEY=VALUE, e.g. --where loss.affinity=aa (repeatable).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a metric, highest first: best_miou, val_miou, val_rfpc_miou, pseudo_miou, wall_time_s...")] = None,
-    json_out: Annotated[bool, typer.Option("--json/--no-json", help="Print the runs as JSON (one array).")] = False,
+    json_out: Annotated[bool, typer.Option("--json/--no-json", help="Print the runs as JSON (one array, every run: --limit applies to the table).")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="Show at most N runs (0: all); the line below the table says how many were left out.")] = 50,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """List runs (mIoU in %), filtered and sorted."""
     import json
 
     from aakit.experiment.journal import journal_warnings
-    from aakit.runlist import format_table, select_runs
+    from aakit.runlist import format_table, page, select_runs
 
     rows = select_runs(results, status=status, tag=tag, where=where or [], sort=sort)
+    shown, more = page(rows, limit)
     for line in journal_warnings(results):  # a torn study journal: said on stderr, never rewritten here
         _err(line)
-    _echo(json.dumps(rows, indent=1) if json_out else format_table(rows, sort))
+    _echo(json.dumps(rows, indent=1) if json_out else format_table(shown, sort) + (f"\n{more}" if more else ""))
 
 
 @runs_app.command("show")

@@ -10,6 +10,7 @@ epochs), ``<result>_miou`` for each result in summary.json (``val_miou``, ``val_
 """
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -116,7 +117,9 @@ def parse_where(items: list[str]) -> list[tuple[str, Any]]:
             raise RunsError(f"--where {item!r}: expected KEY=VALUE, e.g. --where loss.affinity=aa")
         key = key.strip()
         if key not in known:
-            raise RunsError(f"--where {key}: unknown config key (e.g. loss.lambda_aa, train.seed)")
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {near[0]}?" if near else "e.g. loss.lambda_aa, train.seed"
+            raise RunsError(f"--where {key}: unknown config key ({hint})")
         try:
             value = yamlio.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
@@ -155,6 +158,17 @@ def select_runs(results: Path, *, status: str | None = None, tag: str | None = N
             raise RunsError(f"--sort {sort!r}: not a metric of these runs (known: {', '.join(known)})")
         rows.sort(key=lambda r: (sort not in r["metrics"], -r["metrics"].get(sort, 0.0)))
     return rows
+
+
+def page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The first ``limit`` rows (0: all) and, when rows were left out, the line that says how many
+    and how to see them."""
+    if limit < 0:
+        raise RunsError(f"--limit {limit}: must be >= 0 (0 lists every run)")
+    if not limit or len(rows) <= limit:
+        return rows, None
+    return rows[:limit], (f"... {len(rows) - limit} more of {len(rows)} runs not shown "
+                          f"(--limit 0 lists all; --status/--where/--tag filter, --sort orders)")
 
 
 # ----------------------------------------------------------------------------- text

@@ -87,7 +87,7 @@ def test_runs_diff_names_the_keys_that_differ_and_both_metrics(two_runs: tuple[P
 
 def test_runs_ls_lists_the_committed_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = _aakit(["runs", "ls", "--results", str(REPO / "results"), "--status", "finished",
-                           "--where", "loss.affinity=aa", "--sort", "val_miou"], capsys, monkeypatch)
+                           "--where", "loss.affinity=aa", "--sort", "val_miou", "--limit", "0"], capsys, monkeypatch)
     names = [line.split()[0] for line in out.splitlines()[1:-1]]
     assert code == 0 and len(names) >= 10 and any(n.startswith("synthetic-table1-CLS+CE+AA-") for n in names)
     assert not any("CLS+CE-s" in n for n in names)  # affinity none: filtered out
@@ -108,3 +108,17 @@ def test_print_config_and_set_file(tiny_synth: Path, tmp_path: Path, capsys: pyt
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.loss.dilations) == (3, 2, (2, 4))
     assert cfg.optim.lr == 0.25  # --set comes after --set-file
     assert cfg.data.root == str(tiny_synth) and not results.exists()  # nothing trained, nothing written
+
+
+def test_runs_ls_pages_the_committed_runs_and_where_suggests_the_near_key(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 33: `runs ls` printed all 390 runs; `--where` had no did-you-mean."""
+    results = str(REPO / "results")
+    code, out, _ = _aakit(["runs", "ls", "--results", results, "--limit", "0"], capsys, monkeypatch)
+    total = int(out.strip().splitlines()[-1].split()[0])  # "N run(s)"
+    assert code == 0 and "more of" not in out and total > 300
+    code, out, _ = _aakit(["runs", "ls", "--results", results, "--limit", "5"], capsys, monkeypatch)
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[-1].startswith(f"... {total - 5} more of {total} runs not shown") and len(lines) < 12
+    code, _, err = _aakit(["runs", "ls", "--results", results, "--where", "loss.lamda_aa=0.1"], capsys, monkeypatch)
+    assert code == 2 and "did you mean loss.lambda_aa?" in err and len(err.strip().splitlines()) == 1
