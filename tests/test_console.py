@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import REPO, tiny_overrides
 
 BASE = REPO / "experiments/synthetic/full.yaml"
@@ -98,3 +100,35 @@ def test_a_resumed_runs_wall_time_counts_the_sittings_before_its_checkpoint(tiny
     train(cfg, results=results, progress=False, resume=run)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and 1000 < summary["wall_time_s"] < 1000 + 600
+
+
+@pytest.mark.parametrize("width", [80, 60, 160])
+def test_the_progress_bar_keeps_step_percentage_and_eta_whole_at_any_width(width: int) -> None:
+    """Issue 33: at 80 columns rich cut the ETA and the percentage to "…"; the losses give way."""
+    import io
+    import re
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from aakit.engine.hooks import ProgressBar
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=True, color_system=None)
+    trainer = SimpleNamespace(total_steps=1500, step=0, epoch=0, cfg=SimpleNamespace(train=SimpleNamespace(epochs=8)),
+                              losses={"aa": 1.2, "ce": 2.67, "cls": 0.6, "lr": 0.13, "total": 4.6}, images_per_s=28.5,
+                              resumed=False)
+    bar = ProgressBar("v2-table2-AA-4-8-12-24-36-s17-1b73f3ed")
+    bar.trainer = trainer
+    bar.announce_resume = bar.announce_evaluation = lambda: None  # console lines: not what is tested here
+    bar.before_train(console=console)
+    trainer.step = 40
+    bar.after_step()
+    bar.p.refresh()
+    bar.p.stop()
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buf.getvalue()).replace("\r", "\n")
+    line = [ln for ln in text.splitlines() if ln.strip()][-1]
+    assert "…" not in line and len(line) <= width, line
+    assert "3%" in line and "40/1500" in line and re.search(r"eta \d:\d\d:\d\d|eta -:--:--", line), line
+    if width >= 160:
+        assert "ce 2.670" in line  # room for every loss

@@ -142,23 +142,46 @@ class ProgressBar(ConsoleHook):
     def say(self, msg: str) -> None:
         self.p.console.print(msg, highlight=False, markup=False)
 
-    def before_train(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    BAR = 12  # characters of the bar itself
 
+    def before_train(self, console: Any = None) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        # what must stay readable first (step, %, elapsed, ETA), the losses last, fitted to the width
         self.p = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            transient=False,
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=self.BAR), TaskProgressColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"), transient=False, console=console,
         )
         self.p.start()
-        self.task = self.p.add_task(self.title, total=self.trainer.total_steps, completed=self.trainer.step, info="")
+        self.task = self.p.add_task(self._title(), total=self.trainer.total_steps, completed=self.trainer.step, info="")
         self.announce_resume()
+
+    def _fixed_width(self) -> int:
+        """Columns the bar, %, step counts, elapsed and ETA take, with their gaps."""
+        n = len(str(self.trainer.total_steps))
+        return self.BAR + 4 + (2 * n + 1) + 7 + 3 + 7 + 7
+
+    def _title(self) -> str:
+        room = max(10, self.p.console.width - self._fixed_width() - 12)
+        return self.title if len(self.title) <= room else self.title[: room - 1] + "~"
+
+    def info(self, width: int) -> str:
+        """The losses, epoch and speed, as much of them as fits in ``width`` characters."""
+        t = self.trainer
+        ep, speed = f"ep {t.epoch + 1}/{t.cfg.train.epochs}", f"{t.images_per_s:.1f} img/s"
+        total = t.losses.get("total")
+        for text in (f"{ep} " + " ".join(f"{k} {v:.3f}" for k, v in t.losses.items()) + f" {speed}",
+                     f"{ep} total {total:.3f} {speed}" if total is not None else f"{ep} {speed}", ep):
+            if len(text) <= width:
+                return text
+        return ""
 
     def after_step(self) -> None:
         t = self.trainer
-        info = (f"ep {t.epoch + 1}/{t.cfg.train.epochs} " + " ".join(f"{k} {v:.3f}" for k, v in t.losses.items())
-                + f" {t.images_per_s:.1f} img/s")
-        self.p.update(self.task, completed=t.step, info=info)
+        room = self.p.console.width - self._fixed_width() - len(self._title()) - 1
+        self.p.update(self.task, completed=t.step, info=self.info(room))
         self.announce_evaluation()
 
     def after_train(self) -> None:
