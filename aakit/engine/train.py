@@ -396,7 +396,9 @@ def _done(writer: RunWriter, require_checkpoint: bool, say: bool) -> bool:
     """A finished run (with its checkpoint, when ``require_checkpoint``) has nothing to train."""
     if not (writer.is_finished() and (writer.ckpt_path.exists() or not require_checkpoint)):
         return False
-    if say:
+    if say and require_checkpoint:  # a pre-training another run starts from
+        print(f"model.pretrained: the finished run {writer.path}, its weights at its last step", flush=True)
+    elif say:
         print(f"already finished: {writer.path} (nothing to train; a new --name or config trains another run)",
               flush=True)
     return True
