@@ -1,11 +1,11 @@
-# aakit — two commands: `make test` and `make demo`. Both set up .venv first.
+# aakit — `make test` (everything), `make check` (the fast part) and `make demo`. Each sets up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.aakit-installed
 
-.PHONY: setup test demo bench reproduce reproduce-v1 clean
+.PHONY: setup test check demo bench reproduce reproduce-v1 clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml Makefile
 
 test: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+# the fast part of the suite (no training, no aakit processes): about a minute; `make test` is all of it
+check: setup
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m "not slow"
 
 demo: setup
 	$(BIN)/aakit demo

@@ -39,6 +39,55 @@ def pytest_configure(config: pytest.Config) -> None:
     hooks.SignalHook._on_signal = remember  # type: ignore[method-assign]
 
 
+# ----------------------------------------------------------------------------- slow tests (make check skips them)
+# `make test` runs everything; `make check` (-m "not slow") the rest, in about a minute. Slow: every
+# test of a module that trains networks or starts aakit processes, and the single tests that took
+# over 2 s in a full run on a 2-core machine (issue 33). A new slow test goes here or gets
+# @pytest.mark.slow.
+SLOW_MODULES = {
+    "test_bad_input", "test_bench", "test_confidence", "test_console", "test_ctrl_c", "test_engine",
+    "test_fidelity", "test_first_hour", "test_golden", "test_grid", "test_grid_kill", "test_journal",
+    "test_launcher", "test_layering", "test_mechanism", "test_mlflow", "test_mobilenet", "test_overlap",
+    "test_probing", "test_profile", "test_reliability", "test_reproduction", "test_search", "test_signals",
+    "test_tracking", "test_trainer", "test_umask", "test_wandb", "test_wheel", "test_confusions",
+    "test_redact", "test_results", "test_runs_cli", "test_crf_torch", "test_models", "test_figures", "test_tui",
+    "test_preflight",
+}
+SLOW_TESTS = {
+    "test_comparisons.py::test_a_grid_files_description_titles_its_comparisons",
+    "test_comparisons.py::test_cli_compare_md_and_json_and_one_line_errors",
+    "test_comparisons.py::test_report_figures_draw_each_grids_comparisons_as_a_forest",
+    "test_losses.py::test_affinity_gradcheck",
+    "test_losses.py::test_label_reassign_gradcheck",
+    "test_losses.py::test_label_reassign_matches_loop_reference",
+    "test_presets.py::test_cli_version_ls_copy_and_bad_names",
+    "test_presets.py::test_report_and_demo_read_the_presets_root",
+    "test_cli_niceties.py::test_figures_warn_once_where_images_were_looked_for",
+    "test_cli_niceties.py::test_figures_data_draws_the_images",
+    "test_comparisons.py::test_the_full_report_adds_the_comparisons_of_its_suites_own_grids",
+    "test_comparisons.py::test_the_report_reads_one_suite_at_a_time",
+    "test_claims.py::test_into_replaces_only_the_marked_block",
+    "test_claims.py::test_the_report_shows_the_claims_after_the_tables",
+    "test_claims.py::test_the_demo_ends_with_the_stored_multi_seed_answer_not_a_typed_one",
+    "test_claims.py::test_each_verdict_from_the_paired_interval",
+    "test_claims.py::test_claims_json_lists_pairs_whose_differences_give_the_interval",
+    "test_report.py::test_the_default_report_is_the_verdicts_then_how_to_see_the_tables",
+    "test_report.py::test_stderr_counts_the_runs_left_out_in_one_line_and_verbose_lists_them",
+    "test_synth_v2.py::test_v2_class_is_read_from_the_body_colour_alone",
+    "test_models.py::test_resnet38_output_stride_8_and_heads",
+    "test_report.py::test_cli_run_writes_files_and_figures",
+    "test_report.py::test_figures_again_redraw_only_the_curves_of_runs_that_changed",
+    "test_report.py::test_report_on_a_results_dir_without_runs_says_so_and_writes_nothing",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        if module in SLOW_MODULES or f"{item.path.name}::{item.originalname}" in SLOW_TESTS:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     result = yield
