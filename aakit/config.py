@@ -107,7 +107,9 @@ class LossConfig:
     dilations: tuple[int, ...] = (4, 8, 12, 24)
     margin_aa: float = 3.0  # m
     weighting: Literal["max", "min", "mean"] = "max"  # Omega_ij (Table 3)
-    aa_confidence: Literal["crf", "cam", "net"] = "crf"  # V: CRF prob. of the label | CAM score | net's softmax max
+    # V: CRF prob. of the label | CAM score | net's softmax max | oracle: 1 where the label is right,
+    # 0 where wrong (ground-truth masks of the training images; a diagnostic bound, not the paper's method)
+    aa_confidence: Literal["crf", "cam", "net", "oracle"] = "crf"
     kl: Literal["binary", "categorical"] = "binary"
     label_reassign: bool = True
     lambda_lr: float = 0.1  # lambda2
@@ -177,17 +179,20 @@ class EvalConfig:
     every_epochs: int = 1  # validate every N epochs (and always after the last)
     save_examples: int = 8  # first N val images: predictions + pseudo labels as PNGs (Fig. 5)
     crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # the test CRF's back-end, as pseudo.crf_backend
+    mechanism: bool = True  # at each evaluation: what AA and LR change, on a probe batch (aakit.mechanism)
+    mechanism_images: int = 4  # the probe batch: the first N training images, centre crop, no augmentation
 
 
 # Settings that do not change a run's numbers, left out of its identity (Config.hash):
 # where the data lies (the data set enters by its digest), how many processes load it or run
 # the CRFs (pseudo.overlap gives the same gradient: tests/test_overlap.py), logging and
 # checkpoint frequency, example PNGs, the device (CPU and GPU differ only in rounding) and the
-# CRF back-end (pydensecrf and aakit.crf_torch agree to float precision: tests/test_crf_torch.py).
+# CRF back-end (pydensecrf and aakit.crf_torch agree to float precision: tests/test_crf_torch.py),
+# and the mechanism record (it measures, and changes no weight: tests/test_mechanism.py).
 NOT_RESULTS = (
     "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap", "pseudo.crf_backend",
     "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples", "eval.crf_backend",
-    "logging",
+    "eval.mechanism", "eval.mechanism_images", "logging",
 )
 
 
@@ -299,6 +304,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.pseudo_images", lambda v: v >= 0, "must be >= 0"),
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
+    ("eval.mechanism_images", lambda v: v >= 1, "must be >= 1"),
     ("eval.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
     ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
     ("logging.print_every", lambda v: v >= 1, "must be >= 1"),

@@ -183,12 +183,18 @@ class AffinityLoss(LossTerm):
                    dilations=tuple(L.dilations), margin=L.margin_aa, weighting=L.weighting, kl=L.kl,
                    net_confidence=L.aa_confidence == "net")
 
+    def confidence(self, x: LossInputs) -> Tensor:
+        """V at F^c's resolution as AA takes it: with the labels (CRF, CAM or oracle), or the
+        network's own certainty (``loss.aa_confidence: net``), not the pseudo label's."""
+        _, small_conf = x.at_stride
+        if self.net_confidence:
+            return x.seg_prob.detach().amax(dim=1).to(small_conf.dtype)
+        return small_conf
+
     def loss(self, x: LossInputs) -> Tensor:
-        small, small_conf = x.at_stride
-        if self.net_confidence:  # the network's own certainty, not the pseudo label's
-            small_conf = x.seg_prob.detach().amax(dim=1).to(small_conf.dtype)
+        small, _ = x.at_stride
         return losses.affinity_loss(x.seg_prob, small, dilations=self.dilations, margin=self.margin,
-                                    confidence=small_conf if self.adaptive else None,
+                                    confidence=self.confidence(x) if self.adaptive else None,
                                     weighting=self.weighting, kl=self.kl)
 
 
@@ -211,12 +217,17 @@ class LabelReassignLoss(LossTerm):
         first = max(segmentation_start(cfg), cfg.train.epochs - L.lr_last_epochs)
         return cls(L.lambda_lr, first_epoch=first, margin=L.margin_lr, gamma=L.gamma)
 
-    def loss(self, x: LossInputs) -> Tensor:
+    @staticmethod
+    def weight(x: LossInputs) -> Tensor:
+        """beta of eq. 13: the network's probability of each pixel's pseudo label (detached)."""
         small, _ = x.at_stride
         prob = x.seg_prob
-        # beta: the network's probability of each pixel's pseudo label (detached)
-        beta = prob.detach().gather(1, small.clamp(0, prob.shape[1] - 1).unsqueeze(1)).squeeze(1)
-        return losses.label_reassign_loss(x.out["embedding"].float(), small, beta, margin=self.margin, gamma=self.gamma)
+        return prob.detach().gather(1, small.clamp(0, prob.shape[1] - 1).unsqueeze(1)).squeeze(1)
+
+    def loss(self, x: LossInputs) -> Tensor:
+        small, _ = x.at_stride
+        return losses.label_reassign_loss(x.out["embedding"].float(), small, self.weight(x), margin=self.margin,
+                                          gamma=self.gamma)
 
 
 # ----------------------------------------------------------------------------- the sum

@@ -229,7 +229,46 @@ def describe_run(path: Path) -> str:
     m = run_metrics(info)
     finals = [f"{k.removesuffix('_miou')} {_pct(v)}" for k, v in m.items() if k.endswith("_miou") and k != "best_miou"]
     lines.append("final     " + (", ".join(finals) + " (mIoU %)" if finals else "no summary yet"))
+    mech = last_mechanism(info)
+    if mech is not None:
+        lines += ["mechanism " + line if i == 0 else "  " + line for i, line in enumerate(mechanism_lines(mech))]
     return "\n".join(lines)
+
+
+def last_mechanism(info: RunInfo) -> dict[str, Any] | None:
+    """The run's mechanism record (:mod:`aakit.mechanism`): the summary's, else the last
+    ``kind: mechanism`` line of a run still training; None for a run without one."""
+    summary = info.summary or {}
+    if isinstance(summary.get("mechanism"), dict):
+        return summary["mechanism"]
+    found = [r for r in info.records if r.get("kind") == "mechanism"]
+    return found[-1] if found else None
+
+
+def mechanism_lines(m: dict[str, Any]) -> list[str]:
+    """A mechanism record as a few lines of text (``runs show``, the TUI's run screen)."""
+    def f(key: str, spec: str = ".3f", scale: float = 1.0) -> str:
+        v = m.get(key)
+        return format(scale * v, spec) if isinstance(v, (int, float)) else "-"
+
+    s = m.get("settings") or {}
+    lines = [f"probe of {m.get('images', '?')} train images at epoch {m.get('epoch', '?')}; AA with V "
+             f"{s.get('aa_confidence', '?')}, Omega {s.get('weighting', '?')}; LR gamma {s.get('gamma', '?')}",
+             f"AA vs SA   gradient share {f('aa_vs_sa_grad_share', '.2e')} (|g_AA - g_SA| / |g_total|), "
+             f"cos {f('aa_vs_sa_grad_cos', '.4f')}; AA is {f('aa_grad_share', '.1f', 100)} % of |g_total|",
+             f"Omega      mean {f('omega_mean')}; pairs right {f('omega_right')} ({m.get('pairs_right', '-')}), "
+             f"wrong {f('omega_wrong')} ({m.get('pairs_wrong', '-')})",
+             f"repulsion  {m.get('repel_pairs', '-')} pairs: active {f('repel_active', '.1f', 100)} %, "
+             f"where AA and SA differ {f('repel_in_gap', '.1f', 100)} %",
+             f"LR         alpha median {f('lr_alpha_median', '.2f')} (10-90 % {f('lr_alpha_q10', '.2f')}-"
+             f"{f('lr_alpha_q90', '.2f')}); gamma vs 0: cos {f('lr_gamma_vs_0_cos', '.4f')}, "
+             f"norm x{f('lr_gamma_vs_0_norm_ratio', '.2f')}",
+             f"reassign   {f('lr_reassigned', '.1f', 100)} % of {m.get('lr_pixels', '-')} px; right->wrong "
+             f"{m.get('lr_right_to_wrong', '-')}, wrong->right {m.get('lr_wrong_to_right', '-')}"]
+    reasons = m.get("reasons") or {}
+    if reasons:
+        lines.append("null       " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+    return lines
 
 
 def diff_runs(a: Path, b: Path) -> dict[str, Any]:

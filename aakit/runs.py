@@ -9,8 +9,10 @@ A run lives in ``results/runs/<name>-<config hash>/``::
                         {"kind": "step", "epoch", "step", "steps_total", "losses": {...}, "lr",
                          "images_per_s", "time"}
                         {"kind": "epoch", "epoch", "epochs", "miou", "pseudo_miou", "time", ...}
+                        {"kind": "mechanism", "epoch", "step", "aa_vs_sa_grad_share", ...} (aakit.mechanism)
                         {"kind": "log", "message", "time"}
-    summary.json      final metrics: {"metrics": {"val": {"miou", "iou": [...], "protocol"}, ...}}
+    summary.json      final metrics: {"metrics": {"val": {"miou", "iou": [...], "protocol"}, ...},
+                      "mechanism": the last mechanism record, ...}
     eval/<split>-<protocol>.json   results of ``aakit eval``
     checkpoints/last.pt
 

@@ -25,6 +25,7 @@ CORE = [
     "aakit.engine.hooks",
     "aakit.engine.tracking",
     "aakit.objective",
+    "aakit.mechanism",
     "aakit.engine.evaluate",
     "aakit.engine.inference",
     "aakit.runs",

@@ -154,6 +154,19 @@ def random_crop_box(height: int, width: int, crop: int, rng: np.random.Generator
     return ct, cl, it, il, ch, cw
 
 
+def centre_crop_box(height: int, width: int, crop: int) -> CropBox:
+    """The ``crop x crop`` window at the centre of the image (the mechanism probe's fixed crop):
+    the middle of an axis longer than the crop, or the whole side centred in the container."""
+
+    def axis(size: int) -> tuple[int, int, int]:
+        space = size - crop
+        return (0, space // 2, crop) if space > 0 else (-space // 2, 0, size)
+
+    ct, it, ch = axis(height)
+    cl, il, cw = axis(width)
+    return ct, cl, it, il, ch, cw
+
+
 def crop_with_box(
     array: np.ndarray, box: CropBox, crop: int, fill: float | int | bool
 ) -> np.ndarray:
@@ -244,4 +257,18 @@ class TrainTransform:
         out = {"image": norm, "raw": raw, "valid": valid}
         if mask is not None:
             out["mask"] = mask
+        return out
+
+    def centre(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """As :meth:`__call__` without a random draw: no rescale, no flip, the centre crop
+        (:func:`centre_crop_box`); the same padding. The fixed probe of :mod:`aakit.mechanism`."""
+        norm = normalize(image, self.mean, self.std)
+        box = centre_crop_box(image.shape[0], image.shape[1], self.crop)
+        valid = crop_with_box(np.ones(image.shape[:2], dtype=bool), box, self.crop, False)
+        raw = crop_with_box(image, box, self.crop, 0)
+        fill = tuple(int(c) for c in mean_colour(self.mean)) if self.pad_mode == "rrm" else (0, 0, 0)
+        raw[~valid] = np.asarray(fill, dtype=raw.dtype)
+        out = {"image": crop_with_box(norm, box, self.crop, 0.0), "raw": raw, "valid": valid}
+        if mask is not None:
+            out["mask"] = crop_with_box(mask, box, self.crop, IGNORE_INDEX)
         return out

@@ -20,7 +20,9 @@ Class indices: 0 is background, 1..K are the K = num_classes - 1 object classes.
 label vector of an image has K entries; entry ``c - 1`` is 1 when class ``c`` is present.
 
 The training loader in image-level mode reads only JPEGs and ``cls_labels.json``: it never
-opens a mask, so no pixel label can leak into weakly supervised training.
+opens a mask, so no pixel label can leak into weakly supervised training. Two diagnostics are
+the exceptions, both named as such: ``loss.aa_confidence: oracle`` (V from the masks, a bound,
+not the paper's method) and the mechanism probe (:meth:`TrainDataset.probe`, which only measures).
 """
 from __future__ import annotations
 
@@ -535,14 +537,28 @@ def _first(ids: list[str], max_images: int | None) -> list[str]:
     return ids if max_images is None else ids[: max(0, max_images)]
 
 
+def require_train_masks(root: Path, split: str, ids: list[str]) -> None:
+    """``loss.aa_confidence: oracle`` needs a ground-truth mask for every training image: refuse
+    in one line, before training, naming how many images lack one."""
+    dirs = mask_dirs_for_split(split)
+    missing = [i for i in ids if not any((root / d / f"{i}.png").is_file() for d in dirs)]
+    if missing:
+        raise DataError(f"loss.aa_confidence = oracle needs the ground-truth mask of every training image: "
+                        f"{len(missing)} of {len(ids)} images of {split} have none under {root} "
+                        f"({' or '.join(dirs)}/{missing[0]}.png); the oracle is a diagnostic for data with masks")
+
+
 class TrainDataset(torch.utils.data.Dataset):
     """Augmented training crops with image-level labels (or masks, ``supervision="full"``).
 
     Each item: ``image`` float32 (3, crop, crop) normalised; ``raw`` uint8 (crop, crop, 3) the
     same crop un-normalised (for the CRF; its padding is the mean colour with ``pad_mode="rrm"``,
     black with ``"ignore"``); ``valid`` bool (crop, crop), False on padding;
-    ``labels`` float32 (K,); ``id`` str; and, only with ``supervision="full"``, ``mask`` int64
-    (crop, crop) with 255 on padding.
+    ``labels`` float32 (K,); ``id`` str; and, only with ``supervision="full"`` or ``masks=True``,
+    ``mask`` int64 (crop, crop) with 255 on padding. ``masks=True`` is for
+    ``loss.aa_confidence: oracle`` (a diagnostic whose V is whether the pseudo label is right):
+    every training image must have a mask, checked here (:class:`DataError` naming how many lack one).
+    :meth:`probe` gives an item without augmentation (the centre crop), with its mask where one exists.
 
     Randomness: in a DataLoader worker the generator is seeded from the worker's torch seed
     (different every epoch, reproducible from the torch seed); in the main process from
@@ -563,6 +579,7 @@ class TrainDataset(torch.utils.data.Dataset):
         supervision: Literal["image", "full"] = "image",
         seed: int | None = None,
         pad_mode: Literal["rrm", "ignore"] = "rrm",
+        masks: bool = False,
     ) -> None:
         if supervision not in ("image", "full"):
             raise ValueError(f"supervision must be 'image' or 'full', got {supervision!r}")
@@ -572,6 +589,9 @@ class TrainDataset(torch.utils.data.Dataset):
         self.ids = _first(read_split(self.root, split), max_images)
         self.labels = load_image_labels(self.root, self.ids, self.info.num_classes)
         self.supervision = supervision
+        self.masks = masks or supervision == "full"
+        if masks:
+            require_train_masks(self.root, split, self.ids)
         self.transform = TrainTransform(
             crop=crop,
             scale_range=(float(scale_range[0]), float(scale_range[1])),
@@ -604,21 +624,36 @@ class TrainDataset(torch.utils.data.Dataset):
         """Item ``index`` augmented with draws from ``rng``."""
         image_id = self.ids[index]
         image = load_image(self.root, image_id)
-        mask = None
-        if self.supervision == "full":
-            mask_file = find_mask(self.root, image_id, mask_dirs_for_split(self.split))
-            mask = read_checked_mask(mask_file, self.info.num_classes)
-            check_same_size(image_id, mask_file, mask, image)
-        out = self.transform(image, mask, rng=rng)
+        mask = self._mask(image_id, image) if self.masks else None
+        return self._item(index, self.transform(image, mask, rng=rng))
+
+    def probe(self, index: int) -> dict[str, Any]:
+        """Item ``index`` without augmentation: no rescale or flip, the centre crop; its mask when
+        the data set has one for it (evaluation of the mechanism only, never a training target)."""
+        image_id = self.ids[index]
+        image = load_image(self.root, image_id)
+        dirs = mask_dirs_for_split(self.split)
+        has_mask = any((self.root / d / f"{image_id}.png").is_file() for d in dirs)
+        mask = self._mask(image_id, image) if has_mask else None
+        return self._item(index, self.transform.centre(image, mask))
+
+    def _mask(self, image_id: str, image: np.ndarray) -> np.ndarray:
+        mask_file = find_mask(self.root, image_id, mask_dirs_for_split(self.split))
+        mask = read_checked_mask(mask_file, self.info.num_classes)
+        check_same_size(image_id, mask_file, mask, image)
+        return mask
+
+    def _item(self, index: int, out: dict[str, np.ndarray]) -> dict[str, Any]:
+        mask = out.get("mask")
         item: dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))),
             "raw": torch.from_numpy(out["raw"]),
             "valid": torch.from_numpy(out["valid"]),
             "labels": torch.from_numpy(self.labels[index].copy()),
-            "id": image_id,
+            "id": self.ids[index],
         }
         if mask is not None:
-            item["mask"] = torch.from_numpy(out["mask"].astype(np.int64))
+            item["mask"] = torch.from_numpy(mask.astype(np.int64))
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -5,6 +5,8 @@ every moment of the loop (:class:`aakit.engine.trainer.HookBase`)::
 
     EvalHook        rank 0  after each epoch: val mIoU (+rfpc), pseudo-label mIoU -> trainer.epoch_record
     MetricsLogger   rank 0  metrics.jsonl: step records, the epoch record
+    MechanismHook   rank 0  eval.mechanism: at each evaluation, what AA / LR change on a probe batch
+                            (aakit.mechanism) -> a "mechanism" line; the last goes to summary.json
     TensorBoardLogger rank 0 logging.backends: tensorboard — the same numbers as event files
                             (aakit.engine.tracking; its closer runs after SummaryHook); WandbLogger
                             likewise for wandb (Weights & Biases)
@@ -97,6 +99,34 @@ class MetricsLogger(HookBase):
     def after_epoch(self) -> None:
         if self.trainer.epoch_record is not None:
             self.writer.log(self.trainer.epoch_record)
+
+
+class MechanismHook(HookBase):
+    """``eval.mechanism``: at each evaluation (every ``eval.every_epochs`` epochs and after the
+    last, while the CRF workers are still open), :func:`aakit.mechanism.measure_mechanism` on the
+    probe batch (the first ``eval.mechanism_images`` training images, centre crop) with the
+    run's network and pseudo labels; a ``{"kind": "mechanism", ...}`` line in metrics.jsonl, and
+    the last one is the summary's ``mechanism``. It changes no weight and draws no random number."""
+
+    def __init__(self, writer: RunWriter, train_set: Any) -> None:
+        self.writer, self.train_set = writer, train_set
+        self.batch: dict[str, Any] | None = None
+        self.last_record: dict[str, Any] | None = None
+
+    def after_epoch(self) -> None:
+        from aakit.mechanism import measure_mechanism, probe_batch
+
+        t, cfg = self.trainer, self.trainer.cfg
+        if not ((t.epoch + 1) % cfg.eval.every_epochs == 0 or t.epoch + 1 == cfg.train.epochs):
+            return
+        if self.batch is None:
+            self.batch = probe_batch(self.train_set, cfg.eval.mechanism_images)
+        tick = time.time()
+        measured = measure_mechanism(t.model, self.batch, cfg, t.labeler, t.device)
+        record = {"kind": "mechanism", "epoch": t.epoch + 1, "epochs": cfg.train.epochs, "step": t.step, **measured,
+                  "seconds": time.time() - tick}
+        self.writer.log(record)
+        self.last_record = record
 
 
 class ConsoleHook(HookBase):
@@ -316,8 +346,10 @@ class SummaryHook(HookBase):
     """summary.json once the last epoch is done: the final evaluation with the run's protocol
     (:func:`aakit.engine.measure.final_summary`) and every rank's parameter checksum."""
 
-    def __init__(self, writer: RunWriter, val_set: Any, num_classes: int, evaluation: EvalHook | None) -> None:
+    def __init__(self, writer: RunWriter, val_set: Any, num_classes: int, evaluation: EvalHook | None,
+                 mechanism: MechanismHook | None = None) -> None:
         self.writer, self.val_set, self.num_classes, self.evaluation = writer, val_set, num_classes, evaluation
+        self.mechanism = mechanism
 
     def after_train(self) -> None:
         t = self.trainer
@@ -334,7 +366,19 @@ class SummaryHook(HookBase):
             last = done[-1] if done else None
         summary = final_summary(t.model, t.cfg, self.writer, self.val_set, self.num_classes, t.device, last,
                                 t.t_start, checksums, val_res=self.evaluation.last_val if self.evaluation else None)
+        if self.mechanism is not None:
+            summary["mechanism"] = self._last_mechanism()
         self.writer.write_summary(summary)
+
+    def _last_mechanism(self) -> dict[str, Any] | None:
+        """The last mechanism record, from the hook or, resumed after it, from the log."""
+        record = self.mechanism.last_record if self.mechanism else None
+        if record is None:
+            from aakit.runs import read_metrics
+
+            done = [r for r in read_metrics(self.writer.metrics_path)[0] if r.get("kind") == "mechanism"]
+            record = done[-1] if done else None
+        return {k: v for k, v in record.items() if k not in ("kind", "time")} if record else None
 
 
 class StatusHook(HookBase):

@@ -295,9 +295,10 @@ class RunWriter:
         for r in records:
             if r.get("kind") == "step" and r.get("step", 0) > keep_until_step:
                 continue
-            if r.get("kind") == "epoch" and r.get("step", 0) > keep_until_step:
+            end_of_epoch = r.get("kind") in ("epoch", "mechanism")  # both redone with their epoch
+            if end_of_epoch and r.get("step", 0) > keep_until_step:
                 continue
-            if r.get("kind") == "epoch" and keep_epochs is not None and r.get("epoch", 0) > keep_epochs:
+            if end_of_epoch and keep_epochs is not None and r.get("epoch", 0) > keep_epochs:
                 continue
             kept.append(r)
         import json

@@ -5,6 +5,8 @@ through the two dense CRFs (METHOD.md section 2), run by the CRF workers of a
 :class:`aakit.pseudo.PseudoLabeler`: :func:`request_targets` hands them the batch and returns at
 once, so the training process may do other work (the backward pass of L_cls) meanwhile.
 With ``train.supervision: full`` the masks are the labels (the upper-bound reference).
+With ``loss.aa_confidence: oracle`` the pseudo labels are the CRFs' as always, and their V is
+:func:`oracle_confidence` of the batch's masks (a diagnostic bound, docs/method.md).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from aakit.config import Config
+from aakit.errors import AakitError
 from aakit.labels import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -34,13 +37,42 @@ def training_cam(model: torch.nn.Module, images: torch.Tensor, cam1: torch.Tenso
     return multiscale_cam(cam_fn, images, scales, size, feature_size=(cam1.shape[-2], cam1.shape[-1]))
 
 
+def oracle_confidence(label: torch.Tensor, mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """V of ``loss.aa_confidence: oracle``: 1 where the pseudo label is the ground truth's class,
+    0 where it is another; 1 where the mask does not say (255: VOC's outline band, the crop's
+    padding), i.e. no down-weighting there, as SA; 0 on ignored labels (as every V)."""
+    mask = mask.to(label.device)
+    wrong = (label != mask) & (mask != ignore_index)
+    return ((~wrong) & (label != ignore_index)).float()
+
+
+def uses_oracle(cfg: Config) -> bool:
+    """Whether the run trains AA with the oracle's V (and so needs the training images' masks)."""
+    return cfg.loss.aa_confidence == "oracle" and cfg.loss.affinity == "aa" and cfg.train.supervision == "image"
+
+
+def make_labeler(cfg: Config, workers: int | None = None) -> PseudoLabeler | None:
+    """The run's :class:`~aakit.pseudo.PseudoLabeler` (its V from the CRF, or from the CAM with
+    ``loss.aa_confidence: cam``; ``net`` and ``oracle`` take the CRF's labels and set V
+    themselves), or None with ``train.supervision: full``. Close it when done."""
+    from aakit.pseudo import PseudoLabeler
+
+    if cfg.train.supervision != "image":
+        return None
+    source = "cam" if cfg.loss.aa_confidence == "cam" else "crf"
+    return PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers if workers is None else workers,
+                         confidence=source)
+
+
 @dataclass
 class PendingTargets:
-    """Labels and confidence on their way: from the CRF workers (``pending``) or at hand."""
+    """Labels and confidence on their way: from the CRF workers (``pending``) or at hand; with
+    ``oracle_mask`` the confidence is :func:`oracle_confidence` of the labels and that mask."""
 
     device: torch.device
     pending: PendingLabels | None = None
     ready: tuple[torch.Tensor, torch.Tensor] | None = None
+    oracle_mask: torch.Tensor | None = None
 
     @property
     def from_workers(self) -> bool:
@@ -50,9 +82,13 @@ class PendingTargets:
         """(labels (B, H, W) int64, confidence (B, H, W) float) on the device; waits for the workers."""
         if self.pending is None:
             assert self.ready is not None
-            return self.ready
-        label, conf = self.pending.result()
-        return label.to(self.device), conf.to(self.device)
+            label, conf = self.ready
+        else:
+            label, conf = self.pending.result()
+            label, conf = label.to(self.device), conf.to(self.device)
+        if self.oracle_mask is not None:
+            conf = oracle_confidence(label, self.oracle_mask)
+        return label, conf
 
 
 def request_targets(model: torch.nn.Module, batch: dict[str, Any], out: dict[str, torch.Tensor],
@@ -75,4 +111,9 @@ def request_targets(model: torch.nn.Module, batch: dict[str, Any], out: dict[str
         scores.cpu().numpy(),
         valid=batch["valid"].numpy() if ignore_pad else None,
     )
-    return PendingTargets(device, pending=pending)
+    oracle = None
+    if uses_oracle(cfg):
+        if "mask" not in batch:
+            raise AakitError("loss.aa_confidence = oracle: this batch has no ground-truth masks")
+        oracle = batch["mask"].to(device)
+    return PendingTargets(device, pending=pending, oracle_mask=oracle)

@@ -32,6 +32,7 @@ from aakit.engine.hooks import (
     EpochCallback,
     EpochCallbackHook,
     EvalHook,
+    MechanismHook,
     MetricsLogger,
     PlainProgress,
     ProgressBar,
@@ -41,7 +42,7 @@ from aakit.engine.hooks import (
 )
 from aakit.engine.rundir import RunWriter, checkpoint_record, committed_run, load_checkpoint_file, provenance
 from aakit.engine.runlock import RunLock
-from aakit.engine.targets import training_cam  # noqa: F401 (re-exported)
+from aakit.engine.targets import training_cam, uses_oracle  # noqa: F401 (training_cam re-exported)
 from aakit.engine.tracking import require_backends, tracking_hooks
 from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
 from aakit.errors import AakitError
@@ -227,7 +228,7 @@ def _build_data(cfg: Config) -> RunData:
     train_set = TrainDataset(
         d.root, d.train_split, crop=d.crop, scale_range=d.scale_range, flip=d.flip,
         mean=d.mean, std=d.std, max_images=d.max_images, supervision=cfg.train.supervision,
-        pad_mode=d.pad_mode,
+        pad_mode=d.pad_mode, masks=uses_oracle(cfg),  # the oracle's V needs masks: refused without them
     )
     val_set = EvalDataset(d.root, d.val_split, mean=d.mean, std=d.std, max_images=cfg.eval.max_images)
     pseudo_set = None
@@ -299,16 +300,18 @@ def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_c
     logs and writes the status, every rank checkpoints (rank 0 writes), stops and summarises."""
     main = trainer.dist.main
     evaluation = EvalHook(writer, data.val, data.pseudo, data.num_classes) if main else None
+    mechanism = MechanismHook(writer, data.train) if main and trainer.cfg.eval.mechanism else None
     trackers = tracking_hooks(trainer.cfg, writer) if main else []  # logging.backends: TensorBoard
     hooks = [
         evaluation,
         MetricsLogger(writer) if main else None,
+        mechanism,  # after the epoch's line: what AA and LR change at this state (aakit.mechanism)
         *trackers,  # beside the jsonl log: before a stop (SignalHook) can skip the step's point
         progress_hook(trainer.cfg, writer.path.name) if progress and main else None,
         Checkpointer(writer, trainer.cfg.train.checkpoint_every),
         EpochCallbackHook(epoch_callback) if epoch_callback is not None and main else None,
         SignalHook(stop_after_steps),
-        SummaryHook(writer, data.val, data.num_classes, evaluation),
+        SummaryHook(writer, data.val, data.num_classes, evaluation, mechanism),
         *(h.closer() for h in trackers),  # after the summary: hyper-parameters and final metrics, then close
         StatusHook(writer) if main else None,
     ]

@@ -35,7 +35,7 @@ import torch
 from aakit.config import Config
 from aakit.engine.batches import epoch_batches, iterate_epoch
 from aakit.engine.distributed import DistInfo
-from aakit.engine.targets import request_targets
+from aakit.engine.targets import make_labeler, request_targets
 from aakit.errors import AakitError
 from aakit.objective import LossInputs, Objective, StepLosses, build_objective
 
@@ -179,12 +179,8 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------
     def train(self) -> None:
         """Run the epochs left; :attr:`outcome` says how it ended (a failure also raises)."""
-        from aakit.pseudo import PseudoLabeler
-
         cfg = self.cfg
-        if cfg.train.supervision == "image":
-            source = "cam" if cfg.loss.aa_confidence == "cam" else "crf"  # "net": the AA term's own
-            self.labeler = PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers, confidence=source)
+        self.labeler = make_labeler(cfg)  # None with masks (train.supervision: full)
         self.t_start = time.time() - self.elapsed_before  # wall time counts every sitting up to its checkpoint
         try:
             self._call("before_train")

@@ -581,11 +581,14 @@ class RunScreen(AakitScreen):
                 yield TextPanel(empty="no log lines yet", id="logs")
             with KeyScroll(id="errors-box"):
                 yield TextPanel(empty="no malformed metrics lines", style="red", id="errors")
+            with KeyScroll(id="mechanism-box"):
+                yield TextPanel(empty="no mechanism record yet", id="mechanism")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#logs-box").border_title = "last log lines"
         self.query_one("#errors-box").border_title = "errors"
+        self.query_one("#mechanism-box").border_title = "mechanism (what AA and LR change)"
         self.query_one("#config-box").border_title = "config.yaml"
         self.query_one("#load").border_title = "load"
         self.ready = True
@@ -613,10 +616,12 @@ class RunScreen(AakitScreen):
         self.query_one("#run-plots").display = wide or not side
         logs = self.query_one("#logs", TextPanel).has_content
         errors = self.query_one("#errors", TextPanel).has_content
+        mechanism = self.query_one("#mechanism", TextPanel).has_content
         self.query_one("#logs-box").display = logs
         self.query_one("#errors-box").display = errors
+        self.query_one("#mechanism-box").display = mechanism
         # narrow, with the config shown instead of the plots: the config takes the logs' rows too
-        self.query_one("#run-bottom").display = (logs or errors) and (wide or not side)
+        self.query_one("#run-bottom").display = (logs or errors or mechanism) and (wide or not side)
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         detail = snapshot.details.get(self.run_name)
@@ -635,6 +640,7 @@ class RunScreen(AakitScreen):
         self._draw_losses()
         self.query_one("#logs", TextPanel).set_lines(detail.logs[-50:])
         self.query_one("#errors", TextPanel).set_lines(detail.errors[-50:])
+        self.query_one("#mechanism", TextPanel).set_lines(detail.mechanism)
         self._fit()
         if first:
             text = "# no config.yaml"

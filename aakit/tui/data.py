@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from aakit.config import key_hyperparameters
 from aakit.errors import AakitError
 from aakit.experiment.gridstate import GRID_STATES, GridState, read_grid_state, read_grid_states  # noqa: F401
+from aakit.runlist import mechanism_lines
 from aakit.runs import JsonlTail, iter_run_dirs, read_config, read_status, read_summary, run_status
 
 #: Labels of the loss terms (a term not listed is labelled with its name in capitals). Which
@@ -114,6 +115,7 @@ class RunDetail:
         logs: the last log lines, formatted ``HH:MM:SS message``.
         errors: the malformed-line messages of metrics.jsonl.
         status_info: status.json.
+        mechanism: the last mechanism record as text lines (:func:`aakit.runlist.mechanism_lines`).
     """
 
     row: RunRow
@@ -124,6 +126,7 @@ class RunDetail:
     logs: tuple[str, ...]
     errors: tuple[str, ...]
     status_info: Mapping[str, Any]
+    mechanism: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -380,6 +383,7 @@ class RunTracker:
         self.lr_x: list[float] = []
         self.lr_y: list[float] = []
         self.epochs: list[dict[str, Any]] = []
+        self.mechanism: dict[str, Any] | None = None  # the last "mechanism" record
         self.last_step: dict[str, Any] | None = None
         self.logs: deque[str] = deque(maxlen=self._max_logs)
         self.errors: deque[str] = deque(maxlen=self._max_logs)  # the latest messages ...
@@ -434,6 +438,8 @@ class RunTracker:
                 self.lr_y.append(lr)
         elif kind == "epoch":
             self.epochs.append(rec)
+        elif kind == "mechanism":
+            self.mechanism = rec
         elif kind == "log":
             stamp = time.strftime("%H:%M:%S", time.localtime(t)) if t is not None else "--:--:--"
             self.logs.append(f"{stamp} {rec.get('message', '')}")
@@ -543,6 +549,7 @@ class RunTracker:
             logs=tuple(self.logs),
             errors=tuple(self.errors),
             status_info=dict(self.status_info),
+            mechanism=tuple(mechanism_lines(self.mechanism)) if self.mechanism else (),
         )
         self._detail = (self.version, max_points, d)
         return d
