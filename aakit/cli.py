@@ -345,6 +345,11 @@ def grid(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by machines.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run/--no-dry-run", help="List the points and their state only.")] = False,
     status: Annotated[bool, typer.Option("--status/--no-status", help="Write grid.json (points, hashes, states) from the runs; run nothing.")] = False,
+    preflight: Annotated[bool, typer.Option("--preflight/--no-preflight", help="Per comparison (compare: and the paper's claims the grid fills): the share of the gradient by which the two rows' objectives differ at their starting point ('not engaged' below 1 %), the noise floor and the seeds for a ±0.5 and ±1.0 interval; trains nothing.")] = False,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="With --preflight: keep it as results/grids/NAME/mechanism.json (the claims read it).")] = False,
+    pretrain: Annotated[bool, typer.Option("--pretrain/--no-pretrain", help="With --preflight: train the shared pre-training first where its checkpoint is missing (a run; default: measure at the untrained start).")] = False,
+    batches: Annotated[int, typer.Option("--batches", help="Probe batches the preflight measures on.")] = 2,
+    yes: Annotated[bool, typer.Option("--yes/--no-yes", help="Start a comparison the preflight finds not engaged without asking.")] = False,
     max_failures: MaxFailuresOpt = 3,
     results: ResultsOpt = Path("results"),
     launcher: LauncherOpt = None,
@@ -355,11 +360,22 @@ def grid(
 ) -> None:
     """Run an ablation grid (resumable; shareable across machines through --storage)."""
     from aakit.experiment import grid as grid_mod
+    from aakit.experiment import preflight as pf
     from aakit.experiment.launch import cluster_options
     from aakit.presets import resolve_config
 
+    if (store or pretrain) and not preflight:
+        raise AakitError(f"{'--store' if store else '--pretrain'}: only with --preflight")
+    if preflight:
+        pf.cli_preflight(resolve_config(grid_file), overrides=set_ or [], results=results, batches=batches,
+                         pretrain=pretrain, store=store, echo=_echo)
+        return
     cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
                               cpus_per_task=slurm_cpus_per_task)
+    if not (dry_run or status) and not pf.go_ahead(resolve_config(grid_file), overrides=set_ or [], results=results,
+                                                   yes=yes, asks=pf.interactive(), ask=typer.confirm, echo=_echo):
+        _echo("nothing started (--yes starts it all the same)")
+        raise typer.Exit(1)
     out = grid_mod.cli_run(resolve_config(grid_file), overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
                            results=results, dry_run=dry_run, echo=_echo, cluster=cluster, status=status,
                            max_failures=max_failures)

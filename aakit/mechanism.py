@@ -261,6 +261,14 @@ def _targets(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, labeler
     return x, cfg, aa_reason
 
 
+def outputs_and_targets(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, labeler: Any,
+                        device: torch.device) -> tuple[LossInputs, Config, str | None]:
+    """What every term of ``cfg``'s objective reads on ``batch`` (as :func:`_targets`), for a
+    measurement beside this module's: ``aakit grid --preflight`` differentiates whole objectives
+    with it (:func:`aakit.engine.startpoint.objective_gradient`). The network in eval mode."""
+    return _targets(model, batch, cfg, labeler, device)
+
+
 def _variant(cfg: Config, **loss: Any) -> Config:
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss))
 

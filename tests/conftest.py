@@ -71,6 +71,7 @@ SLOW_TESTS = {
     "test_claims.py::test_the_demo_ends_with_the_stored_multi_seed_answer_not_a_typed_one",
     "test_claims.py::test_each_verdict_from_the_paired_interval",
     "test_claims.py::test_claims_json_lists_pairs_whose_differences_give_the_interval",
+    "test_claims.py::test_a_comparison_whose_stored_mechanism_is_below_one_percent_is_not_engaged_here",
     "test_report.py::test_the_default_report_is_the_verdicts_then_how_to_see_the_tables",
     "test_report.py::test_stderr_counts_the_runs_left_out_in_one_line_and_verbose_lists_them",
     "test_synth_v2.py::test_v2_class_is_read_from_the_body_colour_alone",

@@ -172,7 +172,7 @@ def test_the_report_shows_the_claims_after_the_tables(tmp_path: Path) -> None:
     md = said[-1]
     assert md.index("**Table 6.**") < md.index("**Claims.**")
     assert ("| T1: AA improves the CLS+CE baseline | CLS+CE+AA vs CLS+CE | 46.0 ± 1.0 | 41.0 ± 1.0 | 3/3 | +5.0 ± 1.0 "
-            "| [+2.5, +7.5] | 3.1 | 7 | +3.2 | supported | supported |") in md
+            "| [+2.5, +7.5] | 3.1 | 7 | +3.2 | — | supported | supported |") in md
 
     said.clear()
     R.cli_run(table=None, fmt="csv", out=None, preset="synthetic", figures=False, results=results,
@@ -253,3 +253,81 @@ def test_the_demo_ends_with_the_stored_multi_seed_answer_not_a_typed_one(tmp_pat
     empty = tmp_path / "empty"
     (empty / "runs").mkdir(parents=True)
     assert "docs/reproduction.md (no stored runs" in "\n".join(what_the_demo_shows(empty, grids))
+
+
+T2 = """\
+name: c-table2
+base: ../base.yaml
+preset: synthetic
+seeds: [0, 1, 2]
+table: 2
+set: {loss.label_reassign: false}
+rows:
+  - {row: SA 12-24-36, set: {loss.affinity: sa, loss.dilations: [12, 24, 36]}}
+  - {row: AA 12-24-36, set: {loss.affinity: aa, loss.dilations: [12, 24, 36]}}
+  - {row: SA 4-8-12, set: {loss.affinity: sa, loss.dilations: [4, 8, 12]}}
+  - {row: AA 4-8-12, set: {loss.affinity: aa, loss.dilations: [4, 8, 12]}}
+"""
+
+
+def test_a_comparison_whose_stored_mechanism_is_below_one_percent_is_not_engaged_here(tmp_path: Path) -> None:
+    """Issue 28: Table 2's AA vs SA comparisons whose grid's mechanism.json (aakit grid --preflight
+    --store) measured the two objectives < 1 % apart are "not engaged here", with their share and
+    its unit; the interval, still from the pairs, is kept as interval_verdict. A share of 1 % or
+    more leaves the interval's verdict; a grid without the file, too (mechanism not measured)."""
+    import json
+    import statistics
+
+    from scipy import stats as sps
+
+    from aakit.experiment.mechanisms import GRAD_UNIT, NOT_ENGAGED, write_mechanism
+
+    results, grids = setup(tmp_path)
+    (grids / "t2.yaml").write_text(T2)
+    values = {"SA 12-24-36": [0.50, 0.52, 0.51], "AA 12-24-36": [0.51, 0.52, 0.53],
+              "SA 4-8-12": [0.50, 0.51, 0.52], "AA 4-8-12": [0.53, 0.55, 0.54]}
+    for p in G.load_grid(grids / "t2.yaml").points:
+        write_run(results, p.config, p.run_name, val=values[p.row][p.seed])
+    entry = {"table": 2, "claim": "T2-12-24-36", "winner": "AA 12-24-36", "other": "SA 12-24-36",
+             "grad_share": 0.0002, "grad_cos": 1.0, "reason": None, "seed": 0}
+    write_mechanism(results, "c-table2", {
+        "grid": "c-table2", "threshold": 0.01, "start": {"weights": "random initialisation", "untrained": True},
+        "comparisons": [entry, entry | {"claim": "T2-4-8-12", "winner": "AA 4-8-12", "other": "SA 4-8-12",
+                                        "grad_share": 0.04}]})
+    said: list[str] = []
+    R.cli_run(table=None, fmt="json", out=None, preset="synthetic", figures=False, results=results,
+              echo=said.append, grids_dir=grids, claims=True)
+    items = {it["comparison"]: it for it in json.loads(said[-1])}
+    off, on = items["AA 12-24-36 vs SA 12-24-36"], items["AA 4-8-12 vs SA 4-8-12"]
+    assert off["verdict"] == off["claim_verdict"] == NOT_ENGAGED and off["interval_verdict"] == "inconclusive"
+    assert off["mechanism"]["grad_share"] == 0.0002 and off["mechanism"]["engaged"] is False
+    assert off["mechanism"]["unit"] == GRAD_UNIT and off["unit"] == "val mIoU points (0-100)"
+    assert off["mechanism"]["source"] == "results/grids/c-table2/mechanism.json"
+    assert on["verdict"] == on["interval_verdict"] == "supported" and on["mechanism"]["engaged"] is True
+    assert items["CLS+CE+AA vs CLS+CE"]["mechanism"]["grad_share"] is None  # its grid has no mechanism.json
+    assert items["CLS+CE+AA vs CLS+CE"]["verdict"] == "supported"
+    for it in (off, on):  # every interval still follows from its pairs
+        diffs = [p["winner"] - p["loser"] for p in it["pairs"]]
+        lo, hi = sps.t.interval(0.95, len(diffs) - 1, loc=statistics.mean(diffs), scale=sps.sem(diffs))
+        assert (it["n"], it["ci_low"], it["ci_high"]) == (3, pytest.approx(lo), pytest.approx(hi))
+    # the words and the tables say what was tested
+    df = C.evaluate_claims(results, "synthetic", grids)
+    words = dict(C.claims_in_words(df))["T2: AA beats SA with dilations 12-24-36"]
+    assert words.startswith("not engaged here: AA 12-24-36 vs SA 12-24-36: +1.0 points")
+    assert "differ by 0.02 % of the gradient" in words and "(by itself inconclusive)" in words
+    from aakit.experiment.tables import render_md
+
+    table = render_md(C.claims_table(results, "synthetic", grids))
+    assert "| — | 0.02 % | not engaged here | not engaged here |" in table and "| 4 % | supported |" in table
+    assert "1 not engaged here" in C.claims_tally(df)
+
+
+def test_not_engaged_combines_after_opposite() -> None:
+    assert C.combine(["supported", "not engaged here"]) == "not engaged here"
+    assert C.combine(["not engaged here", "opposite"]) == "opposite"
+    assert C.combine(["not engaged here", "smaller than the paper's"]) == "not engaged here"
+    assert C.combine(["not engaged here", "not run"]) == "not run"
+    r = C.compare({0: (60.0, "a", 0.6), 1: (61.0, "c", 0.61)}, {0: (50.0, "b", 0.5), 1: (50.5, "d", 0.505)})
+    assert C.judged(r, {"engaged": False})["outcome"] == "not engaged here"
+    assert C.judged(r, {"engaged": None})["outcome"] == r["outcome"] == "supported"
+    assert C.judged(C.compare({}, {}), {"engaged": False})["outcome"] == "not run"

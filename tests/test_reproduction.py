@@ -90,7 +90,42 @@ def test_every_claim_that_ran_has_a_verdict_and_its_numbers() -> None:
     assert set(df["claim"]) == {c.key for c in CLAIMS}
     ran = df[df["outcome"] != "not run"]
     assert len(ran) and ran["diff"].notna().all()
-    assert set(ran["outcome"]) <= {"supported", "opposite", "smaller than the paper's", "inconclusive"}
+    assert set(ran["outcome"]) <= {"supported", "opposite", "smaller than the paper's", "inconclusive",
+                                   "not engaged here"}
+
+
+def test_the_claims_say_what_the_committed_comparisons_tested() -> None:
+    """Issue 28: the committed grids' mechanism (results/grids/*/mechanism.json, written by aakit
+    grid FILE --preflight --store; nothing retrained) marks Table 2's AA vs SA comparisons "not
+    engaged here" with their measured share, names its units, and every interval still follows
+    from its pairs."""
+    import json
+    import statistics
+
+    from scipy import stats as sps
+
+    from aakit.experiment.claims import UNIT
+
+    said: list[str] = []
+    R.cli_run(table=None, fmt="json", out=None, preset="synthetic", figures=False, results=RESULTS,
+              echo=said.append, grids_dir=GRIDS, claims=True, warn=lambda line: None)
+    items = json.loads(said[-1])
+    t2 = [it for it in items if it["table"] == 2]
+    assert len(t2) == 4
+    for it in t2:
+        mech = it["mechanism"]
+        assert it["verdict"] == it["claim_verdict"] == "not engaged here", it["comparison"]
+        assert 0 <= mech["grad_share"] < 0.01 and mech["engaged"] is False and mech["unit"].startswith("fraction")
+        assert mech["source"] == "results/grids/v2-table2/mechanism.json" and it["unit"] == UNIT
+        assert it["interval_verdict"] in ("smaller than the paper's", "inconclusive")
+    aa = next(it for it in items if it["claim"] == "T1-AA")
+    assert aa["verdict"] == "supported" and aa["mechanism"]["engaged"] is True
+    for it in items:
+        diffs = [p["winner"] - p["loser"] for p in it["pairs"]]
+        if len(diffs) >= 2 and statistics.stdev(diffs) > 0:
+            lo, hi = sps.t.interval(0.95, len(diffs) - 1, loc=statistics.mean(diffs), scale=sps.sem(diffs))
+            assert (it["mean_diff"], it["ci_low"], it["ci_high"]) == (pytest.approx(statistics.mean(diffs)),
+                                                                      pytest.approx(lo), pytest.approx(hi))
 
 
 def test_committed_runs_stay_readable_under_the_new_run_identity() -> None:

@@ -142,10 +142,9 @@ def require_last_step(ckpt: Path, state: dict[str, Any]) -> None:
                          f"{st.get('status')}): finish it first (aakit train --resume {run})")
 
 
-def _dependency_run(config: Path, results: Path, progress: bool, like: Config | None) -> Path:
-    """The finished run of ``config`` under ``results``, trained now if missing (locked)."""
-    import fcntl
-
+def dependency_config(config: Path, like: Config | None) -> Config:
+    """The config of the pre-training run ``config`` (a YAML) as a dependent run ``like`` needs
+    it: the same data, network and device as ``like``, its own seed and schedule."""
     from aakit.config import load_config
 
     inherit: dict[str, Any] = {}
@@ -159,6 +158,14 @@ def _dependency_run(config: Path, results: Path, progress: bool, like: Config | 
     dep = load_config(config, inherit)
     if dep.model.pretrained and Path(dep.model.pretrained).suffix in (".yaml", ".yml"):
         raise AakitError(f"{config}: model.pretrained of a pre-training config may not be another config")
+    return dep
+
+
+def _dependency_run(config: Path, results: Path, progress: bool, like: Config | None) -> Path:
+    """The finished run of ``config`` under ``results``, trained now if missing (locked)."""
+    import fcntl
+
+    dep = dependency_config(config, like)
     why = ["(model.pretrained of a dependent run)"]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the ranks train it together
         return train(dep, results=results, progress=progress, command=why, require_checkpoint=True)

@@ -9,12 +9,17 @@ winner and the other row (the same runs ``aakit report`` puts in the table), by 
 * **supported** — the interval lies above 0;
 * **opposite** — it lies below 0;
 * **smaller than the paper's** — it contains 0 but excludes the paper's (positive) effect;
-* **inconclusive** — anything else, or fewer than two paired seeds.
+* **inconclusive** — anything else, or fewer than two paired seeds;
+* **not engaged here** — the two rows' objectives differ by less than 1 % of the gradient at
+  their starting point (their stored mechanism, :mod:`aakit.experiment.mechanisms`, measured by
+  ``aakit grid FILE --preflight --store``): whatever the interval says (it is kept, as
+  ``interval_verdict``), the seeds compared two trainings that follow the same gradient, so
+  they measured seed noise, not the mechanism the claim is about.
 
 ``mde`` is the smallest effect the seeds can detect (80 % power). A claim with several
 comparisons (Table 3: max beats mean *and* min) is supported when every comparison is,
-opposite when any is, smaller than the paper's when any is (and none is opposite),
-inconclusive otherwise. Until issue 14 the rule compared the rows' unpaired spread.
+opposite when any is, not engaged here when any is (and none is opposite), smaller than the
+paper's when any is (and none of those), inconclusive otherwise. Until issue 14 the rule compared the rows' unpaired spread.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aakit.experiment.mechanisms import NOT_ENGAGED, mechanism_index, share_text
 from aakit.experiment.published import load_published
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.stats import INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, paired_comparison
@@ -31,7 +37,8 @@ from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_
 NOT_RUN = "not run"
 CLAIM_COLUMNS = ["claim", "table", "winner", "other", "winner_mean", "winner_std", "winner_n", "other_mean",
                  "other_std", "other_n", "diff", "wins", "paired", "paired_mean", "paired_std", "ci_low", "ci_high",
-                 "mde", "seeds_needed", "paper_diff", "outcome", "claim_outcome", "pairs"]
+                 "mde", "seeds_needed", "paper_diff", "outcome", "claim_outcome", "pairs", "interval_outcome",
+                 "mechanism"]
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,19 @@ def compare(a: Seeded, b: Seeded, paper_diff: float | None = None) -> dict[str, 
     }
 
 
+def judged(r: dict[str, object], mechanism: dict[str, object] | None) -> dict[str, object]:
+    """A comparison of :func:`compare` with its stored ``mechanism`` (None: not measured): the
+    interval's verdict kept as ``interval_outcome``, and ``outcome`` "not engaged here" where the
+    mechanism's gradient share is below the threshold (a comparison not run stays not run)."""
+    out = r | {"interval_outcome": r["outcome"], "mechanism": mechanism}
+    if mechanism is not None and mechanism.get("engaged") is False and r["outcome"] != NOT_RUN:
+        out["outcome"] = NOT_ENGAGED
+    return out
+
+
 def combine(outcomes: list[str]) -> str:
     """A claim's outcome from its comparisons' (see the module docstring)."""
-    for first in (NOT_RUN, OPPOSITE, SMALLER):
+    for first in (NOT_RUN, OPPOSITE, NOT_ENGAGED, SMALLER):
         if first in outcomes:
             return first
     return SUPPORTED if all(o == SUPPORTED for o in outcomes) else INCONCLUSIVE
@@ -139,7 +156,9 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
 
     ``dropped`` (if given) receives the runs left out, and why (see :func:`per_seed`).
     """
+    index = load_results(results, preset, grids_dir) if index is None else index
     values = per_seed(results, preset, grids_dir, index=index, dropped=dropped)
+    mechanisms = mechanism_index(results, {p.grid for p in index.points})
     pub = load_published(results=results)
     rows = []
     for c in CLAIMS:
@@ -149,7 +168,8 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
             po, _ = paper_of(pub, c.table, other, "val")
             # the paper prints one decimal: 63.2 - 60.0 is 3.2, not 3.200000000000003
             paper_diff = None if pw is None or po is None else round(pw - po, 1)
-            r = compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}), paper_diff)
+            r = judged(compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}), paper_diff),
+                       mechanisms.get((c.table, c.winner, other)))
             r |= {"claim": c.key, "table": c.table, "winner": c.winner, "other": other, "paper_diff": paper_diff}
             comps.append(r)
         verdict = combine([str(r["outcome"]) for r in comps])
@@ -199,7 +219,21 @@ def _in_words(r: object) -> str:
     if paper is not None:
         where = "inside the interval" if low <= paper <= high else "above it" if paper > high else "below it"
         text += f"; the paper's {paper:+.1f} is {where}"
-    return text
+    return text + tested(r)
+
+
+def tested(r: object) -> str:
+    """What a comparison tested, from its stored mechanism: ``""`` where none is stored."""
+    mech = getattr(r, "mechanism", None)
+    if not isinstance(mech, dict) or mech.get("grad_share") is None:
+        return ""
+    share = share_text(mech)
+    at = "at the untrained start" if mech.get("own_start") is False else "at their start"
+    if r.outcome == NOT_ENGAGED:  # type: ignore[attr-defined]
+        return (f"; {at} the two objectives differ by {share} of the gradient, below "
+                f"{100 * float(mech.get('threshold') or 0.01):.0f} %: not engaged, so the interval (by itself "
+                f"{r.interval_outcome}) measures seed noise, not the mechanism")  # type: ignore[attr-defined]
+    return f"; {at} the two objectives differ by {share} of the gradient"
 
 
 def claims_in_words(df: pd.DataFrame) -> list[list[str]]:
@@ -230,19 +264,34 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
             fmt_ours(nan_to_none(r.other_mean), nan_to_none(r.other_std), int(r.other_n)),
             f"{r.wins}/{r.paired}", _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
             _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
-            _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_diff)), str(r.outcome), str(r.claim_outcome),
+            _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_diff)), share_text(r.mechanism), str(r.outcome),
+            str(r.claim_outcome),
         ])
     header = ["claim", "comparison", "winner (val)", "other (val)", "seeds won", "paired Δ", "95 % CI",
-              "detectable", "seeds for ±1", "Δ paper", "comparison verdict", "claim verdict"]
+              "detectable", "seeds for ±1", "Δ paper", "grad share", "comparison verdict", "claim verdict"]
     notes = ["val mIoU in %, mean ± std over seeds; paired Δ = mean ± std of the per-seed differences "
              "(claimed winner − other, same seed); 95 % CI = Student-t interval of that mean; detectable = the "
              "smallest difference these seeds find with 80 % power; seeds for ±1 = the seeds a 95 % CI of ±1.0 point "
              "would take at this paired std; supported: CI above 0; opposite: CI below 0; "
              "smaller than the paper's: CI contains 0 but lies below Δ paper; inconclusive: otherwise or fewer "
-             "than 2 paired seeds; seeds won = paired seeds where the winner is ahead"]
+             "than 2 paired seeds; seeds won = paired seeds where the winner is ahead", ENGAGED_NOTE]
     words = Block(["claim", "verdict in words"], claims_in_words(df), caption="In words", align="ll")
     return ReportTable(0, "The paper's ablation claims, tested", preset, df,
-                       [Block(header, out, align="llrrrrrrrrll"), words], notes, label="Claims", dropped=dropped)
+                       [Block(header, out, align="llrrrrrrrrrll"), words], notes, label="Claims", dropped=dropped)
+
+
+ENGAGED_NOTE = ("grad share = how much the two rows' objectives differ at their starting point, |grad winner − grad "
+                "other| / the larger norm, w.r.t. the network's outputs, stored with the grid (aakit grid FILE "
+                "--preflight --store; '—' = not measured); not engaged here: below 1 %, so the seeds compared two "
+                "trainings on the same gradient and the interval, kept, measures seed noise, not the mechanism")
+
+
+def unmeasured(mechanism: object) -> dict[str, object]:
+    """A comparison's ``mechanism`` in the JSON: the stored one, or one saying it is not measured."""
+    if isinstance(mechanism, dict):
+        return mechanism
+    return {"grad_share": None, "engaged": None,
+            "reason": "not measured: its grid has no mechanism.json (aakit grid FILE --preflight --store)"}
 
 
 def claims_json(results: Path = Path("results"), preset: str = "synthetic", grids_dir: Path | None = None, *,
@@ -250,20 +299,24 @@ def claims_json(results: Path = Path("results"), preset: str = "synthetic", grid
     """One object per comparison: ``claim``, ``comparison``, ``unit``, ``paper_effect``, ``n``,
     ``mean_diff``, ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``seeds_needed`` (for a CI of +-1.0),
     ``verdict``, ``claim_verdict`` and ``pairs`` (each ``seed``, ``winner_run``, ``loser_run`` and the
-    val mIoU of ``winner`` and ``loser``). Every number is in one unit, val mIoU points (0-100,
-    ``unit``): ``mean_diff`` is the mean of ``winner - loser`` over the pairs; ``paper_effect`` is
-    rounded as the paper prints it (one decimal)."""
+    val mIoU of ``winner`` and ``loser``), ``interval_verdict`` (the interval's own, which
+    ``verdict`` replaces with "not engaged here") and ``mechanism`` (what the comparison could
+    test: ``grad_share``, ``grad_cos``, ``engaged``, ``threshold``, where and at which weights it
+    was measured, and its own ``unit``). Every other number is in one unit, val mIoU points
+    (0-100, ``unit``): ``mean_diff`` is the mean of ``winner - loser`` over the pairs;
+    ``paper_effect`` is rounded as the paper prints it (one decimal)."""
     df = evaluate_claims(results, preset, grids_dir, index=index, dropped=dropped)
     return [{
         "claim": r.claim, "table": int(r.table), "comparison": f"{r.winner} vs {r.other}", "unit": UNIT,
         "paper_effect": nan_to_none(r.paper_diff), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
         "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
         "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome,
-        "claim_verdict": r.claim_outcome, "pairs": r.pairs,
+        "claim_verdict": r.claim_outcome, "interval_verdict": r.interval_outcome, "mechanism": unmeasured(r.mechanism),
+        "pairs": r.pairs,
     } for r in df.itertuples(index=False)]
 
 
-VERDICT_ORDER = (SUPPORTED, OPPOSITE, SMALLER, INCONCLUSIVE, NOT_RUN)
+VERDICT_ORDER = (SUPPORTED, OPPOSITE, SMALLER, INCONCLUSIVE, NOT_ENGAGED, NOT_RUN)
 
 
 def claims_tally(df: pd.DataFrame) -> str:
@@ -287,14 +340,15 @@ def claims_verdicts(claims: ReportTable) -> ReportTable:
                 str(r.claim_outcome) if first else "", f"T{r.table}: {text[c.key]}" if first else "",
                 f"{r.winner} vs {r.other}", str(int(r.paired)), _signed(nan_to_none(r.paired_mean)),
                 _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), _signed(nan_to_none(r.paper_diff)),
+                share_text(r.mechanism),
             ])
             first = False
-    header = ["verdict", "claim", "comparison", "seeds", "paired Δ", "95 % CI", "paper's Δ"]
+    header = ["verdict", "claim", "comparison", "seeds", "paired Δ", "95 % CI", "paper's Δ", "grad share"]
     notes = ["paired Δ = mean over the seeds of (claimed winner − other, same seed), val mIoU points; 95 % CI = "
              "Student-t interval of that mean; supported: CI above 0; opposite: CI below 0; smaller than the "
              "paper's: CI contains 0 but lies below the paper's Δ; inconclusive: otherwise or fewer than 2 paired "
              "seeds; not run: no paired seeds. A claim with several comparisons: supported if every one is, "
-             "opposite if any is, smaller than the paper's if any is",
+             "opposite if any is, not engaged here if any is, smaller than the paper's if any is", ENGAGED_NOTE,
              claims_tally(df)]
     return ReportTable(0, "The paper's ablation claims, tested", claims.preset, df,
-                       [Block(header, rows, align="lllrrrr")], notes, label="Verdicts", dropped=claims.dropped)
+                       [Block(header, rows, align="lllrrrrr")], notes, label="Verdicts", dropped=claims.dropped)

@@ -10,7 +10,9 @@ of one's own (a pilot, an ablation of a new loss) names its comparisons beside i
 hashes that really ran; its ``compare:``, or else the grid file it names) and the finished runs,
 pairs the two rows' runs by seed and decides each comparison by the claims' rule: a 95 %
 t-interval of the mean per-seed difference (supported / opposite / smaller than the paper's /
-inconclusive).
+inconclusive), and "not engaged here" where the grid's stored mechanism
+(``results/grids/NAME/mechanism.json``, :mod:`aakit.experiment.mechanisms`) finds the two rows'
+objectives less than 1 % apart at their start.
 """
 from __future__ import annotations
 
@@ -23,9 +25,22 @@ import yaml
 
 from aakit import yamlio
 from aakit.errors import AakitError
-from aakit.experiment.claims import UNIT, Seeded, _count, _interval, _paired, _seeds, _signed, compare
+from aakit.experiment.claims import (
+    ENGAGED_NOTE,
+    UNIT,
+    Seeded,
+    _count,
+    _interval,
+    _paired,
+    _seeds,
+    _signed,
+    compare,
+    judged,
+    unmeasured,
+)
 from aakit.experiment.costs import costs_table
 from aakit.experiment.gridstate import GridState, parse_comparisons, read_grid_state, read_grid_states
+from aakit.experiment.mechanisms import mechanism_index, share_text
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_std, nan_to_none
 
@@ -82,7 +97,9 @@ def evaluate_comparisons(results: Path, name: str, *, state: GridState | None = 
     state = _state(results, name) if state is None else state
     items = grid_comparisons_of(state) if items is None else items
     values = row_values(state, load_results(results) if runs is None else runs)
-    rows = [item | compare(values.get(item["winner"], {}), values.get(item["other"], {}), item["paper_effect"])
+    mechanisms = mechanism_index(results, [state.name])
+    rows = [item | judged(compare(values.get(item["winner"], {}), values.get(item["other"], {}), item["paper_effect"]),
+                          mechanisms.get((state.name, item["winner"], item["other"])))
             for item in items]
     return pd.DataFrame(rows), values
 
@@ -94,7 +111,8 @@ def comparisons_json(results: Path, name: str) -> list[dict[str, Any]]:
         "comparison": r.text, "winner_row": r.winner, "other_row": r.other, "unit": UNIT,
         "paper_effect": nan_to_none(r.paper_effect), "n": int(r.paired), "mean_diff": nan_to_none(r.paired_mean),
         "sd": nan_to_none(r.paired_std), "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high),
-        "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome, "pairs": r.pairs,
+        "mde": nan_to_none(r.mde), "seeds_needed": _count(r.seeds_needed), "verdict": r.outcome,
+        "interval_verdict": r.interval_outcome, "mechanism": unmeasured(r.mechanism), "pairs": r.pairs,
     } for r in df.itertuples(index=False)]
 
 
@@ -111,17 +129,18 @@ def comparisons_table(results: Path, name: str, *, state: GridState | None = Non
     comps = [[r.text, f"{r.winner} vs {r.other}", f"{r.wins}/{r.paired}",
               _paired(nan_to_none(r.paired_mean), nan_to_none(r.paired_std)),
               _interval(nan_to_none(r.ci_low), nan_to_none(r.ci_high)), fmt_num(nan_to_none(r.mde)),
-              _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_effect)), str(r.outcome)] for r in df.itertuples(index=False)]
+              _seeds(r.seeds_needed), _signed(nan_to_none(r.paper_effect)), share_text(r.mechanism), str(r.outcome)]
+             for r in df.itertuples(index=False)]
     cost = costs_table(results, state.preset or "synthetic", grids={name},
                        index=load_results(results, state.preset, suite=state.suite))  # the grid's own suite
     blocks = [Block(["row", "val mIoU", "seeds"], rows_block, caption="Rows", align="lrl"),
               Block(["comparison", "rows", "seeds won", "paired Δ", "95 % CI", "detectable", "seeds for ±1", "Δ paper",
-                     "verdict"], comps, caption="Comparisons", align="llrrrrrrl"),
+                     "grad share", "verdict"], comps, caption="Comparisons", align="llrrrrrrrl"),
               *[dataclasses.replace(b, caption="Cost") for b in cost.blocks]]
     notes = ["val mIoU in %, mean ± std over seeds; paired Δ = mean ± std of the per-seed differences (winner − "
              "other, same seed); 95 % CI = Student-t interval of that mean; detectable = the smallest difference "
              "these seeds find with 80 % power; seeds for ±1 = the seeds a 95 % CI of ±1.0 point would take at this "
-             "paired std; verdicts as for the paper's claims (aakit report --claims)"]
+             "paired std; verdicts as for the paper's claims (aakit report --claims)", ENGAGED_NOTE]
     title = state.description or f"Comparisons of grid {name}"
     return ReportTable(0, title, "grid", df, blocks, notes + cost.notes, label=f"Grid {name}")
 

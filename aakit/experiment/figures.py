@@ -427,7 +427,7 @@ def table4_gamma(index: ResultsIndex, results: Path, *, label: str = "aakit", re
 # ----------------------------------------------------------------------------- the claims at a glance
 CLAIMS_FILE = "claims_forest.png"
 OUTCOME_COLOURS = {"supported": "tab:green", "opposite": "tab:red", "smaller than the paper's": "tab:purple",
-                   "inconclusive": "tab:grey"}
+                   "inconclusive": "tab:grey", "not engaged here": "tab:olive"}
 
 
 def _forest(shown: pd.DataFrame, labels: list[str], paper_col: str, title: str) -> Any:

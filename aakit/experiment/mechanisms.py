@@ -1,0 +1,103 @@
+"""What a comparison could test: the stored mechanism of a grid's comparisons (issue 28).
+
+Two rows of a grid can only be told apart by training when their objectives' gradients differ.
+``aakit grid FILE --preflight`` (:mod:`aakit.experiment.preflight`) measures, for each comparison
+of a grid, how much they differ at the rows' shared starting point, and ``--store`` keeps that
+beside the grid's state as ``results/grids/<name>/mechanism.json``::
+
+    {"grid", "file", "measured", "threshold", "unit", "command",
+     "start": {"weights", "untrained", "own", "note", "record"},   (where the network started)
+     "probe": {"batches", "images", "crop"}, "device",
+     "comparisons": [{"winner", "other", "text", "table", "claim", "grad_share", "grad_cos",
+                      "grad_share_after_rescale", "engaged", "reason", "differs_in", "seed",
+                      "winner_hash", "other_hash", "noise_sd", "noise_source", "seeds_for_0.5",
+                      "seeds_for_1.0", "winner_record", "other_record"}]}
+
+``grad_share`` is ``|g_winner - g_other| / max(|g_winner|, |g_other|)``, the gradients of the two
+rows' whole objectives w.r.t. the network's outputs (F^c and F^s) on the same probe batches with
+the same network: below :data:`THRESHOLD` the comparison is **not engaged** — whatever its
+seeds show, the two trainings start out following the same gradient, so its interval measures
+seed noise, not the mechanism. The claims and the grids' comparisons read this file
+(:func:`mechanism_index`) and say "not engaged here" for such a comparison, keeping the interval.
+
+This module reads and writes JSON only (no torch): the report imports it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from aakit.runs import atomic_write_json, read_json
+
+MECHANISM_FILE = "mechanism.json"
+THRESHOLD = 0.01  # the rows' objectives differ by less than 1 % of the gradient: not engaged
+NOT_ENGAGED = "not engaged here"
+GRAD_UNIT = ("fraction of the gradient (0-1): |grad of the winner's objective - grad of the other's| / "
+             "the larger of their norms, w.r.t. the network's outputs F^c and F^s, at the rows' starting point")
+#: The keys of a stored comparison that a claim or a grid comparison carries as its ``mechanism``.
+CARRIED = ("grad_share", "grad_cos", "grad_share_after_rescale", "engaged", "reason", "differs_in", "seed")
+
+
+def mechanism_path(results: Path, grid: str) -> Path:
+    return Path(results) / "grids" / grid / MECHANISM_FILE
+
+
+def engaged(share: float | None) -> bool | None:
+    """Whether a comparison's gradient share reaches :data:`THRESHOLD` (None: not measured)."""
+    return None if share is None else share >= THRESHOLD
+
+
+def write_mechanism(results: Path, grid: str, doc: dict[str, Any]) -> Path:
+    """Atomically write ``results/grids/<grid>/mechanism.json``."""
+    path = mechanism_path(results, grid)
+    atomic_write_json(path, doc)
+    return path
+
+
+def read_mechanism(results: Path, grid: str) -> dict[str, Any] | None:
+    """The grid's stored mechanism, or None (absent or unreadable: the comparisons are then
+    judged on their intervals alone)."""
+    doc = read_json(mechanism_path(results, grid))
+    return doc if isinstance(doc, dict) and isinstance(doc.get("comparisons"), list) else None
+
+
+def carried(doc: dict[str, Any], item: dict[str, Any], grid: str) -> dict[str, Any]:
+    """What a claim or a comparison carries of stored comparison ``item`` of ``doc``: the share,
+    the cosine, the verdict's side of it, where it was measured and in what unit."""
+    start = doc.get("start") if isinstance(doc.get("start"), dict) else {}
+    out = {k: item.get(k) for k in CARRIED}
+    out["engaged"] = engaged(item.get("grad_share")) if item.get("reason") is None else None
+    out |= {"threshold": doc.get("threshold", THRESHOLD), "unit": GRAD_UNIT, "grid": grid,
+            "source": f"results/grids/{grid}/{MECHANISM_FILE}", "weights": start.get("weights"),
+            "untrained": start.get("untrained"), "own_start": start.get("own")}
+    return out
+
+
+def mechanism_index(results: Path, grids: Iterable[str]) -> dict[tuple[Any, str, str], dict[str, Any]]:
+    """The stored comparisons of ``grids``, keyed ``(table, winner, other)`` for the paper's
+    claims (``table`` an int) and ``(grid, winner, other)`` for a grid's own ``compare:``.
+    A grid without a mechanism file adds nothing."""
+    out: dict[tuple[Any, str, str], dict[str, Any]] = {}
+    for grid in sorted(set(grids)):
+        doc = read_mechanism(results, grid)
+        if doc is None:
+            continue
+        for item in doc["comparisons"]:
+            if not isinstance(item, dict) or not isinstance(item.get("winner"), str):
+                continue
+            record = carried(doc, item, grid)
+            out.setdefault((grid, item["winner"], str(item.get("other"))), record)
+            if isinstance(item.get("table"), int) and item.get("claim"):
+                out.setdefault((item["table"], item["winner"], str(item.get("other"))), record)
+    return out
+
+
+def share_text(mech: dict[str, Any] | None) -> str:
+    """A comparison's gradient share as a table cell: ``0.0062 %``, ``4.1 %``, ``30 %``; ``—`` where not measured."""
+    share = (mech or {}).get("grad_share")
+    if share is None:
+        return "—"
+    pct = 100 * float(share)
+    if pct < 0.001:
+        return "< 0.001 %"
+    return f"{pct:.2g} %" if pct < 10 else f"{pct:.0f} %"
