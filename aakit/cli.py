@@ -429,7 +429,7 @@ def report(
     data: Annotated[Optional[Path], typer.Option("--data", help="With --figures: the data set whose images and ground truth Figure 5 shows (default: the runs' data.root).")] = None,
     tables: Annotated[bool, typer.Option("--tables/--no-tables", help="The full report on the terminal: Tables 1-6, the claims in full, grid costs, the suite's own comparisons (--format md/latex/csv, --out and --into always give it).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose/--no-verbose", "-v", help="List every run left out of a table, and why, on stderr (default: one line with their count).")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every run afresh, without the cache of what was read (results/.cache).")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep what was read of each finished run in results/.cache (--no-cache: read every run afresh).")] = True,
 ) -> None:
     """The paper's claims tested on stored runs; with --tables, Tables 1-6 beside the published numbers.
 
@@ -445,7 +445,7 @@ def report(
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
                        claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite,
                        tables=tables, verbose=verbose,
-                       cache=None if no_cache else results / ".cache")
+                       cache=results / ".cache" if cache else None)
 
 
 # ----------------------------------------------------------------------------- presets

@@ -78,7 +78,8 @@ def test_training_starts_from_imagenet_by_name() -> None:
     cfg = load_config(None, {"model.backbone": "mobilenet_v2", "model.num_classes": 11,
                              "model.output_stride": 4, "model.last_block": 13, "model.embed_dim": 32})
     model = build_model(cfg.model)
-    note = load_initial_weights(model, "imagenet")
+    note, checkpoint = load_initial_weights(model, "imagenet")
+    assert checkpoint is None  # a run's checkpoint only
     assert note.startswith("imagenet (mobilenet_v2-b0353104.pth") and "/" not in note.split("(")[1].split(")")[0]
     state = torch.load(WEIGHTS, weights_only=True)
     assert torch.equal(model.backbone.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])
