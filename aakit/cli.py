@@ -423,6 +423,7 @@ def report(
     claims: Annotated[bool, typer.Option("--claims/--no-claims", help="Only the paper's ablation claims: supported, opposite, smaller than the paper's or inconclusive.")] = False,
     into: Annotated[Optional[Path], typer.Option("--into", help="Replace the marked report block of this Markdown file (e.g. docs/reproduction.md).")] = None,
     variance: Annotated[bool, typer.Option("--variance/--no-variance", help="Where a table's spread comes from: rows, seed, within seed, evaluation set (--table, default 1).")] = False,
+    mechanism: Annotated[bool, typer.Option("--mechanism/--no-mechanism", help="The Mechanism table: each grid row's record (AA-SA gradient share, Omega, LR's modulation) at its grid's starting point, from aakit grid FILE --preflight --store.")] = False,
     compare: Annotated[Optional[str], typer.Option("--compare", metavar="GRID", help="The paired comparisons a grid file declares (compare:), e.g. --compare v2-pilot.")] = None,
     suite: Annotated[Optional[str], typer.Option("--suite", metavar="NAME", help="Fill the tables from the grids whose file says suite: NAME (default: those without a suite).")] = None,
     results: ResultsOpt = Path("results"),
@@ -443,7 +444,7 @@ def report(
     from aakit.experiment import report as report_mod
 
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
-                       claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite,
+                       claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite, mechanism=mechanism,
                        tables=tables, verbose=verbose,
                        cache=results / ".cache" if cache else None)
 

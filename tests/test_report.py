@@ -509,3 +509,22 @@ def test_a_run_not_evaluated_on_train_is_not_left_out_of_the_claims(tmp_path: Pa
     t1 = R.build_table(1, results=results, preset="synthetic", grids_dir=grids)
     assert any("'train' metrics" in x for x in t1.dropped)  # the table's train column: not evaluated
     assert not any("'train" in x for x in claims_table(results, "synthetic", grids).dropped)  # the claims read val
+
+
+def test_the_mechanism_table_has_a_row_per_grid_row_from_the_stored_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 28: a "Mechanism" table in the report, one row per grid row (read from the committed
+    results/grids/*/mechanism.json); without any stored record, one line and exit 2."""
+    from conftest import REPO, run_cli
+
+    from aakit.experiment.mechanisms import mechanism_rows
+
+    rows = {(r["grid"], r["row"]): r for r in mechanism_rows(REPO / "results", ["v2-table2", "v2-vsource"])}
+    assert rows[("v2-table2", "AA 4-8-12-24")]["aa_vs_sa_grad_share"] < 0.01  # V from the CRF: AA is SA here
+    assert rows[("v2-vsource", "AA-cam")]["aa_vs_sa_grad_share"] > 0.01
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = run_cli(["report", "--mechanism", "--results", str(REPO / "results")], monkeypatch, capsys)
+    assert code == 0 and "Mechanism" in out and "AA 4-8-12-24" in out and "untrained start" in out, err
+    (tmp_path / "grids").mkdir()
+    code, _, err = run_cli(["report", "--mechanism", "--results", str(tmp_path)], monkeypatch, capsys)
+    assert code == 2 and ("no grid" in err or "no runs" in err) and len(err.strip().splitlines()) == 1

@@ -101,3 +101,29 @@ def share_text(mech: dict[str, Any] | None) -> str:
     if pct < 0.001:
         return "< 0.001 %"
     return f"{pct:.2g} %" if pct < 10 else f"{pct:.0f} %"
+
+
+#: The columns of the Mechanism table: a row's own record at the grid's starting point.
+ROW_KEYS = (("aa_vs_sa_grad_share", "AA-SA share"), ("omega_mean", "Omega mean"), ("omega_right", "Omega right"),
+            ("omega_wrong", "Omega wrong"), ("repel_active", "repel active"), ("repel_in_gap", "W in [Om, m]"),
+            ("lr_alpha_median", "alpha median"), ("lr_gamma_vs_0_cos", "LR cos vs gamma 0"))
+
+
+def mechanism_rows(results: Path, grids: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per grid row (each row once, from the first comparison that names it): the row's
+    own mechanism record as stored by ``--preflight --store``, with where the network started."""
+    out: list[dict[str, Any]] = []
+    for grid in grids:
+        doc = read_mechanism(results, grid)
+        if not doc:
+            continue
+        start = "untrained start" if (doc.get("start") or {}).get("untrained") else "its pre-training"
+        seen: set[str] = set()
+        for item in doc.get("comparisons") or []:
+            for side in ("winner", "other"):
+                row, record = item.get(side), item.get(f"{side}_record")
+                if not isinstance(row, str) or row in seen or not isinstance(record, dict):
+                    continue
+                seen.add(row)
+                out.append({"grid": grid, "row": row, "start": start} | {k: record.get(k) for k, _ in ROW_KEYS})
+    return out

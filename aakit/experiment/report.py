@@ -448,10 +448,37 @@ def _stderr(line: str) -> None:
 
 
 def short_view(*, table: int | None, fmt: str, out: Path | None, into: Path | None, claims: bool,
-               variance: bool, compare: str | None, tables: bool) -> bool:
+               variance: bool, compare: str | None, tables: bool, mechanism: bool = False) -> bool:
     """Whether the request is the default one: the claims' verdicts on the terminal, not the tables."""
     return (fmt == "rich" and out is None and into is None and table is None and not claims and not variance
-            and compare is None and not tables)
+            and compare is None and not tables and not mechanism)
+
+
+def mechanism_table(results: Path) -> ReportTable:
+    """Issue 28's Mechanism table: one row per grid row, the row's own record at its grid's
+    starting point (``aakit grid FILE --preflight --store``), for every grid that stored one."""
+    from aakit.experiment.mechanisms import ROW_KEYS, mechanism_rows
+
+    grids = sorted(p.name for p in (Path(results) / "grids").iterdir()) if (Path(results) / "grids").is_dir() else []
+    rows = mechanism_rows(results, grids)
+    if not rows:
+        raise ReportError(f"--mechanism: no grid under {Path(results) / 'grids'} has a stored mechanism.json "
+                          "(aakit grid FILE --preflight --store measures one)")
+
+    def cell(v: Any) -> str:
+        return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    header = ["grid", "row", "measured at", *(label for _, label in ROW_KEYS)]
+    body = [[r["grid"], r["row"], r["start"], *(cell(r[k]) for k, _ in ROW_KEYS)] for r in rows]
+    notes = ["Each row's own objective on the grid's probe batches: AA-SA share = |grad AA - grad SA| / |grad of "
+             "the whole objective| (what AA would change, also for SA rows); Omega right/wrong = its mean on "
+             "pairs whose pseudo relation is right/wrong; repel active = share of repulsion pairs with W < Omega*m; "
+             "W in [Om, m] = share where AA and SA differ; alpha = LR's modulation factor (eq. 16); LR cos = "
+             "cosine of LR's gradient at the row's gamma and at gamma 0. '-': not computable there (the record "
+             "says why)."]
+    return ReportTable(0, "what each grid row's objective does at its starting point", "grid",
+                       pd.DataFrame(rows), [Block(header, body, align="lll" + "r" * len(ROW_KEYS))], notes,
+                       label="Mechanism")
 
 
 def cli_run(
@@ -473,6 +500,7 @@ def cli_run(
     suite: str | None = None,
     tables: bool = False,
     verbose: bool = False,
+    mechanism: bool = False,
     cache: Path | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
@@ -511,14 +539,16 @@ def cli_run(
         _warn_left_out(left_out(index, [claims_table(results, preset, index=index)]), warn, verbose)
         return
     if short_view(table=table, fmt=fmt, out=out, into=into, claims=claims, variance=variance, compare=compare,
-                  tables=tables):  # the verdicts first, and how to see the rest
+                  tables=tables, mechanism=mechanism):  # the verdicts first, and how to see the rest
         claims_t = claims_table(results, preset, index=index)
         echo(render_rich(claims_verdicts(claims_t)).rstrip("\n") + "\n\n" + MORE)
         if figures:
             _echo_figures(results, None, preset, grids_dir, index, data, warn, suite, echo)
         _warn_left_out(left_out(index, [claims_t]), warn, verbose)
         return
-    if compare is not None:  # the comparisons a grid file declares (compare:), paired by seed
+    if mechanism:  # each grid row's mechanism record at its grid's starting point (issue 28)
+        extras, tables = [mechanism_table(results)], []
+    elif compare is not None:  # the comparisons a grid file declares (compare:), paired by seed
         extras, tables = [comparisons_table(results, compare)], []
     elif variance:  # where one table's spread comes from (seed, rows, within seed, evaluation set)
         extras, tables = [variance_table(results, preset, table or 1, index=index)], []
