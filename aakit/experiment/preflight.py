@@ -43,6 +43,7 @@ from aakit.experiment.claims import CLAIMS
 from aakit.experiment.grid import Grid, GridError, GridPoint, find_finished_run, load_grid
 from aakit.experiment.mechanisms import GRAD_UNIT, THRESHOLD, engaged, read_mechanism, share_text, write_mechanism
 from aakit.experiment.stats import seeds_for_halfwidth
+from aakit.runlist import flatten
 
 #: Config keys whose difference the objective's gradient at the start shows (the losses and
 #: the pseudo labels they read); keys of evaluation only change no training.
@@ -95,20 +96,10 @@ def grid_items(grid: Grid, *, claims: bool = True) -> list[Item]:
     return items
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def differs_in(a: Config, b: Config) -> list[str]:
     """The settings in which two rows' runs differ (not the seed, the name or how they run)."""
     skip = set(NOT_RESULTS) | {"name", "train.seed"}
-    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     return sorted(k for k in fa.keys() | fb.keys() if k not in skip and fa.get(k) != fb.get(k))
 
 
