@@ -525,6 +525,8 @@ def test_the_mechanism_table_has_a_row_per_grid_row_from_the_stored_records(
     monkeypatch.setenv("COLUMNS", "250")
     code, out, err = run_cli(["report", "--mechanism", "--results", str(REPO / "results")], monkeypatch, capsys)
     assert code == 0 and "Mechanism" in out and "AA 4-8-12-24" in out and "untrained start" in out, err
+    code, _, err = run_cli(["report", "--mechanism", "--claims", "--results", str(REPO / "results")], monkeypatch, capsys)
+    assert code == 2 and "--mechanism: alone" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "grids").mkdir()
     code, _, err = run_cli(["report", "--mechanism", "--results", str(tmp_path)], monkeypatch, capsys)
     assert code == 2 and ("no grid" in err or "no runs" in err) and len(err.strip().splitlines()) == 1

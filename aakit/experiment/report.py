@@ -390,8 +390,11 @@ def marked_block(path: Path) -> str:
 
 def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None,
                   claims: bool = False, variance: bool = False, compare: str | None = None,
-                  figures: bool = False, data: Path | None = None, tables: bool = False) -> None:
+                  figures: bool = False, data: Path | None = None, tables: bool = False,
+                  mechanism: bool = False) -> None:
     """Refuse a report request that cannot be served, before anything is read or written."""
+    if mechanism and (tables or claims or variance or compare is not None or table is not None):
+        raise ReportError("--mechanism: alone (no --tables, --table, --claims, --variance or --compare)")
     if tables and (claims or variance or compare is not None):
         what = "--claims" if claims else "--variance" if variance else f"--compare {compare}"
         raise ReportError(f"--tables and {what}: one at a time (--tables is the full report)")
@@ -522,7 +525,7 @@ def cli_run(
     runs read are kept for the next report (:class:`aakit.experiment.results.RunCache`).
     """
     check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
-                  compare=compare, figures=figures, data=data, tables=tables)
+                  compare=compare, figures=figures, data=data, tables=tables, mechanism=mechanism)
     for line in journal_warnings(results):  # a torn study journal: said, never rewritten here
         warn(line)
     index = load_results(results, preset, grids_dir, suite, cache=cache)  # one read for every table, the claims and costs
@@ -546,6 +549,18 @@ def cli_run(
             _echo_figures(results, None, preset, grids_dir, index, data, warn, suite, echo)
         _warn_left_out(left_out(index, [claims_t]), warn, verbose)
         return
+    tables, extras = _chosen_tables(results, preset, index, fmt=fmt, table=table, claims=claims, variance=variance,
+                                    compare=compare, suite=suite, mechanism=mechanism)
+    _emit(tables, extras, fmt=fmt, out=out, into=into, echo=echo)
+    if figures:
+        _echo_figures(results, out, preset, grids_dir, index, data, warn, suite, echo)
+    _warn_left_out(left_out(index, [*tables, *extras]), warn, verbose)
+
+
+def _chosen_tables(results: Path, preset: str, index: ResultsIndex, *, fmt: str, table: int | None, claims: bool,
+                   variance: bool, compare: str | None, suite: str | None,
+                   mechanism: bool) -> tuple[list[ReportTable], list[ReportTable]]:
+    """The paper's tables and the extra tables (claims, costs, comparisons...) a request asks for."""
     if mechanism:  # each grid row's mechanism record at its grid's starting point (issue 28)
         extras, tables = [mechanism_table(results)], []
     elif compare is not None:  # the comparisons a grid file declares (compare:), paired by seed
@@ -562,6 +577,12 @@ def cli_run(
         extras = [] if table else [claims_table(results, preset, index=index),
                                    costs_table(results, preset, index=index, grids=every_grid),
                                    *suite_comparison_tables(results, preset, suite)]
+    return tables, extras
+
+
+def _emit(tables: list[ReportTable], extras: list[ReportTable], *, fmt: str, out: Path | None, into: Path | None,
+          echo: Callable[[str], None]) -> None:
+    """Print the rendered report, splice it into ``into``, or write its files into ``out``."""
     if out is None:
         parts = [render(tables, fmt).rstrip("\n")] if tables else []
         if fmt != "csv" or not tables:
@@ -580,9 +601,6 @@ def cli_run(
             written.append(p)
         for p in written:
             echo(f"wrote {p}")
-    if figures:
-        _echo_figures(results, out, preset, grids_dir, index, data, warn, suite, echo)
-    _warn_left_out(left_out(index, [*tables, *extras]), warn, verbose)
 
 
 def _echo_figures(results: Path, out: Path | None, preset: str, grids_dir: Path | None, index: ResultsIndex,
