@@ -562,7 +562,7 @@ def tui(
     if size is not None and export is None:
         raise AakitError("--size goes with --export (the live dashboard takes the terminal's size)")
     if export is not None:
-        from aakit.tui.app import export_svg
+        from aakit.tui.export import export_svg
 
         path = export_svg(results, export, size=shape, stale_after=stale_after)
         _echo(f"wrote {path}")

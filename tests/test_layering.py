@@ -38,15 +38,56 @@ CORE = [
 ]
 
 
-@pytest.mark.parametrize("module", CORE)
-def test_core_module_imports_neither_typer_nor_textual(module: str) -> None:
+def _loaded_by(module: str, packages: tuple[str, ...], prefixes: tuple[str, ...] = ()) -> str:
+    """The modules of ``packages`` (top-level names) or under ``prefixes`` that importing
+    ``module`` in a fresh interpreter loads, comma-separated ("" when none)."""
     code = (
         f"import sys, {module}\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual', 'click', 'submitit'))\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {packages!r} or m.startswith({prefixes!r}))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_imports_neither_typer_nor_textual(module: str) -> None:
+    bad = _loaded_by(module, ("typer", "textual", "click", "submitit"))
+    assert bad == "", f"{module} imports {bad}"
+
+
+#: The TUI's data layer (and the old path it keeps for one release): what the screens show is
+#: read here, without Textual, the engine or torch; the study reader imports Optuna only when
+#: a journal file is read.
+TUI_DATA = [
+    "aakit.tui.data",
+    "aakit.tui.layout",
+    "aakit.tui.model",
+    "aakit.tui.model.rows",
+    "aakit.tui.model.curves",
+    "aakit.tui.model.configdiff",
+    "aakit.tui.model.listing",
+    "aakit.tui.model.fmt",
+    "aakit.tui.model.tracker",
+    "aakit.tui.model.grids",
+    "aakit.tui.model.load",
+    "aakit.tui.model.poll",
+    "aakit.experiment.studystate",
+]
+
+
+def test_every_tui_data_module_is_listed() -> None:
+    """A module added to aakit/tui/model/ is checked below (the list cannot fall behind)."""
+    root = Path(__file__).resolve().parents[1]
+    found = {"aakit.tui.model." + p.stem for p in (root / "aakit" / "tui" / "model").glob("*.py")}
+    found = {m.removesuffix(".__init__") for m in found}
+    assert found <= set(TUI_DATA), sorted(found - set(TUI_DATA))
+
+
+@pytest.mark.parametrize("module", TUI_DATA)
+def test_tui_data_imports_neither_textual_nor_the_engine(module: str) -> None:
+    bad = _loaded_by(module, ("textual", "typer", "torch", "optuna"), ("aakit.engine",))
+    assert bad == "", f"{module} imports {bad}"
 
 
 def test_the_tui_reads_runs_without_the_engine() -> None:

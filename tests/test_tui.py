@@ -362,7 +362,9 @@ def test_missing_results_dir_is_a_user_error(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the app
-from aakit.tui.app import AakitTui, CompareScreen, HelpScreen, RunScreen, export_svg  # noqa: E402
+from aakit.tui.app import AakitTui  # noqa: E402
+from aakit.tui.export import export_svg  # noqa: E402
+from aakit.tui.screens import CompareScreen, HelpScreen, RunScreen  # noqa: E402
 from aakit.tui.widgets import CurvePlot, KeyedTable, PlotRow, RunsTable, TextPanel  # noqa: E402
 
 
@@ -658,7 +660,8 @@ def test_tables_are_sized_to_their_cells_when_filled(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- any terminal
 from aakit.tui import layout  # noqa: E402
-from aakit.tui.app import SORT_LABELS, SortMenu, screen_text  # noqa: E402
+from aakit.tui.export import screen_text  # noqa: E402
+from aakit.tui.screens.sort_menu import SORT_LABELS, SortMenu  # noqa: E402
 from aakit.tui.widgets import FittedTable, PlotStack  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -974,3 +977,34 @@ def test_cli_export_at_a_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and "--size" in err[0], err
     assert not (tmp_path / "x.svg").exists()
+
+
+# ----------------------------------------------------------------------------- old module paths
+def test_the_old_module_paths_give_the_moved_objects() -> None:
+    """Issue 29 split tui/data.py, tui/app.py and tui/widgets.py; the old paths stay for one release."""
+    from aakit.experiment import studystate
+    from aakit.tui import app, messages, screens, widgets
+    from aakit.tui.model import curves, listing, load, poll, rows, tracker
+    from aakit.tui.widgets import keys, tables
+
+    assert tui_data.ResultsModel is poll.ResultsModel and tui_data.Snapshot is poll.Snapshot
+    assert tui_data.RunTracker is tracker.RunTracker and tui_data.RunRow is rows.RunRow
+    assert tui_data.StudyReader is studystate.StudyReader and tui_data.ema is curves.ema
+    assert tui_data.sort_rows is listing.sort_rows and tui_data._reset_nvml is load._reset_nvml
+    assert tui_data._num("3") is None and tui_data._num(2) == 2.0 and tui_data._int(2.7) == 2
+    assert app.RunScreen is screens.RunScreen and app.SortMenu is screens.SortMenu
+    assert app.SnapshotReady is messages.SnapshotReady and app.HelpScreen is screens.HelpScreen
+    assert widgets.RunsTable is tables.RunsTable and widgets.KeyScroll is keys.KeyScroll
+
+
+def test_the_vim_keys_are_bound_alike_everywhere() -> None:
+    """One table of j/k/g/G: each list or box binds the four keys to its own actions."""
+    from aakit.tui.widgets.keys import TABLE_KEYS, KeyOptionList, KeyScroll
+
+    def keymap(bindings: Any) -> dict[str, str]:
+        return {b.key: b.action for b in bindings}
+
+    assert keymap(TABLE_KEYS) == {"j": "cursor_down", "k": "cursor_up", "g": "scroll_top", "G": "scroll_bottom"}
+    assert keymap(KeyOptionList.BINDINGS) == {"j": "cursor_down", "k": "cursor_up", "g": "first", "G": "last"}
+    assert keymap(KeyScroll.BINDINGS) == {"j": "scroll_down", "k": "scroll_up", "g": "scroll_home", "G": "scroll_end"}
+    assert not any(b.show for b in (*TABLE_KEYS, *KeyOptionList.BINDINGS, *KeyScroll.BINDINGS))

@@ -1,13 +1,6 @@
-"""Widgets of the TUI: the runs table, curve plots, the load panel and text panels.
-
-Widgets only display what they are given (attributes go down): none of them reads a file.
-Each keeps the data it was last given in a public attribute (``RunsTable.row_names``,
-``CurvePlot.series``, ``TextPanel.lines``, ``LoadPanel.load``) so tests can check what is
-shown without reading pixels.
-"""
+"""Tables whose columns fit their width (:func:`aakit.tui.layout.fit_columns`): runs, and small keyed ones."""
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from rich.errors import MarkupError
@@ -16,82 +9,16 @@ from rich.protocol import is_renderable
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, OptionList, Static
-from textual_plotext import PlotextPlot
+from textual.widgets import DataTable
 
-from aakit.tui.data import (
-    RunRow,
-    Series,
-    SystemLoad,
-    fmt_duration,
-    fmt_float,
-    fmt_miou,
-    fmt_progress,
-)
-from aakit.tui.layout import MIN_PLOT_ROWS, Column, ellipsize, fit_columns, fit_plots
+from aakit.tui.layout import Column, ellipsize, fit_columns
+from aakit.tui.model.fmt import fmt_duration, fmt_float, fmt_miou, fmt_progress
+from aakit.tui.model.rows import RunRow
+from aakit.tui.widgets.cells import progress_bar, status_text
+from aakit.tui.widgets.keys import TABLE_KEYS
 
-#: j/k/g/G in a table: down, up, top, bottom (as the arrows, ctrl+home and ctrl+end).
-TABLE_KEYS = [
-    Binding("j", "cursor_down", "Down", show=False),
-    Binding("k", "cursor_up", "Up", show=False),
-    Binding("g", "scroll_top", "Top", show=False),
-    Binding("G", "scroll_bottom", "Bottom", show=False),
-]
-
-#: Colour of each run status and grid point state (Rich styles).
-STATUS_STYLES: dict[str, str] = {
-    "running": "bold green",
-    "finished": "bold blue",
-    "failed": "bold red",
-    "interrupted": "bold magenta",
-    "stale": "bold yellow",
-    "unreadable": "bold red",
-    "corrupt": "bold white on red",
-    # grid point states
-    "done": "bold blue",
-    "missing": "dim",
-}
-
-
-def status_text(status: str) -> Text:
-    """A run status, coloured."""
-    return Text(status, style=STATUS_STYLES.get(status, ""))
-
-
-def progress_bar(fraction: float, width: int = 10) -> Text:
-    """``███▍      34%``: a bar of eighths of a cell followed by the percentage."""
-    fraction = min(1.0, max(0.0, fraction))
-    eighths = round(fraction * width * 8)
-    full, part = divmod(eighths, 8)
-    bar = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
-    text = Text(bar.ljust(width), style="green")
-    # Floor, so that 399/400 reads 99%, never 100% before the end.
-    text.append(f" {math.floor(100 * fraction + 1e-9):3d}%", style="")
-    return text
-
-
-def usage_bar(percent: float | None, width: int = 20) -> Text:
-    """``[██████······] 52%`` for a utilisation or memory percentage."""
-    if percent is None:
-        return Text("n/a", style="dim")
-    p = min(100.0, max(0.0, percent))
-    n = round(p / 100 * width)
-    style = "red" if p >= 90 else "yellow" if p >= 70 else "green"
-    text = Text("[")
-    text.append("█" * n, style=style)
-    text.append("·" * (width - n), style="dim")
-    text.append(f"] {p:3.0f}%")
-    return text
-
-
-def _gib(n: float | None) -> str:
-    return "?" if n is None else f"{n / 2**30:.1f}"
-
-
-# ----------------------------------------------------------------------------- tables
 #: The runs table's columns in display order (keys double as sort keys, see
-#: ``aakit.tui.data.SORT_KEYS``) and how they give way on a narrow terminal
+#: ``aakit.tui.model.listing.SORT_KEYS``) and how they give way on a narrow terminal
 #: (:func:`aakit.tui.layout.fit_columns`): the run and its best mIoU stay at any width (a long
 #: name is cut, ending with "…"), the others go from the highest priority number down; the
 #: mark, ETA, loss and err columns appear only when a cell of theirs has something to show.
@@ -325,166 +252,3 @@ class KeyedTable(FittedTable):
         """The plain text of one column, top to bottom, uncut (for tests)."""
         cells = [c[index] for _, c in self.rows_shown]
         return [c.plain if isinstance(c, Text) else str(c) for c in cells]
-
-
-class KeyOptionList(OptionList):
-    """An option list that also moves with j/k (down/up) and g/G (first/last)."""
-
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "first", "First", show=False),
-        Binding("G", "last", "Last", show=False),
-    ]
-
-
-class KeyScroll(VerticalScroll):
-    """A scrolling box that also scrolls with j/k and jumps with g/G."""
-
-    BINDINGS = [
-        Binding("j", "scroll_down", "Down", show=False),
-        Binding("k", "scroll_up", "Up", show=False),
-        Binding("g", "scroll_home", "Top", show=False),
-        Binding("G", "scroll_end", "Bottom", show=False),
-    ]
-
-
-# ----------------------------------------------------------------------------- plots
-class CurvePlot(PlotextPlot):
-    """A line plot of named series; :attr:`series` holds what is drawn, :attr:`plot_title` its title."""
-
-    def __init__(self, title: str, xlabel: str = "", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plot_title = title
-        self.xlabel = xlabel
-        self.series: dict[str, Series] = {}
-        self._draw()
-
-    def set_series(self, series: Mapping[str, Series], title: str | None = None) -> None:
-        """Draw these series (label -> (xs, ys)); a no-op when nothing changed."""
-        series = {k: v for k, v in series.items() if v and v[0]}
-        if series == self.series and (title is None or title == self.plot_title):
-            return
-        self.series = dict(series)
-        if title is not None:
-            self.plot_title = title
-        self._draw()
-        self.refresh()
-
-    def _draw(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.title(self.plot_title if self.series else f"{self.plot_title} (no data yet)")
-        plt.xlabel(self.xlabel)
-        for label, (xs, ys) in self.series.items():
-            plt.plot(list(xs), list(ys), label=label, marker="braille")
-
-
-#: Fewest columns a plot is drawn in, side by side (:class:`PlotRow`).
-MIN_PLOT_COLS = 30
-
-
-class PlotStack(Vertical):
-    """Plots one above the other, as many as fit its height (a plot is hidden, never squashed).
-
-    Plots with data are shown first, in order; when none has any, the first one (saying "no
-    data yet"). :attr:`shown` holds the ids of the plots on screen. Call :meth:`fit` after
-    giving the plots new series; a resize calls it.
-    """
-
-    def __init__(self, *children: Any, **kwargs: Any) -> None:
-        super().__init__(*children, **kwargs)
-        self.shown: tuple[str, ...] = ()
-
-    def on_resize(self, event: events.Resize) -> None:
-        self.fit()
-
-    def _candidates(self) -> list[CurvePlot]:
-        plots = list(self.query_children(CurvePlot))
-        return [p for p in plots if p.series] or plots[:1]
-
-    def _rows(self, plots: list[CurvePlot]) -> dict[str, int]:
-        return fit_plots(self.size.height, [p.id or "" for p in plots])
-
-    def fit(self) -> None:
-        rows = self._rows(self._candidates())
-        for plot in self.query_children(CurvePlot):
-            n = rows.get(plot.id or "")
-            plot.display = n is not None
-            if n is not None:
-                self._size_plot(plot, n)
-        self.shown = tuple(rows)
-
-    def _size_plot(self, plot: CurvePlot, rows: int) -> None:
-        plot.styles.height = rows
-
-
-class PlotRow(PlotStack):
-    """Plots side by side, as many as fit its width; none when it is too low to draw one."""
-
-    DEFAULT_CSS = "PlotRow { layout: horizontal; }"
-
-    def _rows(self, plots: list[CurvePlot]) -> dict[str, int]:
-        if self.size.height < MIN_PLOT_ROWS:
-            return {}
-        n = min(len(plots), self.size.width // MIN_PLOT_COLS)
-        return {p.id or "": self.size.height for p in plots[:n]}
-
-    def _size_plot(self, plot: CurvePlot, rows: int) -> None:
-        plot.styles.width = "1fr"  # the plots shown share the width
-
-
-# ----------------------------------------------------------------------------- text panels
-class TextPanel(Static):
-    """Lines of text (log lines, errors); :attr:`lines` holds them."""
-
-    def __init__(self, empty: str = "", style: str = "", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lines: tuple[str, ...] = ()
-        self._empty = empty
-        self._style = style
-        self.update(Text(empty, style="dim"))
-
-    @property
-    def has_content(self) -> bool:
-        """Whether there is a line to show (the panel's box is hidden otherwise)."""
-        return bool(self.lines)
-
-    def set_lines(self, lines: Sequence[str]) -> None:
-        lines = tuple(lines)
-        if lines == self.lines:
-            return
-        self.lines = lines
-        if lines:
-            self.update(Text("\n".join(lines), style=self._style))
-        else:
-            self.update(Text(self._empty, style="dim"))
-
-
-class LoadPanel(Static):
-    """Utilisation and memory of this host's GPUs, else its CPU and RAM."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.load: SystemLoad | None = None
-
-    def show(self, load: SystemLoad | None, run_host: str | None = None) -> None:
-        self.load = load
-        if load is None:
-            self.update(Text("load: not read", style="dim"))
-            return
-        text = Text()
-        text.append(f"{load.host}", style="bold")
-        if load.note:
-            text.append(f"  {load.note}", style="dim")
-        if run_host and run_host != load.host:
-            text.append(f"\nthe run is on {run_host}: this is the load here", style="yellow")
-        for d in load.devices:
-            text.append(f"\n{d.name}\n")
-            text.append(" util ")
-            text.append_text(usage_bar(d.util))
-            text.append("\n mem  ")
-            pct = 100 * d.mem_used / d.mem_total if d.mem_used is not None and d.mem_total else None
-            text.append_text(usage_bar(pct))
-            text.append(f" {_gib(d.mem_used)}/{_gib(d.mem_total)} GiB")
-        self.update(text)
