@@ -294,6 +294,32 @@ def data_synth(
     _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes']} classes, version {meta['version']}")
 
 
+@data_app.command("objects")
+def data_objects(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the real-object lab.")] = Path("data/objects"),
+    n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
+    n_val: Annotated[int, typer.Option(help="Validation images.")] = 300,
+    seed: Annotated[int, typer.Option(help="Generator seed (the split by object does not depend on it).")] = 0,
+    knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob feather_px=0 or --knob context_prob=0.8.")] = None,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Rebuild even if present.")] = False,
+) -> None:
+    """Build the real-object lab: photographed cut-outs on real photos, split by object (make real-data first); docs/benchmark.md, "Objects"."""
+    from aakit.data import objects
+
+    knobs = objects.knobs_from_args(knob or [])
+    if n_train < 1 or n_val < 1 or seed < 0:
+        raise AakitError(f"--n-train/--n-val must be >= 1 and --seed >= 0 (got {n_train}, {n_val}, {seed})")
+    meta, _ = objects.expected_meta(objects.Roots.from_env(), n_train, n_val, seed, 164, knobs)
+    if not force and objects.is_generated(out, meta):
+        _echo(f"{out}: already built ({objects.DATASET_NAME} {objects.VERSION}, seed {seed})")
+        return
+    with _bar("composing") as cb:
+        meta = objects.generate(out, n_train=n_train, n_val=n_val, seed=seed, knobs=knobs, progress=cb)
+    for line in objects.describe(meta):
+        _echo(f"  {line}")
+    _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes'] - 1} classes + background")
+
+
 @data_app.command("profile")
 def data_profile(
     run: Annotated[Path, typer.Argument(help="A trained run (directory or name under results/runs).")],
