@@ -320,6 +320,31 @@ def data_objects(
     _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes'] - 1} classes + background")
 
 
+@data_app.command("objects-shortcut")
+def data_objects_shortcut(
+    root: Annotated[Path, typer.Argument(help="A built real-object lab (aakit data objects).")] = Path("data/objects"),
+    images: Annotated[int, typer.Option("--images", help="Train images to fit on and val images to score (per split; twice as many for the class check).")] = 150,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here.")] = None,
+) -> None:
+    """Is the paste edge a shortcut? AUC of paste rims vs natural edges of equal strength, and the class from the rim vs from inside."""
+    import json
+
+    from aakit.data import objects
+    from aakit.data.objects.shortcut import shortcut_report
+
+    if (objects.build.read_meta(root) or {}).get("name") != objects.DATASET_NAME:
+        raise AakitError(f"{root}: not an {objects.DATASET_NAME} set (build it with: aakit data objects --out {root})")
+    if images < 2:
+        raise AakitError(f"--images {images}: must be >= 2")
+    rep = shortcut_report(root, images)
+    r, c = rep["rim_vs_natural_edges"], rep["class_from_rim"]
+    _echo(f"paste rim vs natural edges of equal strength: AUC {r['auc_val']:.3f} on {r['pixels_val']} val pixels (0.5: indistinguishable)")
+    _echo(f"class from the rim ring: {100 * c['acc_rim']:.1f}%, from inside: {100 * c['acc_inside']:.1f}%, "
+          f"majority class: {100 * c['chance']:.1f}% ({c['objects_val']} val objects)")
+    if json_out is not None:
+        json_out.write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
+
+
 @data_app.command("profile")
 def data_profile(
     run: Annotated[Path, typer.Argument(help="A trained run (directory or name under results/runs).")],
