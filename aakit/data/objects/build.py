@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from aakit.data.objects import sources
+import aakit.data.objects.sources as sources
 from aakit.data.objects.compose import DEFAULT_KNOBS, ObjectKnobs, ObjectsError, Pool, check_knobs, render
 from aakit.data.synth import voc_palette
 
