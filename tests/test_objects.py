@@ -191,3 +191,15 @@ def test_no_photo_of_the_sources_is_in_the_repository() -> None:
     found = [str(p.relative_to(REPO)) for p in images if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() in theirs]
     assert not found
     assert not [t for t in tracked if t.startswith("data/objects")]
+
+
+def test_knob_pairs_parse_and_the_shortcut_check_refuses_another_directory(tmp_path: Path) -> None:
+    k = objects.knobs_from_args(["scale_range=0.2,0.5", "context_prob=0.8"])
+    assert k.scale_range == (0.2, 0.5) and k.context_prob == 0.8 and k.feather_px == objects.DEFAULT_KNOBS.feather_px
+    with pytest.raises(compose.ObjectsError, match="object_count"):
+        objects.knobs_from_args(["object_count=1.5,2"])
+    (tmp_path / "meta.json").write_text(json.dumps({"name": "aakit-synth"}))
+    p = subprocess.run([sys.executable, "-m", "aakit.cli", "data", "objects-shortcut", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "not an aakit-objects set" in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["meta.json"]

@@ -135,7 +135,8 @@ def expected_meta(roots: sources.Roots, n_train: int, n_val: int, seed: int, siz
         "objects_by_split": by_split,
         "backgrounds_by_split": {s: [f"{sources.BACKGROUNDS[i][0]}/{sources.BACKGROUNDS[i][1]}" for i in bgs[s]] for s in SPLITS},
         "class_folders": {c: list(sources.CLASS_GROUPS[c]) for c in classes},
-        "sources": {"packages": sources.package_versions(), "files_digest": sources.files_digest(roots, used)},
+        # the packages read (darknet, for pictures only, is left out: it does not change the set)
+        "sources": {"packages": sources.package_versions(sources.PACKAGES), "files_digest": sources.files_digest(roots, used)},
     }
     return meta, {"by_split": by_split, "backgrounds": bgs, "classes": classes}
 
