@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.aakit-installed
 
-.PHONY: setup test check demo bench reproduce reproduce-v1 clean
+.PHONY: setup test check demo bench reproduce reproduce-v1 real-data objects clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,28 @@ reproduce-v1: setup
 	$(BIN)/aakit data synth --version 1 --out data/synth-v1   # the v1 grid files read version 1 there
 	for t in table1 table3 table4 table2; do $(BIN)/aakit grid experiments/grids/$$t.yaml || exit $$?; done
 	$(BIN)/aakit report --preset synthetic --suite v1 --format md --into docs/reproduction-v1.md
+
+# The real-object lab's photographs (docs/benchmark.md, "Objects"): Debian packages, never part of
+# aakit (licences). apt-get on Debian/Ubuntu (as root, or through sudo); elsewhere one line says
+# which files to put where. Never fails: the lab's tests skip, saying why, without the packages.
+# The versions installed are printed here and recorded by `aakit data objects` in meta.json.
+REAL_DATA_PKGS := tuxpaint-stamps-default opencv-doc plasma-workspace-wallpapers darknet
+real-data:
+	@if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then echo "real-data: not root and no sudo: run as root: apt-get install $(REAL_DATA_PKGS)"; \
+	  else ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(REAL_DATA_PKGS) >/dev/null) \
+	    || echo "real-data: apt-get install $(REAL_DATA_PKGS) failed; the real-object tests will skip"; fi; \
+	  dpkg-query -W -f '  $${Package} $${Version}\n' $(REAL_DATA_PKGS) 2>/dev/null || true; \
+	else \
+	  echo "real-data: no apt-get here: put tuxpaint-stamps' stamps/ in /usr/share/tuxpaint/stamps (or \$$AAKIT_TUXPAINT_STAMPS), opencv's samples/data in /usr/share/doc/opencv-doc/examples/data (\$$AAKIT_OPENCV_DATA), the Plasma wallpapers in /usr/share/wallpapers (\$$AAKIT_WALLPAPERS)"; \
+	fi
+
+# The real-object lab (after make real-data), its paste-edge check and its pilot grid.
+objects: setup
+	$(BIN)/aakit data objects --out data/objects
+	$(BIN)/aakit data objects-shortcut data/objects
+	$(BIN)/aakit grid experiments/grids/objects/table1.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info

