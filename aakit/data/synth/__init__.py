@@ -14,8 +14,9 @@ The package, by job (``aakit.data.scene`` holds the drawing primitives every ver
 
     versions.py    REGISTRY: version number -> its module; SynthVersion (what a module gives), SceneSteps
     v1.py          version 1 (frozen, byte for byte; the default of generate): classes, colours, knobs
+    classes_v1.txt version 1's class table (data: one class a line, read by scene.read_class_table)
     v2.py          version 2 (the default of `aakit data synth`): distinct classes, boundary
-                   confounding, confident decoys, drawn through its Steps
+                   confounding, confident decoys, drawn through its Steps; classes_v2.txt
     shapes.py      the class shapes as signed distances
     appearance.py  backgrounds, body colour and texture period, badge patterns
     render.py      one scene: classes, placement, drawing, photometry, labels (render_scene)
@@ -23,9 +24,10 @@ The package, by job (``aakit.data.scene`` holds the drawing primitives every ver
     write.py       the files: generate, is_generated, image ids, the palette, meta.json
     describe.py    describe (text summary), contact_sheet (picture)
 
-Adding a version (say 3) is one module and one registry entry: ``aakit/data/synth/v3.py``
-defines what :class:`~aakit.data.synth.versions.SynthVersion` lists — ``VERSION`` ("3.0", the
-``meta.json`` label), ``CLASSES`` (a :func:`aakit.data.scene.class_table`), ``DEFAULT_KNOBS``
+Adding a version (say 3) is one module (with its class table) and one registry entry:
+``aakit/data/synth/v3.py`` defines what :class:`~aakit.data.synth.versions.SynthVersion` lists —
+``VERSION`` ("3.0", the ``meta.json`` label), ``CLASSES`` (``read_class_table`` of
+``classes_v3.txt`` beside it, shipped by pyproject's ``classes_*.txt``), ``DEFAULT_KNOBS``
 (a :class:`Knobs` subclass of its own, as ``v2.KnobsV2``), ``DEFAULT_N_VAL``, ``check_knobs``,
 ``make_steps`` (its :class:`~aakit.data.synth.versions.SceneSteps`, drawing from generators of
 their own so the shared layout is unchanged), ``meta_extra`` and ``describe_lines`` — and
@@ -33,7 +35,8 @@ their own so the shared layout is unchanged), ``meta_extra`` and ``describe_line
 generator, the checks, ``meta.json``, :func:`describe`, ``--knob`` and ``aakit data synth
 --version`` read the registry; ``tests/test_synth_versions.py`` checks every entry. A module
 written beside the package (``aakit/data/synth_v3.py`` with ``synth_v2``'s names) moves in as
-``v3.py`` with ``DEFAULT_N_VAL`` added; its old path can stay as a shim like ``synth_v2.py``.
+``v3.py`` with ``DEFAULT_N_VAL`` added (its class table, if written as code, into
+``classes_v3.txt``); its old path can stay as a shim like ``synth_v2.py``.
 
 Example::
 

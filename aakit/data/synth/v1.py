@@ -8,9 +8,10 @@ functions: :func:`check_knobs`, :func:`make_steps` (its extra drawing steps: non
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from aakit.data.scene import ClassSpec, Knobs, SynthError, class_table
+from aakit.data.scene import ClassSpec, Knobs, SynthError, read_class_table
 
 VERSION = "1.0"
 DEFAULT_N_VAL = 200
@@ -19,19 +20,8 @@ DEFAULT_N_VAL = 200
 # shapes are each used by two classes: a patch of body narrows the class down to two, only the
 # outline or the badge settles it. The context pairs (sand 1+8, water 3+9, brick 2+6, grass
 # 4+7, sky 5+10) cut across the material pairs, so the background is a tempting shortcut.
-CLASSES: tuple[ClassSpec, ...] = class_table("""
-    # name           shape      colour  texture  mark          context
-    red_ellipse      ellipse    red     stripes  bullseye      sand
-    red_star         star       red     stripes  split_v       brick
-    blue_ellipse     ellipse    blue    dots     solid_white   water
-    blue_triangle    triangle   blue    dots     quadrants     grass
-    green_box        rectangle  green   plain    plus          sky
-    green_star       star       green   plain    split_h       brick
-    yellow_triangle  triangle   yellow  checker  solid_black   grass
-    yellow_ring      ring       yellow  checker  inv_bullseye  sand
-    purple_box       rectangle  purple  stripes  diagonal      water
-    purple_cross     cross      purple  stripes  bands         sky
-""")
+# The table (data, one class a line): classes_v1.txt beside this file.
+CLASSES: tuple[ClassSpec, ...] = read_class_table(Path(__file__).with_name("classes_v1.txt"))
 
 # Hue in degrees of each colour family; saturation and value are drawn per object.
 COLOUR_FAMILIES: dict[str, float] = {

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aakit.data.scene import (
-    ClassSpec, Knobs, SceneObject, SynthError, class_table, coverage, ellipse_sdf, smooth_noise, texture,
+    ClassSpec, Knobs, SceneObject, SynthError, coverage, read_class_table, ellipse_sdf, smooth_noise, texture,
 )
 
 VERSION = "2.0"
@@ -52,19 +53,8 @@ HUE_JITTER = 4.0
 # One material per class. Around the hue circle the textures cycle stripes, dots, checker,
 # plain and the shapes differ between neighbours; each background is preferred by two classes
 # of distant hues (sand 1+5, water 2+10, brick 3+6, sky 4+9, grass 7+8).
-CLASSES: tuple[ClassSpec, ...] = class_table("""
-    # name           shape      colour  texture  mark          context
-    red_ellipse      ellipse    red     stripes  bullseye      sand
-    orange_star      star       orange  dots     split_v       water
-    yellow_triangle  triangle   yellow  checker  solid_white   brick
-    lime_ring        ring       lime    plain    quadrants     sky
-    green_box        rectangle  green   stripes  plus          sand
-    teal_cross       cross      teal    dots     split_h       brick
-    blue_ellipse     ellipse    blue    checker  solid_black   grass
-    indigo_star      star       indigo  plain    inv_bullseye  grass
-    purple_triangle  triangle   purple  stripes  diagonal      sky
-    pink_ring        ring       pink    dots     bands         water
-""")
+# The table (data, one class a line): classes_v2.txt beside this file.
+CLASSES: tuple[ClassSpec, ...] = read_class_table(Path(__file__).with_name("classes_v2.txt"))
 
 HALO_STRENGTH = (0.45, 0.75)  # peak tint of the halo at the outline, drawn per object
 HALO_WOBBLE = 0.4  # the band's width varies along the outline by +- this share

@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from aakit.engine.trackers.base import TrackerWriter, final_metrics
+from aakit.runlist import flatten
 
 if TYPE_CHECKING:
     from aakit.engine.trainer import Trainer
@@ -18,13 +19,7 @@ if TYPE_CHECKING:
 
 def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """A nested config as MLflow params: dotted keys, values as text (MLflow keeps 6000 chars)."""
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out |= flat_params(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = str(value)[:6000]
-    return out
+    return {key: str(value)[:6000] for key, value in flatten(data, prefix).items()}
 
 
 class MlflowWriter(TrackerWriter):
