@@ -6,10 +6,13 @@ Every user mistake (bad config, bad path, bad data layout, bad weights file) is 
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -17,6 +20,9 @@ from typer.exceptions import TyperException
 
 from aakit.errors import AakitError
 from aakit.redact import redact_text
+
+if TYPE_CHECKING:
+    from aakit.experiment.launch import Cluster
 
 
 class _Group(TyperGroup):
@@ -86,6 +92,50 @@ PartitionOpt = Annotated[Optional[str], typer.Option("--slurm-partition", help="
 TimeOpt = Annotated[Optional[str], typer.Option("--slurm-time", help="Each SLURM task's time limit: minutes or [D-]H:MM:SS (required with slurm).")]
 GpusPerTaskOpt = Annotated[Optional[int], typer.Option("--slurm-gpus-per-task", help="GPUs of each SLURM task.")]
 CpusPerTaskOpt = Annotated[Optional[int], typer.Option("--slurm-cpus-per-task", help="CPU cores of each SLURM task.")]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerOptions:
+    """The options ``aakit grid`` and ``aakit search`` share, after their own and in this order
+    (:func:`worker_options` adds them to a command)."""
+
+    max_failures: int = 3
+    results: Path = Path("results")
+    launcher: Optional[str] = None
+    slurm_partition: Optional[str] = None
+    slurm_time: Optional[str] = None
+    slurm_gpus_per_task: Optional[int] = None
+    slurm_cpus_per_task: Optional[int] = None
+
+    def cluster(self) -> Cluster | None:
+        """``--launcher`` and ``--slurm-*`` checked (:func:`aakit.experiment.launch.cluster_options`)."""
+        from aakit.experiment.launch import cluster_options
+
+        return cluster_options(self.launcher, partition=self.slurm_partition, time=self.slurm_time,
+                               gpus_per_task=self.slurm_gpus_per_task, cpus_per_task=self.slurm_cpus_per_task)
+
+
+_WORKER_OPTS = {"max_failures": MaxFailuresOpt, "results": ResultsOpt, "launcher": LauncherOpt,
+                "slurm_partition": PartitionOpt, "slurm_time": TimeOpt, "slurm_gpus_per_task": GpusPerTaskOpt,
+                "slurm_cpus_per_task": CpusPerTaskOpt}
+
+
+def worker_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The command with :class:`WorkerOptions`' fields as its last options (what Typer shows and
+    parses), handed to it as one argument, ``opts``."""
+    own = inspect.signature(command, eval_str=True)
+    params = [p for p in own.parameters.values() if p.name != "opts"]
+    params += [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                 annotation=_WORKER_OPTS[f.name]) for f in dataclasses.fields(WorkerOptions)]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        opts = WorkerOptions(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(WorkerOptions)})
+        command(**kwargs, opts=opts)
+
+    run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return run
 
 
 def _version(value: bool) -> None:
@@ -278,14 +328,13 @@ def data_synth(
 ) -> None:
     """Generate the embedded procedural benchmark (VOC layout); docs/benchmark.md."""
     from aakit.data import synth
-    from aakit.data.synth_v2 import knobs_from_args
 
     if version not in synth.VERSIONS:
-        raise AakitError(f"--version {version}: choose 1 or 2")
+        raise AakitError(f"--version {version}: choose {' or '.join(map(str, sorted(synth.VERSIONS)))}")
     n_val = synth.DEFAULT_N_VAL[version] if n_val is None else n_val
     if n_train < 1 or n_val < 1:
         raise AakitError(f"--n-train/--n-val must be >= 1 (got {n_train}, {n_val})")
-    knobs = knobs_from_args(version, knob or [])
+    knobs = synth.knobs_from_args(version, knob or [])
     if not force and synth.is_generated(out, n_train=n_train, n_val=n_val, seed=seed, knobs=knobs, version=version):
         _echo(f"{out}: already generated (version {synth.VERSIONS[version]}, seed {seed})")
         return
@@ -401,6 +450,7 @@ def weights_convert(
 
 # ----------------------------------------------------------------------------- experiments
 @app.command()
+@worker_options
 def grid(
     grid_file: Annotated[Path, typer.Argument(help="Grid YAML, or a preset name: grids/table1 (aakit configs ls).", autocompletion=_complete_preset("grids/"))],
     set_: SetOpt = None,
@@ -414,40 +464,34 @@ def grid(
     pretrain: Annotated[bool, typer.Option("--pretrain/--no-pretrain", help="With --preflight: train the shared pre-training first where its checkpoint is missing (a run; default: measure at the untrained start).")] = False,
     batches: Annotated[int, typer.Option("--batches", help="Probe batches the preflight measures on.")] = 2,
     yes: Annotated[bool, typer.Option("--yes/--no-yes", help="Start a comparison the preflight finds not engaged without asking.")] = False,
-    max_failures: MaxFailuresOpt = 3,
-    results: ResultsOpt = Path("results"),
-    launcher: LauncherOpt = None,
-    slurm_partition: PartitionOpt = None,
-    slurm_time: TimeOpt = None,
-    slurm_gpus_per_task: GpusPerTaskOpt = None,
-    slurm_cpus_per_task: CpusPerTaskOpt = None,
+    opts: WorkerOptions = WorkerOptions(),
 ) -> None:
     """Run an ablation grid (resumable; shareable across machines through --storage)."""
     from aakit.experiment import grid as grid_mod
     from aakit.experiment import preflight as pf
-    from aakit.experiment.launch import cluster_options
     from aakit.presets import resolve_config
 
+    results = opts.results
     if (store or pretrain) and not preflight:
         raise AakitError(f"{'--store' if store else '--pretrain'}: only with --preflight")
     if preflight:
         pf.cli_preflight(resolve_config(grid_file), overrides=set_ or [], results=results, batches=batches,
                          pretrain=pretrain, store=store, echo=_echo)
         return
-    cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
-                              cpus_per_task=slurm_cpus_per_task)
+    cluster = opts.cluster()
     if not (dry_run or status) and not pf.go_ahead(resolve_config(grid_file), overrides=set_ or [], results=results,
                                                    yes=yes, asks=pf.interactive(), ask=typer.confirm, echo=_echo):
         _echo("nothing started (--yes starts it all the same)")
         raise typer.Exit(1)
     out = grid_mod.cli_run(resolve_config(grid_file), overrides=set_ or [], workers=workers, gpus=gpus, storage=storage,
                            results=results, dry_run=dry_run, echo=_echo, cluster=cluster, status=status,
-                           max_failures=max_failures)
+                           max_failures=opts.max_failures)
     if out is not None and (out.failed or out.counts()["failed"]):
         raise typer.Exit(1)  # the failed points are named above
 
 
 @app.command()
+@worker_options
 def search(
     search_file: Annotated[Optional[Path], typer.Argument(help="Search YAML, or a preset name: searches/synthetic.", autocompletion=_complete_preset("searches/"))] = None,
     trials: Annotated[int, typer.Option("--trials", help="Trials to run in total (across workers).")] = 10,
@@ -456,25 +500,17 @@ def search(
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Print the best trials and exit.")] = False,
     set_: SetOpt = None,
-    max_failures: MaxFailuresOpt = 3,
-    results: ResultsOpt = Path("results"),
-    launcher: LauncherOpt = None,
-    slurm_partition: PartitionOpt = None,
-    slurm_time: TimeOpt = None,
-    slurm_gpus_per_task: GpusPerTaskOpt = None,
-    slurm_cpus_per_task: CpusPerTaskOpt = None,
+    opts: WorkerOptions = WorkerOptions(),
 ) -> None:
     """Optuna search over lambda1, lambda2, m, gamma and the dilation set."""
     from aakit.experiment import search as search_mod
-    from aakit.experiment.launch import cluster_options
     from aakit.presets import resolve_config
 
-    cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
-                              cpus_per_task=slurm_cpus_per_task)
+    cluster = opts.cluster()
     search_file = None if search_file is None else resolve_config(search_file)
     search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
-                       show=show, overrides=set_ or [], results=results, echo=_echo, cluster=cluster,
-                       max_failures=max_failures)
+                       show=show, overrides=set_ or [], results=opts.results, echo=_echo, cluster=cluster,
+                       max_failures=opts.max_failures)
 
 
 @app.command()

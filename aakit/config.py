@@ -31,6 +31,7 @@ from aakit.data.identity import data_digest
 from aakit.errors import AakitError
 from aakit.presets import PresetError, not_found_hint, presets_root, require_preset, resolve_config
 from aakit.runs import atomic_write_text
+from aakit.trackers import BACKENDS
 
 
 class ConfigError(AakitError, ValueError):
@@ -204,7 +205,7 @@ class LoggingConfig:
     ``wandb`` logs to Weights & Biases (``WANDB_MODE=offline``: files in the run directory's
     ``wandb/``; a missing package is an error before training: ``pip install 'aakit[wandb]'``)."""
 
-    backends: tuple[Literal["jsonl", "tensorboard", "wandb", "mlflow"], ...] = ("jsonl", "tensorboard")
+    backends: tuple[Literal[BACKENDS], ...] = ("jsonl", "tensorboard")  # aakit.trackers: the registry
     print_every: int = 50  # without a terminal (nohup, SLURM): a plain progress line every N steps
 
 

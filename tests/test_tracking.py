@@ -129,7 +129,7 @@ def test_a_missing_tensorboard_is_one_warning_and_no_hook(tiny_synth: Path, tmp_
     from aakit.engine import tracking
     from aakit.engine.rundir import RunWriter
 
-    monkeypatch.setattr(tracking, "tensorboard_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # find_spec finds nothing (tests/test_trackers.py: each tracker)
     monkeypatch.setattr(tracking, "_WARNED", [])
     cfg = _cfg(tiny_synth)
     assert tracking.tracking_hooks(cfg, RunWriter(tmp_path, cfg)) == []

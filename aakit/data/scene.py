@@ -1,12 +1,13 @@
-"""Drawing primitives of the embedded benchmark, shared by its versions (:mod:`aakit.data.synth`,
-:mod:`aakit.data.synth_v2`): the class and knob records, signed-distance shapes, soft coverage,
-smooth noise and textures. Version 1's bytes depend on these; change them only with a new
+"""Drawing primitives of the embedded benchmark, shared by its versions (:mod:`aakit.data.synth`:
+``v1``, ``v2``, ...): the class and knob records (a class table: :func:`class_table`),
+signed-distance shapes, soft coverage, smooth noise and textures. Version 1's bytes depend on these; change them only with a new
 version (docs/benchmark.md).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,22 @@ class ClassSpec:
     texture: str  # see texture
     mark: str  # black/white badge pattern, see _mark_pattern; unique per class
     context: str  # preferred background, key of BACKGROUNDS
+
+
+def class_table(text: str, source: str = "class table") -> tuple[ClassSpec, ...]:
+    """A version's classes from a text table, one class a line, its six cues in
+    :class:`ClassSpec`'s order (name shape colour texture mark context) separated by spaces;
+    blank lines and ``#`` comments are skipped. Label ``i + 1`` is the table's ``i``-th class."""
+    rows = [line.split("#", 1)[0].split() for line in text.splitlines()]
+    bad = [r for r in rows if r and len(r) != len(dataclasses.fields(ClassSpec))]
+    if bad:
+        raise SynthError(f"{source}: a line with {len(bad[0])} cells, not 6: {' '.join(bad[0])}")
+    return tuple(ClassSpec(*r) for r in rows if r)
+
+
+def read_class_table(path: Path) -> tuple[ClassSpec, ...]:
+    """:func:`class_table` of a file (a version's ``classes_vN.txt``, shipped with the package)."""
+    return class_table(Path(path).read_text(encoding="utf-8"), str(path))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ every moment of the loop (:class:`aakit.engine.trainer.HookBase`)::
     MetricsLogger   rank 0  metrics.jsonl: step records, the epoch record
     MechanismHook   rank 0  eval.mechanism: at each evaluation, what AA / LR change on a probe batch
                             (aakit.mechanism) -> a "mechanism" line; the last goes to summary.json
-    TensorBoardLogger rank 0 logging.backends: tensorboard — the same numbers as event files
-                            (aakit.engine.tracking; its closer runs after SummaryHook); WandbLogger
-                            likewise for wandb (Weights & Biases)
+    TrackingHook    rank 0  logging.backends: the same numbers to each tracker's writer (TensorBoard,
+                            W&B, MLflow; aakit.engine.tracking); its closer runs after SummaryHook
     ProgressBar     rank 0  the rich progress bar on a terminal; PlainProgress: plain lines every
                             logging.print_every steps without one (--no-progress: neither)
     Checkpointer    all     checkpoints/last.pt: every N steps, after each epoch's evaluation, on a stop
@@ -40,7 +39,7 @@ from aakit.engine.measure import (
     confusions_path, epoch_protocol, example_saver, final_summary, pseudo_label_quality, save_examples,
 )
 from aakit.engine.rundir import RunWriter, load_checkpoint_file
-from aakit.engine.trainer import HookBase, TrainingInterrupted
+from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted
 from aakit.errors import reason
 from aakit.redact import redact_text
 from aakit.runs import write_confusions
@@ -82,6 +81,12 @@ class EvalHook(HookBase):
         t.epoch_record = self.last_record = record
 
 
+def log_due(t: Trainer) -> bool:
+    """Whether the step just done is logged: every ``train.log_every`` steps and the last
+    (metrics.jsonl and every tracker)."""
+    return t.step % t.cfg.train.log_every == 0 or t.step == t.total_steps
+
+
 class MetricsLogger(HookBase):
     """metrics.jsonl: a step record every ``train.log_every`` steps (and at the last step), with
     every loss term by name; each evaluated epoch's record."""
@@ -91,7 +96,7 @@ class MetricsLogger(HookBase):
 
     def after_step(self) -> None:
         t, cfg = self.trainer, self.trainer.cfg
-        if t.step % cfg.train.log_every == 0 or t.step == t.total_steps:
+        if log_due(t):
             self.writer.log({"kind": "step", "epoch": t.epoch + 1, "epochs": cfg.train.epochs, "step": t.step,
                              "steps_total": t.total_steps, "losses": t.losses, "lr": t.lr,
                              "images_per_s": t.images_per_s})

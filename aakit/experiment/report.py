@@ -115,9 +115,9 @@ def _class_names(runs: list[RunRecord], k: int) -> list[str]:
         if same and isinstance(names, list) and len(names) == k:  # the data the run saw is on disk
             return ["bkg" if i == 0 else str(x) for i, x in enumerate(names)]
     if any(run.summary.get("preset") == "synthetic" for run in runs):
-        from aakit.data import synth, synth_v2  # the benchmark's own lists: no data needed (fresh clone)
+        from aakit.data.synth import v1, versions  # the benchmark's own lists: no data needed (fresh clone)
 
-        classes = synth_v2.CLASSES if _benchmark_version(runs[0]) == synth_v2.VERSION else synth.CLASSES
+        classes = (versions.version_of_label(_benchmark_version(runs[0])) or v1).CLASSES
         if 2 <= k - 1 <= len(classes):
             return ["bkg"] + [c.name for c in classes[: k - 1]]
     return ["bkg"] + [f"class{i}" for i in range(1, k)]
