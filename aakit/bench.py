@@ -232,7 +232,7 @@ def _bench_cam(ctx: _Bench, out: dict[str, torch.Tensor]) -> torch.Tensor:
 def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.Tensor,
                          workers: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pseudo labels in process and with each CRF worker count; returns the batch's labels."""
-    from aakit.pseudo import PseudoLabeler
+    from aakit.method.pseudo import PseudoLabeler
 
     ctx.say("pseudo labels")
     cfg, fig, b = ctx.cfg, ctx.fig, ctx.batch
@@ -269,9 +269,9 @@ def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.
 
 def _bench_dense_crf(ctx: _Bench) -> None:
     """aakit's dense-CRF wrapper against pydensecrf called directly, on the same input."""
-    from aakit.crf import dense_crf
+    from aakit.method.crf import dense_crf
 
-    from aakit.crf import pydensecrf_available
+    from aakit.method.crf import pydensecrf_available
 
     if not pydensecrf_available():  # the torch back-end's figures come from _bench_crf_backends
         return
@@ -294,9 +294,9 @@ def crf_devices() -> list[str]:
 
 def crf_torch_figures(img: np.ndarray, prob: np.ndarray, batch: int, device: str, repeats: int,
                       params: Any) -> tuple[float, float]:
-    """Seconds per image (median) of :func:`aakit.crf.dense_crf_batch` on ``batch`` copies of one
+    """Seconds per image (median) of :func:`aakit.method.crf.dense_crf_batch` on ``batch`` copies of one
     image, and its peak memory in MB (CUDA's allocator peak, or torch's CPU allocations)."""
-    from aakit.crf import dense_crf_batch
+    from aakit.method.crf import dense_crf_batch
 
     images = torch.from_numpy(np.stack([img] * batch)).permute(0, 3, 1, 2).contiguous().to(device)
     probs = torch.from_numpy(np.stack([prob] * batch)).to(device)
@@ -317,7 +317,7 @@ def crf_torch_figures(img: np.ndarray, prob: np.ndarray, batch: int, device: str
 
 def _bench_crf_backends(ctx: _Bench, sizes: tuple[int, ...]) -> None:
     """The dense CRF per image by back-end and device, at each of ``sizes`` (px)."""
-    from aakit.crf import pydensecrf_available
+    from aakit.method.crf import pydensecrf_available
 
     ctx.say("dense CRF: back-ends and devices")
     p, g = ctx.cfg.crf.train, np.random.default_rng(2)
@@ -342,7 +342,7 @@ def _bench_crf_backends(ctx: _Bench, sizes: tuple[int, ...]) -> None:
 def _bench_losses(ctx: _Bench, out: dict[str, torch.Tensor], label: torch.Tensor, conf: torch.Tensor) -> None:
     """The AA and LR losses, forward + backward, at the size of F^c / F^s; AA's peak memory."""
     from aakit import losses
-    from aakit.pseudo import downsample_labels
+    from aakit.method.pseudo import downsample_labels
 
     ctx.say("AA and LR losses")
     seg = torch.randn_like(out["seg_logits"]).requires_grad_(True)
@@ -381,7 +381,7 @@ def _bench_confusion(ctx: _Bench, pixels: int) -> None:
 def _bench_steps(ctx: _Bench) -> None:
     """Whole training steps: with and without AA + LR, overlapped, and with a 4-scale CAM."""
     from aakit.engine.train import compute_losses
-    from aakit.pseudo import PseudoLabeler
+    from aakit.method.pseudo import PseudoLabeler
 
     ctx.say("training steps")
     cfg, model, data = ctx.cfg, ctx.model, ctx.data

@@ -70,6 +70,8 @@ class PseudoConfig:
     workers: int = 2  # CRF worker processes (0 = in the training process)
     overlap: bool = False  # CRFs during the backward of L_cls: same gradient, measured slower (docs/performance.md)
     crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # auto: torch on CUDA, else pydensecrf if installed
+    # step 2's refiner of the score maps: a name of aakit.method.pseudo.refiners.REFINERS (crf = the paper's dense CRF)
+    refine: Literal["crf"] = "crf"
 
 
 @dataclass
@@ -187,13 +189,20 @@ class EvalConfig:
 # where the data lies (the data set enters by its digest), how many processes load it or run
 # the CRFs (pseudo.overlap gives the same gradient: tests/test_overlap.py), logging and
 # checkpoint frequency, example PNGs, the device (CPU and GPU differ only in rounding) and the
-# CRF back-end (pydensecrf and aakit.crf_torch agree to float precision: tests/test_crf_torch.py),
+# CRF back-end (pydensecrf and aakit.method.crf.lattice agree to float precision: tests/test_crf_torch.py),
 # and the mechanism record (it measures, and changes no weight: tests/test_mechanism.py).
 NOT_RESULTS = (
     "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap", "pseudo.crf_backend",
     "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples", "eval.crf_backend",
     "eval.mechanism", "eval.mechanism_images", "logging",
 )
+
+# Settings added after runs were committed, left out of the identity while at their default (the
+# value every earlier run computed with), so that those runs keep their hash; any other value is
+# part of the identity as usual.
+OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "pseudo.refine": "crf",  # the dense CRF: every run before the refiner seam (issue 29)
+}
 
 
 @dataclass
@@ -236,6 +245,10 @@ class Config:
         for dotted in NOT_RESULTS:
             section, _, key = dotted.rpartition(".")
             (d[section] if section else d).pop(key, None)
+        for dotted, default in OMITTED_AT_DEFAULT.items():
+            section, _, key = dotted.rpartition(".")
+            if self.get(dotted) == default:
+                (d[section] if section else d).pop(key, None)
         d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
         return d
 
