@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from aakit.method import losses as _moved
+import aakit.method.losses as _moved
 
 sys.modules[__name__] = _moved

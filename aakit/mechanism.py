@@ -55,7 +55,7 @@ from torch import Tensor
 from aakit.config import Config
 from aakit.engine.batches import collate
 from aakit.labels import IGNORE_INDEX
-from aakit.method import losses
+import aakit.method.losses as losses
 from aakit.method.objective import AffinityLoss, LabelReassignLoss, LossInputs, build_objective
 from aakit.method.targets import request_targets, uses_oracle
 

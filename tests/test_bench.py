@@ -41,7 +41,7 @@ def test_run_bench_reports_every_figure() -> None:
     # the AA loss needs at least its pair tensors: more memory than its own input
     assert fig["aa_peak_mb"] > fig["aa_input_mb"]
     # the dense CRF by back-end: pydensecrf and the torch CRF one image at a time (batched on a GPU only)
-    from aakit.crf import pydensecrf_available
+    from aakit.method.crf import pydensecrf_available
 
     for who in ("pydensecrf", "torch_cpu_b1")[0 if pydensecrf_available() else 1:]:
         for labels in (4, 21):

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from aakit.config import Config, load_config
-from aakit.crf import CRFPool
-from aakit.pseudo import PseudoLabeler
+from aakit.method.crf import CRFPool
+from aakit.method.pseudo import PseudoLabeler
 
 from conftest import REPO, tiny_overrides
 

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from aakit.method import losses
+import aakit.method.losses as losses
 from aakit.config import Config
 
 #: What a term may need from the step (:attr:`LossTerm.needs`).
