@@ -56,6 +56,12 @@ class ModelConfig:
     last_block: int = 18  # backbone: mobilenet_v2 keeps features[0..N] (13: up to 96 channels)
 
 
+# The names of the method's registries (aakit.method.crf.registry.BACKENDS, aakit.method.pseudo.refiners.REFINERS),
+# here because the schema may not import the method; tests/test_registries.py holds the two lists equal.
+CRFBackendName = Literal["auto", "pydensecrf", "torch"]  # auto: torch on CUDA, else pydensecrf if installed
+RefinerName = Literal["crf"]  # crf = the paper's dense CRF
+
+
 @dataclass
 class PseudoConfig:
     """Online pseudo labels of RRM (METHOD.md section 2)."""
@@ -69,9 +75,8 @@ class PseudoConfig:
     sure_bg: float = 0.8  # background sure region: bg score > 0.8
     workers: int = 2  # CRF worker processes (0 = in the training process)
     overlap: bool = False  # CRFs during the backward of L_cls: same gradient, measured slower (docs/performance.md)
-    crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # auto: torch on CUDA, else pydensecrf if installed
-    # step 2's refiner of the score maps: a name of aakit.method.pseudo.refiners.REFINERS (crf = the paper's dense CRF)
-    refine: Literal["crf"] = "crf"
+    crf_backend: CRFBackendName = "auto"  # auto: torch on CUDA, else pydensecrf if installed
+    refine: RefinerName = "crf"  # step 2's refiner of the score maps (the paper's: the dense CRF)
 
 
 @dataclass
@@ -180,7 +185,7 @@ class EvalConfig:
     pseudo_images: int = 100  # train images whose pseudo labels are scored each epoch (Fig. 3)
     every_epochs: int = 1  # validate every N epochs (and always after the last)
     save_examples: int = 8  # first N val images: predictions + pseudo labels as PNGs (Fig. 5)
-    crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # the test CRF's back-end, as pseudo.crf_backend
+    crf_backend: CRFBackendName = "auto"  # the test CRF's back-end, as pseudo.crf_backend
     mechanism: bool = True  # at each evaluation: what AA and LR change, on a probe batch (aakit.mechanism)
     mechanism_images: int = 4  # the probe batch: the first N training images, centre crop, no augmentation
 
@@ -266,6 +271,12 @@ class Config:
 
 
 # ----------------------------------------------------------------------------- checks
+def _one_of(names: Any) -> str:
+    """``must be a, b or c`` for a Literal."""
+    *rest, last = typing.get_args(names)
+    return f"must be {', '.join(rest)} or {last}" if rest else f"must be {last}"
+
+
 # Impossible values: (dotted key, predicate, explanation).
 _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("loss.lambda_aa", lambda v: v >= 0, "must be >= 0"),
@@ -291,7 +302,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("pseudo.alpha_low", lambda v: v > 0, "must be > 0"),
     ("pseudo.alpha_high", lambda v: v > 0, "must be > 0"),
     ("pseudo.workers", lambda v: v >= 0, "must be >= 0"),
-    ("pseudo.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
+    ("pseudo.crf_backend", lambda v: v in typing.get_args(CRFBackendName), _one_of(CRFBackendName)),
     ("crf.train.iterations", lambda v: v >= 1, "must be >= 1"),
     ("crf.test.iterations", lambda v: v >= 1, "must be >= 1"),
     ("optim.lr", lambda v: v > 0, "must be > 0"),
@@ -318,7 +329,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
     ("eval.mechanism_images", lambda v: v >= 1, "must be >= 1"),
-    ("eval.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
+    ("eval.crf_backend", lambda v: v in typing.get_args(CRFBackendName), _one_of(CRFBackendName)),
     ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
     ("logging.print_every", lambda v: v >= 1, "must be >= 1"),
 ]

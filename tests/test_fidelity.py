@@ -104,7 +104,8 @@ class _Recorder:
 @pytest.mark.parametrize("pad_mode", ["rrm", "ignore"])
 def test_training_step_gives_the_crf_the_padded_crop(tiny_synth: Path, pad_mode: str) -> None:
     """The CRF input and the pseudo labels of a real training step, in both padding modes."""
-    from aakit.engine.train import _build_data, _collate, compute_losses
+    from aakit.engine.train import _build_data, _collate
+    from aakit.method import compute_losses
     from aakit.models import build_model
     from aakit.method.pseudo import PseudoLabeler
 

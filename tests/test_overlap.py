@@ -144,7 +144,7 @@ def _batch(cfg: Config) -> dict[str, Any]:
 
 def _grads(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, lab: PseudoLabeler,
            overlap: bool) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    from aakit.engine.train import compute_losses
+    from aakit.method import compute_losses
 
     seen: list[torch.Tensor] = []
 

@@ -11,8 +11,9 @@ position and a bilateral kernel on position + colour. A back-end computes its me
 
 Both take scores in [0, 1] that need not sum to 1 over C (the unary is ``-log(clip(prob, 1e-5,
 1))``) and return marginals Q that do. Adding a back-end is one class in one file plus its entry
-in :mod:`aakit.method.crf.registry` (and its name in the ``Literal`` of ``pseudo.crf_backend`` and
-``eval.crf_backend`` in :mod:`aakit.config`; tests/test_registries.py fails until the two agree):
+in :mod:`aakit.method.crf.registry` (and its name in :data:`aakit.config.CRFBackendName`, the
+``Literal`` of ``pseudo.crf_backend`` and ``eval.crf_backend``; tests/test_registries.py fails until
+the two agree):
 see docs/architecture.md, "Adding a CRF back-end".
 """
 from __future__ import annotations

@@ -40,8 +40,8 @@ scores come out at another size (AFA's PAR refines probabilities upsampled bilin
 
 Adding a refiner (e.g. ``par``: ``par_refine(images, probs, ...)`` of
 ``aakit/method/pseudo/par.py``, returning (B, C, H, W)) is one class in one file plus its entry in
-:data:`aakit.method.pseudo.refiners.REFINERS` and its name in the ``Literal`` of ``pseudo.refine``
-(:class:`aakit.config.PseudoConfig`); tests/test_registries.py runs every registered refiner
+:data:`aakit.method.pseudo.refiners.REFINERS` and its name in :data:`aakit.config.RefinerName` (the
+``Literal`` of ``pseudo.refine``); tests/test_registries.py runs every registered refiner
 through both paths. See docs/architecture.md, "Adding a refiner".
 """
 from __future__ import annotations

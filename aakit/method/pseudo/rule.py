@@ -155,7 +155,8 @@ def pseudo_label_present(image: np.ndarray, cam: np.ndarray, class_ids: np.ndarr
         return _finish_label(np.zeros((h, w), dtype=np.uint8), np.ones((h, w), dtype=np.float32), options)
     cam = normalise_cam(cam)
     bg_high, low_in, high_in = crf_inputs(cam, params)
-    refiner = options.get("refiner") or build_refiner(params.refine, params, crf, options.get("crf_backend", "pydensecrf"))
+    refiner = options.get("refiner") or build_refiner(params.refine, params, crf,
+                                                      options.get("crf_backend", "pydensecrf"))
     q_low = refiner.refine(image, low_in)
     q_high = refiner.refine(image, high_in)
     label, conf = label_from_marginals(cam, class_ids, bg_high, q_low, q_high, params=params, **options)
