@@ -182,3 +182,13 @@ def test_the_old_module_paths_still_give_the_method() -> None:
     assert aakit.crf_torch.dense_crf_batch is aakit.method.crf.lattice.dense_crf_batch
     assert aakit.pseudo_torch.pseudo_labels_on_device is aakit.method.pseudo.rule_torch.pseudo_labels_on_device
     assert aakit.engine.targets.make_labeler is aakit.method.targets.make_labeler
+
+
+@pytest.mark.parametrize(("source", "expected"), [("crf", "crf"), ("cam", "cam"), ("net", "crf"), ("oracle", "crf")])
+def test_from_config_is_where_aa_confidence_chooses_the_labels_v(source: str, expected: str) -> None:
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, aa_confidence=source))
+    with PseudoLabeler.from_config(cfg, workers=0, crf_backend="torch") as lab:
+        assert lab.confidence == expected and lab.pool.workers == 0
+        assert lab.params.crf_backend == "torch" and cfg.pseudo.crf_backend == "auto"
+        assert lab.refiner("cpu").name == cfg.pseudo.refine and lab.refiner("cpu").backend == "torch"
