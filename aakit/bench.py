@@ -6,7 +6,7 @@ each other (step variants, worker counts, wrapper vs direct CRF, CAM scales) are
 interleaved, so that drifting machine load hits them alike:
 
 * the network forward + backward of one batch;
-* the AA loss and the LR loss, forward + backward, at the size of F^c / F^s;
+* the AA and LR terms of the method's objective, forward + backward, at the size of F^c / F^s;
 * the multi-scale CAM of the batch, with one scale and with the four of METHOD.md;
 * CAM + pseudo labels (both dense CRFs) for the batch, in process and with 1, 2, ... CRF workers;
 * the dense-CRF wrapper against pydensecrf called directly on the same input;
@@ -211,7 +211,7 @@ def _bench_network(ctx: _Bench) -> dict[str, torch.Tensor]:
 
 def _bench_cam(ctx: _Bench, out: dict[str, torch.Tensor]) -> torch.Tensor:
     """The CAM of the batch with one scale, four, and the preset's; returns the preset's."""
-    from aakit.engine.train import training_cam
+    from aakit.method import training_cam
 
     ctx.say("multi-scale CAM")
     image, fig = ctx.data["image"], ctx.fig
@@ -232,7 +232,7 @@ def _bench_cam(ctx: _Bench, out: dict[str, torch.Tensor]) -> torch.Tensor:
 def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.Tensor,
                          workers: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pseudo labels in process and with each CRF worker count; returns the batch's labels."""
-    from aakit.pseudo import PseudoLabeler
+    from aakit.method import PseudoLabeler
 
     ctx.say("pseudo labels")
     cfg, fig, b = ctx.cfg, ctx.fig, ctx.batch
@@ -244,7 +244,7 @@ def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.
     tiled = tuple(np.resize(a, (n, *a.shape[1:])) for a in args)
     fig["pseudo_batch"] = n
     counts = sorted({0, *workers, cfg.pseudo.workers})
-    labelers = {w: PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=w) for w in counts}
+    labelers = {w: PseudoLabeler.from_config(cfg, workers=w) for w in counts}
     try:  # every pool alive at once (idle workers sleep), the calls interleaved
         timed: dict[str, Callable[[], Any]] = {
             ("pseudo_labels_inproc_s" if w == 0 else f"pseudo_labels_w{w}_s"): functools.partial(lab, *tiled)
@@ -252,8 +252,7 @@ def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.
         # the step's own batch, with the step's pool: what a training step waits for
         timed["pseudo_labels_step_s"] = lambda: labelers[cfg.pseudo.workers](*args)
         # ... and made by the torch back-end in this process, the whole batch at once
-        on_device = PseudoLabeler(dataclasses.replace(cfg.pseudo, crf_backend="torch"), cfg.crf.train, workers=0,
-                                  batched=True)
+        on_device = PseudoLabeler.from_config(cfg, workers=0, crf_backend="torch", batched=True)
         labelers[-1] = on_device
         timed["pseudo_labels_torch_s"] = lambda: on_device(*args)
         fig.update(timeit_many(timed, ctx.repeats))
@@ -269,9 +268,9 @@ def _bench_pseudo_labels(ctx: _Bench, out: dict[str, torch.Tensor], cams: torch.
 
 def _bench_dense_crf(ctx: _Bench) -> None:
     """aakit's dense-CRF wrapper against pydensecrf called directly, on the same input."""
-    from aakit.crf import dense_crf
+    from aakit.method import dense_crf
 
-    from aakit.crf import pydensecrf_available
+    from aakit.method import pydensecrf_available
 
     if not pydensecrf_available():  # the torch back-end's figures come from _bench_crf_backends
         return
@@ -294,9 +293,9 @@ def crf_devices() -> list[str]:
 
 def crf_torch_figures(img: np.ndarray, prob: np.ndarray, batch: int, device: str, repeats: int,
                       params: Any) -> tuple[float, float]:
-    """Seconds per image (median) of :func:`aakit.crf.dense_crf_batch` on ``batch`` copies of one
+    """Seconds per image (median) of :func:`aakit.method.crf.dense_crf_batch` on ``batch`` copies of one
     image, and its peak memory in MB (CUDA's allocator peak, or torch's CPU allocations)."""
-    from aakit.crf import dense_crf_batch
+    from aakit.method import dense_crf_batch
 
     images = torch.from_numpy(np.stack([img] * batch)).permute(0, 3, 1, 2).contiguous().to(device)
     probs = torch.from_numpy(np.stack([prob] * batch)).to(device)
@@ -317,7 +316,7 @@ def crf_torch_figures(img: np.ndarray, prob: np.ndarray, batch: int, device: str
 
 def _bench_crf_backends(ctx: _Bench, sizes: tuple[int, ...]) -> None:
     """The dense CRF per image by back-end and device, at each of ``sizes`` (px)."""
-    from aakit.crf import pydensecrf_available
+    from aakit.method import pydensecrf_available
 
     ctx.say("dense CRF: back-ends and devices")
     p, g = ctx.cfg.crf.train, np.random.default_rng(2)
@@ -340,23 +339,29 @@ def _bench_crf_backends(ctx: _Bench, sizes: tuple[int, ...]) -> None:
 
 
 def _bench_losses(ctx: _Bench, out: dict[str, torch.Tensor], label: torch.Tensor, conf: torch.Tensor) -> None:
-    """The AA and LR losses, forward + backward, at the size of F^c / F^s; AA's peak memory."""
-    from aakit import losses
-    from aakit.pseudo import downsample_labels
+    """The AA and LR terms of the method's objective (:func:`aakit.method.build_objective`, as the
+    step wires them: softmax, labels and V at stride, LR's beta), forward + backward, on random F^c
+    and F^s; AA's peak memory. A config without AA (or LR) times the term it would have."""
+    from aakit.method import LossInputs, build_objective
 
     ctx.say("AA and LR losses")
     seg = torch.randn_like(out["seg_logits"]).requires_grad_(True)
     emb = torch.randn_like(out["embedding"]).requires_grad_(True)
-    small, small_conf = downsample_labels(label, conf, (seg.shape[-2], seg.shape[-1]))
     L = ctx.cfg.loss
+    cfg = dataclasses.replace(ctx.cfg, loss=dataclasses.replace(
+        L, affinity="aa" if L.affinity == "none" else L.affinity, label_reassign=True))
+    terms = {t.loss_name: t for t in build_objective(cfg).terms}
+
+    def inputs() -> LossInputs:  # fresh per call: the softmax and the sampling at stride are timed too
+        x = LossInputs({"seg_logits": seg, "embedding": emb}, ctx.data["labels"], tuple(label.shape[-2:]))
+        x.labels, x.confidence = label, conf
+        return x
 
     def aa() -> None:
-        losses.affinity_loss(seg.softmax(1), small, dilations=tuple(L.dilations), margin=L.margin_aa,
-                             confidence=small_conf, weighting=L.weighting, kl=L.kl).backward()
+        terms["aa"](inputs()).backward()
 
     def lr() -> None:
-        beta = seg.detach().softmax(1).gather(1, small.clamp(0, seg.shape[1] - 1).unsqueeze(1)).squeeze(1)
-        losses.label_reassign_loss(emb, small, beta, margin=L.margin_lr, gamma=L.gamma).backward()
+        terms["lr"](inputs()).backward()
 
     ctx.fig["aa_fwd_bwd_s"] = timeit(aa, ctx.repeats)
     ctx.fig["lr_fwd_bwd_s"] = timeit(lr, ctx.repeats)
@@ -380,8 +385,7 @@ def _bench_confusion(ctx: _Bench, pixels: int) -> None:
 
 def _bench_steps(ctx: _Bench) -> None:
     """Whole training steps: with and without AA + LR, overlapped, and with a 4-scale CAM."""
-    from aakit.engine.train import compute_losses
-    from aakit.pseudo import PseudoLabeler
+    from aakit.method import PseudoLabeler, build_objective, losses_of_batch
 
     ctx.say("training steps")
     cfg, model, data = ctx.cfg, ctx.model, ctx.data
@@ -399,16 +403,18 @@ def _bench_steps(ctx: _Bench) -> None:
         loss.backward(retain_graph=True)
 
     def make_step(c: Config, lab: Any, overlap: bool) -> Callable[[], None]:
-        def step() -> None:  # as the training loop does it
+        objective = build_objective(c)
+
+        def step() -> None:  # as Trainer.run_step does it: the method's own step, then SGD
             opt.zero_grad(set_to_none=True)
-            rest, _, _ = compute_losses(model, data, c, epoch=c.train.epochs - 1, device=device,
+            losses, _ = losses_of_batch(model, data, c, objective, epoch=c.train.epochs - 1, device=device,
                                         labeler=lab, early_backward=early if overlap else None)
-            rest.backward()
+            losses.pending().backward()
             opt.step()
 
         return step
 
-    with PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=cfg.pseudo.workers) as lab:
+    with PseudoLabeler.from_config(cfg) as lab:
         steps = {}
         for name, loss_over, model_over, overlap in variants:
             c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_over),

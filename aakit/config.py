@@ -57,6 +57,12 @@ class ModelConfig:
     last_block: int = 18  # backbone: mobilenet_v2 keeps features[0..N] (13: up to 96 channels)
 
 
+# The names of the method's registries (aakit.method.crf.registry.BACKENDS, aakit.method.pseudo.refiners.REFINERS),
+# here because the schema may not import the method; tests/test_registries.py holds the two lists equal.
+CRFBackendName = Literal["auto", "pydensecrf", "torch"]  # auto: torch on CUDA, else pydensecrf if installed
+RefinerName = Literal["crf"]  # crf = the paper's dense CRF
+
+
 @dataclass
 class PseudoConfig:
     """Online pseudo labels of RRM (METHOD.md section 2)."""
@@ -70,7 +76,8 @@ class PseudoConfig:
     sure_bg: float = 0.8  # background sure region: bg score > 0.8
     workers: int = 2  # CRF worker processes (0 = in the training process)
     overlap: bool = False  # CRFs during the backward of L_cls: same gradient, measured slower (docs/performance.md)
-    crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # auto: torch on CUDA, else pydensecrf if installed
+    crf_backend: CRFBackendName = "auto"  # auto: torch on CUDA, else pydensecrf if installed
+    refine: RefinerName = "crf"  # step 2's refiner of the score maps (the paper's: the dense CRF)
 
 
 @dataclass
@@ -179,7 +186,7 @@ class EvalConfig:
     pseudo_images: int = 100  # train images whose pseudo labels are scored each epoch (Fig. 3)
     every_epochs: int = 1  # validate every N epochs (and always after the last)
     save_examples: int = 8  # first N val images: predictions + pseudo labels as PNGs (Fig. 5)
-    crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # the test CRF's back-end, as pseudo.crf_backend
+    crf_backend: CRFBackendName = "auto"  # the test CRF's back-end, as pseudo.crf_backend
     mechanism: bool = True  # at each evaluation: what AA and LR change, on a probe batch (aakit.mechanism)
     mechanism_images: int = 4  # the probe batch: the first N training images, centre crop, no augmentation
 
@@ -188,13 +195,20 @@ class EvalConfig:
 # where the data lies (the data set enters by its digest), how many processes load it or run
 # the CRFs (pseudo.overlap gives the same gradient: tests/test_overlap.py), logging and
 # checkpoint frequency, example PNGs, the device (CPU and GPU differ only in rounding) and the
-# CRF back-end (pydensecrf and aakit.crf_torch agree to float precision: tests/test_crf_torch.py),
+# CRF back-end (pydensecrf and aakit.method.crf.lattice agree to float precision: tests/test_crf_torch.py),
 # and the mechanism record (it measures, and changes no weight: tests/test_mechanism.py).
 NOT_RESULTS = (
     "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap", "pseudo.crf_backend",
     "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples", "eval.crf_backend",
     "eval.mechanism", "eval.mechanism_images", "logging",
 )
+
+# Settings added after runs were committed, left out of the identity while at their default (the
+# value every earlier run computed with), so that those runs keep their hash; any other value is
+# part of the identity as usual.
+OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "pseudo.refine": "crf",  # the dense CRF: every run before the refiner seam (issue 29)
+}
 
 
 @dataclass
@@ -237,6 +251,10 @@ class Config:
         for dotted in NOT_RESULTS:
             section, _, key = dotted.rpartition(".")
             (d[section] if section else d).pop(key, None)
+        for dotted, default in OMITTED_AT_DEFAULT.items():
+            section, _, key = dotted.rpartition(".")
+            if self.get(dotted) == default:
+                (d[section] if section else d).pop(key, None)
         d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
         return d
 
@@ -254,6 +272,12 @@ class Config:
 
 
 # ----------------------------------------------------------------------------- checks
+def _one_of(names: Any) -> str:
+    """``must be a, b or c`` for a Literal."""
+    *rest, last = typing.get_args(names)
+    return f"must be {', '.join(rest)} or {last}" if rest else f"must be {last}"
+
+
 # Impossible values: (dotted key, predicate, explanation).
 _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("loss.lambda_aa", lambda v: v >= 0, "must be >= 0"),
@@ -279,7 +303,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("pseudo.alpha_low", lambda v: v > 0, "must be > 0"),
     ("pseudo.alpha_high", lambda v: v > 0, "must be > 0"),
     ("pseudo.workers", lambda v: v >= 0, "must be >= 0"),
-    ("pseudo.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
+    ("pseudo.crf_backend", lambda v: v in typing.get_args(CRFBackendName), _one_of(CRFBackendName)),
     ("crf.train.iterations", lambda v: v >= 1, "must be >= 1"),
     ("crf.test.iterations", lambda v: v >= 1, "must be >= 1"),
     ("optim.lr", lambda v: v > 0, "must be > 0"),
@@ -306,7 +330,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
     ("eval.mechanism_images", lambda v: v >= 1, "must be >= 1"),
-    ("eval.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
+    ("eval.crf_backend", lambda v: v in typing.get_args(CRFBackendName), _one_of(CRFBackendName)),
     ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
     ("logging.print_every", lambda v: v >= 1, "must be >= 1"),
 ]

@@ -39,7 +39,7 @@ Measuring a config at its starting point, nothing trained::
 
     model = build_model(dataclasses.replace(cfg.model, pretrained=None))
     load_initial_weights(model, cfg.model.pretrained, like=cfg)        # aakit.engine.train
-    labeler = make_labeler(cfg, workers=0)                              # aakit.engine.targets
+    labeler = make_labeler(cfg, workers=0)                              # aakit.method.targets
     probe = probe_batch(_build_data(cfg).train, cfg.eval.mechanism_images)
     record = measure_mechanism(model, probe, cfg, labeler, torch.device("cpu"))
     labeler.close()
@@ -52,12 +52,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from aakit import losses
 from aakit.config import Config
 from aakit.engine.batches import collate
-from aakit.engine.targets import request_targets, uses_oracle
 from aakit.labels import IGNORE_INDEX
-from aakit.objective import AffinityLoss, LabelReassignLoss, LossInputs, build_objective
+import aakit.method.losses as losses
+from aakit.method.objective import AffinityLoss, LabelReassignLoss, LossInputs, build_objective
+from aakit.method.targets import request_targets, uses_oracle
 
 #: Quantiles of eq. 16's factor that the record keeps.
 ALPHA_QUANTILES = {"lr_alpha_q10": 0.1, "lr_alpha_median": 0.5, "lr_alpha_q90": 0.9}
@@ -113,7 +113,7 @@ def affinity_pair_counts(prob: Tensor, label: Tensor, confidence: Tensor, truth:
                          dilations: tuple[int, ...], margin: float, weighting: losses.Weighting,
                          kl: losses.KLKind = "binary", ignore_index: int = IGNORE_INDEX) -> dict[str, float]:
     """Sums and counts over the pairs of the affinity loss (eqs. 4, 7, 10), as
-    :func:`aakit.losses.single_kernel_affinity` forms them: every dilation, every offset, both
+    :func:`aakit.method.losses.single_kernel_affinity` forms them: every dilation, every offset, both
     orders of a pair, pairs with an ignored label dropped.
 
     Args:
@@ -179,7 +179,7 @@ def pair_records(rec: Record, counts: dict[str, float], truth_reason: str | None
 # ----------------------------------------------------------------------------- LR
 def reassignment_counts(embedding: Tensor, label: Tensor, weight: Tensor, truth: Tensor | None, *,
                         gamma: float, ignore_index: int = IGNORE_INDEX) -> dict[str, Any]:
-    """What LR does per pixel (eqs. 13-16, as :func:`aakit.losses.label_reassign_loss`): the
+    """What LR does per pixel (eqs. 13-16, as :func:`aakit.method.losses.label_reassign_loss`): the
     modulation factors of its pixels, and which pixels' nearest centroid is not their label.
 
     Returns:
@@ -319,8 +319,8 @@ def measure_mechanism(model: torch.nn.Module, batch: dict[str, Any], cfg: Config
         batch: a collated batch with ``image``, ``raw``, ``valid``, ``labels`` and, where the
             data has them, ``mask`` (:func:`probe_batch`).
         cfg: the run's config: its objective, its V source and its Omega function.
-        labeler: the run's :class:`aakit.pseudo.PseudoLabeler`
-            (:func:`aakit.engine.targets.make_labeler`); None with ``train.supervision: full``.
+        labeler: the run's :class:`aakit.method.pseudo.PseudoLabeler`
+            (:func:`aakit.method.targets.make_labeler`); None with ``train.supervision: full``.
         device: where ``model`` is.
 
     Returns:
@@ -347,7 +347,7 @@ def measure_mechanism(model: torch.nn.Module, batch: dict[str, Any], cfg: Config
 
 def fill_counts(rec: Record, x: LossInputs, cfg: Config, batch: dict[str, Any], aa_reason: str | None) -> None:
     """The pair and pixel counts of :func:`affinity_pair_counts` and :func:`reassignment_counts`."""
-    from aakit.pseudo import downsample_labels
+    from aakit.method.pseudo.rule import downsample_labels
 
     small, _ = x.at_stride
     truth, truth_reason = None, "no mask"

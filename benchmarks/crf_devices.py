@@ -25,7 +25,7 @@ from test_crf_torch import scene  # noqa: E402
 
 from aakit.config import CRFParams  # noqa: E402
 from aakit.bench import crf_devices, crf_torch_figures, timeit  # noqa: E402
-from aakit.crf import dense_crf, pydensecrf_available  # noqa: E402
+from aakit.method.crf import dense_crf, pydensecrf_available  # noqa: E402
 
 
 def torch_record(img: np.ndarray, prob: np.ndarray, batch: int, device: str, repeats: int) -> dict[str, Any]:

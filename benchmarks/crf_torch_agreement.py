@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test scenes
 import numpy as np, torch
 from aakit.config import CRFParams, PseudoConfig, _test_crf
-from aakit.crf import dense_crf, dense_crf_batch
-from aakit.pseudo import pseudo_label_single
+from aakit.method.crf import dense_crf, dense_crf_batch
+from aakit.method.pseudo import pseudo_label_single
 from test_crf_torch import scene, _blur
 torch.set_num_threads(1)
 

@@ -24,7 +24,7 @@ import torch
 def main(images: int = 4, pairs: int = 6) -> dict[str, float]:
     from aakit.config import load_config
     from aakit.engine.distributed import DistInfo
-    from aakit.engine.targets import make_labeler
+    from aakit.method.targets import make_labeler
     from aakit.engine.train import _build_data, build_optimizer
     from aakit.engine.trainer import Trainer
     from aakit.mechanism import measure_mechanism, probe_batch

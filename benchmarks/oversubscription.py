@@ -45,7 +45,7 @@ def thread_probe(repeats: int = 5) -> dict[int, float]:
     """Median seconds of the AA loss forward + backward per torch thread count."""
     import torch
 
-    from aakit import losses
+    from aakit.method import losses
 
     g = torch.Generator().manual_seed(0)
     prob = torch.randn(8, 11, 41, 41, generator=g).softmax(1).requires_grad_(True)

@@ -41,7 +41,7 @@ def test_run_bench_reports_every_figure() -> None:
     # the AA loss needs at least its pair tensors: more memory than its own input
     assert fig["aa_peak_mb"] > fig["aa_input_mb"]
     # the dense CRF by back-end: pydensecrf and the torch CRF one image at a time (batched on a GPU only)
-    from aakit.crf import pydensecrf_available
+    from aakit.method.crf import pydensecrf_available
 
     for who in ("pydensecrf", "torch_cpu_b1")[0 if pydensecrf_available() else 1:]:
         for labels in (4, 21):
@@ -74,3 +74,36 @@ def test_a_figure_from_too_few_calls_or_with_a_wide_spread_is_marked() -> None:
     legend = spread_legend({one.mark(), outlier.mark(), ""})
     assert len(legend) == 2 and legend[0].startswith("†") and legend[1].startswith("*")
     assert spread_legend({""}) == []
+
+
+def test_bench_times_the_methods_own_terms_and_step(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 29: the loss figures come from the objective's AA and LR terms and the step figures from
+    the method's losses_of_batch (what Trainer.run_step calls), not from a copy of their wiring."""
+    import dataclasses
+
+    import torch
+
+    import aakit.bench as B
+    import aakit.method.step as step_module
+    from aakit.method.objective import AffinityLoss, LabelReassignLoss
+    from aakit.models import build_model
+
+    seen: list[str] = []
+    for cls in (AffinityLoss, LabelReassignLoss):
+        real = cls.loss
+        monkeypatch.setattr(cls, "loss", lambda self, x, real=real: seen.append(self.loss_name) or real(self, x))
+    real_step = step_module.losses_of_batch
+    monkeypatch.setattr(step_module, "losses_of_batch", lambda *a, **k: seen.append("step") or real_step(*a, **k))
+    cfg = B._preset_config("synthetic")
+    cfg = dataclasses.replace(cfg, pseudo=dataclasses.replace(cfg.pseudo, workers=0))
+    data = B._synthetic_batch(cfg, 2)
+    model = build_model(dataclasses.replace(cfg.model, pretrained=None)).train()
+    ctx = B._Bench(cfg, model, data, 1, lambda _m: None, {})
+    out = model(data["image"])
+    h, w = data["image"].shape[-2:]
+    label = torch.randint(0, 3, (2, h, w))
+    B._bench_losses(ctx, out, label, torch.rand(2, h, w))
+    assert seen.count("aa") >= 2 and seen.count("lr") >= 2 and "step" not in seen
+    seen.clear()
+    B._bench_steps(ctx)
+    assert seen.count("step") >= 2 and seen.count("aa") >= 2  # each step variant runs the method's step

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aakit.config import CRFParams
-from aakit.crf import CRFPool, dense_crf, dense_crf_job
+from aakit.method.crf import CRFPool, dense_crf, dense_crf_job
 
 H = W = 40
 
@@ -92,7 +92,7 @@ def _jobs(n: int) -> list[tuple[np.ndarray, np.ndarray, CRFParams]]:
 
 def _probe(_: int) -> bool:
     """Runs in a worker: load the pseudo-label module as a real job does; is torch loaded?"""
-    import aakit.pseudo  # noqa: F401
+    import aakit.method.pseudo  # noqa: F401
 
     return "torch" in sys.modules
 

@@ -1,4 +1,4 @@
-"""The torch dense CRF (aakit.crf_torch) against pydensecrf, and running without pydensecrf (issue 15).
+"""The torch dense CRF (aakit.method.crf.lattice) against pydensecrf, and running without pydensecrf (issue 15).
 
 Structured synthetic cases: flat-coloured discs and rectangles on a background with pixel noise,
 class probabilities from blurred masks plus noise. Both back-ends get the same inputs with RRM's
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from aakit.config import CRFParams, PseudoConfig, _test_crf
-from aakit.crf import dense_crf, dense_crf_batch, pydensecrf_available, resolve_backend
-from aakit.crf_torch import build_lattice, lattice_filter
-from aakit.pseudo import PseudoLabeler, pseudo_label_single
+from aakit.method.crf import dense_crf, dense_crf_batch, pydensecrf_available, resolve_backend
+from aakit.method.crf.lattice import build_lattice, lattice_filter
+from aakit.method.pseudo import PseudoLabeler, pseudo_label_single
 
 PARAMS = {"train": CRFParams(), "test": _test_crf()}
 needs_pydensecrf = pytest.mark.skipif(not pydensecrf_available(), reason="pydensecrf not installed")
@@ -249,9 +249,9 @@ def _labelled_batch(k: int = 6, size: int = 48) -> tuple[np.ndarray, np.ndarray,
 
 @pytest.mark.parametrize("confidence", ["crf", "cam"])
 def test_rule_on_tensors_equals_the_numpy_rule(confidence: str) -> None:
-    """aakit.pseudo_torch (labels made on the device) against aakit.pseudo's numpy rule, image by
+    """aakit.method.pseudo.rule_torch (labels made on the device) against aakit.method.pseudo's numpy rule, image by
     image, with the same (torch) CRF: the same labels and V, to float rounding."""
-    from aakit.pseudo_torch import pseudo_labels_on_device
+    from aakit.method.pseudo.rule_torch import pseudo_labels_on_device
 
     images, cams, labels = _labelled_batch()
     params = PseudoConfig(workers=0)
@@ -277,7 +277,7 @@ def test_batched_torch_labels_never_turn_the_cams_into_numpy(monkeypatch: pytest
     to the labels: only the (B, K) image labels and scores are read on the host."""
     import dataclasses
 
-    import aakit.pseudo as P
+    import aakit.method.pseudo.labeler as P
 
     images, cams, labels = _labelled_batch()
     cams_t = torch.from_numpy(cams)

@@ -9,7 +9,7 @@ import torch
 
 from aakit.config import Config, CRFParams, PseudoConfig, load_config
 from aakit.data.transforms import TrainTransform, mean_colour
-from aakit.pseudo import pseudo_label_single
+from aakit.method.pseudo import pseudo_label_single
 
 from conftest import REPO, run_cli, tiny_overrides
 
@@ -104,9 +104,10 @@ class _Recorder:
 @pytest.mark.parametrize("pad_mode", ["rrm", "ignore"])
 def test_training_step_gives_the_crf_the_padded_crop(tiny_synth: Path, pad_mode: str) -> None:
     """The CRF input and the pseudo labels of a real training step, in both padding modes."""
-    from aakit.engine.train import _build_data, _collate, compute_losses
+    from aakit.engine.train import _build_data, _collate
+    from aakit.method import compute_losses
     from aakit.models import build_model
-    from aakit.pseudo import PseudoLabeler
+    from aakit.method.pseudo import PseudoLabeler
 
     over = tiny_overrides(tiny_synth) | {"data.crop": 80, "data.scale_range": [1.0, 1.0], "data.pad_mode": pad_mode,
                                          "train.cls_warmup_epochs": 0}

@@ -11,9 +11,9 @@ import pytest
 CORE = [
     "aakit.config",
     "aakit.presets",
-    "aakit.losses",
-    "aakit.pseudo",
-    "aakit.crf",
+    "aakit.method.losses",
+    "aakit.method.pseudo",
+    "aakit.method.crf",
     "aakit.metrics",
     "aakit.models",
     "aakit.data.voc",
@@ -24,7 +24,10 @@ CORE = [
     "aakit.engine.trainer",
     "aakit.engine.hooks",
     "aakit.engine.tracking",
-    "aakit.objective",
+    "aakit.method",
+    "aakit.method.objective",
+    "aakit.method.step",
+    "aakit.method.targets",
     "aakit.mechanism",
     "aakit.engine.evaluate",
     "aakit.engine.inference",
@@ -141,3 +144,68 @@ def test_no_import_circle_in_aakit() -> None:
         if m not in state:
             loop = visit(m, [])
             assert loop is None, " -> ".join(loop[loop.index(loop[-1]):])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the method's modules before issue 29, now shims of aakit.method (kept for one release)
+OLD_METHOD_MODULES = {"aakit.losses", "aakit.objective", "aakit.pseudo", "aakit.pseudo_torch", "aakit.crf",
+                      "aakit.crf_torch", "aakit.engine.targets"}
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every dotted name ``path`` imports (``from a import b`` gives ``a`` and ``a.b``), at any depth."""
+    import ast
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def _module_files(package: str) -> dict[str, Path]:
+    base = ROOT.joinpath(*package.split("."))
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in base.rglob("*.py")}
+
+
+def _method_submodules() -> set[str]:
+    return set(_module_files("aakit.method")) - {"aakit.method"}
+
+
+@pytest.mark.parametrize("module", sorted(set(_module_files("aakit.engine")) - {"aakit.engine.targets"}))
+def test_the_engine_reaches_the_method_only_through_aakit_method(module: str) -> None:
+    """Issue 29: the engine calls the method as detectron2's run_step calls the model: through the
+    package's names (``from aakit.method import losses_of_batch``), never a submodule of it nor the
+    old top-level modules (shims now)."""
+    names = _all_imports(_module_files("aakit.engine")[module])
+    bad = sorted(names & (_method_submodules() | OLD_METHOD_MODULES))
+    assert not bad, f"{module} imports {bad}: import from aakit.method instead"
+
+
+@pytest.mark.parametrize("module", sorted(_module_files("aakit.method")))
+def test_the_method_imports_neither_engine_nor_cli_nor_tui(module: str) -> None:
+    names = _all_imports(_module_files("aakit.method")[module])
+    bad = sorted(n for n in names if n.split(".")[0] in ("typer", "textual", "click")
+                 or n.startswith(("aakit.engine", "aakit.cli", "aakit.tui", "aakit.experiment", "aakit.bench"))
+                 or n in OLD_METHOD_MODULES)
+    assert not bad, f"{module} imports {bad}"
+
+
+def test_the_layering_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    """The checks above would catch an engine module importing a method submodule."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from aakit.method.pseudo.labeler import PseudoLabeler\n"
+                   "from aakit.method import step, losses_of_batch\n", encoding="utf-8")
+    names = _all_imports(bad)
+    assert names & _method_submodules() == {"aakit.method.pseudo.labeler", "aakit.method.step"}
+
+
+def test_a_crf_worker_loads_no_torch_through_the_method_package() -> None:
+    """The CRF workers unpickle aakit.method.pseudo.labeler._job: the method package must stay light."""
+    code = ("import sys, aakit.method.pseudo.labeler, aakit.method.crf, aakit.method\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

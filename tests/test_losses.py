@@ -1,4 +1,4 @@
-"""Tests of aakit.losses against plain-loop references written straight from the equations.
+"""Tests of aakit.method.losses against plain-loop references written straight from the equations.
 
 The references loop over pixels and neighbours (AA) or pixels and classes (LR) on tiny
 float64 inputs, so any vectorisation slip (wrong shift, padding pairs, per-image instead of
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aakit.losses import (
+from aakit.method.losses import (
     affinity_loss,
     class_centroids,
     classification_loss,

@@ -85,7 +85,7 @@ def probe(tiny_config):  # noqa: ANN001, ANN201
     """An untrained tiny network, the run's labeler (CRFs in process) and the probe batch."""
     import dataclasses
 
-    from aakit.engine.targets import make_labeler
+    from aakit.method.targets import make_labeler
     from aakit.engine.train import _build_data
     from aakit.mechanism import probe_batch
     from aakit.models import build_model
@@ -173,7 +173,7 @@ def test_the_pair_counts_on_a_hand_made_map() -> None:
 
 
 def test_the_oracle_v_is_whether_the_label_is_right() -> None:
-    from aakit.engine.targets import oracle_confidence
+    from aakit.method.targets import oracle_confidence
 
     label = torch.tensor([[0, 1, 2, 255]])
     mask = torch.tensor([[0, 2, 255, 1]])

@@ -1,4 +1,4 @@
-"""The loss table (aakit.objective): which terms a config builds, when each is active, and what
+"""The loss table (aakit.method.objective): which terms a config builds, when each is active, and what
 a step backpropagates with and without the early backward of L_cls."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from aakit.config import Config
-from aakit.objective import (
+from aakit.method.objective import (
     LOSS_TERMS,
     LossInputs,
     LossTerm,
@@ -99,7 +99,7 @@ def test_a_new_term_is_one_class_and_names_are_unique() -> None:
 def test_aa_confidence_sources_change_only_v() -> None:
     """loss.aa_confidence (issue 14): crf/cam V arrive with the labels; net takes F^c's own
     detached softmax maximum. SA ignores V whatever its source."""
-    from aakit import losses
+    from aakit.method import losses
 
     torch.manual_seed(1)
     seg = torch.randn(2, 3, 5, 5)

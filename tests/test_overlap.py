@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from aakit.config import Config, load_config
-from aakit.crf import CRFPool
-from aakit.pseudo import PseudoLabeler
+from aakit.method.crf import CRFPool
+from aakit.method.pseudo import PseudoLabeler
 
 from conftest import REPO, tiny_overrides
 
@@ -144,7 +144,7 @@ def _batch(cfg: Config) -> dict[str, Any]:
 
 def _grads(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, lab: PseudoLabeler,
            overlap: bool) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    from aakit.engine.train import compute_losses
+    from aakit.method import compute_losses
 
     seen: list[torch.Tensor] = []
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from aakit.config import CRFParams, PseudoConfig
-from aakit.pseudo import (
+from aakit.method.pseudo import (
     PseudoLabeler,
     cam_sure_region,
     downsample_labels,
@@ -268,7 +268,7 @@ def test_multiscale_cam_by_hand() -> None:
 def test_cam_confidence_keeps_the_labels_and_takes_v_from_the_cam() -> None:
     """loss.aa_confidence: cam (issue 14): same labels; V = the normalised CAM of an object
     label's class, and RRM's background score (1 - max CAM)^alpha_high for background."""
-    from aakit.pseudo import normalise_cam
+    from aakit.method.pseudo import normalise_cam
 
     image, cam = square_scene()
     lab, conf = label(image, cam, [0, 1, 0], [0.01, 0.9, 0.02])

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from aakit.config import Config, CRFParams
-from aakit.crf import dense_crf, resolve_backend
+from aakit.method import dense_crf, resolve_backend
 from aakit.errors import AakitError
 from aakit.metrics import ConfusionMeter, keep_classes_by_score, remove_false_positive_classes
 
@@ -46,7 +46,7 @@ class EvalProtocol:
     ``rfpc`` names which of the two numbers every evaluation computes (with and without rfpc)
     is the main one; ``crf_params`` are the test CRF's, used when ``crf`` is on;
     ``max_images`` None means the whole split; ``crf_backend`` runs the test CRF (``auto``
-    resolved on the evaluation device, :func:`aakit.crf.resolve_backend`).
+    resolved on the evaluation device, :func:`aakit.method.crf.resolve_backend`).
     """
 
     protocol: str = "ss"
@@ -157,7 +157,7 @@ def segment(
     device: str = "cpu",
 ) -> np.ndarray:
     """Label map (H, W) uint8: removed classes' scores zeroed, optional test dCRF (on the
-    ``pydensecrf`` or ``torch`` back-end, or ``auto``: :func:`aakit.crf.resolve_backend`; torch
+    ``pydensecrf`` or ``torch`` back-end, or ``auto``: :func:`aakit.method.crf.resolve_backend`; torch
     runs on ``device``), argmax."""
     p = remove_false_positive_classes(probs, keep)
     if crf is not None and raw is not None:

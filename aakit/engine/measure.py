@@ -18,9 +18,8 @@ from aakit.config import Config
 from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate
 from aakit.engine.rundir import RunWriter
 from aakit.runs import write_confusions
-from aakit.engine.targets import training_cam
 from aakit.labels import IGNORE_INDEX
-from aakit.objective import build_objective
+from aakit.method import build_objective, training_cam
 
 
 def example_saver(cfg: Config, writer: RunWriter) -> Callable[[str, np.ndarray], None]:
@@ -95,7 +94,7 @@ def final_summary(model: torch.nn.Module, cfg: Config, writer: RunWriter, val_se
 
 def labeler_inputs(model: torch.nn.Module, item: dict[str, Any], cfg: Config,
                    device: torch.device) -> tuple[tuple[Any, ...], dict[str, torch.Tensor]]:
-    """What a :class:`~aakit.pseudo.PseudoLabeler` takes for one whole image of an evaluation
+    """What a :class:`~aakit.method.pseudo.PseudoLabeler` takes for one whole image of an evaluation
     set (raw image, multi-scale CAM, image labels, class scores; a batch of one), made as in
     training, and the network's output. Call under ``torch.no_grad()``."""
     image = item["image"].unsqueeze(0).to(device)

@@ -128,7 +128,7 @@ def pseudo_label_profile(run: Path, *, data_root: str | None = None, images: int
     """The profile of the module docstring for ``run``'s network on the first ``images`` train images
     of its data set (or of ``data_root``)."""
     from aakit.data.voc import EvalDataset
-    from aakit.pseudo import PseudoLabeler
+    from aakit.method import PseudoLabeler
 
     cfg, model, device = load_run_model(Path(run))
     if data_root is not None:
@@ -138,7 +138,7 @@ def pseudo_label_profile(run: Path, *, data_root: str | None = None, images: int
     tally = _Tally(cfg.model.num_classes)
     scenes = read_json(Path(d.root) / "scenes.json")  # the embedded benchmark's scene descriptions
     scenes = scenes if isinstance(scenes, dict) else {}
-    labelers = {s: PseudoLabeler(cfg.pseudo, cfg.crf.train, workers=0, confidence=s) for s in ("crf", "cam")}
+    labelers = {s: PseudoLabeler.from_config(cfg, workers=0, confidence=s) for s in ("crf", "cam")}
     with torch.no_grad():
         for i in range(len(dataset)):
             item = dataset[i]

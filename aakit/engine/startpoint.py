@@ -140,7 +140,7 @@ def objective_gradient(model: torch.nn.Module, batch: dict[str, Any], cfg: Confi
     F^c and F^s, on ``batch`` with ``cfg``'s pseudo labels and V; and why it is not ``cfg``'s own
     (an oracle V without masks), else None. Nothing of the network changes."""
     from aakit.mechanism import gradient_of, outputs_and_targets
-    from aakit.objective import build_objective
+    from aakit.method import build_objective
 
     was = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -263,7 +263,7 @@ class StartProbe:
         return self.probes[key]
 
     def labeler(self, cfg: Config) -> Any:
-        from aakit.engine.targets import make_labeler
+        from aakit.method import make_labeler
 
         key = json.dumps([cfg.to_dict()["pseudo"], cfg.to_dict()["crf"]["train"], cfg.loss.aa_confidence,
                           cfg.train.supervision], sort_keys=True)

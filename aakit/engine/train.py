@@ -4,7 +4,7 @@
 checkpoint to resume from, the run directory, and the :class:`~aakit.engine.trainer.Trainer`
 with its hooks (:mod:`aakit.engine.hooks`); the trainer runs the loop and the step
 (docs/architecture.md, "How a step flows"); the objective is the loss table of
-:mod:`aakit.objective`.
+:mod:`aakit.method.objective`.
 
 Reproducibility: the order of every epoch and the augmentation of every image are drawn
 from ``(seed, epoch, index)``, and checkpoints carry the RNG state, so a run resumed from a
@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,11 +41,11 @@ from aakit.engine.hooks import (
 )
 from aakit.engine.rundir import RunWriter, checkpoint_record, committed_run, load_checkpoint_file, provenance
 from aakit.engine.runlock import RunLock
-from aakit.engine.targets import training_cam, uses_oracle  # noqa: F401 (training_cam re-exported)
 from aakit.engine.tracking import require_backends, tracking_hooks
-from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
+from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted  # noqa: F401
 from aakit.errors import AakitError
-from aakit.objective import build_objective
+# the method's step and its labels, re-exported for the callers of this module's older interface
+from aakit.method import build_objective, compute_losses, losses_of_batch, training_cam, uses_oracle  # noqa: F401
 from aakit.runs import read_json, safe_name
 
 
@@ -256,28 +255,6 @@ def require_images(root: str, split: str, ids: list[str]) -> None:
     if missing:
         raise DataError(f"image {missing[0]}: file not found: {image_path(root, missing[0])} "
                         f"({len(missing)} image(s) of {split} missing; run: aakit data check {root})")
-
-
-def compute_losses(
-    model: torch.nn.Module,
-    batch: dict[str, Any],
-    cfg: Config,
-    *,
-    epoch: int,
-    device: torch.device,
-    labeler: Any | None,
-    early_backward: Callable[[torch.Tensor], None] | None = None,
-) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
-    """:func:`losses_of_batch` for the callers of the older interface (``aakit bench``, tests):
-    ``(what is left to backpropagate, scalar losses with "total", extras)``; ``extras["pseudo"]``
-    holds the pseudo labels when the CRFs made some. Without ``early_backward`` what is left is
-    the total; with it, the total less the terms that need no label (L_cls), which went to
-    ``early_backward`` while the CRF workers ran."""
-    step, x = losses_of_batch(model, batch, cfg, build_objective(cfg), epoch=epoch, device=device,
-                              labeler=labeler, early_backward=early_backward)
-    scalars = step.scalars()
-    made = cfg.train.supervision == "image" and x.labels is not None
-    return step.pending(), scalars, ({"pseudo": x.labels} if made else {})
 
 
 # ----------------------------------------------------------------------------- the assembly

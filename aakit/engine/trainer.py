@@ -9,7 +9,9 @@ As detectron2's ``TrainerBase``: :meth:`Trainer.train` runs the epochs and calls
                      after_epoch
     after_train      (always: finished, stopped by TrainingInterrupted, or failed)
 
-:meth:`Trainer.run_step` is one SGD step on the objective (:mod:`aakit.objective`)::
+:meth:`Trainer.run_step` is one SGD step on the method's objective; the step's losses come from
+:func:`aakit.method.losses_of_batch` (:mod:`aakit.method.step`, as detectron2's ``run_step``
+calls the model)::
 
     images --net--> cls logits, CAM, F^s (embedding), F^c (seg logits)
     L_cls  = multilabel soft margin(cls logits, image labels)
@@ -35,9 +37,8 @@ import torch
 from aakit.config import Config
 from aakit.engine.batches import epoch_batches, iterate_epoch
 from aakit.engine.distributed import DistInfo
-from aakit.engine.targets import make_labeler, request_targets
 from aakit.errors import AakitError
-from aakit.objective import LossInputs, Objective, StepLosses, build_objective
+from aakit.method import Objective, build_objective, losses_of_batch, make_labeler
 
 Outcome = Literal["running", "finished", "stopped", "failed"]
 
@@ -67,34 +68,6 @@ class HookBase:
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
     """Poly schedule: base * (1 - step/total)^power."""
     return float(base * (1.0 - min(step, total) / max(total, 1)) ** power)
-
-
-def losses_of_batch(model: torch.nn.Module, batch: dict[str, Any], cfg: Config, objective: Objective, *,
-                    epoch: int, device: torch.device, labeler: Any | None,
-                    early_backward: Callable[[torch.Tensor], None] | None = None) -> tuple[StepLosses, LossInputs]:
-    """Forward one batch, make its pseudo labels and compute the objective's active terms.
-
-    Overlap: the terms that need no pseudo label (L_cls) are computed first; with
-    ``early_backward`` given and the labels made by the CRF workers, they go to
-    ``early_backward`` (which must keep the graph) while the workers run, and the returned
-    :class:`StepLosses` says so — its ``pending()`` is what is left to backpropagate.
-    """
-    core = model.module if hasattr(model, "module") else model
-    # forward: class scores, CAM, embedding F^s and segmentation logits F^c
-    images = batch["image"].to(device, non_blocking=True)
-    labels = batch["labels"].to(device)
-    x = LossInputs(model(images), labels, (images.shape[-2], images.shape[-1]))
-    # the terms that need no pseudo label (L_cls) first: their backward may overlap the CRFs
-    step = StepLosses(objective(x, epoch, labelled=False), anchor=x.out["cls_logits"])
-    if objective.needs_labels(epoch):
-        # pseudo labels: multi-scale CAM -> two dense CRFs in the CRF workers (or the masks)
-        pending = request_targets(core, batch, x.out, images, cfg, labeler, device)  # type: ignore[arg-type]
-        if early_backward is not None and pending.from_workers:
-            step.backward_early(early_backward)  # runs while the CRF workers label the batch
-        x.labels, x.confidence = pending.result()
-        # the terms on the pseudo labels (L_ce, L_aa, L_lr)
-        step.terms |= objective(x, epoch, labelled=True)
-    return step, x
 
 
 def _backward_retaining(loss: torch.Tensor) -> None:
