@@ -160,7 +160,7 @@ def _run_dir(run: Path, results: Path) -> Path:
 
 
 def _print_summary(path: Path) -> None:
-    from aakit.runs import read_json
+    from aakit.files import read_json
 
     s = read_json(path / "summary.json") or {}
     m = s.get("metrics", {})
@@ -307,7 +307,7 @@ def data_profile(
     import json
 
     from aakit.engine.profile import pseudo_label_profile
-    from aakit.runs import atomic_write_text
+    from aakit.files import atomic_write_text
 
     if images < 1:
         raise AakitError(f"--images {images}: needs at least 1 image")

@@ -30,7 +30,7 @@ from aakit import yamlio
 from aakit.data.identity import data_digest
 from aakit.errors import AakitError
 from aakit.presets import PresetError, not_found_hint, presets_root, require_preset, resolve_config
-from aakit.runs import atomic_write_text
+from aakit.files import atomic_write_text
 
 
 class ConfigError(AakitError, ValueError):

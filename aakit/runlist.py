@@ -20,7 +20,8 @@ import yaml
 
 from aakit import yamlio
 from aakit.errors import AakitError
-from aakit.runs import STATUSES, RunInfo, atomic_write_json, iter_run_dirs, load_run, read_json
+from aakit.files import atomic_write_json, read_json
+from aakit.runs import STATUSES, RunInfo, iter_run_dirs, load_run
 
 TAGS_FILE = "tags.json"
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")

@@ -465,9 +465,9 @@ def test_hard_crash_mid_write_leaves_the_old_file(tmp_path: Path) -> None:
 
 
 def test_every_module_writes_files_atomically() -> None:
-    """Static check: no module of aakit writes a file except through ``aakit.runs``' atomic helpers."""
+    """Static check: no module of aakit writes a file except through ``aakit.files``' atomic helpers."""
     allowed = {
-        "aakit/runs.py": "the atomic helpers and the append-only metrics log",
+        "aakit/files.py": "the atomic helpers and the append-only JSONL log",
         "aakit/data/synth.py": "writes into a temporary directory renamed into place when complete",
         "aakit/experiment/studies.py": "an append-mode lock file (content never read)",
         "aakit/engine/inference.py": "prediction overlays (user output, redone by a rerun) - see docs/reliability.md",

@@ -47,7 +47,8 @@ from aakit.engine.tracking import require_backends, tracking_hooks
 from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted, losses_of_batch  # noqa: F401
 from aakit.errors import AakitError
 from aakit.objective import build_objective
-from aakit.runs import read_json, safe_name
+from aakit.files import read_json
+from aakit.runs import safe_name
 
 
 # ----------------------------------------------------------------------------- set-up

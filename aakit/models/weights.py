@@ -231,7 +231,7 @@ def write_mxnet_params(
     Raises:
         ValueError: a 0-d array (only V3 has scalars) or an unsupported dtype.
     """
-    from aakit.runs import atomic_write_bytes
+    from aakit.files import atomic_write_bytes
 
     buf = io.BytesIO()
     buf.write(struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays)))
@@ -566,7 +566,7 @@ def convert_file(src: str | Path, dst: str | Path) -> LoadReport:
         WeightsError: ``src`` is not an MXNet list file, or its shapes do not fit ResNet-38.
     """
     from aakit.models.resnet38d import ResNet38d
-    from aakit.runs import atomic_write_bytes
+    from aakit.files import atomic_write_bytes
 
     src = Path(src)
     if not src.is_file():
