@@ -6,8 +6,10 @@ A run lives in ``results/runs/<name>-<config hash>/``::
     provenance.json   command line, overrides, seed, git commit + dirty diff, versions, device
     status.json       {"status": running|finished|failed|interrupted, "pid", "host", "updated", ...}
     metrics.jsonl     one JSON object per line, appended and flushed:
-                        {"kind": "step", "epoch", "step", "steps_total", "losses": {...}, "lr",
-                         "images_per_s", "time"}
+                        {"kind": "step", "epoch", "step", "steps_total", "losses": {...},
+                         "learning_rate", "images_per_s", "time"}
+                        ("lr" before issue 29, beside losses["lr"], the label reassign
+                        loss: read both with learning_rate())
                         {"kind": "epoch", "epoch", "epochs", "miou", "pseudo_miou", "time", ...}
                         {"kind": "mechanism", "epoch", "step", "aa_vs_sa_grad_share", ...} (aakit.mechanism)
                         {"kind": "log", "message", "time"}
@@ -75,6 +77,12 @@ def read_confusions(path: Path) -> dict[str, Any] | None:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError):
         return None
+
+
+def learning_rate(record: dict[str, Any]) -> Any:
+    """The learning rate of a step record: ``learning_rate``, or ``lr`` in runs written before
+    issue 29 (the name clashed with the label reassign loss ``losses["lr"]``). None if neither."""
+    return record["learning_rate"] if "learning_rate" in record else record.get("lr")
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

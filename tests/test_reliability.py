@@ -124,7 +124,7 @@ def _numbers(run: Path) -> dict[str, Any]:
     assert not errors, errors
     summary = json.loads((run / "summary.json").read_text())
     return {
-        "steps": [(r["step"], r["epoch"], r["losses"], r["lr"]) for r in records if r["kind"] == "step"],
+        "steps": [(r["step"], r["epoch"], r["losses"], r["learning_rate"]) for r in records if r["kind"] == "step"],
         "epochs": [(r["epoch"], r["step"], r.get("miou"), r.get("miou_rfpc"), r.get("pseudo_miou"))
                    for r in records if r["kind"] == "epoch"],
         "metrics": summary["metrics"],

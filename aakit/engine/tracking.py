@@ -6,7 +6,7 @@ TensorBoard event files into the run directory, so that ``tensorboard --logdir r
 shows every run under its directory name::
 
     loss/<term>         every loss term by name (cls, ce, aa, lr, total), every train.log_every steps
-    train/lr            the base learning rate of the step (poly schedule)
+    train/learning_rate the base learning rate of the step (poly schedule; train/lr before issue 29)
     train/images_per_s  speed of the step
     val/miou, val/miou_rfpc, pseudo/miou     each evaluated epoch, at its last step
     final/<metric>      summary.json's metrics, with the hyper-parameters (HPARAMS tab), at the end
@@ -45,7 +45,7 @@ from aakit.config import Config, key_hyperparameters
 from aakit.errors import AakitError
 from aakit.engine.rundir import RunWriter
 from aakit.engine.trainer import HookBase
-from aakit.runs import read_json, read_metrics
+from aakit.runs import learning_rate, read_json, read_metrics
 
 #: epoch record key -> TensorBoard tag
 EPOCH_TAGS = {"miou": "val/miou", "miou_rfpc": "val/miou_rfpc", "pseudo_miou": "pseudo/miou"}
@@ -171,7 +171,7 @@ class TensorBoardLogger(HookBase):
         """Write the step record of ``step`` again from metrics.jsonl (it was purged with the evaluation)."""
         for r in read_metrics(self.run.metrics_path)[0]:
             if r.get("kind") == "step" and r.get("step") == step:
-                self.log_step(step, r.get("losses") or {}, r.get("lr"), r.get("images_per_s"))
+                self.log_step(step, r.get("losses") or {}, learning_rate(r), r.get("images_per_s"))
 
     def after_step(self) -> None:
         t = self.trainer
@@ -235,9 +235,9 @@ class _CloseTensorBoard(HookBase):
 
 
 def step_scalars(losses: dict[str, float], lr: float | None, images_per_s: float | None) -> dict[str, float]:
-    """A step record's scalars by their tag: ``loss/<term>``, ``train/lr``, ``train/images_per_s``."""
+    """A step record's scalars by their tag: ``loss/<term>``, ``train/learning_rate``, ``train/images_per_s``."""
     out = {f"loss/{name}": float(value) for name, value in losses.items()}
-    for tag, value in (("train/lr", lr), ("train/images_per_s", images_per_s)):
+    for tag, value in (("train/learning_rate", lr), ("train/images_per_s", images_per_s)):
         if isinstance(value, (int, float)):
             out[tag] = float(value)
     return out

@@ -28,7 +28,7 @@ from aakit.config import key_hyperparameters
 from aakit.errors import AakitError
 from aakit.experiment.gridstate import GRID_STATES, GridState, read_grid_state, read_grid_states  # noqa: F401
 from aakit.runlist import mechanism_lines
-from aakit.runs import JsonlTail, iter_run_dirs, read_config, read_status, read_summary, run_status
+from aakit.runs import JsonlTail, iter_run_dirs, learning_rate, read_config, read_status, read_summary, run_status
 
 #: Labels of the loss terms (a term not listed is labelled with its name in capitals). Which
 #: terms a run has is read from the run: see :func:`loss_names`.
@@ -432,7 +432,7 @@ class RunTracker:
                     if y is not None:
                         self.loss_x.setdefault(k, []).append(step)
                         self.loss_y.setdefault(k, []).append(y)
-            lr = _num(rec.get("lr"))
+            lr = _num(learning_rate(rec))
             if lr is not None:
                 self.lr_x.append(step)
                 self.lr_y.append(lr)
@@ -505,7 +505,7 @@ class RunTracker:
             progress=progress,
             eta=eta,
             losses=losses,
-            lr=_num(last.get("lr")),
+            lr=_num(learning_rate(last)),
             best_miou=best,
             hparams=self._hparams(),
             errors=self.error_count,
