@@ -161,3 +161,32 @@ def legacy_identity(model: dict[str, Any]) -> dict[str, Any]:
 def args_fields(args_cls: type[BackboneArgs]) -> list[str]:
     """The settings' names (dataclass fields, not the class variables)."""
     return [f.name for f in dataclasses.fields(args_cls)]
+
+
+def new_spelling(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw ``model`` section (a run's config.yaml, old or new) in today's spelling: the flat
+    fields its backbone takes moved into ``backbone_args``, the others dropped (they were
+    ignored); no default is filled in. For readers that compare stored configs (``aakit runs``)."""
+    out = dict(model)
+    args = dict(out.get("backbone_args") or {}) if isinstance(out.get("backbone_args"), Mapping) else {}
+    spec = BACKBONES.get(str(out.get("backbone", "resnet38d")))
+    for flat in LEGACY_FIELDS:
+        if flat in out:
+            value = out.pop(flat)
+            arg = spec.args.legacy.get(flat) if spec else None
+            if arg:
+                args.setdefault(arg, value)
+    if args or "backbone_args" in out:
+        out["backbone_args"] = args
+    return out
+
+
+def both_spellings(model: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`new_spelling` plus the flat fields of before issue 29 that its settings took over,
+    so that ``model.small_width`` and ``model.backbone_args.width`` both find a run."""
+    out = new_spelling(model)
+    spec = BACKBONES.get(str(out.get("backbone", "resnet38d")))
+    for flat, arg in (spec.args.legacy.items() if spec else ()):
+        if arg in out.get("backbone_args", {}):
+            out[flat] = out["backbone_args"][arg]
+    return out
