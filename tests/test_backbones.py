@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -162,3 +163,18 @@ def test_the_identity_keeps_the_flat_layout_of_before() -> None:
         "small_width": 8, "output_stride": 8, "last_block": 18, "freeze_bn": True, "freeze_conv1a": True}
     assert load_config(None, {"model.backbone": "small", "model.small_width": 8}).hash() == \
         load_config(None, {"model.backbone": "small", "model.backbone_args.width": 8}).hash()
+
+
+def test_reading_a_config_imports_no_torch_and_old_names_still_import() -> None:
+    """The registry names classes by their module path: loading a config (the report, the TUI)
+    imports neither torch nor the models. The names moved in issue 29 still import."""
+    code = ("import sys\nfrom aakit.config import load_config\n"
+            "load_config(None, {'model.backbone': 'mobilenet_v2', 'model.output_stride': 4}).hash()\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('aakit.models'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == ""
+    from aakit.models.resnet38d import convert_file
+    from aakit.models.weights import convert_file as old_convert_file
+    from aakit.runs import atomic_write_json, read_json  # noqa: F401 - aakit.files' helpers, old home
+
+    assert old_convert_file is convert_file

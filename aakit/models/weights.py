@@ -27,13 +27,14 @@ in psa's key layout, which :class:`~aakit.models.resnet38d.ResNet38d` uses.
 """
 from __future__ import annotations
 
+import importlib
 import io
 import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -533,3 +534,14 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
 
 
 _read_state_dict = read_state_dict  # the name before issue 29
+
+
+def __getattr__(name: str) -> Any:
+    """Names that moved to the backbones in issue 29, importable from here for one release:
+    ``convert_file`` (ResNet-38's converter, :mod:`aakit.models.resnet38d`) and
+    ``load_mobilenet_v2`` (now ``MobileNetV2Backbone.load_pretrained``)."""
+    if name == "convert_file":
+        return importlib.import_module("aakit.models.resnet38d").convert_file
+    if name == "load_mobilenet_v2":
+        return lambda model, backbone, path: backbone.load_pretrained(model, path)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
