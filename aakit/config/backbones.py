@@ -18,7 +18,6 @@ before (:func:`legacy_identity`), so every committed run keeps its hash.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -156,11 +155,6 @@ def legacy_identity(model: dict[str, Any]) -> dict[str, Any]:
     if args:
         out["backbone_args"] = args
     return out
-
-
-def args_fields(args_cls: type[BackboneArgs]) -> list[str]:
-    """The settings' names (dataclass fields, not the class variables)."""
-    return [f.name for f in dataclasses.fields(args_cls)]
 
 
 def new_spelling(model: Mapping[str, Any]) -> dict[str, Any]:
