@@ -564,7 +564,7 @@ def cli_run(*, preset: str, json_out: Path | None, repeats: int, echo: Callable[
     for line in spread_legend(marks):
         echo(line)
     if json_out is not None:
-        from aakit.runs import atomic_write_json
+        from aakit.files import atomic_write_json
 
         atomic_write_json(json_out, fig)
         echo(f"wrote {json_out}")

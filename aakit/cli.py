@@ -51,7 +51,7 @@ app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion (README: Shell completion)
     context_settings={"help_option_names": ["-h", "--help"]},  # -h too, in every subcommand
 )
-data_app = typer.Typer(help="Data sets: VOC + SBD conversion, layout checks, the embedded benchmark.", no_args_is_help=True)
+data_app = typer.Typer(help="Data sets: VOC + SBD conversion, layout checks, the lab (the embedded procedural data set).", no_args_is_help=True)
 weights_app = typer.Typer(help="ImageNet weights: convert MXNet .params to PyTorch.", no_args_is_help=True)
 configs_app = typer.Typer(help="The shipped presets (experiments/): list them, copy one to edit.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -210,7 +210,7 @@ def _run_dir(run: Path, results: Path) -> Path:
 
 
 def _print_summary(path: Path) -> None:
-    from aakit.runs import read_json
+    from aakit.files import read_json
 
     s = read_json(path / "summary.json") or {}
     m = s.get("metrics", {})
@@ -318,15 +318,15 @@ def data_check(
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the benchmark.")] = Path("data/synth"),
+    out: Annotated[Path, typer.Option("--out", help="Where to write the lab data.")] = Path("data/synth"),
     n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
     n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 1000 for version 2, 200 for version 1).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
-    version: Annotated[int, typer.Option("--version", help="Benchmark version: 2, or 1 (frozen, byte for byte as before).")] = 2,
+    version: Annotated[int, typer.Option("--version", help="Lab data version: 2, or 1 (frozen, byte for byte as before).")] = 2,
     knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob decoy_prob=0 or --knob radius_range=0.15,0.32.")] = None,
     force: Annotated[bool, typer.Option("--force/--no-force", help="Regenerate even if present.")] = False,
 ) -> None:
-    """Generate the embedded procedural benchmark (VOC layout); docs/benchmark.md."""
+    """Generate the lab: the embedded procedural data set (VOC layout); docs/benchmark.md."""
     from aakit.data import synth
 
     if version not in synth.VERSIONS:
@@ -420,7 +420,7 @@ def data_profile(
     import json
 
     from aakit.engine.profile import pseudo_label_profile
-    from aakit.runs import atomic_write_text
+    from aakit.files import atomic_write_text
 
     if images < 1:
         raise AakitError(f"--images {images}: needs at least 1 image")
@@ -440,7 +440,7 @@ def weights_convert(
     dst: Annotated[Path, typer.Argument(help="Output .pth in psa's key layout.")],
 ) -> None:
     """Convert ResNet-38 ImageNet weights from MXNet's format, with numpy alone."""
-    from aakit.models.weights import convert_file
+    from aakit.models.resnet38d import convert_file
 
     if dst.exists() and dst.resolve() == src.resolve():
         raise AakitError(f"{dst}: output would overwrite the input")
@@ -678,7 +678,7 @@ def bench(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON.")] = None,
     repeats: Annotated[int, typer.Option(help="Repeats per measurement (median).")] = 5,
 ) -> None:
-    """Measure the step, the losses, the pseudo labels and evaluation throughput."""
+    """Time the step, the losses, the pseudo labels and evaluation throughput (benchmarks/: timing)."""
     from aakit.bench import cli_run
 
     if preset not in ("synthetic", "voc"):
@@ -689,9 +689,9 @@ def bench(
 @app.command()
 def demo(
     results: ResultsOpt = Path("results"),
-    data: Annotated[Path, typer.Option("--data", help="Benchmark location.")] = Path("data/synth"),
+    data: Annotated[Path, typer.Option("--data", help="Where the lab data is (generated if missing).")] = Path("data/synth"),
 ) -> None:
-    """Generate the benchmark if missing, train the baseline and the full method, compare."""
+    """Generate the lab data if missing, train the baseline and the full method, compare."""
     from aakit.engine.demo import run_demo
 
     run_demo(results=results, data=data, echo=_echo)

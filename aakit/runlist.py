@@ -10,6 +10,7 @@ epochs), ``<result>_miou`` for each result in summary.json (``val_miou``, ``val_
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -20,7 +21,8 @@ import yaml
 
 from aakit import yamlio
 from aakit.errors import AakitError
-from aakit.runs import STATUSES, RunInfo, atomic_write_json, iter_run_dirs, load_run, read_json
+from aakit.files import atomic_write_json, read_json
+from aakit.runs import STATUSES, RunInfo, iter_run_dirs, load_run
 
 TAGS_FILE = "tags.json"
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
@@ -107,9 +109,11 @@ def run_row(info: RunInfo) -> dict[str, Any]:
 
 def parse_where(items: list[str]) -> list[tuple[str, Any]]:
     """``["loss.affinity=aa"]`` -> ``[("loss.affinity", "aa")]``; values are read as YAML."""
-    from aakit.config import Config
+    from aakit.config import BACKBONES, LEGACY_FIELDS, Config
 
-    known = flatten(Config().to_dict())
+    known = flatten(Config().to_dict()) | {f"model.{k}": None for k in LEGACY_FIELDS}
+    for spec in BACKBONES.values():  # every backbone's settings, in both spellings
+        known |= flatten({"model": {"backbone_args": dataclasses.asdict(spec.args())}})
     out = []
     for item in items:
         key, sep, raw = item.partition("=")
@@ -128,8 +132,17 @@ def parse_where(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def _both_spellings(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with its backbone's settings in both spellings (``model.small_width`` and
+    ``model.backbone_args.width``, :func:`aakit.config.backbones.both_spellings`)."""
+    from aakit.config.backbones import both_spellings
+
+    model = config.get("model")
+    return {**config, "model": both_spellings(model)} if isinstance(model, dict) else config
+
+
 def _matches(config: dict[str, Any], key: str, value: Any) -> bool:
-    have = flatten(config).get(key)
+    have = flatten(_both_spellings(config)).get(key)
     if isinstance(have, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(have) == float(value)
     return bool(have == value or json.dumps(have) == json.dumps(value) or str(have) == str(value))
@@ -274,13 +287,22 @@ def mechanism_lines(m: dict[str, Any]) -> list[str]:
 def diff_runs(a: Path, b: Path) -> dict[str, Any]:
     """The config keys whose values differ (``name`` and paths included) and both runs' metrics."""
     ia, ib = load_run(a, with_records=True), load_run(b, with_records=True)
-    fa, fb = flatten(ia.config), flatten(ib.config)
+    fa, fb = (flatten(_new_spelling(i.config)) for i in (ia, ib))
     keys = [k for k in dict.fromkeys([*fa, *fb]) if fa.get(k, "<unset>") != fb.get(k, "<unset>")]
     ma, mb = run_metrics(ia), run_metrics(ib)
     metrics = [m for m in dict.fromkeys([*ma, *mb]) if m != "progress"]
     return {"a": ia.name, "b": ib.name,
             "config": [(k, fa.get(k, "<unset>"), fb.get(k, "<unset>")) for k in keys],
             "metrics": [(m, ma.get(m), mb.get(m)) for m in metrics]}
+
+
+def _new_spelling(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config in today's spelling: two runs of one backbone setting, one stored before
+    issue 29 (``model.small_width``), show no difference."""
+    from aakit.config.backbones import new_spelling
+
+    model = config.get("model")
+    return {**config, "model": new_spelling(model)} if isinstance(model, dict) else config
 
 
 def format_diff(d: dict[str, Any]) -> str:

@@ -6,8 +6,10 @@ A run lives in ``results/runs/<name>-<config hash>/``::
     provenance.json   command line, overrides, seed, git commit + dirty diff, versions, device
     status.json       {"status": running|finished|failed|interrupted, "pid", "host", "updated", ...}
     metrics.jsonl     one JSON object per line, appended and flushed:
-                        {"kind": "step", "epoch", "step", "steps_total", "losses": {...}, "lr",
-                         "images_per_s", "time"}
+                        {"kind": "step", "epoch", "step", "steps_total", "losses": {...},
+                         "learning_rate", "images_per_s", "time"}
+                        ("lr" before issue 29, beside losses["lr"], the label reassign
+                        loss: read both with learning_rate())
                         {"kind": "epoch", "epoch", "epochs", "miou", "pseudo_miou", "time", ...}
                         {"kind": "mechanism", "epoch", "step", "aa_vs_sa_grad_share", ...} (aakit.mechanism)
                         {"kind": "log", "message", "time"}
@@ -17,9 +19,9 @@ A run lives in ``results/runs/<name>-<config hash>/``::
     checkpoints/last.pt
 
 This module imports neither torch nor typer nor textual: the TUI and the report use it.
-Every file is written atomically (temp file in the same directory + ``os.replace``), so a
-``kill -9`` leaves the old or the new file, never a torn one. ``metrics.jsonl`` is append-only;
-readers skip a torn last line.
+Every file is written atomically by :mod:`aakit.files` (temp file in the same directory +
+``os.replace``), so a ``kill -9`` leaves the old or the new file, never a torn one.
+``metrics.jsonl`` is append-only; readers skip a torn last line.
 
 A directory with any of these files is a run. One without ``config.yaml``, or whose
 ``status.json`` / ``summary.json`` is not a JSON object, is *corrupt* (:func:`load_run` gives
@@ -30,7 +32,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import socket
 import time
 import unicodedata
@@ -42,70 +43,23 @@ import numpy as np
 
 from aakit import yamlio
 
+# The atomic helpers and the JSON readers moved to aakit.files (issue 29); their names stay
+# importable from here for one release.
+from aakit.files import (  # noqa: F401
+    JsonlTail,
+    _create_temp,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    naming,
+    parse_jsonl,
+    read_json,
+)
+
 STATUSES = ("running", "finished", "failed", "interrupted", "stale", "corrupt")
 #: Files whose presence makes a directory a run directory (whole or damaged).
 RUN_FILES = ("config.yaml", "status.json", "metrics.jsonl", "summary.json", "provenance.json")
-
-
-# ----------------------------------------------------------------------------- atomic I/O
-def _create_temp(path: Path) -> tuple[int, str]:
-    """Create ``.<name>.<random>.tmp`` beside ``path``, open for writing.
-
-    Its mode is 0666 less the umask, like any file the user creates (``tempfile.mkstemp``
-    would make it 0600, and ``os.replace`` would keep that for the final file).
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), str(tmp)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file.
-
-    The new file gets the mode of any new file (0666 less the umask: 0644 under umask 022).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = _create_temp(path)
-    except OSError as e:
-        raise naming(e, path) from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise naming(e, path) from e
-        raise
-
-
-def naming(e: OSError, path: Path) -> OSError:
-    """``e`` naming ``path``, the file being written: a full disk (``ENOSPC`` from ``write`` or
-    ``fsync``, which name no file) or a refused temp file says which file could not be written,
-    as ``aakit: error: No space left on device (<path>)``. Same errno, same OSError subclass."""
-    if e.errno is None or e.filename == str(path):
-        return e
-    return OSError(e.errno, e.strerror or str(e), str(path))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def write_confusions(path: Path, arrays: dict[str, Any]) -> None:
@@ -125,48 +79,10 @@ def read_confusions(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def read_json(path: Path) -> Any | None:
-    """JSON content of ``path``, or None if missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk."""
-    line = json.dumps(obj, separators=(",", ":")) + "\n"
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise naming(e, Path(path)) from e
-
-
-def parse_jsonl(text: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Parse complete lines of a metrics file; returns (records, errors).
-
-    A last line without its newline is a write in progress (or torn by a crash) and is held
-    back, not reported. A complete line that is not a JSON object is an error.
-    """
-    records: list[dict[str, Any]] = []
-    errors: list[str] = []
-    lines = text.split("\n")
-    for i, line in enumerate(lines[:-1], start=1):  # the last piece has no newline yet
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            errors.append(f"line {i}: not JSON: {line[:60]!r}")
-            continue
-        if not isinstance(obj, dict):
-            errors.append(f"line {i}: not a JSON object")
-            continue
-        records.append(obj)
-    return records, errors
+def learning_rate(record: dict[str, Any]) -> Any:
+    """The learning rate of a step record: ``learning_rate``, or ``lr`` in runs written before
+    issue 29 (the name clashed with the label reassign loss ``losses["lr"]``). None if neither."""
+    return record["learning_rate"] if "learning_rate" in record else record.get("lr")
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -176,54 +92,6 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     except OSError:
         return [], []
     return parse_jsonl(text)
-
-
-class JsonlTail:
-    """Incremental reader of a growing JSONL file, by byte offset.
-
-    ``poll()`` returns the records completed since the last call; a partial last line is
-    kept until its newline arrives. Used by the TUI's worker threads.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.offset = 0
-        self._pending = b""
-        self.line_no = 0
-
-    def poll(self) -> tuple[list[dict[str, Any]], list[str]]:
-        try:
-            with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < self.offset:  # truncated / replaced: start again
-                    self.offset, self._pending, self.line_no = 0, b"", 0
-                f.seek(self.offset)
-                chunk = f.read()
-        except OSError:
-            return [], []
-        self.offset += len(chunk)
-        data = self._pending + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._pending = data
-            return [], []
-        self._pending = data[cut + 1 :]
-        records: list[dict[str, Any]] = []
-        errors: list[str] = []
-        for raw in data[:cut].split(b"\n"):
-            self.line_no += 1
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8", errors="replace"))
-            except ValueError:
-                errors.append(f"{self.path.name} line {self.line_no}: not JSON: {raw[:60]!r}")
-                continue
-            if isinstance(obj, dict):
-                records.append(obj)
-            else:
-                errors.append(f"{self.path.name} line {self.line_no}: not a JSON object")
-        return records, errors
 
 
 # ----------------------------------------------------------------------------- names

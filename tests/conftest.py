@@ -215,7 +215,7 @@ def expected_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     for r in read_metrics(run / "metrics.jsonl")[0]:
         if r["kind"] == "step":
             pairs = {f"loss/{k}": v for k, v in r["losses"].items()}
-            pairs |= {"train/lr": r["lr"], "train/images_per_s": r["images_per_s"]}
+            pairs |= {"train/learning_rate": r["learning_rate"], "train/images_per_s": r["images_per_s"]}
         elif r["kind"] == "epoch":
             pairs = {tag: r[k] for k, tag in (("miou", "val/miou"), ("miou_rfpc", "val/miou_rfpc"),
                                                ("pseudo_miou", "pseudo/miou")) if k in r}

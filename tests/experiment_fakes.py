@@ -79,7 +79,7 @@ def write_run(
             append_jsonl(run / "metrics.jsonl", {
                 "kind": "step", "epoch": e, "step": e * 3 + s, "steps_total": epochs * 3,
                 "losses": {"cls": 1.0 / (1 + e * 3 + s), "ce": 0.5 / (1 + e), "aa": 0.2, "lr": 0.1},
-                "lr": 1e-4, "images_per_s": 10.0, "time": time.time(),
+                "learning_rate": 1e-4, "images_per_s": 10.0, "time": time.time(),
             })
         record = {
             "kind": "epoch", "epoch": e, "epochs": epochs,

@@ -230,3 +230,20 @@ def test_unknown_key_suggests_the_near_one() -> None:
     with pytest.raises(ConfigError) as e:
         load_config(None, ["loss.zzz=1"])
     assert "did you mean" not in str(e.value)
+
+
+def test_the_config_package_keeps_every_name_of_the_old_module() -> None:
+    """Issue 29 split config.py into aakit/config/ (schema, loading, backbones): every name the
+    module had is importable from aakit.config as before, and is the one of its new home."""
+    import aakit.config as pkg
+    from aakit.config import loading, schema
+
+    old = ["ConfigError", "ModelConfig", "PseudoConfig", "CRFParams", "CRFConfig", "LossConfig", "OptimConfig",
+           "DataConfig", "TrainConfig", "EvalConfig", "NOT_RESULTS", "LoggingConfig", "Config", "validate",
+           "list_example", "load_yaml_file", "read_yaml", "parse_override", "read_set_file", "apply_overrides",
+           "from_dict", "load_config", "LEGACY_VALUES", "load_run_config", "save_config", "key_hyperparameters",
+           "copy_preset", "_test_crf"]
+    for name in old:
+        home = schema if hasattr(schema, name) else loading
+        assert getattr(pkg, name) is getattr(home, name), name
+    assert set(pkg.__all__) >= set(old)

@@ -31,6 +31,7 @@ CORE = [
     "aakit.mechanism",
     "aakit.engine.evaluate",
     "aakit.engine.inference",
+    "aakit.files",
     "aakit.runs",
     "aakit.runlist",
     "aakit.experiment.grid",

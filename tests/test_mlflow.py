@@ -56,7 +56,7 @@ def test_an_mlflow_run_holds_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp_
     assert mlrun.info.status == "FINISHED" and mlrun.info.run_name == run.name
     assert mlrun.data.tags["aakit.run"] == run.name
     got, want = _history(run, mlrun), expected_scalars(run)
-    assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last, as TensorBoard
+    assert [s for s, _ in want["train/learning_rate"]] == [3, 6, 8]  # every 3 steps and the last, as TensorBoard
     for tag, points in want.items():
         assert [s for s, _ in got[tag]] == [s for s, _ in points], tag
         assert [v for _, v in got[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag

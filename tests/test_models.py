@@ -25,7 +25,7 @@ def res38_net() -> Iterator[SingleStageNet]:
 @pytest.fixture()
 def small_net() -> SingleStageNet:
     torch.manual_seed(0)
-    return build_model(ModelConfig(backbone="small", small_width=32, embed_dim=64, seg_dilation=2))
+    return build_model(ModelConfig(backbone="small", backbone_args={"width": 32}, embed_dim=64, seg_dilation=2))
 
 
 # ----------------------------------------------------------------------------- ResNet-38
@@ -185,7 +185,7 @@ def test_small_backbone_41x41_at_164(small_net: SingleStageNet) -> None:
 
 
 def test_small_width_scales_channels() -> None:
-    net = build_model(ModelConfig(backbone="small", small_width=16, num_classes=5, embed_dim=8))
+    net = build_model(ModelConfig(backbone="small", backbone_args={"width": 16}, num_classes=5, embed_dim=8))
     out = net.eval()(torch.randn(1, 3, 64, 64))
     assert net.backbone.out_channels == 64
     assert out["cls_logits"].shape == (1, 4) and out["seg_logits"].shape == (1, 5, 16, 16)
@@ -225,7 +225,7 @@ def test_build_model_loads_pretrained(tmp_path, small_net: SingleStageNet) -> No
     torch.manual_seed(123)
     net = build_model(
         ModelConfig(
-            backbone="small", small_width=32, embed_dim=64, seg_dilation=2, pretrained=str(path)
+            backbone="small", backbone_args={"width": 32}, embed_dim=64, seg_dilation=2, pretrained=str(path)
         )
     )
     for (k, v), (k2, v2) in zip(net.state_dict().items(), small_net.state_dict().items()):

@@ -124,7 +124,7 @@ def _numbers(run: Path) -> dict[str, Any]:
     assert not errors, errors
     summary = json.loads((run / "summary.json").read_text())
     return {
-        "steps": [(r["step"], r["epoch"], r["losses"], r["lr"]) for r in records if r["kind"] == "step"],
+        "steps": [(r["step"], r["epoch"], r["losses"], r["learning_rate"]) for r in records if r["kind"] == "step"],
         "epochs": [(r["epoch"], r["step"], r.get("miou"), r.get("miou_rfpc"), r.get("pseudo_miou"))
                    for r in records if r["kind"] == "epoch"],
         "metrics": summary["metrics"],
@@ -465,9 +465,9 @@ def test_hard_crash_mid_write_leaves_the_old_file(tmp_path: Path) -> None:
 
 
 def test_every_module_writes_files_atomically() -> None:
-    """Static check: no module of aakit writes a file except through ``aakit.runs``' atomic helpers."""
+    """Static check: no module of aakit writes a file except through ``aakit.files``' atomic helpers."""
     allowed = {
-        "aakit/runs.py": "the atomic helpers and the append-only metrics log",
+        "aakit/files.py": "the atomic helpers and the append-only JSONL log",
         "aakit/data/synth/write.py": "writes into a temporary directory renamed into place when complete",
         "aakit/experiment/studies.py": "an append-mode lock file (content never read)",
         "aakit/engine/inference.py": "prediction overlays (user output, redone by a rerun) - see docs/reliability.md",

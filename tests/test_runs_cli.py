@@ -122,3 +122,30 @@ def test_runs_ls_pages_the_committed_runs_and_where_suggests_the_near_key(
     assert code == 0 and lines[-1].startswith(f"... {total - 5} more of {total} runs not shown") and len(lines) < 12
     code, _, err = _aakit(["runs", "ls", "--results", results, "--where", "loss.lamda_aa=0.1"], capsys, monkeypatch)
     assert code == 2 and "did you mean loss.lambda_aa?" in err and len(err.strip().splitlines()) == 1
+
+
+def test_where_and_diff_read_a_backbone_setting_in_either_spelling(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: a run stored before the backbone registry says ``model.small_width``, one stored
+    after ``model.backbone_args.width``; ``--where`` finds both by either key, ``runs diff`` sees
+    no difference where they compute the same."""
+    from aakit.config import load_run_config, save_config
+    from aakit.runlist import diff_runs
+
+    old = next(p for p in sorted((REPO / "results" / "runs").glob("synthetic-table1-*")) if (p / "summary.json").exists())
+    stored = yaml.safe_load((old / "config.yaml").read_text())
+    assert stored["model"]["small_width"] == 32 and "backbone_args" not in stored["model"]
+    new = tmp_path / "runs" / "new-run"
+    new.mkdir(parents=True)
+    save_config(load_run_config(old / "config.yaml"), new / "config.yaml")
+    (new / "summary.json").write_text((old / "summary.json").read_text())
+    assert "backbone_args" in yaml.safe_load((new / "config.yaml").read_text())["model"]
+    diff = dict((k, (a, b)) for k, a, b in diff_runs(old, new)["config"])
+    assert not any(k.startswith("model.") for k in diff), diff
+    (tmp_path / "runs" / "old-run").symlink_to(old)
+    for key in ("model.small_width", "model.backbone_args.width"):
+        code, out, _ = _aakit(["runs", "ls", "--results", str(tmp_path), "--where", f"{key}=32", "--limit", "0"],
+                              capsys, monkeypatch)
+        assert code == 0 and "old-run" in out and "new-run" in out, (key, out)
+        code, out, _ = _aakit(["runs", "ls", "--results", str(tmp_path), "--where", f"{key}=8"], capsys, monkeypatch)
+        assert code == 0 and "old-run" not in out and "new-run" not in out, (key, out)

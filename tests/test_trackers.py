@@ -106,6 +106,6 @@ def test_every_writer_receives_the_records_of_metrics_jsonl(name: str, every_tra
         for tag, value in scalars.items():
             got.setdefault(tag, []).append((step, value))
     want = expected_scalars(run)
-    assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last
+    assert [s for s, _ in want["train/learning_rate"]] == [3, 6, 8]  # every 3 steps and the last
     assert got == want
     assert all(_hook_records(c) == _hook_records(calls[name]) for c in calls.values())  # the same records, in order

@@ -49,8 +49,8 @@ def _assert_same(got: dict[str, list[tuple[int, float]]], want: dict[str, list[t
 def test_event_files_hold_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp_path: Path) -> None:
     run = _train(_cfg(tiny_synth, **{"train.log_every": 3}), tmp_path)
     got, want = _events(run), expected_scalars(run)
-    assert {"loss/cls", "loss/aa", "loss/lr", "loss/total", "train/lr", "val/miou", "pseudo/miou"} <= set(want)
-    assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last
+    assert {"loss/cls", "loss/aa", "loss/lr", "loss/total", "train/learning_rate", "val/miou", "pseudo/miou"} <= set(want)
+    assert [s for s, _ in want["train/learning_rate"]] == [3, 6, 8]  # every 3 steps and the last
     _assert_same(got, want)
     summary = json.loads((run / "summary.json").read_text())
     assert got["final/val_miou"] == [(8, pytest.approx(summary["metrics"]["val"]["miou"], rel=1e-6))]
@@ -171,7 +171,7 @@ def test_a_running_tensorboard_serves_the_scalars_of_metrics_jsonl(tiny_synth: P
         runs = _get_json(f"{base}/data/runs", timeout=60)
         assert run.name in runs
         want = expected_scalars(run)
-        for tag in ("loss/total", "val/miou", "train/lr"):
+        for tag in ("loss/total", "val/miou", "train/learning_rate"):
             q = urllib.parse.urlencode({"run": run.name, "tag": tag})
             points = _get_json(f"{base}/data/plugin/scalars/scalars?{q}", timeout=30)  # [[wall, step, value]]
             _assert_same({tag: [(int(s), float(v)) for _, s, v in points]}, {tag: want[tag]})

@@ -46,13 +46,14 @@ def dead_pid() -> int:
     return p.pid
 
 
-def step_line(s: int, total: int = 100, epochs: int = 4, t0: float | None = None) -> str:
+def step_line(s: int, total: int = 100, epochs: int = 4, t0: float | None = None, lr_key: str = "learning_rate") -> str:
+    """A step record as the engine writes it (``lr_key="lr"``: as it wrote it before issue 29)."""
     t0 = time.time() - 1000 if t0 is None else t0
     rec = {
         "kind": "step", "epoch": 1 + (s - 1) * epochs // total, "epochs": epochs, "step": s,
         "steps_total": total,
         "losses": {"cls": 1.0 / s, "ce": 0.5 + 0.1 / s, "aa": 0.2, "lr": 0.05, "total": 1.5 / s},
-        "lr": 1e-4 * (1 - s / total) ** 0.9, "images_per_s": 10.0, "time": t0 + s,
+        lr_key: 1e-4 * (1 - s / total) ** 0.9, "images_per_s": 10.0, "time": t0 + s,
     }
     return json.dumps(rec) + "\n"
 
@@ -168,6 +169,19 @@ def test_row_progress_eta_losses_best_and_hyperparameters(tmp_path: Path) -> Non
     assert d.miou_series["pseudo mIoU"][1] == (pytest.approx(40.0), pytest.approx(45.0))
     assert d.logs[-1].endswith("hello from the engine")
     assert d.config["loss"]["gamma"] == 1.0
+
+
+def test_the_learning_rate_is_read_under_its_name_and_under_the_old_lr(tmp_path: Path) -> None:
+    """Issue 29: a step record's learning rate is ``learning_rate``; runs written before say ``lr``
+    (beside ``losses["lr"]``, the label reassign loss, which stays)."""
+    for key in ("learning_rate", "lr"):
+        run = make_run(tmp_path / key, "r", steps=0)
+        append(run, "".join(step_line(s, lr_key=key) for s in range(1, 21)))
+        snap = ResultsModel(tmp_path / key, with_load=False).poll(["r"])
+        assert snap.row("r").lr == pytest.approx(1e-4 * (1 - 20 / 100) ** 0.9), key
+        xs, ys = snap.details["r"].lr_series
+        assert len(xs) == 20 and ys[0] == pytest.approx(1e-4 * 0.99 ** 0.9), key
+        assert snap.details["r"].loss_series["lr"][1][0] == pytest.approx(0.05)  # the loss keeps its name
 
 
 def test_truncated_metrics_file_is_read_again(tmp_path: Path) -> None:

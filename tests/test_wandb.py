@@ -123,8 +123,8 @@ def test_an_offline_run_holds_the_numbers_of_metrics_jsonl(tiny_synth: Path, tmp
 
     history, config, summary, record = _read_wandb(run)
     want = expected_scalars(run)
-    assert {"loss/cls", "loss/aa", "loss/lr", "loss/total", "train/lr", "val/miou", "pseudo/miou"} <= set(want)
-    assert [s for s, _ in want["train/lr"]] == [3, 6, 8]  # every 3 steps and the last
+    assert {"loss/cls", "loss/aa", "loss/lr", "loss/total", "train/learning_rate", "val/miou", "pseudo/miou"} <= set(want)
+    assert [s for s, _ in want["train/learning_rate"]] == [3, 6, 8]  # every 3 steps and the last
     assert set(history) == set(want)
     for tag, points in want.items():
         assert [s for s, _ in history[tag]] == [s for s, _ in points], tag

@@ -12,10 +12,9 @@ import torch
 
 from aakit.errors import AakitError
 from aakit.models import SingleStageNet, WeightsError, load_pretrained
-from aakit.models.resnet38d import ResNet38d
+from aakit.models.resnet38d import ResNet38d, convert_file
 from aakit.models.weights import (
     apply_pretrained,
-    convert_file,
     convert_mxnet_resnet38,
     is_imagenet_classifier,
     mxnet_to_psa_name,

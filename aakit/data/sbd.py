@@ -34,7 +34,7 @@ from aakit.data.voc import (
     read_split,
     split_path,
 )
-from aakit.runs import atomic_write_bytes, atomic_write_text
+from aakit.files import atomic_write_bytes, atomic_write_text
 
 
 @dataclass

@@ -41,7 +41,7 @@ from PIL import Image
 from aakit.data.transforms import TrainTransform, normalize
 from aakit.errors import AakitError
 from aakit.labels import IGNORE_INDEX
-from aakit.runs import atomic_write_bytes, atomic_write_json
+from aakit.files import atomic_write_bytes, atomic_write_json
 
 # ----------------------------------------------------------------------------- constants
 IMAGE_DIR = "JPEGImages"

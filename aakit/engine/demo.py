@@ -13,7 +13,7 @@ from pathlib import Path
 from aakit import yamlio
 from aakit.config import load_config
 from aakit.presets import presets_root
-from aakit.runs import read_json
+from aakit.files import read_json
 
 DEMO_ROWS = (("CLS+CE (baseline)", "baseline.yaml"), ("CLS+CE+AA+LR (full)", "full.yaml"))
 

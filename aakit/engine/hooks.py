@@ -98,7 +98,7 @@ class MetricsLogger(HookBase):
         t, cfg = self.trainer, self.trainer.cfg
         if log_due(t):
             self.writer.log({"kind": "step", "epoch": t.epoch + 1, "epochs": cfg.train.epochs, "step": t.step,
-                             "steps_total": t.total_steps, "losses": t.losses, "lr": t.lr,
+                             "steps_total": t.total_steps, "losses": t.losses, "learning_rate": t.lr,
                              "images_per_s": t.images_per_s})
 
     def after_epoch(self) -> None:

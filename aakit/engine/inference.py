@@ -21,7 +21,8 @@ from aakit.engine.evaluate import EvalProtocol, eval_protocol, evaluate, keep_ma
 from aakit.engine.measure import confusions_path
 from aakit.engine.rundir import load_checkpoint_file, recorded_hash
 from aakit.errors import AakitError, reason
-from aakit.runs import atomic_write_json, read_json, write_confusions
+from aakit.files import atomic_write_json, read_json
+from aakit.runs import write_confusions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 

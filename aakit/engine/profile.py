@@ -32,7 +32,7 @@ from aakit.engine.inference import load_run_model
 from aakit.engine.measure import labeler_inputs
 from aakit.labels import IGNORE_INDEX
 from aakit.metrics import ConfusionMeter
-from aakit.runs import read_json
+from aakit.files import read_json
 
 DISTANCES = (1, 2, 4, 8, 24)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)

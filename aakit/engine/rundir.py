@@ -24,15 +24,9 @@ import aakit
 from aakit.config import Config, save_config
 from aakit.data.identity import data_digest, identity_files
 from aakit.errors import AakitError, reason
+from aakit.files import append_jsonl, atomic_write_bytes, atomic_write_json, read_json
 from aakit.redact import redact_argv, redact_text
-from aakit.runs import (
-    append_jsonl,
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-    run_dir_name,
-    safe_name,
-)
+from aakit.runs import run_dir_name, safe_name
 
 
 class CheckpointError(AakitError):

@@ -7,7 +7,7 @@ listed in :data:`aakit.trackers.TRACKERS`); one hook, :class:`TrackingHook` (as 
 ``PeriodicWriter``), owns the cadence and hands every writer the same scalars at the same steps::
 
     loss/<term>         every loss term by name (cls, ce, aa, lr, total), every train.log_every steps
-    train/lr            the base learning rate of the step (poly schedule)
+    train/learning_rate the base learning rate of the step (poly schedule; train/lr before issue 29)
     train/images_per_s  speed of the step
     val/miou, val/miou_rfpc, pseudo/miou     each evaluated epoch, at its last step
     final/<metric>      summary.json's metrics at the end (TensorBoard: with the hyper-parameters)

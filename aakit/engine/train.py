@@ -46,7 +46,8 @@ from aakit.engine.trainer import HookBase, Trainer, TrainingInterrupted  # noqa:
 from aakit.errors import AakitError
 # the method's step and its labels, re-exported for the callers of this module's older interface
 from aakit.method import build_objective, compute_losses, losses_of_batch, training_cam, uses_oracle  # noqa: F401
-from aakit.runs import read_json, safe_name
+from aakit.files import read_json
+from aakit.runs import safe_name
 
 
 # ----------------------------------------------------------------------------- set-up

@@ -40,7 +40,8 @@ from aakit.experiment.comparisons import comparison_grids, evaluate_comparisons
 from aakit.experiment.results import ResultsIndex, RowRuns, load_results
 from aakit.experiment.tables import mean_std
 from aakit.labels import IGNORE_INDEX
-from aakit.runs import atomic_write_bytes, iter_run_dirs, load_run, read_metrics
+from aakit.files import atomic_write_bytes
+from aakit.runs import iter_run_dirs, load_run, read_metrics
 
 
 def _new_figure(width: float = 9.0, height: float = 3.6) -> Any:

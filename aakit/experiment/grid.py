@@ -90,7 +90,8 @@ from aakit.experiment.lifecycle import (
 )
 from aakit.experiment.specfile import SpecFile, read_spec_file
 from aakit.experiment.workers import Launch, RunOptions, check_workers
-from aakit.runs import atomic_write_json, read_json, run_dir_name, safe_name
+from aakit.files import atomic_write_json, read_json
+from aakit.runs import run_dir_name, safe_name
 
 GRID_KEYS = {"name", "base", "preset", "seeds", "set", "table", "metric", "rows", "axes", "row", "description",
              "order", "compare", "suite"}

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 from aakit import yamlio
-from aakit.runs import read_json
+from aakit.files import read_json
 
 COMPARE_KEYS = frozenset({"winner", "other", "text", "paper_effect"})
 

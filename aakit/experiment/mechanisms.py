@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from aakit.runs import atomic_write_json, read_json
+from aakit.files import atomic_write_json, read_json
 
 MECHANISM_FILE = "mechanism.json"
 THRESHOLD = 0.01  # the rows' objectives differ by less than 1 % of the gradient: not engaged

@@ -48,7 +48,8 @@ from aakit.experiment.tables import (
     render_csv, render_rich,
 )
 from aakit.experiment.variance import variance_table
-from aakit.runs import atomic_write_text, is_run_dir, read_json
+from aakit.files import atomic_write_text, read_json
+from aakit.runs import is_run_dir
 
 FORMATS = ("rich", "md", "latex", "csv")
 PRESETS = ("voc", "synthetic")

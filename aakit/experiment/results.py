@@ -43,7 +43,8 @@ import yaml
 from aakit import yamlio
 from aakit.errors import AakitError
 from aakit.experiment.gridstate import GridState, read_grid_states
-from aakit.runs import atomic_write_text, is_run_dir, load_run, read_json
+from aakit.files import atomic_write_text, read_json
+from aakit.runs import is_run_dir, load_run
 
 
 # ----------------------------------------------------------------------------- runs
@@ -336,13 +337,14 @@ def _plain(x: Any) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def reader_fingerprint() -> str:
-    """A digest of the code that reads a run (:mod:`aakit.runs`, :mod:`aakit.yamlio`, this
-    module): a cache written by other code is not used."""
+    """A digest of the code that reads a run (:mod:`aakit.runs`, :mod:`aakit.files`,
+    :mod:`aakit.yamlio`, this module): a cache written by other code is not used."""
+    import aakit.files
     import aakit.runs
     import aakit.yamlio
 
     h = hashlib.sha256(f"aakit run cache {_CACHE_VERSION}".encode())
-    for module in (aakit.runs, aakit.yamlio):
+    for module in (aakit.runs, aakit.files, aakit.yamlio):
         h.update(Path(str(module.__file__)).read_bytes())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:20]

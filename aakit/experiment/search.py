@@ -75,7 +75,8 @@ from aakit.experiment.specfile import read_spec_file
 from aakit.experiment.twins import REUSED
 from aakit.experiment.workers import Launch, RunOptions, check_workers
 from aakit.redact import redact_argv, redact_text
-from aakit.runs import read_json, run_dir_name, safe_name
+from aakit.files import read_json
+from aakit.runs import run_dir_name, safe_name
 
 SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description"}
 PARAM_TYPES = {"float", "int", "categorical"}

@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from aakit.experiment import studies
 from aakit.experiment.grid import find_finished_run
 from aakit.experiment.lifecycle import Claim, Lifecycle, Say, metric_value
-from aakit.runs import read_json
+from aakit.files import read_json
 
 REUSED = "reused"  # the outcome of a trial that took another's result
 

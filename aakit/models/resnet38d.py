@@ -26,9 +26,24 @@ gradient): the ImageNet statistics are kept, which matters with batches of 4 cro
 """
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aakit.files import atomic_write_bytes
+from aakit.models.backbone import Backbone
+from aakit.models.weights import (
+    LoadReport,
+    WeightsError,
+    convert_mxnet_resnet38,
+    is_imagenet_classifier,
+    is_mxnet_params,
+    plan_load,
+    read_mxnet_params,
+)
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -118,7 +133,7 @@ class BottleneckBlock(nn.Module):
         return shortcut + y
 
 
-class ResNet38d(nn.Module):
+class ResNet38d(Backbone):
     """ResNet-38 cut at output stride 8: ``(B, 3, H, W) -> (B, 4096, ceil(H/8), ceil(W/8))``.
 
     Args:
@@ -208,3 +223,31 @@ _BLOCK_NAMES: tuple[str, ...] = (
     "b5", "b5_1", "b5_2",
     "b6", "b7",
 )  # fmt: skip
+
+
+def convert_file(src: str | Path, dst: str | Path) -> LoadReport:
+    """Convert ademxapp's MXNet ResNet-38 to a psa-layout ``.pth`` (``aakit weights convert``).
+
+    The arrays are checked against ResNet-38's shapes (built on the meta device, so without
+    memory); only the arrays that fit are written. ``dst`` is written atomically.
+
+    Returns:
+        The report of the check (``missing``: ResNet-38 keys absent from the file).
+
+    Raises:
+        WeightsError: ``src`` is not an MXNet list file, or its shapes do not fit ResNet-38.
+    """
+    src = Path(src)
+    if not src.is_file():
+        raise WeightsError(f"{src}: weights file not found")
+    if not is_mxnet_params(src):
+        raise WeightsError(f"{src}: not an MXNet .params file (no NDArray-list magic 0x112)")
+    arrays = read_mxnet_params(src)
+    ignored = [n for n in arrays if is_imagenet_classifier(n)]
+    with torch.device("meta"):
+        reference = ResNet38d()
+    assign, report = plan_load(reference, convert_mxnet_resnet38(arrays), str(src), "mxnet", ignored)
+    buf = io.BytesIO()
+    torch.save({k: v.contiguous() for k, v in assign.items()}, buf)
+    atomic_write_bytes(Path(dst), buf.getvalue())
+    return report

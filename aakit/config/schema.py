@@ -1,36 +1,22 @@
-"""The typed configuration schema: the single source of every default.
+"""The typed configuration schema: the single source of every default, and its checks.
 
-Every default below is the value fixed by ``METHOD.md`` (section in brackets). A YAML file
-overrides some of them; ``_base_: other.yaml`` inherits another file first (paths relative to
-the file that names them); ``--set a.b=value`` overrides last. Every key is checked against the
-schema: an unknown key, a wrong type or an impossible value raises :class:`ConfigError` naming
-the key and the file.
-
-Example::
-
-    cfg = load_config("experiments/synthetic/full.yaml", overrides=["loss.lambda_aa=0.2"])
-    cfg.loss.dilations  # (4, 8, 12, 24)
+Every default below is the value fixed by ``METHOD.md`` (section in brackets). Reading YAML,
+``_base_`` and ``--set`` is :mod:`aakit.config.loading`; the backbones' own settings
+(``model.backbone_args``) are registered in :mod:`aakit.config.backbones`. ``from aakit.config
+import X`` gives every public name of the three.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import math
-import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-
-from aakit import yamlio
+from aakit.config.backbones import BACKBONES, LEGACY_FIELDS, BackboneArgs, backbone_args, legacy_identity
 from aakit.data.identity import data_digest
 from aakit.errors import AakitError
-from aakit.presets import PresetError, not_found_hint, presets_root, require_preset, resolve_config
-from aakit.runs import atomic_write_text
 from aakit.trackers import BACKENDS
 
 
@@ -38,23 +24,31 @@ class ConfigError(AakitError, ValueError):
     """A configuration problem, phrased for the user: names the key and the file."""
 
 
-# ----------------------------------------------------------------------------- schema
 @dataclass
 class ModelConfig:
     """Network (METHOD.md section 1)."""
 
-    backbone: Literal["resnet38d", "small", "mobilenet_v2"] = "resnet38d"
+    backbone: str = "resnet38d"  # a registered name (aakit.config.backbones.BACKBONES)
+    # that backbone's own settings (its dataclass in aakit.config.backbones); None: its defaults
+    backbone_args: BackboneArgs | None = None
     pretrained: str | None = None  # MXNet .params converted, a psa-layout .pth, or "imagenet" (mobilenet_v2)
     num_classes: int = 21  # background + 20 objects
     embed_dim: int = 512  # C1: channels of F^s
     seg_dilation: int = 12  # dilation of both 3x3 convs of the segmentation head
     cls_dropout: float = 0.5  # Dropout2d before the classifier's pooling
     cam_scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)  # first scale has grad
-    freeze_bn: bool = True
-    freeze_conv1a: bool = True
-    small_width: int = 32  # width of the small CPU backbone (backbone: small)
-    output_stride: int = 8  # backbone: mobilenet_v2 (4, 8, 16 or 32); ResNet-38 is 8, small 4
-    last_block: int = 18  # backbone: mobilenet_v2 keeps features[0..N] (13: up to 96 channels)
+
+    def __post_init__(self) -> None:
+        self.backbone_args = backbone_args(self.backbone, self.backbone_args)
+
+    def __getattr__(self, name: str) -> Any:
+        """The flat fields of before issue 29, read-only for one release: ``cfg.model.small_width``
+        is ``cfg.model.backbone_args.width`` (the old default where the backbone takes none)."""
+        if name not in LEGACY_FIELDS or "backbone_args" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        spec = BACKBONES.get(self.backbone)
+        arg = spec.args.legacy.get(name) if spec else None
+        return getattr(self.backbone_args, arg) if arg else LEGACY_FIELDS[name]
 
 
 # The names of the method's registries (aakit.method.crf.registry.BACKENDS, aakit.method.pseudo.refiners.REFINERS),
@@ -256,6 +250,7 @@ class Config:
             if self.get(dotted) == default:
                 (d[section] if section else d).pop(key, None)
         d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
+        d["model"] = legacy_identity(d["model"])  # the flat layout of before issue 29: the same hashes
         return d
 
     def hash(self) -> str:
@@ -278,6 +273,11 @@ def _one_of(names: Any) -> str:
     return f"must be {', '.join(rest)} or {last}" if rest else f"must be {last}"
 
 
+def backbone_problem(name: Any) -> str:
+    """``model.backbone = 'vgg16' should be 'resnet38d' | 'small' | 'mobilenet_v2'``."""
+    return f"model.backbone = {name!r} should be {' | '.join(repr(n) for n in BACKBONES)}"
+
+
 # Impossible values: (dotted key, predicate, explanation).
 _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("loss.lambda_aa", lambda v: v >= 0, "must be >= 0"),
@@ -291,9 +291,6 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("model.embed_dim", lambda v: v >= 1, "must be >= 1"),
     ("model.seg_dilation", lambda v: v >= 1, "must be >= 1"),
     ("model.cls_dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    ("model.small_width", lambda v: v >= 4, "must be >= 4"),
-    ("model.output_stride", lambda v: v in (4, 8, 16, 32), "must be 4, 8, 16 or 32"),
-    ("model.last_block", lambda v: 1 <= v <= 18, "must be in 1..18"),
     ("model.cam_scales", lambda v: len(v) > 0 and all(s > 0 for s in v), "needs scales > 0"),
     ("pseudo.min_class_score", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     ("pseudo.min_crf_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
@@ -338,7 +335,10 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
 
 def validate(cfg: Config, source: str = "<config>") -> Config:
     """Check impossible values and cross-key constraints; raise ConfigError naming the key."""
-    for key, ok, why in _CHECKS:
+    spec = BACKBONES.get(cfg.model.backbone)
+    if spec is None:
+        raise ConfigError(f"{source}: {backbone_problem(cfg.model.backbone)}")
+    for key, ok, why in [*_CHECKS, *((f"model.backbone_args.{k}", f, w) for k, f, w in spec.args.checks)]:
         value = cfg.get(key)
         if not ok(value):
             raise ConfigError(f"{source}: {key} = {value!r} {why}")
@@ -355,7 +355,7 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     return cfg
 
 
-# ----------------------------------------------------------------------------- loading
+
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
@@ -363,278 +363,6 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     return obj
 
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        args = typing.get_args(tp)
-        inner = _type_name(args[0]) if args else "value"
-        return f"list of {inner}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it in the schema's type."""
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"{source}: {key} = {value!r} should be {_type_name(tp)}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} should be a mapping of keys, got {value!r}")
-        return _build(tp, value, source, prefix=key + ".")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise bad
-        return value
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key, source)
-            except ConfigError:
-                pass
-        raise bad
-    if origin is tuple:
-        return _coerce_list(value, tp, key, source)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if not math.isfinite(value):  # .inf / .nan parse as floats (aakit.yamlio) but no key takes them
-            raise ConfigError(f"{source}: {key} = {value!r} should be a finite number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    raise bad  # pragma: no cover - schema uses only the types above
-
-
-def _coerce_list(value: Any, tp: Any, key: str, source: str) -> tuple[Any, ...]:
-    """A list key (``tuple[...]`` in the schema); a wrong value's message shows the syntax that
-    works: a bracketed YAML list, ``--set 'loss.dilations=[4,8,12,24]'`` (the key's default)."""
-    args = typing.get_args(tp)
-    free = len(args) == 2 and args[1] is Ellipsis
-    size = "" if free else f" ({len(args)} values)"
-    bad = ConfigError(f"{source}: {key} = {value!r} should be a {_type_name(tp)}{size}, written in brackets: "
-                      f"--set '{key}={list_example(key)}'")
-    if not isinstance(value, (list, tuple)) or (not free and len(value) != len(args)):
-        raise bad
-    types = [args[0]] * len(value) if free else list(args)
-    try:
-        return tuple(_coerce(v, a, key, source) for v, a in zip(value, types))
-    except ConfigError:
-        raise bad from None
-
-
-def list_example(key: str) -> str:
-    """``[4,8,12,24]``: the default of the list key ``key`` as ``--set`` takes it (YAML flow style)."""
-    try:
-        default = Config().get(key)
-    except AttributeError:
-        default = None
-    items = default if isinstance(default, (list, tuple)) else (1, 2)
-    return "[" + ",".join(str(v) for v in items) + "]"
-
-
-def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for k in data:
-        if k not in names:
-            known = ", ".join(sorted(names))
-            near = difflib.get_close_matches(str(k), sorted(names), n=1)
-            hint = f"did you mean {prefix}{near[0]}? " if near else ""
-            raise ConfigError(f"{source}: unknown key {prefix}{k} ({hint}known under {prefix or 'top level'}: {known})")
-    kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
-    if prefix:
-        return cls(**kwargs)
-    return cls(**kwargs)
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in top.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def load_yaml_file(path: str | Path, error: type[AakitError] = ConfigError) -> Any:
-    """The YAML content of ``path`` (``None`` if empty), or one line naming the file and the line.
-
-    Args:
-        path: the file.
-        error: the exception raised (a grid or search file raises its own kind).
-
-    Raises:
-        ConfigError (or ``error``): unreadable file, not UTF-8, or a YAML syntax error, as
-        ``"FILE: line N YAML syntax error: PROBLEM"``.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{path}: cannot read ({e})") from None
-    try:
-        return yamlio.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise error(f"{path}:{where} YAML syntax error: {problem}") from None
-
-
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a config file, resolving ``_base_`` (a path or a list of paths) recursively.
-    A path that does not exist names a shipped preset (``voc/full``: :mod:`aakit.presets`)."""
-    path = resolve_config(path)
-    try:
-        real = path.resolve()
-    except OSError as e:  # pragma: no cover
-        raise ConfigError(f"{path}: cannot resolve path ({e})") from None
-    if real in _seen:
-        chain = " -> ".join(str(p) for p in (*_seen, real))
-        raise ConfigError(f"{path}: _base_ cycle: {chain}")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found{not_found_hint(path)}")
-    data = load_yaml_file(path)
-    if data is None or data == {}:  # not "the defaults": an empty file is a mistake (a truncated copy, a typo)
-        raise ConfigError(f"{path}: empty config: give at least one key, e.g. _base_: synthetic/full")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
-    bases = data.pop("_base_", None)
-    if bases is None:
-        return data
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
-    merged: dict[str, Any] = {}
-    for b in bases:
-        merged = _deep_merge(merged, read_yaml(resolve_config(b, relative_to=path.parent), (*_seen, real)))
-    return _deep_merge(merged, data)
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """``"loss.gamma=0.5"`` -> ``("loss.gamma", 0.5)``; the value is parsed as YAML."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. loss.lambda_aa=0.2")
-    key, _, raw = item.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {item!r}: empty key")
-    try:
-        value = yamlio.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
-
-
-def read_set_file(path: str | Path) -> list[str]:
-    """``--set-file FILE``: a YAML mapping of dotted overrides (``train.epochs: 4``; nested
-    sections are flattened: ``train: {epochs: 4}``) as ``--set`` items, in the file's order."""
-    data = load_yaml_file(path)
-    if data is None:
-        return []
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: --set-file needs a mapping of KEY: VALUE, got {type(data).__name__}")
-
-    def items(node: dict[str, Any], prefix: str) -> list[str]:
-        out: list[str] = []
-        for k, v in node.items():
-            out += items(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}={json.dumps(v)}"]
-        return out
-
-    return items(data, "")
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (a copy is returned)."""
-    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-    out = json.loads(json.dumps(data))  # deep copy of plain data
-    for key, value in items:
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {p} is not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return out
-
-
-def from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
-    """Build and validate a Config from plain nested data."""
-    return validate(_build(Config, data, source), source)
-
-
-def load_config(
-    path: str | Path | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
-) -> Config:
-    """Load a YAML config (with ``_base_``), apply dotted overrides, check everything.
-
-    Args:
-        path: YAML file; None gives the schema defaults.
-        overrides: ``["loss.gamma=0.5", ...]`` or ``{"loss.gamma": 0.5}``.
-
-    Raises:
-        ConfigError: one line naming the key and the file.
-    """
-    data = read_yaml(path) if path is not None else {}
-    source = str(path) if path is not None else "<defaults>"
-    if overrides:
-        data = apply_overrides(data, overrides)
-        source += " (with --set)"
-    return from_dict(data, source)
-
-
-# Keys added to the schema after runs were written, with the value those runs effectively used
-# (not the new default): a run's config.yaml that lacks one is read with this value.
-LEGACY_VALUES: dict[str, Any] = {
-    "data.pad_mode": "ignore",  # black padding, ignored: aakit before issue 12
-}
-
-
-def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """A run's stored ``config.yaml``, read as the run was trained: keys it predates take
-    :data:`LEGACY_VALUES`, not today's defaults (``overrides`` apply last, as ``--set``)."""
-    data = read_yaml(path)
-    for dotted, value in LEGACY_VALUES.items():
-        node = data
-        *sections, key = dotted.split(".")
-        for part in sections:
-            node = node.setdefault(part, {}) if isinstance(node, dict) else node
-        if isinstance(node, dict):
-            node.setdefault(key, value)
-    if overrides:
-        data = apply_overrides(data, overrides)
-    return from_dict(data, str(path) + (" (with --set)" if overrides else ""))
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def key_hyperparameters(cfg: Config | dict[str, Any]) -> dict[str, Any]:
@@ -650,46 +378,3 @@ def key_hyperparameters(cfg: Config | dict[str, Any]) -> dict[str, Any]:
         "weighting": loss.get("weighting"),
         "dilations": "-".join(str(x) for x in loss.get("dilations", [])),
     }
-
-
-# ----------------------------------------------------------------------------- shipped presets
-def copy_preset(name: str | Path, dest: Path, *, force: bool = False) -> Path:
-    """Write an editable copy of a shipped preset into the folder ``dest``; return the file.
-
-    A run config is *flattened*: the file it names with every ``_base_`` it inherits merged in,
-    so one self-contained file holds every key the preset sets (same config, same hash).
-    A grid or search file is copied as it is, its ``base:`` turned into the shipped config's
-    name (``base: synthetic/full.yaml``), which the grid and search loaders resolve from anywhere.
-    An existing file is kept unless ``force``.
-    """
-    src = require_preset(name)
-    root = presets_root()
-    rel = src.relative_to(root).as_posix()
-    dest = Path(dest)
-    out = dest / src.name
-    if dest.exists() and not dest.is_dir():
-        raise PresetError(f"{dest}: not a folder (aakit configs copy {rel} FOLDER)")
-    if out.exists() and not force:
-        raise PresetError(f"{out}: already exists (give --force to replace it)")
-    text = src.read_text(encoding="utf-8")
-    spec = yamlio.safe_load(text)
-    if isinstance(spec, dict) and isinstance(spec.get("base"), str):  # a grid or a search
-        base = _relative_name((src.parent / spec["base"]).resolve(), root)
-        body = "".join(f"base: {base}\n" if line.startswith("base:") and base else line
-                       for line in text.splitlines(keepends=True))
-    else:
-        lines = text.splitlines(keepends=True)
-        n = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
-        body = (f"# aakit configs copy {rel}: the shipped preset with what it inherits (_base_) merged in.\n"
-                f"{''.join(lines[:n])}{yaml.safe_dump(read_yaml(src), sort_keys=False)}")
-    dest.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, body)
-    return out
-
-
-def _relative_name(path: Path, root: Path) -> str | None:
-    """``path`` as a preset name (``synthetic/full.yaml``), or None when it is not under ``root``."""
-    try:
-        return path.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return None
