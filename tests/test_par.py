@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _par_cases import CASES, Case, case_inputs, checksum  # noqa: E402
 
 from aakit.method.pseudo.par import (  # noqa: E402
-    DILATIONS, W2, neighbour_offsets, par_affinity, par_refine, position_kernel,
+    DILATIONS, ITERATIONS, W1, W2, neighbour_offsets, par_affinity, par_refine, par_refine_batched,
+    position_kernel,
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "par_afa.npz"
@@ -76,12 +77,15 @@ def test_output_shape_dtype_and_the_upsampling_of_probs() -> None:
 
 
 def test_a_batch_is_refined_image_by_image() -> None:
+    """The batched computation (what a GPU runs) gives each image what it gives it alone (what
+    par_refine runs on the CPU)."""
     g = torch.Generator().manual_seed(3)
     images = torch.rand(4, 3, 19, 23, generator=g) * 255
     probs = torch.softmax(torch.randn(4, 3, 19, 23, generator=g), dim=1)
-    batched = par_refine(images, probs)
+    batched = par_refine_batched(images, probs, DILATIONS, ITERATIONS, W1, W2)
     alone = torch.cat([par_refine(images[i: i + 1], probs[i: i + 1]) for i in range(4)])
     assert torch.allclose(batched, alone, atol=1e-6)
+    assert torch.allclose(par_refine(images, probs), batched, atol=1e-6)
 
 
 def test_a_uniform_image_gives_colour_blind_weights_and_keeps_constant_probs() -> None:

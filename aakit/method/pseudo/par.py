@@ -23,8 +23,9 @@ The weights of a pixel sum to ``1 + w2``, so the probabilities of a pixel that s
 ``(1 + w2) ** iterations`` after PAR (1.105 with the defaults), as in AFA's code; the argmax
 (what a label rule reads) is unaffected.
 
-Everything is batched over images and classes and runs on the inputs' device; the only Python
-loops run over the K neighbour offsets, never over pixels. Memory is O(B K H W) for the
+Everything is batched over classes and (on a GPU) images and runs on the inputs' device; on
+the CPU the images of a batch are refined one by one (faster: the caches). The only other
+Python loops run over the K neighbour offsets, never over pixels. Memory is O(B K H W) for the
 weights plus O(B C H W) for the probabilities (the K shifted copies of the probabilities are
 never stored at once).
 
@@ -157,11 +158,25 @@ def par_refine(images: torch.Tensor, probs: torch.Tensor, dilations: Sequence[in
         (B, C, H, W) refined probabilities on the inputs' device, in probs' dtype; without
         gradient (a label refinement, like the dense CRF). Each pixel's sum is multiplied by
         ``(1 + w2) ** iterations`` (see the module docstring).
+
+    On a GPU the batch is refined at once (:func:`par_refine_batched`); on the CPU one image at
+    a time, which keeps a step's data in the caches (same result; measured 2x faster per image
+    for a batch of 8 at 164 px with 11 classes, 1.35x at 512 px with 21, one thread).
     """
     _check(images, probs, dilations, iterations)
-    offsets = neighbour_offsets([int(d) for d in dilations])
     probs = upsample_probs(probs, tuple(images.shape[-2:]))
     images = images.to(probs.dtype)
+    if images.device.type != "cpu" or images.shape[0] == 1:
+        return par_refine_batched(images, probs, dilations, iterations, w1, w2)
+    return torch.cat([par_refine_batched(i, p, dilations, iterations, w1, w2)
+                      for i, p in zip(images.split(1), probs.split(1))])
+
+
+def par_refine_batched(images: torch.Tensor, probs: torch.Tensor, dilations: Sequence[int],
+                       iterations: int, w1: float, w2: float) -> torch.Tensor:
+    """:func:`par_refine` on all images at once, for images (B, 3, H, W) and probs
+    (B, C, H, W) of the same size and dtype (no checks, no resizing, no gradient of its own)."""
+    offsets = neighbour_offsets([int(d) for d in dilations])
     kappa_pos = position_kernel(offsets, w1, dtype=probs.dtype, device=probs.device)
     affinity = par_affinity(colour_kernel(images, offsets, w1), kappa_pos, w2)
     for _ in range(iterations):
