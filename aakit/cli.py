@@ -391,6 +391,11 @@ def search(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Print the best trials and exit.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="--show: text or json.")] = "text",
+    confirm: Annotated[Optional[int], typer.Option("--confirm", help="Rerun the best K trials on fresh seeds (paired).")] = None,
+    confirm_seeds: Annotated[Optional[str], typer.Option("--confirm-seeds", help="Fresh seeds for --confirm: 100,101 or 100-104.")] = None,
+    dashboard: Annotated[bool, typer.Option("--dashboard", help="Open optuna-dashboard on the study's storage.")] = False,
+    port: Annotated[int, typer.Option("--port", help="--dashboard: the port on 127.0.0.1.")] = 8080,
     set_: SetOpt = None,
     max_failures: MaxFailuresOpt = 3,
     results: ResultsOpt = Path("results"),
@@ -408,9 +413,11 @@ def search(
     cluster = cluster_options(launcher, partition=slurm_partition, time=slurm_time, gpus_per_task=slurm_gpus_per_task,
                               cpus_per_task=slurm_cpus_per_task)
     search_file = None if search_file is None else resolve_config(search_file)
+    opts = search_mod.ShowOptions(show=show, fmt=fmt, confirm=confirm, confirm_seeds=search_mod.parse_seeds(confirm_seeds),
+                                  dashboard=dashboard, port=port)
     search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
                        show=show, overrides=set_ or [], results=results, echo=_echo, cluster=cluster,
-                       max_failures=max_failures)
+                       max_failures=max_failures, opts=opts)
 
 
 @app.command()
