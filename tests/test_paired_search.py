@@ -263,3 +263,26 @@ def test_dashboard_serves_the_studys_storage_on_a_loopback_port(tmp_path: Path) 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_report_has_a_search_section_with_the_confirmation_importances_cost_and_figures(tmp_path: Path) -> None:
+    from aakit.experiment import report as R
+    from aakit.experiment.searchreport import search_figures, search_tables
+
+    path, results = write_search(tmp_path), tmp_path / "results"
+    S.run_search(path, trials=5, results=results, train=noisy_train, **QUIET)
+    conf = S.confirm_search(path, k=1, seeds=[30, 31, 32], results=results, train=noisy_train, **QUIET)
+    [table] = search_tables(results)
+    row = table.long.iloc[0]
+    assert row["study"] == "search-p" and row["complete"] == 5 and row["confirmed_trial"] == conf["trial"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((conf["ci_low"], conf["ci_high"]))
+    assert row["runs"] == len({c[0] for c in calls(results)})  # every run it trained, each once
+    assert set(row["importances"]) == {"loss.lambda_aa", "loss.gamma", "loss.dilations"}
+    said: list[str] = []
+    R.cli_run(table=None, fmt="md", out=None, preset="synthetic", figures=True, results=results, echo=said.append,
+              warn=lambda m: None, tables=True)
+    text = "\n".join(said)
+    assert "**Search.**" in text and f"[{conf['ci_low']:+.2f}, {conf['ci_high']:+.2f}]" in text
+    figs = sorted(p.name for p in (results / "figures").glob("search-p-*.png"))
+    assert figs == ["search-p-history.png", "search-p-importances.png", "search-p-slice.png"]
+    assert len(search_figures(results, tmp_path / "again")) == 3
