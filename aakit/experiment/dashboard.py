@@ -7,16 +7,13 @@ storage read by Optuna (the journal file ``results/studies/search-<name>.log``, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from aakit.experiment import studies
-from aakit.experiment.paired import PairedError
-
-if TYPE_CHECKING:
-    from aakit.experiment.search import Search
+from aakit.experiment.paired import PairedError, Search
 
 
-def serve(search: "Search", *, results: Path, storage: str | None, port: int, echo: Callable[[str], None],
+def serve(search: Search, *, results: Path, storage: str | None, port: int, echo: Callable[[str], None],
           host: str = "127.0.0.1") -> None:
     """Serve the study's storage with optuna-dashboard (blocks); PairedError (one line) if the
     package is missing, the study never ran, or the port is out of range."""

@@ -34,12 +34,12 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from aakit.config import ConfigError
+from aakit.config import Config, ConfigError
 from aakit.errors import AakitError
 from aakit.experiment import studies
 from aakit.experiment.grid import find_finished_run, format_value, override_strings
@@ -47,9 +47,6 @@ from aakit.experiment.lifecycle import Claim, Lifecycle, Outcome, Say, UnitFaile
 from aakit.experiment.stats import paired_comparison
 from aakit.experiment.tables import nan_to_none
 from aakit.runs import read_json, run_dir_name, safe_name
-
-if TYPE_CHECKING:
-    from aakit.experiment.search import Param, Search
 
 #: The paper's setting (lambda1, lambda2, m, gamma, the dilation set): the default reference.
 PAPER_REFERENCE: dict[str, Any] = {"loss.lambda_aa": 0.1, "loss.lambda_lr": 0.1, "loss.margin_aa": 3.0,
@@ -59,6 +56,34 @@ UNIT = "val mIoU points (0-100)"
 
 class PairedError(AakitError):
     """A paired search or confirmation that cannot be used (one line)."""
+
+
+class Param(Protocol):
+    """A searched key (:class:`aakit.experiment.search.Param`; a protocol: no import circle)."""
+
+    key: str
+    type: str
+    low: float | None
+    high: float | None
+    choices: list[Any]
+
+    def labels(self) -> list[Any]: ...
+
+
+class Search(Protocol):
+    """A loaded search file (:class:`aakit.experiment.search.Search`)."""
+
+    file: Path
+    metric: str
+    fixed: dict[str, Any]
+    params: Sequence[Param]
+    overrides: list[str]
+    paired: "PairedSpec | None"
+
+    @property
+    def study_name(self) -> str: ...
+
+    def config(self, values: dict[str, Any], run_name: str) -> Config: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +116,7 @@ def parse_paired(spec: dict[str, Any], where: str) -> PairedSpec | None:
     return PairedSpec({**PAPER_REFERENCE, **ref}, tuple(seeds))
 
 
-def _inside(p: "Param", v: Any) -> bool:
+def _inside(p: Param, v: Any) -> bool:
     if p.type == "categorical":
         return any(format_value(v) == format_value(c) for c in p.choices)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -99,7 +124,7 @@ def _inside(p: "Param", v: Any) -> bool:
     return p.low <= v <= p.high  # type: ignore[operator]
 
 
-def check_reference(search: "Search") -> None:
+def check_reference(search: Search) -> None:
     """The reference config builds, and each searched key's reference value lies in the space."""
     assert search.paired is not None
     try:
@@ -143,7 +168,7 @@ def _value(run: Path, metric: str) -> float:
     return 100 * value
 
 
-def train_once(lc: Lifecycle, search: "Search", values: dict[str, Any], name: str, say: Say) -> tuple[str, float]:
+def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str, say: Say) -> tuple[str, float]:
     """The run of ``values`` (over the search's base and fixed keys) under ``name``: a finished
     run of its config hash if there is one, else trained here, under the hash's lock (a second
     worker wanting it waits, then reuses it). Returns (run directory name, val mIoU %)."""
@@ -166,7 +191,7 @@ def train_once(lc: Lifecycle, search: "Search", values: dict[str, Any], name: st
         os.close(fd)
 
 
-def train_pair(lc: Lifecycle, search: "Search", values: dict[str, Any], seed: int, name: str, say: Say) -> Pair:
+def train_pair(lc: Lifecycle, search: Search, values: dict[str, Any], seed: int, name: str, say: Say) -> Pair:
     """A config and the reference on one seed (the reference run is shared by the study)."""
     assert search.paired is not None
     ref_name = safe_name(f"{search.study_name}-ref-s{seed}")
@@ -181,7 +206,7 @@ def _record(lc: Lifecycle, claim: Claim, pairs: list[Pair]) -> None:
         lc.storage.set_trial_user_attr(claim.trial_id, key, vals)
 
 
-def run_paired_trial(search: "Search", lc: Lifecycle, trial: optuna.Trial, values: dict[str, Any], say: Say) -> Outcome:
+def run_paired_trial(search: Search, lc: Lifecycle, trial: optuna.Trial, values: dict[str, Any], say: Say) -> Outcome:
     """Train a trial's pairs seed by seed; after each, report the running paired mean (step =
     seeds done) and let the pruner stop it; COMPLETE with the mean paired difference (points)."""
     assert search.paired is not None
@@ -211,7 +236,7 @@ def run_paired_trial(search: "Search", lc: Lifecycle, trial: optuna.Trial, value
 
 
 # ----------------------------------------------------------------------------- confirmation
-def trial_values(search: "Search", t: FrozenTrial) -> dict[str, Any]:
+def trial_values(search: Search, t: FrozenTrial) -> dict[str, Any]:
     """A stored trial's config values (categorical labels back to their config values)."""
     out = {}
     for p in search.params:
@@ -225,7 +250,7 @@ def used_seeds(trials: Sequence[FrozenTrial]) -> set[int]:
     return {int(s) for t in trials for s in (t.user_attrs.get("seeds") or [])}
 
 
-def check_confirm(search: "Search", trials: Sequence[FrozenTrial], k: int, seeds: Sequence[int]) -> list[FrozenTrial]:
+def check_confirm(search: Search, trials: Sequence[FrozenTrial], k: int, seeds: Sequence[int]) -> list[FrozenTrial]:
     """The ``k`` best COMPLETE trials to confirm on ``seeds`` (fresh, at least 2), or PairedError."""
     if search.paired is None:
         raise PairedError(f"{search.file}: --confirm needs objective: paired")
@@ -251,7 +276,7 @@ def interval(pairs: Sequence[Pair | dict[str, Any]]) -> dict[str, Any]:
             "ci_low": nan_to_none(r.ci_low), "ci_high": nan_to_none(r.ci_high), "verdict": r.verdict}
 
 
-def confirm_trial(lc: Lifecycle, search: "Search", t: FrozenTrial, seeds: Sequence[int], say: Say) -> dict[str, Any]:
+def confirm_trial(lc: Lifecycle, search: Search, t: FrozenTrial, seeds: Sequence[int], say: Say) -> dict[str, Any]:
     """One trial rerun on ``seeds`` against the reference: its pairs, interval and selection bias."""
     values = trial_values(search, t)
     shown = ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items())
@@ -264,7 +289,7 @@ def confirm_trial(lc: Lifecycle, search: "Search", t: FrozenTrial, seeds: Sequen
             **iv, "selection_bias": bias}
 
 
-def confirm(lc: Lifecycle, search: "Search", k: int, seeds: Sequence[int], say: Say) -> dict[str, Any]:
+def confirm(lc: Lifecycle, search: Search, k: int, seeds: Sequence[int], say: Say) -> dict[str, Any]:
     """The best ``k`` trials on fresh ``seeds``; stored on the study (user attribute
     ``confirmation``) and returned: at its top the search's best trial's confirmation (the
     study's answer: ``trial``, ``pairs``, ``ci_low``, ``ci_high``, ``selection_bias``...), under
