@@ -286,3 +286,18 @@ def test_report_has_a_search_section_with_the_confirmation_importances_cost_and_
     figs = sorted(p.name for p in (results / "figures").glob("search-p-*.png"))
     assert figs == ["search-p-history.png", "search-p-importances.png", "search-p-slice.png"]
     assert len(search_figures(results, tmp_path / "again")) == 3
+
+
+def test_the_tuis_study_view_reads_the_paired_value_and_the_confirmation(tmp_path: Path) -> None:
+    from aakit.tui.data import StudyReader
+
+    path, results = write_search(tmp_path), tmp_path / "results"
+    S.run_search(path, trials=2, results=results, train=noisy_train, **QUIET)
+    [before] = StudyReader(results).read()
+    assert before.paired and before.confirmation is None
+    conf = S.confirm_search(path, k=1, seeds=[40, 41], results=results, train=noisy_train, **QUIET)
+    [st] = StudyReader(results).read()
+    assert st.confirmation == (f"confirmed #{conf['trial']}: {conf['mean_diff']:+.2f} [{conf['ci_low']:+.2f}, "
+                               f"{conf['ci_high']:+.2f}] pt, 2 seeds")
+    best = load_study(results).best_trial
+    assert st.best_number == best.number and st.fmt_value(best.value) == f"{best.value:+.2f} pt"

@@ -398,10 +398,12 @@ class MainScreen(AakitScreen):
         for st in studies:
             key = f"{st.file.name}:{st.name}"
             states = " ".join(f"{k.lower()}={v}" for k, v in sorted(st.state_counts.items()))
-            # aakit's studies optimise an mIoU (grid points and search trials report val mIoU)
-            best = "-" if st.best_values is None else " ".join(fmt_miou(v) for v in st.best_values)
+            # a val mIoU (grid points, miou searches) or, for a paired search, a paired difference in points
+            best = "-" if st.best_values is None else " ".join(st.fmt_value(v) for v in st.best_values)
             if st.best_number is not None:
                 best = f"#{st.best_number}: {best}"
+            if st.confirmation:
+                best = f"{best}; {st.confirmation}"
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in st.best_params.items())
             rows.append((key, (
                 st.name, st.file.name, ",".join(st.directions) or "-", str(len(st.trials)),
@@ -416,7 +418,7 @@ class MainScreen(AakitScreen):
         )
         trials = []
         for t in current.trials if current else ():
-            value = "-" if t.values is None else " ".join(fmt_miou(v) for v in t.values)
+            value = "-" if t.values is None else " ".join(current.fmt_value(v) for v in t.values)  # type: ignore[union-attr]
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in t.params.items())
             trials.append((str(t.number), (str(t.number), t.state.lower(), value, params)))
         self.query_one("#trials-table", KeyedTable).show(trials)

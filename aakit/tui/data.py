@@ -620,6 +620,14 @@ class StudyInfo:
     best_params: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     warning: str | None = None  # e.g. a torn last record of the journal (read as far as it is whole)
+    paired: bool = False  # objective: paired: values are paired differences in points, not an mIoU
+    confirmation: str | None = None  # a paired study's confirmation on fresh seeds, in short
+
+    def fmt_value(self, value: float | None) -> str:
+        """A trial's value: a paired difference in points (``+0.42 pt``) or an mIoU in percent."""
+        if not self.paired:
+            return fmt_miou(value)
+        return "-" if value is None else f"{value:+.2f} pt"
 
     @property
     def state_counts(self) -> dict[str, int]:
@@ -655,11 +663,21 @@ def read_study_storage(storage: Any, file: Path) -> list[StudyInfo]:
         if len(directions) == 1 and any(t.state == TrialState.COMPLETE.name for t in trials):
             best = storage.get_best_trial(sid)
             best_number, best_values, best_params = best.number, tuple(best.values), dict(best.params)
+        attrs = frozen.user_attrs
         out.append(StudyInfo(
             name=frozen.study_name, file=file, directions=directions, trials=trials,
             best_number=best_number, best_values=best_values, best_params=best_params,
+            paired=attrs.get("objective") == "paired", confirmation=confirmation_text(attrs.get("confirmation")),
         ))
     return out
+
+
+def confirmation_text(c: Any) -> str | None:
+    """``"confirmed #3: +0.40 [-1.10, +1.90] pt, 5 seeds"`` (a paired study's ``confirmation``)."""
+    if not isinstance(c, dict) or c.get("ci_low") is None:
+        return None
+    return (f"confirmed #{c.get('trial')}: {c['mean_diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] pt, "
+            f"{len(c.get('pairs') or [])} seeds")
 
 
 class StudyReader:
