@@ -301,3 +301,21 @@ def test_the_tuis_study_view_reads_the_paired_value_and_the_confirmation(tmp_pat
                                f"{conf['ci_high']:+.2f}] pt, 2 seeds")
     best = load_study(results).best_trial
     assert st.best_number == best.number and st.fmt_value(best.value) == f"{best.value:+.2f} pt"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--confirm", "1", "--confirm-seeds", "1,50"], "already used by the search"),
+    (["--confirm", "1", "--confirm-seeds", "x,y"], "--confirm-seeds 'x,y'"),
+    (["--show", "--format", "yaml"], "--format 'yaml'"),
+])
+def test_bad_confirm_and_show_arguments_exit_2_in_one_line(tmp_path: Path, argv: list[str], match: str,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    path, results = write_search(tmp_path), tmp_path / "results"
+    S.run_search(path, trials=1, results=results, train=noisy_train, **QUIET)
+    before = sorted(p.name for p in (results / "runs").iterdir())
+    code, out, err = run_cli(["search", str(path), *argv, "--results", str(results)], monkeypatch, capsys)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in (results / "runs").iterdir()) == before  # nothing trained
