@@ -129,7 +129,7 @@ def search_tables(results: Path) -> list[ReportTable]:
              f"importances: Optuna's {importance_method()[0]} over the complete trials (the top three)",
              "cost: the distinct runs the study used (trials, references, confirmation) and their training time "
              "(summary.json wall_time_s)"]
-    return [ReportTable(0, "Searches", "", pd.DataFrame(rows), [Block(header, [_rendered(r) for r in rows],
+    return [ReportTable(0, "Searches", "results/studies", pd.DataFrame(rows), [Block(header, [_rendered(r) for r in rows],
                         align="lrlrrrll")], notes, label="Search")]
 
 
