@@ -394,7 +394,7 @@ def search(
     fmt: Annotated[str, typer.Option("--format", help="--show: text or json.")] = "text",
     confirm: Annotated[Optional[int], typer.Option("--confirm", help="Rerun the best K trials on fresh seeds (paired).")] = None,
     confirm_seeds: Annotated[Optional[str], typer.Option("--confirm-seeds", help="Fresh seeds for --confirm: 100,101 or 100-104.")] = None,
-    dashboard: Annotated[bool, typer.Option("--dashboard", help="Open optuna-dashboard on the study's storage.")] = False,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="Open optuna-dashboard on the study's storage.")] = False,
     port: Annotated[int, typer.Option("--port", help="--dashboard: the port on 127.0.0.1.")] = 8080,
     set_: SetOpt = None,
     max_failures: MaxFailuresOpt = 3,
