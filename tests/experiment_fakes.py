@@ -136,3 +136,37 @@ def calls(results: Path) -> list[list[str]]:
     if not path.exists():
         return []
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def seed_noise(cfg: Config) -> float:
+    """A deterministic "seed effect" of a config's run, shared by configs on one seed (what
+    pairing cancels) plus a small per-config part (what it does not): -0.03..0.03 and +-0.004."""
+    import hashlib
+
+    def unit(text: str) -> float:
+        return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF - 0.5
+
+    return 0.06 * unit(f"seed {cfg.train.seed}") + 0.008 * unit(cfg.hash())
+
+
+def noisy_train(
+    cfg: Config,
+    *,
+    results: Path,
+    name: str | None = None,
+    overrides: Any = (),
+    resume: Path | None = None,
+    epoch_callback: Callable[[int, dict[str, Any]], None] | None = None,
+    progress: bool = True,
+) -> Path:
+    """:func:`fake_train` whose val mIoU has a seed effect (:func:`seed_noise`): paired
+    differences then have a spread, as real runs'."""
+    name = name or cfg.name
+    Path(results).mkdir(parents=True, exist_ok=True)
+    with open(Path(results) / "fake_calls.log", "a", encoding="utf-8") as f:
+        f.write(f"{cfg.hash()} {name} {os.getpid()} {'resume' if resume else 'new'}\n")
+    sleep = float(os.environ.get("AAKIT_FAKE_SLEEP", "0") or 0)
+    if sleep:
+        time.sleep(sleep)
+    return write_run(results, cfg, name, val=round(fake_val_miou(cfg) + seed_noise(cfg), 6),
+                     epoch_callback=epoch_callback)

@@ -292,9 +292,9 @@ def test_a_config_already_finished_is_reused_not_trained(tmp_path: Path) -> None
 
 
 def _leave_running_twin(results: Path, path: Path) -> tuple[Any, str]:
-    """Trial 0: RUNNING in this live process with the only config of a one-point space."""
+    """Trial 0: RUNNING in this live process with the only config (hash) of the space."""
     search = S.load_search(path)
-    cfg = search.config({"loss.dilations": [4, 8, 12]}, "search-s-t0")
+    cfg = search.config({"train.log_every": 10}, "search-s-t0")
     st = studies.open_storage(None, studies.default_storage_path(results, "search", "s"))
     study = studies.get_or_create_study(st, "search-s", direction="maximize")
     t = study.ask()
@@ -311,7 +311,9 @@ def test_a_config_being_trained_elsewhere_is_waited_for_not_trained_twice(tmp_pa
 
     from experiment_fakes import write_run
 
-    one = "params:\n  loss.dilations: {type: categorical, choices: [[4, 8, 12]]}\n"
+    # both choices are one configuration: train.log_every is not in the config hash (a categorical
+    # with one choice is refused)
+    one = "params:\n  train.log_every: {type: categorical, choices: [10, 20]}\n"
     path = write_search(tmp_path, SEARCH.split("params:")[0] + one + "sampler: {type: random, seed: 0}\n"
                         "pruner: {type: none}\n")
     results = tmp_path / "results"

@@ -43,6 +43,7 @@ from aakit.experiment.published import VOC_CLASSES, load_published, published_ro
 from aakit.experiment.results import (  # default_grids_dir: where grid files are looked for (kept importable here)
     ResultsIndex, RowRuns, RunRecord, default_grids_dir, load_results, protocol_of, test_key, train_key,
 )
+from aakit.experiment.searchreport import search_figures, search_tables
 from aakit.experiment.tables import (
     EXTENSIONS, MISSING, NO_PAPER, NOT_EVALUATED, RENDERERS, Block, Cell, ReportTable, cells_frame, fmt_diff, fmt_num, paper_of,
     render_csv, render_rich,
@@ -577,7 +578,8 @@ def _chosen_tables(results: Path, preset: str, index: ResultsIndex, *, fmt: str,
         every_grid = {p.grid for p in index.points}  # the paper's tables' and the suite's own (pilot, figures)
         extras = [] if table else [claims_table(results, preset, index=index),
                                    costs_table(results, preset, index=index, grids=every_grid),
-                                   *suite_comparison_tables(results, preset, suite)]
+                                   *suite_comparison_tables(results, preset, suite),
+                                   *search_tables(results)]  # the committed search studies (issue 31)
     return tables, extras
 
 
@@ -610,6 +612,8 @@ def _echo_figures(results: Path, out: Path | None, preset: str, grids_dir: Path 
     fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
     for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
                           warn=warn, suite=suite):
+        echo(f"wrote {p}")
+    for p in search_figures(results, fig_dir):  # each committed search study's history, slices, importances
         echo(f"wrote {p}")
 
 

@@ -60,6 +60,17 @@ from aakit.errors import AakitError
 from aakit.experiment import studies, twins
 from aakit.experiment.grid import format_value, override_strings
 from aakit.experiment.launch import Cluster, describe_jobs
+from aakit.experiment.paired import (
+    PairedError,
+    PairedSpec,
+    check_confirm,
+    check_reference,
+    confirm,
+    describe_confirmation,
+    parse_paired,
+    run_paired_trial,
+    study_json,
+)
 from aakit.experiment.lifecycle import (
     Claim,
     Job,
@@ -78,7 +89,9 @@ from aakit.redact import redact_argv, redact_text
 from aakit.files import read_json
 from aakit.runs import run_dir_name, safe_name
 
-SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description"}
+SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description",
+               "objective", "reference", "seeds"}
+PRUNERS = {"median", "threshold", "successive_halving", "hyperband", "none"}
 PARAM_TYPES = {"float", "int", "categorical"}
 
 
@@ -133,6 +146,7 @@ class Search:
     sampler: dict[str, Any]
     pruner: dict[str, Any]
     overrides: list[str]
+    paired: PairedSpec | None = None  # objective: paired (see aakit.experiment.paired)
 
     @property
     def study_name(self) -> str:
@@ -168,6 +182,9 @@ def _parse_param(key: str, spec: Any, where: str) -> Param:
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise SearchError(f"{where}: params.{key}.choices should be a non-empty list")
+        if len(choices) == 1:
+            raise SearchError(f"{where}: params.{key}: a categorical with one choice ({choices[0]!r}) searches "
+                              "nothing: put it under set:, or give two choices or more")
         p = Param(key, kind, choices=choices)
         if len(set(map(str, p.labels()))) != len(choices):
             raise SearchError(f"{where}: params.{key}.choices repeats a choice")
@@ -177,7 +194,7 @@ def _parse_param(key: str, spec: Any, where: str) -> Param:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise SearchError(f"{where}: params.{key}.{n} should be a number, got {v!r}")
     if low >= high:  # type: ignore[operator]
-        raise SearchError(f"{where}: params.{key}: low {low} should be < high {high}")
+        raise SearchError(f"{where}: params.{key}: empty range: low {low} should be < high {high}")
     log = bool(spec.get("log", False))
     if log and low <= 0:  # type: ignore[operator]
         raise SearchError(f"{where}: params.{key}: a log scale needs low > 0")
@@ -203,14 +220,20 @@ def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
     params = [_parse_param(k, v, str(path)) for k, v in raw.items()]
     sampler = spec.get("sampler") or {"type": "tpe"}
     pruner = spec.get("pruner") or {"type": "median"}
-    for what, d, kinds in (("sampler", sampler, {"tpe", "random"}), ("pruner", pruner, {"median", "threshold", "none"})):
+    for what, d, kinds in (("sampler", sampler, {"tpe", "random"}), ("pruner", pruner, PRUNERS)):
         if not isinstance(d, dict) or d.get("type") not in kinds:
             raise SearchError(f"{path}: {what}.type should be one of {', '.join(sorted(kinds))}")
     metric = spec.get("metric", "val")
-    search = Search(name, path, base, metric, dict(fixed), params, dict(sampler), dict(pruner), list(overrides))
+    try:
+        paired = parse_paired(spec, str(path))
+    except PairedError as e:
+        raise SearchError(str(e)) from None
+    search = Search(name, path, base, metric, dict(fixed), params, dict(sampler), dict(pruner), list(overrides), paired)
     try:
         search.config({p.key: p.first() for p in params}, "check")
-    except ConfigError as e:
+        if paired is not None:
+            check_reference(search)
+    except (ConfigError, PairedError) as e:
         raise SearchError(str(e)) from None
     make_sampler(search, 0)
     make_pruner(search)
@@ -239,6 +262,10 @@ def make_pruner(search: Search) -> optuna.pruners.BasePruner:
             return optuna.pruners.NopPruner()
         if kind == "threshold":
             return optuna.pruners.ThresholdPruner(**opts)
+        if kind == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(**opts)
+        if kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(**opts)
         return optuna.pruners.MedianPruner(**opts)
     except (TypeError, ValueError) as e:
         raise SearchError(f"{search.file}: pruner: {e}") from None
@@ -366,6 +393,8 @@ def _run_trial(search: Search, lc: Lifecycle, trial: optuna.Trial, say: Say) -> 
     except ConfigError as e:  # e.g. a sampled value the schema refuses
         return lc.fail(claim, "error", redact_text(str(e)))
     say(f"trial {trial.number}: " + ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items()))
+    if search.paired is not None:  # the mean paired difference over seeds (no per-epoch pruning)
+        return run_paired_trial(search, lc, trial, values, say)
     report = _TrialReport(lc.study, trial, search.metric)
     twin = twins.settle(lc, claim, run_dir_name(name, cfg.hash()), search.metric, say)
     if twin.action != "train":
@@ -427,10 +456,39 @@ def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str]
 
 def _record_overrides(storage: BaseStorage, search: Search) -> None:
     """The study keeps its ``--set`` items (user attribute ``overrides``, secrets masked), once:
-    ``aakit search --show`` names them when a study is asked for without them."""
+    ``aakit search --show`` names them when a study is asked for without them; a paired study
+    also its objective, reference and seeds."""
     sid = storage.get_study_id_from_name(search.study_name)
-    if "overrides" not in storage.get_study_user_attrs(sid):
+    attrs = storage.get_study_user_attrs(sid)
+    if "overrides" not in attrs:
         storage.set_study_user_attr(sid, "overrides", redact_argv(search.overrides))
+    if search.paired is not None and "objective" not in attrs:
+        storage.set_study_user_attr(sid, "objective", "paired")
+        storage.set_study_user_attr(sid, "reference", search.paired.reference)
+        storage.set_study_user_attr(sid, "seeds", list(search.paired.seeds))
+
+
+def confirm_search(search_path: str | Path, *, k: int, seeds: Sequence[int], overrides: Sequence[str] = (),
+                   **options: Unpack[RunOptions]) -> dict[str, Any]:
+    """``aakit search FILE --confirm K --confirm-seeds ...``: the best ``k`` trials of the study
+    rerun on fresh ``seeds``, each paired with the reference (:func:`aakit.experiment.paired.confirm`).
+
+    Raises:
+        SearchError: bad input (checked before anything trains), one line.
+    """
+    check_workers(options, SearchError)
+    search = load_search(search_path, overrides)
+    results = Path(options.get("results", Path("results")))
+    default = studies.default_storage_path(results, "search", search.name)
+    if options.get("storage") is None and not default.exists():
+        raise SearchError(f"no study {search.study_name} in {default} (run the search first)")
+    launch = Launch.prepare(options, "search", search.name, search.study_name)
+    lc = Lifecycle.open(launch.spec, launch.default_journal, search.study_name)
+    try:
+        check_confirm(search, lc.trials(), k, seeds)
+        return confirm(lc, search, k, seeds, options.get("log") or printer(f"{search.study_name} confirm"))
+    except PairedError as e:
+        raise SearchError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- showing
@@ -439,7 +497,8 @@ def _best(study: optuna.Study) -> dict[str, Any] | None:
     if not done:
         return None
     t = max(done, key=lambda t: t.value or 0.0)
-    return {"number": t.number, "value": t.value, "params": dict(t.params), "run": t.user_attrs.get("run")}
+    run = t.user_attrs.get("run") or (t.user_attrs.get("runs") or [None])[0]  # a paired trial: its first seed's
+    return {"number": t.number, "value": t.value, "params": dict(t.params), "run": run}
 
 
 def trials_frame(study: optuna.Study) -> Any:
@@ -454,15 +513,19 @@ def trials_frame(study: optuna.Study) -> Any:
             "number": t.number, "state": t.state.name, "value": t.value,
             **{k: v for k, v in t.params.items()},
             "epochs": len(t.intermediate_values), "run": t.user_attrs.get("run"),
+            **({"seeds": format_value(t.user_attrs["seeds"])} if "seeds" in t.user_attrs else {}),
             "outcome": t.user_attrs.get("outcome", ""), "seconds": dur,
         })
     df = pd.DataFrame(rows)
+    df.attrs["paired"] = study.user_attrs.get("objective") == "paired"
     if df.empty:
         return df
     order = {"COMPLETE": 0, "RUNNING": 1, "PRUNED": 2, "FAIL": 3, "WAITING": 4}
     df["_o"] = df["state"].map(order)
     df = df.sort_values(["_o", "value", "number"], ascending=[True, False, True], na_position="last")
-    return df.drop(columns="_o").reset_index(drop=True)
+    out = df.drop(columns="_o").reset_index(drop=True)
+    out.attrs["paired"] = df.attrs["paired"]
+    return out
 
 
 def trials_frame_empty() -> Any:
@@ -500,15 +563,31 @@ def show_search(
 
 def _show_study(search: Search, results: Path, storage: str | None, top: int) -> tuple[str, Any]:
     """The study of a search file (and its ``--set``): its name and best trials."""
+    study = load_search_study(search, results, storage)
+    return search.study_name, trials_frame_empty() if study is None else trials_frame(study).head(top)
+
+
+def load_search_study(search: Search, results: Path, storage: str | None) -> optuna.Study | None:
+    """The study of a search file (and its ``--set``), read only; None if it never ran here."""
     name, default = search.study_name, studies.default_storage_path(results, "search", search.name)
     if storage is None and not default.exists():
-        return name, trials_frame_empty()  # never ran here: create no file
+        return None  # never ran here: create no file
     st = studies.open_storage(storage, default, read_only=True)
     try:
-        study = optuna.load_study(study_name=name, storage=st)
+        return optuna.load_study(study_name=name, storage=st)
     except KeyError:
         raise _no_study(search, st, results, storage) from None
-    return name, trials_frame(study).head(top)
+
+
+def show_json(search_path: str | Path, *, overrides: Sequence[str] = (), results: Path = Path("results"),
+              storage: str | None = None) -> dict[str, Any]:
+    """``aakit search FILE --show --format json``: :func:`aakit.experiment.paired.study_json`."""
+    search = load_search(search_path, overrides)
+    study = load_search_study(search, Path(results), storage)
+    if study is None:
+        return {"study": search.study_name, "objective": "paired" if search.paired else "miou", "trials": [],
+                "confirmation": None}
+    return study_json(search.study_name, study)
 
 
 def _no_study(search: Search, st: BaseStorage, results: Path, storage: str | None) -> SearchError:
@@ -563,13 +642,63 @@ def format_trials(name: str, df: Any) -> str:
     if df is None or df.empty:
         return f"{name}: no trials yet"
     shown = df.copy()
-    shown["value"] = shown["value"].map(lambda v: "" if v is None or v != v else f"{100 * v:.2f}")
+    paired = bool(df.attrs.get("paired"))
+    shown["value"] = shown["value"].map(lambda v: "" if v is None or v != v else
+                                        f"{v:+.2f}" if paired else f"{100 * v:.2f}")
     for c in shown.columns:
         if shown[c].dtype == float and c not in ("seconds",):
             shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.4g}")
     if "seconds" in shown:
         shown["seconds"] = shown["seconds"].map(lambda v: "" if v is None or v != v else f"{v:.0f}")
-    return f"{name} (value = val mIoU %)\n" + str(shown.to_string(index=False))
+    unit = ("value = mean paired difference vs the reference, val mIoU points; epochs = seeds done"
+            if paired else "value = val mIoU %")
+    return f"{name} ({unit})\n" + str(shown.to_string(index=False))
+
+
+@dataclass(frozen=True)
+class ShowOptions:
+    """``aakit search``'s reading options: ``--show``, ``--format``, ``--confirm``, ``--dashboard``."""
+
+    show: bool = False
+    fmt: str = "text"  # text or json (with --show)
+    confirm: int | None = None  # --confirm K: the best K trials on fresh seeds
+    confirm_seeds: tuple[int, ...] = ()
+    dashboard: bool = False
+    port: int = 8080
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...]:
+    """``--confirm-seeds 100,101,102`` or ``100-104`` -> the seeds; SearchError for anything else."""
+    if not text:
+        return ()
+    try:
+        if re.fullmatch(r"\d+-\d+", text.strip()):
+            a, b = (int(x) for x in text.split("-"))
+            return tuple(range(a, b + 1))
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SearchError(f"--confirm-seeds {text!r}: expected seeds like 100,101,102 or 100-104") from None
+
+
+def cli_show(search_file: Path | None, *, opts: ShowOptions, overrides: list[str], results: Path, storage: str | None,
+             echo: Callable[[str], None]) -> None:
+    """``aakit search [FILE] --show [--format json]``."""
+    if opts.fmt not in ("text", "json"):
+        raise SearchError(f"--format {opts.fmt!r}: expected text or json")
+    if opts.fmt == "json":
+        if search_file is None:
+            raise SearchError("--show --format json: give the SEARCH.yaml")
+        echo(json.dumps(show_json(search_file, overrides=overrides, results=results, storage=storage), indent=2))
+        return
+    found = show_search(search_file, overrides=overrides, results=results, storage=storage)
+    if not found:
+        echo(f"no search studies under {Path(results) / 'studies'}")
+    for name, df in found:
+        echo(format_trials(name, df))
+    if search_file is not None:
+        conf = show_json(search_file, overrides=overrides, results=results, storage=storage)["confirmation"]
+        if conf:
+            echo(describe_confirmation(conf))
 
 
 def cli_run(
@@ -585,18 +714,23 @@ def cli_run(
     echo: Callable[[str], None] = print,
     cluster: Cluster | None = None,
     max_failures: int = 3,
+    opts: ShowOptions | None = None,
 ) -> None:
     """What ``aakit search`` does (the CLI's thin wrapper calls this); ``cluster``
     (``--launcher``): the workers run as submitit jobs (SLURM: returns once submitted)."""
-    if show:
-        found = show_search(search_file, overrides=overrides, results=results, storage=storage)
-        if not found:
-            echo(f"no search studies under {Path(results) / 'studies'}")
-        for name, df in found:
-            echo(format_trials(name, df))
-        return
+    opts = opts or ShowOptions(show=show)
+    if opts.show or show:
+        return cli_show(search_file, opts=opts, overrides=overrides, results=results, storage=storage, echo=echo)
     if search_file is None:
         raise SearchError("aakit search: give a SEARCH.yaml (experiments/searches/...) or --show")
+    if opts.dashboard:
+        from aakit.experiment.dashboard import serve
+
+        return serve(load_search(search_file, overrides), results=results, storage=storage, port=opts.port, echo=echo)
+    if opts.confirm is not None:
+        conf = confirm_search(search_file, k=opts.confirm, seeds=opts.confirm_seeds, overrides=overrides,
+                              results=results, storage=storage, progress=True, log=echo, max_failures=max_failures)
+        return echo(describe_confirmation(conf))
     here = workers == 1 and cluster is None  # in this process: the progress bar and lines here
     out = run_search(search_file, trials=trials, overrides=overrides, results=results, storage=storage,
                      workers=workers, gpus=gpus, progress=here or cluster is not None,
@@ -608,4 +742,6 @@ def cli_run(
          + (f"; failed {[n for n, _ in out.failed]}" if out.failed else ""))
     if out.best:
         params = ", ".join(f"{k}={v}" for k, v in out.best["params"].items())
-        echo(f"best: trial {out.best['number']} val mIoU {100 * out.best['value']:.2f} ({params}) run {out.best['run']}")
+        value = f"paired {out.best['value']:+.2f} points" if load_search(search_file, overrides).paired \
+            else f"val mIoU {100 * out.best['value']:.2f}"
+        echo(f"best: trial {out.best['number']} {value} ({params}) run {out.best['run']}")

@@ -34,6 +34,8 @@ class StudyInfo:
     best_params: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     warning: str | None = None  # e.g. a torn last record of the journal (read as far as it is whole)
+    paired: bool = False  # objective: paired: values are paired differences in points, not an mIoU
+    confirmation: str | None = None  # a paired study's confirmation on fresh seeds, in short
 
     @property
     def state_counts(self) -> dict[str, int]:
@@ -72,8 +74,18 @@ def read_study_storage(storage: Any, file: Path) -> list[StudyInfo]:
         out.append(StudyInfo(
             name=frozen.study_name, file=file, directions=directions, trials=trials,
             best_number=best_number, best_values=best_values, best_params=best_params,
+            paired=frozen.user_attrs.get("objective") == "paired",
+            confirmation=confirmation_text(frozen.user_attrs.get("confirmation")),
         ))
     return out
+
+
+def confirmation_text(c: Any) -> str | None:
+    """``"confirmed #3: +0.40 [-1.10, +1.90] pt, 5 seeds"`` (a paired study's ``confirmation``)."""
+    if not isinstance(c, dict) or c.get("ci_low") is None:
+        return None
+    return (f"confirmed #{c.get('trial')}: {c['mean_diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] pt, "
+            f"{len(c.get('pairs') or [])} seeds")
 
 
 class StudyReader:

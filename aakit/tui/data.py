@@ -5,7 +5,7 @@ for one release; import from the new modules.
 from __future__ import annotations
 
 from aakit.experiment.gridstate import GRID_STATES, GridState, read_grid_state, read_grid_states  # noqa: F401
-from aakit.experiment.studystate import StudyInfo, StudyReader, TrialInfo, read_study_storage  # noqa: F401
+from aakit.experiment.studystate import StudyInfo, StudyReader, TrialInfo, confirmation_text, read_study_storage  # noqa: F401
 from aakit.tui.model.configdiff import config_diff, flatten  # noqa: F401
 from aakit.tui.model.curves import EMA_WEIGHT, downsample, ema, estimate_eta, smooth_series  # noqa: F401
 from aakit.tui.model.fmt import fmt_duration, fmt_float, fmt_miou, fmt_progress  # noqa: F401

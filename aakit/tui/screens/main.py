@@ -13,6 +13,7 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static, TabbedContent, TabPane
 
 from aakit.experiment.gridstate import GRID_STATES
+from aakit.experiment.studystate import StudyInfo
 from aakit.tui.model.fmt import fmt_float, fmt_miou
 from aakit.tui.model.listing import SORT_DESCENDING, SORT_KEYS, best_run, filter_rows, sort_rows
 from aakit.tui.model.poll import Snapshot
@@ -209,9 +210,12 @@ class MainScreen(AakitScreen):
             key = f"{st.file.name}:{st.name}"
             states = " ".join(f"{k.lower()}={v}" for k, v in sorted(st.state_counts.items()))
             # aakit's studies optimise an mIoU (grid points and search trials report val mIoU)
-            best = "-" if st.best_values is None else " ".join(fmt_miou(v) for v in st.best_values)
+            # a val mIoU (grid points, miou searches) or, for a paired search, a paired difference in points
+            best = "-" if st.best_values is None else " ".join(study_value(st, v) for v in st.best_values)
             if st.best_number is not None:
                 best = f"#{st.best_number}: {best}"
+            if st.confirmation:
+                best = f"{best}; {st.confirmation}"
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in st.best_params.items())
             rows.append((key, (
                 st.name, st.file.name, ",".join(st.directions) or "-", str(len(st.trials)),
@@ -226,7 +230,7 @@ class MainScreen(AakitScreen):
         )
         trials = []
         for t in current.trials if current else ():
-            value = "-" if t.values is None else " ".join(fmt_miou(v) for v in t.values)
+            value = "-" if t.values is None else " ".join(study_value(current, v) for v in t.values)  # type: ignore[arg-type]
             params = " ".join(f"{k}={fmt_float(v)}" for k, v in t.params.items())
             trials.append((str(t.number), (str(t.number), t.state.lower(), value, params)))
         self.query_one("#trials-table", KeyedTable).show(trials)
@@ -316,3 +320,10 @@ class MainScreen(AakitScreen):
         self.query_one(TabbedContent).active = tab
         table = self.query_one(RunsTable) if tab == "runs" else self.query_one("#grids-table", KeyedTable)
         table.focus()
+
+
+def study_value(st: StudyInfo, value: float | None) -> str:
+    """A trial's value: a paired difference in points (``+0.42 pt``) or an mIoU in percent."""
+    if not st.paired:
+        return fmt_miou(value)
+    return "-" if value is None else f"{value:+.2f} pt"
