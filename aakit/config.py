@@ -161,6 +161,11 @@ class TrainConfig:
     amp: bool = False  # mixed precision (CUDA only)
     checkpoint_every: int = 0  # also checkpoint every N steps (0 = once per epoch)
     log_every: int = 1  # write a step line to metrics.jsonl every N steps
+    # one source of noise at a time (aakit.engine.noise; issue 30): each None = train.seed
+    init_seed: int | None = None  # the new layers' random initialisation
+    data_seed: int | None = None  # the order of the training images in every epoch
+    aug_seed: int | None = None  # every image's augmentation (crop, scale, flip)
+    perturb_first_batch: bool = False  # debug: the first batch's images one ulp up (a chaos probe)
 
 
 @dataclass
@@ -181,6 +186,12 @@ class EvalConfig:
     crf_backend: Literal["auto", "pydensecrf", "torch"] = "auto"  # the test CRF's back-end, as pseudo.crf_backend
     mechanism: bool = True  # at each evaluation: what AA and LR change, on a probe batch (aakit.mechanism)
     mechanism_images: int = 4  # the probe batch: the first N training images, centre crop, no augmentation
+    # which weights are evaluated (aakit.engine.averaging): the last step's, an exponential
+    # moving average of every step's (bias-corrected), or the mean of the last swa_epochs
+    # epoch-end weights
+    weights: Literal["last", "ema", "swa"] = "last"
+    ema_decay: float = 0.99  # averages over about 1 / (1 - decay) = 100 steps: 1.3 epochs of the preset's 75
+    swa_epochs: int = 2  # swa: the last N epoch-end weights
 
 
 # Settings that do not change a run's numbers, left out of its identity (Config.hash):
@@ -193,6 +204,16 @@ NOT_RESULTS = (
     "name", "data.root", "data.num_workers", "pseudo.workers", "pseudo.overlap", "pseudo.crf_backend",
     "train.device", "train.log_every", "train.checkpoint_every", "eval.save_examples", "eval.crf_backend",
     "eval.mechanism", "eval.mechanism_images", "logging",
+)
+
+# Keys added after runs were committed, left out of the identity while at their default so those
+# runs keep their hash (results/runs/*): at the default each reproduces what aakit did before it
+# existed (issue 30: one noise source at a time, evaluation of averaged weights). Set to anything
+# else, the key enters the identity. eval.ema_decay and eval.swa_epochs change nothing while
+# eval.weights is last, so they enter only with the averaging that reads them.
+OMIT_AT_DEFAULT = (
+    "train.init_seed", "train.data_seed", "train.aug_seed", "train.perturb_first_batch",
+    "eval.weights", "eval.ema_decay", "eval.swa_epochs",
 )
 
 
@@ -237,6 +258,7 @@ class Config:
             section, _, key = dotted.rpartition(".")
             (d[section] if section else d).pop(key, None)
         d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
+        _omit_defaults(d, self)
         return d
 
     def hash(self) -> str:
@@ -250,6 +272,17 @@ class Config:
         for part in dotted.split("."):
             obj = getattr(obj, part)
         return obj
+
+
+def _omit_defaults(d: dict[str, Any], cfg: Config) -> None:
+    """Drop the :data:`OMIT_AT_DEFAULT` keys that are at their default from an identity ``d``
+    (the averaging's parameters also while ``eval.weights`` is last: they are not read then)."""
+    defaults = Config()
+    unread = {"eval.ema_decay", "eval.swa_epochs"} if cfg.eval.weights == "last" else set()
+    for dotted in OMIT_AT_DEFAULT:
+        section, _, key = dotted.rpartition(".")
+        if dotted in unread or cfg.get(dotted) == defaults.get(dotted):
+            d[section].pop(key, None)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -295,6 +328,9 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     # numpy takes seeds below 2**32, and the batch order seeds torch with seed * 100_003 + epoch
     ("train.seed", lambda v: 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
     ("train.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("train.init_seed", lambda v: v is None or 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
+    ("train.data_seed", lambda v: v is None or 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
+    ("train.aug_seed", lambda v: v is None or 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
     ("train.cls_warmup_epochs", lambda v: v >= 0, "must be >= 0"),
     ("train.checkpoint_every", lambda v: v >= 0, "must be >= 0"),
     ("train.log_every", lambda v: v >= 1, "must be >= 1"),
@@ -305,6 +341,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
     ("eval.mechanism_images", lambda v: v >= 1, "must be >= 1"),
+    ("eval.ema_decay", lambda v: 0 < v < 1, "must be in (0, 1)"),
+    ("eval.swa_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.crf_backend", lambda v: v in ("auto", "pydensecrf", "torch"), "must be auto, pydensecrf or torch"),
     ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
     ("logging.print_every", lambda v: v >= 1, "must be >= 1"),
