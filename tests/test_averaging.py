@@ -96,3 +96,24 @@ def test_ema_leaves_the_training_alone(tmp_path: Path, tiny_synth: Path) -> None
     assert se["metrics"]["val_last"]["miou"] == sl["metrics"]["val"]["miou"]
     assert se["metrics"]["val_last"]["iou"] == sl["metrics"]["val"]["iou"]
     assert "weights" not in sl and "val_last" not in sl["metrics"]
+
+
+def test_swa_run_evaluates_the_mean_of_the_last_epoch_ends(tmp_path: Path, tiny_synth: Path) -> None:
+    """swa with swa_epochs 2 of 3: the run's final weights are the mean of the live weights at the
+    ends of epochs 2 and 3 (those of a last run stopped after epoch 2, and of a whole last run)."""
+    from aakit.engine.rundir import load_checkpoint_file
+    from aakit.engine.train import train
+
+    swa = train(_cfg(tiny_synth, **{"eval.weights": "swa"}), results=tmp_path / "a", progress=False)
+    whole = train(_cfg(tiny_synth, **{"eval.weights": "last"}), results=tmp_path / "b", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_synth, **{"eval.weights": "last"}), results=tmp_path / "c", progress=False,
+              stop_after_steps=8)  # 16 images / batch 4: the end of epoch 2
+    cut = next((tmp_path / "c" / "runs").iterdir())
+    w2 = load_checkpoint_file(cut / "checkpoints" / "last.pt")["model"]
+    w3 = load_checkpoint_file(whole / "checkpoints" / "last.pt")["model"]
+    got = load_checkpoint_file(swa / "checkpoints" / "last.pt")
+    assert got["averaging"]["n"] == 2 and got["step"] == 12
+    for k, v in got["model"].items():
+        assert torch.allclose(v, (w2[k] + w3[k]) / 2, rtol=1e-6, atol=1e-7), k
+    assert json.loads((swa / "summary.json").read_text())["weights"] == {"kind": "swa", "updates": 2}
