@@ -69,6 +69,22 @@ def _rows_by_seed(state: Any, index: ResultsIndex) -> dict[str, dict[int, np.nda
     return out
 
 
+def class_names(state: Any, index: ResultsIndex) -> list[str] | None:
+    """The class names of the data set the grid's first finished run read (its meta.json), or None."""
+    from aakit.data.voc import load_info
+    from aakit.errors import AakitError
+
+    for p in state.points:
+        runs = index.runs.get(p.hash or "")
+        root = (runs[0].config.get("data") or {}).get("root") if runs else None
+        if isinstance(root, str):
+            try:
+                return list(load_info(root).class_names)
+            except (AakitError, OSError, ValueError):
+                return None
+    return None
+
+
 def noise_pairs(results: Path, name: str, *, index: ResultsIndex | None = None) -> pd.DataFrame:
     """One line per ``compare:`` item of grid ``name``: its pairs, mean difference, paired sd
     (points), the seeds paired, and per class the share and rms difference."""
@@ -90,28 +106,31 @@ def noise_pairs(results: Path, name: str, *, index: ResultsIndex | None = None) 
     return pd.DataFrame(out, columns=NOISE_COLUMNS)
 
 
-def _top(shares: list[float] | None, k: int = 3) -> str:
+def _top(shares: list[float] | None, names: list[str], k: int = 3) -> str:
     if not shares:
         return "—"
     order = np.argsort(shares)[::-1][:k]
-    return ", ".join(f"c{c} {100 * shares[c]:.0f} %" for c in order)
+    return ", ".join(f"{names[c]} {100 * shares[c]:.0f} %" for c in order)
 
 
 def noise_floor_table(results: Path, name: str, *, index: ResultsIndex | None = None, preset: str = "synthetic") -> ReportTable:
     """:func:`noise_pairs` as a report table: one row per source, then the class shares."""
+    index = load_results(results) if index is None else index
     df = noise_pairs(results, name, index=index)
+    k = max((len(s) for s in df["class_shares"] if s), default=0)
+    known = class_names(_state(results, name), index) or []
+    names = known if len(known) == k else [f"c{c}" for c in range(k)]
 
     def num(x: Any, fmt: str) -> str:
         return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
 
-    body = [[r.source, str(r.pairs), num(r.mean_diff, "+.2f"), num(r.paired_sd, ".2f"), _top(r.class_shares)]
+    body = [[r.source, str(r.pairs), num(r.mean_diff, "+.2f"), num(r.paired_sd, ".2f"), _top(r.class_shares, names)]
             for r in df.itertuples(index=False)]
-    k = max((len(s) for s in df["class_shares"] if s), default=0)
-    per_class = [[f"c{c}", *[num(s[c] * 100, ".0f") if s else "—" for s in df["class_shares"]]] for c in range(k)]
+    per_class = [[names[c], *[num(s[c] * 100, ".0f") if s else "—" for s in df["class_shares"]]] for c in range(k)]
     blocks = [Block(["source", "pairs", "mean Δ", "paired sd", "classes with the largest share"], body, align="lrrrl")]
     if k:
         blocks.append(Block(["class", *df["winner"].tolist()], per_class, caption="Share of each class (%)"))
     notes = [f"grid {name}: each source's pairs differ from their reference by that source only, paired by seed; "
              "Δ = val mIoU difference in points, paired sd = sample sd of Δ over the pairs; class share = the "
-             "class's part of the sum of squares of Δ (they add up to 100 %; c0 = background)"]
+             "class's part of the sum of squares of Δ (they add up to 100 %, background included)"]
     return ReportTable(0, f"Noise floor of grid {name}", preset, df, blocks, notes, label="Noise floor")
