@@ -6,9 +6,10 @@
   ``s_n / (1 - d^n)`` (:func:`ema_debiased`): a weighted mean of the weights of the steps taken,
   with weights ``d^(n-i)`` (the first weights, before any step, take no part). ``d`` is
   ``eval.ema_decay``; 0.99 averages over about ``1 / (1 - d)`` = 100 steps, 1.3 epochs of the
-  synthetic preset's 75 steps per epoch (225 in all): long enough to smooth the step-to-step swing
-  of the last epoch, short enough that the weights of the first epoch, before LR starts
-  (``loss.lr_last_epochs``), weigh 0.99^150 = 22 % of the mean.
+  synthetic preset's 75 steps per epoch (225 in all): after the last step the last epoch weighs
+  ``(1 - d^75) / (1 - d^225)`` = 59 % of the mean, the first (before LR starts,
+  ``loss.lr_last_epochs``) ``d^150 (1 - d^75) / (1 - d^225)`` = 13 %: long enough to smooth the
+  step-to-step swing of the last epoch, short enough to be mostly the last epoch's weights.
 * ``swa``: the mean of the weights at the end of each of the last ``eval.swa_epochs`` epochs
   (:func:`swa_update`, a running mean).
 
