@@ -163,6 +163,11 @@ class TrainConfig:
     amp: bool = False  # mixed precision (CUDA only)
     checkpoint_every: int = 0  # also checkpoint every N steps (0 = once per epoch)
     log_every: int = 1  # write a step line to metrics.jsonl every N steps
+    # one source of noise at a time (aakit.engine.noise; issue 30): each None = train.seed
+    init_seed: int | None = None  # the new layers' random initialisation
+    data_seed: int | None = None  # the order of the training images in every epoch
+    aug_seed: int | None = None  # every image's augmentation (crop, scale, flip)
+    perturb_first_batch: bool = False  # debug: the first batch's images one ulp up (a chaos probe)
 
 
 @dataclass
@@ -183,6 +188,12 @@ class EvalConfig:
     crf_backend: CRFBackendName = "auto"  # the test CRF's back-end, as pseudo.crf_backend
     mechanism: bool = True  # at each evaluation: what AA and LR change, on a probe batch (aakit.mechanism)
     mechanism_images: int = 4  # the probe batch: the first N training images, centre crop, no augmentation
+    # which weights are evaluated (aakit.engine.averaging): the last step's, an exponential
+    # moving average of every step's (bias-corrected), or the mean of the last swa_epochs
+    # epoch-end weights
+    weights: Literal["last", "ema", "swa"] = "last"
+    ema_decay: float = 0.99  # averages over about 1 / (1 - decay) = 100 steps: 1.3 epochs of the preset's 75
+    swa_epochs: int = 2  # swa: the last N epoch-end weights
 
 
 # Settings that do not change a run's numbers, left out of its identity (Config.hash):
@@ -202,7 +213,12 @@ NOT_RESULTS = (
 # part of the identity as usual.
 OMITTED_AT_DEFAULT: dict[str, Any] = {
     "pseudo.refine": "crf",  # the dense CRF: every run before the refiner seam (issue 29)
+    # one noise source at a time and evaluation of averaged weights (issue 30)
+    "train.init_seed": None, "train.data_seed": None, "train.aug_seed": None, "train.perturb_first_batch": False,
+    "eval.weights": "last", "eval.ema_decay": 0.99, "eval.swa_epochs": 2,
 }
+# ... and the averaging's parameters also while eval.weights is last: they are not read then
+UNREAD_WITHOUT_AVERAGING = ("eval.ema_decay", "eval.swa_epochs")
 
 
 @dataclass
@@ -245,9 +261,10 @@ class Config:
         for dotted in NOT_RESULTS:
             section, _, key = dotted.rpartition(".")
             (d[section] if section else d).pop(key, None)
+        unread = UNREAD_WITHOUT_AVERAGING if self.eval.weights == "last" else ()
         for dotted, default in OMITTED_AT_DEFAULT.items():
             section, _, key = dotted.rpartition(".")
-            if self.get(dotted) == default:
+            if self.get(dotted) == default or dotted in unread:
                 (d[section] if section else d).pop(key, None)
         d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
         d["model"] = legacy_identity(d["model"])  # the flat layout of before issue 29: the same hashes
@@ -317,6 +334,9 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     # numpy takes seeds below 2**32, and the batch order seeds torch with seed * 100_003 + epoch
     ("train.seed", lambda v: 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
     ("train.batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("train.init_seed", lambda v: v is None or 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
+    ("train.data_seed", lambda v: v is None or 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
+    ("train.aug_seed", lambda v: v is None or 0 <= v < 2**32, "must be in 0..4294967295 (2**32 - 1)"),
     ("train.cls_warmup_epochs", lambda v: v >= 0, "must be >= 0"),
     ("train.checkpoint_every", lambda v: v >= 0, "must be >= 0"),
     ("train.log_every", lambda v: v >= 1, "must be >= 1"),
@@ -327,6 +347,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.every_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.save_examples", lambda v: v >= 0, "must be >= 0"),
     ("eval.mechanism_images", lambda v: v >= 1, "must be >= 1"),
+    ("eval.ema_decay", lambda v: 0 < v < 1, "must be in (0, 1)"),
+    ("eval.swa_epochs", lambda v: v >= 1, "must be >= 1"),
     ("eval.crf_backend", lambda v: v in typing.get_args(CRFBackendName), _one_of(CRFBackendName)),
     ("logging.backends", lambda v: len(set(v)) == len(v), "lists a back-end twice"),
     ("logging.print_every", lambda v: v >= 1, "must be >= 1"),

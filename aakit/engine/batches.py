@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from aakit.config import Config
+from aakit.engine.noise import aug_seed
 from aakit.errors import AakitError
 
 
@@ -56,7 +57,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
-    view = _EpochItems(dataset, cfg.train.seed, epoch)
+    seed = aug_seed(cfg.train)  # train.seed unless train.aug_seed is set (aakit.engine.noise)
+    view = _EpochItems(dataset, seed, epoch)
     loader = torch.utils.data.DataLoader(
         view,
         batch_sampler=batches[skip:],
@@ -65,7 +67,7 @@ def iterate_epoch(dataset: Any, batches: list[list[int]], cfg: Config, epoch: in
         persistent_workers=False,
         # its own generator: creating the iterator must not draw from the global torch RNG,
         # whose state (dropout) a checkpoint restores
-        generator=torch.Generator().manual_seed(cfg.train.seed * 1_000 + epoch),
+        generator=torch.Generator().manual_seed(seed * 1_000 + epoch),
     )
     yield from loader
 

@@ -280,6 +280,7 @@ class Checkpointer(HookBase):
                 "epochs_done": t.epochs_done,
                 "elapsed_s": time.time() - t.t_start,  # a resumed run's wall time goes on from here
                 "config_hash": self.writer.run_hash(),
+                **{k: state() for k, state in t.checkpoint_extras.items()},  # eval.weights: the average
             })
 
     def after_step(self) -> None:
@@ -373,6 +374,9 @@ class SummaryHook(HookBase):
                                 t.t_start, checksums, val_res=self.evaluation.last_val if self.evaluation else None)
         if self.mechanism is not None:
             summary["mechanism"] = self._last_mechanism()
+        extra = dict(t.summary_extras)  # eval.weights: which weights; the last step's as metrics val_last
+        summary["metrics"].update(extra.pop("metrics", {}))
+        summary.update(extra)
         self.writer.write_summary(summary)
 
     def _last_mechanism(self) -> dict[str, Any] | None:

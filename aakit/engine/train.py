@@ -24,6 +24,7 @@ import torch
 
 from aakit.config import Config
 from aakit.data.identity import require_data_root
+from aakit.engine.averaging import averaging_hooks
 from aakit.engine.batches import collate as _collate, epoch_batches, iterate_epoch  # noqa: F401 (re-exported)
 from aakit.engine.distributed import DistInfo, barrier, broadcast_object, cleanup, init_distributed
 from aakit.engine.hooks import (
@@ -39,6 +40,7 @@ from aakit.engine.hooks import (
     StatusHook,
     SummaryHook,
 )
+from aakit.engine.noise import reinit_new_layers
 from aakit.engine.rundir import RunWriter, checkpoint_record, committed_run, load_checkpoint_file, provenance
 from aakit.engine.runlock import RunLock
 from aakit.engine.tracking import require_backends, tracking_hooks
@@ -269,6 +271,7 @@ def build_trainer(cfg: Config, data: RunData, writer: RunWriter, device: torch.d
     init: InitSource = (None, None)
     if cfg.model.pretrained:
         init = load_initial_weights(model, cfg.model.pretrained, results=results, progress=progress, like=cfg)
+    reinit_new_layers(model, cfg, from_run=init[1] is not None)  # train.init_seed (unset: nothing)
     optimizer = build_optimizer(model, cfg)
     state = writer.load_checkpoint() if (resuming or writer.exists()) else None
     return Trainer(cfg, model, optimizer, data.train, device=device, dist=dist_info, state=state), init
@@ -287,12 +290,15 @@ def default_hooks(trainer: Trainer, writer: RunWriter, data: RunData, *, epoch_c
     evaluation = EvalHook(writer, data.val, data.pseudo, data.num_classes) if main else None
     mechanism = MechanismHook(writer, data.train) if main and trainer.cfg.eval.mechanism else None
     trackers = tracking_hooks(trainer.cfg, writer) if main else []  # logging.backends: TensorBoard
+    averaging, restore = averaging_hooks(trainer.cfg, evaluation)  # eval.weights: ema | swa (last: none)
     hooks = [
+        averaging,  # the averaged weights in the network for the evaluation hooks
         evaluation,
         MetricsLogger(writer) if main else None,
         mechanism,  # after the epoch's line: what AA and LR change at this state (aakit.mechanism)
         *trackers,  # beside the jsonl log: before a stop (SignalHook) can skip the step's point
         progress_hook(trainer.cfg, writer.path.name) if progress and main else None,
+        restore,  # the live weights back before the checkpoint (not after the last epoch)
         Checkpointer(writer, trainer.cfg.train.checkpoint_every),
         EpochCallbackHook(epoch_callback) if epoch_callback is not None and main else None,
         SignalHook(stop_after_steps),

@@ -37,6 +37,7 @@ import torch
 from aakit.config import Config
 from aakit.engine.batches import epoch_batches, iterate_epoch
 from aakit.engine.distributed import DistInfo
+from aakit.engine.noise import data_seed, perturb
 from aakit.errors import AakitError
 from aakit.method import Objective, build_objective, losses_of_batch, make_labeler
 
@@ -102,6 +103,10 @@ class Trainer:
         self.epochs_done = 0
         self.elapsed_before = 0.0  # seconds trained before the checkpoint this run resumed from
         self.resumed = state is not None
+        self.resume_state = state  # what a hook restores of its own (aakit.engine.averaging)
+        # what hooks add to every checkpoint (name -> state) and to summary.json
+        self.checkpoint_extras: dict[str, Callable[[], Any]] = {}
+        self.summary_extras: dict[str, Any] = {}
         if state is not None:
             self.restore(state)
         self.epoch = self.epochs_done
@@ -189,7 +194,7 @@ class Trainer:
     def batches(self, epoch: int) -> Iterator[dict[str, Any]]:
         """This rank's batches of ``epoch`` from where the run stands (a resumed run skips the steps done)."""
         c = self.cfg.train
-        order = epoch_batches(len(self.train_set), c.batch_size, seed=c.seed, epoch=epoch, rank=self.dist.rank,
+        order = epoch_batches(len(self.train_set), c.batch_size, seed=data_seed(c), epoch=epoch, rank=self.dist.rank,
                               world=self.dist.world)
         return iterate_epoch(self.train_set, order, self.cfg, epoch, self.step - epoch * self.batches_per_epoch)
 
@@ -200,6 +205,8 @@ class Trainer:
         self.lr = poly_lr(o.lr, self.step, self.total_steps, o.poly_power)
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr * g["lr_mult"]
+        if self.step == 0 and self.cfg.train.perturb_first_batch:  # debug: the chaos probe (aakit.engine.noise)
+            batch = perturb(batch)
         # fresh gradients: with the overlap, L_cls's early backward adds into them
         self.optimizer.zero_grad(set_to_none=True)
         # forward, pseudo labels, the active terms of the loss table

@@ -159,6 +159,22 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+SEED_RELATIVE = re.compile(r"^\{seed\}(?:\s*\+\s*(\d+))?$")
+
+
+def seed_relative(values: dict[str, Any], seed: int, where: str) -> dict[str, Any]:
+    """A ``set:`` value ``"{seed}"`` or ``"{seed} + N"`` is the point's seed (plus N), for the keys
+    that take one source of noise from train.seed (``train.init_seed: "{seed} + 1000"``)."""
+    out = dict(values)
+    for k, v in values.items():
+        if isinstance(v, str) and "{seed}" in v:
+            m = SEED_RELATIVE.match(v.strip())
+            if m is None:
+                raise GridError(f"{where}: {k} = {v!r}: a seed-relative value is \"{{seed}}\" or \"{{seed}} + N\"")
+            out[k] = seed + int(m.group(1) or 0)
+    return out
+
+
 def override_strings(values: dict[str, Any]) -> list[str]:
     """``{"loss.gamma": 0.5}`` -> ``["loss.gamma=0.5"]`` (JSON values, which YAML parses back)."""
     return [f"{k}={json.dumps(v)}" for k, v in values.items()]
@@ -336,7 +352,7 @@ def _check_row(row: _Row, path: Path) -> None:
 
 def _point(head: SpecFile, row: _Row, seed: int, common: dict[str, Any], overrides: Sequence[str]) -> GridPoint:
     """One row for one seed: base, the grid's set:, the row's, the seed, the preset, then ``--set``."""
-    values = {**common, **row.params, "train.seed": seed}
+    values = {**seed_relative({**common, **row.params}, seed, f"{head.path}: row {row.row!r}"), "train.seed": seed}
     if head.spec.get("preset") is not None:
         values["preset"] = head.spec["preset"]
     try:

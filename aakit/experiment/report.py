@@ -48,6 +48,7 @@ from aakit.experiment.tables import (
     EXTENSIONS, MISSING, NO_PAPER, NOT_EVALUATED, RENDERERS, Block, Cell, ReportTable, cells_frame, fmt_diff, fmt_num, paper_of,
     render_csv, render_rich,
 )
+from aakit.experiment.noisefloor import noise_floor_table, noise_pairs
 from aakit.experiment.variance import variance_table
 from aakit.files import atomic_write_text, read_json
 from aakit.runs import is_run_dir
@@ -406,8 +407,8 @@ def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str,
         raise ReportError(f"--data {data}: directory not found")
     if variance and claims:
         raise ReportError("--variance and --claims: one at a time")
-    if compare is not None and (claims or variance or table is not None):
-        raise ReportError(f"--compare {compare}: alone (no --claims, --variance or --table)")
+    if compare is not None and (claims or table is not None):  # --variance --compare: the grid's noise floor
+        raise ReportError(f"--compare {compare}: alone (no --claims or --table)")
     if variance and table is not None and table not in (1, 2, 3, 4):
         raise ReportError(f"--variance --table {table}: the ablation tables are 1-4")
     if fmt == "json":  # the claims (or a grid's comparisons) with their pairs, printed: nothing else
@@ -536,6 +537,9 @@ def cli_run(
     if suite is not None and not index.points and compare is None:
         raise ReportError(f"--suite {suite}: no grid of preset {preset} says suite: {suite} "
                           f"(in {Path(results) / 'grids'} or the grid files)")
+    if compare is not None and fmt == "json" and variance:  # a noise grid's pairs, for scripts
+        echo(noise_pairs(results, compare).to_json(orient="records", indent=2))
+        return
     if compare is not None and fmt == "json":  # a grid's own comparisons, for scripts
         echo(json.dumps(comparisons_json(results, compare), indent=2, allow_nan=False))
         return
@@ -565,6 +569,8 @@ def _chosen_tables(results: Path, preset: str, index: ResultsIndex, *, fmt: str,
     """The paper's tables and the extra tables (claims, costs, comparisons...) a request asks for."""
     if mechanism:  # each grid row's mechanism record at its grid's starting point (issue 28)
         extras, tables = [mechanism_table(results)], []
+    elif compare is not None and variance:  # a noise grid's pairs: paired sd per source, class shares
+        extras, tables = [noise_floor_table(results, compare, preset=preset)], []
     elif compare is not None:  # the comparisons a grid file declares (compare:), paired by seed
         extras, tables = [comparisons_table(results, compare)], []
     elif variance:  # where one table's spread comes from (seed, rows, within seed, evaluation set)
