@@ -270,9 +270,9 @@ def data_check(
 def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Where to write the benchmark.")] = Path("data/synth"),
     n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
-    n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 1000 for version 2, 200 for version 1).", show_default=False)] = None,
+    n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 1000 for versions 2 and 3, 200 for version 1).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
-    version: Annotated[int, typer.Option("--version", help="Benchmark version: 2, or 1 (frozen, byte for byte as before).")] = 2,
+    version: Annotated[int, typer.Option("--version", help="Benchmark version: 2, 3 (wide ambiguous bands, docs/benchmark.md), or 1 (frozen, byte for byte as before).")] = 2,
     knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob decoy_prob=0 or --knob radius_range=0.15,0.32.")] = None,
     force: Annotated[bool, typer.Option("--force/--no-force", help="Regenerate even if present.")] = False,
 ) -> None:
@@ -281,11 +281,16 @@ def data_synth(
     from aakit.data.synth_v2 import knobs_from_args
 
     if version not in synth.VERSIONS:
-        raise AakitError(f"--version {version}: choose 1 or 2")
+        raise AakitError(f"--version {version}: choose 1, 2 or 3")
     n_val = synth.DEFAULT_N_VAL[version] if n_val is None else n_val
     if n_train < 1 or n_val < 1:
         raise AakitError(f"--n-train/--n-val must be >= 1 (got {n_train}, {n_val})")
-    knobs = knobs_from_args(version, knob or [])
+    if version == 3:
+        from aakit.data import synth_v3
+
+        knobs = synth_v3.knobs_from_args(knob or [])
+    else:
+        knobs = knobs_from_args(version, knob or [])
     if not force and synth.is_generated(out, n_train=n_train, n_val=n_val, seed=seed, knobs=knobs, version=version):
         _echo(f"{out}: already generated (version {synth.VERSIONS[version]}, seed {seed})")
         return

@@ -54,8 +54,8 @@ from aakit.errors import AakitError
 from aakit.labels import IGNORE_INDEX
 
 SYNTH_VERSION = "1.0"  # version 1's; version 2 is aakit.data.synth_v2
-VERSIONS = {1: "1.0", 2: "2.0"}  # generate(version=...) -> meta.json "version"
-DEFAULT_N_VAL = {1: 200, 2: 1000}
+VERSIONS = {1: "1.0", 2: "2.0", 3: "3.0"}  # generate(version=...) -> meta.json "version"
+DEFAULT_N_VAL = {1: 200, 2: 1000, 3: 1000}
 DATASET_NAME = "aakit-synth"
 JPEG_QUALITY = 95
 SPLITS = ("train", "val")
@@ -561,6 +561,11 @@ def _make_one(job: _Job) -> tuple[str, list[int], dict[str, Any]]:
     rng = _image_rng(seed, split, index)
     if version == 1:
         image, label, banded, scene = render_scene(rng, size, CLASSES[:n_classes], knobs)
+    elif version == 3:
+        from aakit.data import synth_v3
+
+        steps3 = synth_v3.make_steps(knobs, seed, SPLITS.index(split), index)
+        image, label, banded, scene = render_scene(rng, size, synth_v3.CLASSES[:n_classes], knobs, steps3)
     else:
         from aakit.data import synth_v2
 
@@ -583,6 +588,10 @@ def _meta(
 
         classes = synth_v2.CLASSES[:num_classes]
         extra = synth_v2.meta_extra()
+    elif version == 3:
+        from aakit.data import synth_v3
+
+        classes, extra = synth_v3.CLASSES[:num_classes], synth_v3.meta_extra()
     return {
         "name": DATASET_NAME,
         "version": SYNTH_VERSION if version == 1 else VERSIONS[version],
@@ -682,6 +691,10 @@ def synth_spec(**options: Unpack[SynthOptions]) -> SynthSpec:
         if knobs is not None and type(knobs) is not Knobs:
             raise SynthError(f"synthetic set: version 1 takes synth.Knobs, not {type(knobs).__name__}")
         knobs = knobs or DEFAULT_KNOBS
+    elif version == 3:
+        from aakit.data import synth_v3
+
+        knobs = synth_v3.check_knobs(knobs)
     else:
         from aakit.data import synth_v2
 
@@ -865,6 +878,10 @@ def describe(root: str | Path) -> str:
             from aakit.data.synth_v2 import describe_lines
 
             lines += describe_lines(scenes, ids)
+        elif str(meta["version"]).startswith("3."):
+            from aakit.data import synth_v3
+
+            lines += synth_v3.describe_lines(scenes, ids)
     return "\n".join(lines)
 
 
