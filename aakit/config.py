@@ -116,6 +116,9 @@ class LossConfig:
     margin_lr: float = 1.0  # n
     gamma: float = 2.0
     lr_last_epochs: int = 2  # LR is active only in the last N epochs
+    # eq. 16's D: cosine similarity (METHOD.md) | cosine distance 1 - cos (a departure, docs/method.md;
+    # left out of the identity at its default, so the runs made before it keep their hashes)
+    lr_reading: Literal["similarity", "distance"] = "similarity"
 
 
 @dataclass
@@ -236,6 +239,8 @@ class Config:
         for dotted in NOT_RESULTS:
             section, _, key = dotted.rpartition(".")
             (d[section] if section else d).pop(key, None)
+        if d["loss"].get("lr_reading") == "similarity":  # added after runs were made: at its default it is
+            d["loss"].pop("lr_reading")                  # not part of the identity (their hashes stay)
         d["data"]["digest"] = data_digest(self.data.root, (self.data.train_split, self.data.val_split))
         return d
 
