@@ -320,9 +320,9 @@ def data_check(
 def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Where to write the lab data.")] = Path("data/synth"),
     n_train: Annotated[int, typer.Option(help="Training images.")] = 600,
-    n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 1000 for version 2, 200 for version 1).", show_default=False)] = None,
+    n_val: Annotated[Optional[int], typer.Option(help="Validation images (default: 1000 for versions 2 and 3, 200 for version 1).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
-    version: Annotated[int, typer.Option("--version", help="Lab data version: 2, or 1 (frozen, byte for byte as before).")] = 2,
+    version: Annotated[int, typer.Option("--version", help="Lab data version: 2, 3 (wide ambiguous bands, docs/benchmark.md), or 1 (frozen, byte for byte as before).")] = 2,
     knob: Annotated[Optional[list[str]], typer.Option("--knob", help="Set a knob, NAME=VALUE (repeatable), e.g. --knob decoy_prob=0 or --knob radius_range=0.15,0.32.")] = None,
     force: Annotated[bool, typer.Option("--force/--no-force", help="Regenerate even if present.")] = False,
 ) -> None:

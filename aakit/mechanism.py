@@ -178,7 +178,8 @@ def pair_records(rec: Record, counts: dict[str, float], truth_reason: str | None
 
 # ----------------------------------------------------------------------------- LR
 def reassignment_counts(embedding: Tensor, label: Tensor, weight: Tensor, truth: Tensor | None, *,
-                        gamma: float, ignore_index: int = IGNORE_INDEX) -> dict[str, Any]:
+                        gamma: float, ignore_index: int = IGNORE_INDEX,
+                        reading: losses.LRReading = "similarity") -> dict[str, Any]:
     """What LR does per pixel (eqs. 13-16, as :func:`aakit.method.losses.label_reassign_loss`): the
     modulation factors of its pixels, and which pixels' nearest centroid is not their label.
 
@@ -201,7 +202,7 @@ def reassignment_counts(embedding: Tensor, label: Tensor, weight: Tensor, truth:
         members = lab.unsqueeze(1) == classes.unsqueeze(0)
         sim = losses.cosine_to_centroids(emb, losses.class_centroids(emb, members, weight[b].reshape(-1)[keep]))
         top = sim.topk(2, dim=1)
-        alphas.append(losses.modulation_factor(top.values[:, 0], top.values[:, 1], gamma))
+        alphas.append(losses.modulation_factor(top.values[:, 0], top.values[:, 1], gamma, reading))
         nearest = classes[top.indices[:, 0]]
         out["pixels"] += int(lab.numel())
         out["reassigned"] += int((nearest != lab).sum())
@@ -341,7 +342,8 @@ def measure_mechanism(model: torch.nn.Module, batch: dict[str, Any], cfg: Config
     L = cfg.loss
     settings = {"affinity": L.affinity, "aa_confidence": L.aa_confidence, "weighting": L.weighting,
                 "margin_aa": L.margin_aa, "dilations": list(L.dilations), "lambda_aa": L.lambda_aa,
-                "label_reassign": L.label_reassign, "gamma": L.gamma, "lambda_lr": L.lambda_lr}
+                "label_reassign": L.label_reassign, "gamma": L.gamma, "lambda_lr": L.lambda_lr,
+                "lr_reading": L.lr_reading}
     return {"images": int(batch["image"].shape[0]), "settings": settings, **rec.as_dict()}
 
 
@@ -366,5 +368,6 @@ def fill_counts(rec: Record, x: LossInputs, cfg: Config, batch: dict[str, Any], 
         counts = affinity_pair_counts(x.seg_prob, small, aa.confidence(x), truth, dilations=aa.dilations,
                                       margin=aa.margin, weighting=aa.weighting, kl=aa.kl)
         pair_records(rec, counts, truth_reason)
-    counts_lr = reassignment_counts(x.out["embedding"], small, LabelReassignLoss.weight(x), truth, gamma=cfg.loss.gamma)
+    counts_lr = reassignment_counts(x.out["embedding"], small, LabelReassignLoss.weight(x), truth, gamma=cfg.loss.gamma,
+                                   reading=cfg.loss.lr_reading)
     reassign_records(rec, counts_lr, truth_reason)

@@ -90,7 +90,7 @@ def test_each_version_refuses_the_others_knobs() -> None:
         generate("unused", version=1, knobs=KnobsV2())
     with pytest.raises(SynthError, match="version 2 takes"):
         generate("unused", version=2, knobs=Knobs())
-    for bad in (dict(version=3), dict(version=2, knobs=KnobsV2(boundary_blend=-0.1)),
+    for bad in (dict(version=4), dict(version=2, knobs=KnobsV2(boundary_blend=-0.1)),
                 dict(version=2, knobs=KnobsV2(decoy_prob=1.5)), dict(version=2, knobs=KnobsV2(context_prob=2.0))):
         with pytest.raises(SynthError):
             generate("unused", **bad)  # type: ignore[arg-type]

@@ -78,7 +78,7 @@ def test_a_new_version_is_one_module_and_one_entry(tmp_path: Path, monkeypatch: 
 
 
 def test_an_unknown_version_and_a_bad_class_table_are_one_line_errors() -> None:
-    with pytest.raises(SynthError, match=r"version = 7 must be one of \[1, 2\]"):
+    with pytest.raises(SynthError, match=r"version = 7 must be one of \[1, 2, 3\]"):
         synth.generate("unused", version=7)
     with pytest.raises(SynthError, match="a line with 5 cells, not 6: x ring red dots plus"):
         class_table("ok ring red dots plus sky\nx ring red dots plus  # no context\n")

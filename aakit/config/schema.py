@@ -118,6 +118,9 @@ class LossConfig:
     margin_lr: float = 1.0  # n
     gamma: float = 2.0
     lr_last_epochs: int = 2  # LR is active only in the last N epochs
+    # eq. 16's D: cosine similarity (METHOD.md) | cosine distance 1 - cos (a departure, docs/method.md;
+    # left out of the identity at its default, so the runs made before it keep their hashes)
+    lr_reading: Literal["similarity", "distance"] = "similarity"
 
 
 @dataclass
@@ -213,6 +216,7 @@ NOT_RESULTS = (
 # part of the identity as usual.
 OMITTED_AT_DEFAULT: dict[str, Any] = {
     "pseudo.refine": "crf",  # the dense CRF: every run before the refiner seam (issue 29)
+    "loss.lr_reading": "similarity",  # eq. 16's D as METHOD.md reads it (issue 30's alternative: distance)
     # one noise source at a time and evaluation of averaged weights (issue 30)
     "train.init_seed": None, "train.data_seed": None, "train.aug_seed": None, "train.perturb_first_batch": False,
     "eval.weights": "last", "eval.ema_decay": 0.99, "eval.swa_epochs": 2,

@@ -31,6 +31,7 @@ from aakit.labels import IGNORE_INDEX
 
 Weighting = Literal["max", "min", "mean"]
 KLKind = Literal["binary", "categorical"]
+LRReading = Literal["similarity", "distance"]  # eq. 16's D (modulation_factor)
 
 #: Probabilities p and 1 - p are clamped to [PROB_EPS, 1] before the KL divergence (as AAF).
 PROB_EPS = 1e-4
@@ -287,14 +288,20 @@ def cosine_to_centroids(embedding: Tensor, centroids: Tensor) -> Tensor:
     return _unit(embedding) @ _unit(centroids).t()
 
 
-def modulation_factor(s_a: Tensor, s_b: Tensor, gamma: float = 2.0) -> Tensor:
-    """Eq. 16: ``alpha = (1 - (s_a - s_b) / (s_a + s_b))^gamma``, a weight without gradient.
+def modulation_factor(s_a: Tensor, s_b: Tensor, gamma: float = 2.0, reading: LRReading = "similarity") -> Tensor:
+    """Eq. 16: ``alpha = (1 - |D_a - D_b| / (D_a + D_b))^gamma``, a weight without gradient.
 
-    s_a / s_b: similarity to the nearest / second nearest centroid. The ratio is 0 when
-    ``s_a + s_b <= 1e-8`` and is clamped to [0, 1] (METHOD.md); gamma = 0 gives alpha = 1.
+    s_a / s_b: cosine similarity to the nearest / second nearest centroid. ``reading`` says what
+    eq. 16's D is: ``"similarity"`` (METHOD.md): D = s, the ratio ``(s_a - s_b) / (s_a + s_b)``;
+    ``"distance"`` (a departure, docs/method.md): D = the cosine distance 1 - s, which the paper's
+    own words for eq. 16 use ("the distance between the reassigned pixel embedding and its
+    nearest centroid"), the ratio ``(s_a - s_b) / (2 - s_a - s_b)``. Post-ReLU embeddings have
+    cosines near 1, where the similarity ratio is near 0 for every pixel (alpha ~ 1, gamma only
+    rescales LR) and the distance ratio still spreads over [0, 1]. The ratio is 0 when its
+    denominator is <= 1e-8 and is clamped to [0, 1]; gamma = 0 gives alpha = 1 in both readings.
     """
     s_a, s_b = s_a.detach(), s_b.detach()
-    den = s_a + s_b
+    den = s_a + s_b if reading == "similarity" else 2.0 - s_a - s_b
     ok = den > RATIO_EPS
     ratio = torch.where(ok, (s_a - s_b) / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
     return (1.0 - ratio.clamp(0.0, 1.0)).pow(gamma)
@@ -325,6 +332,7 @@ def label_reassign_loss(
     margin: float = 1.0,
     gamma: float = 2.0,
     ignore_index: int = IGNORE_INDEX,
+    reading: LRReading = "similarity",
 ) -> Tensor:
     """Eq. 17: ``L_LR = L_- + L_+``, the label reassign loss (eqs. 13-16 inside).
 
@@ -341,6 +349,7 @@ def label_reassign_loss(
         margin: n.
         gamma: concentration gamma of eq. 16.
         ignore_index: label of unlabelled pixels.
+        reading: eq. 16's D, ``"similarity"`` or ``"distance"`` (:func:`modulation_factor`).
 
     Returns:
         0-dim loss, finite on every input.
@@ -369,7 +378,7 @@ def label_reassign_loss(
         centroids = class_centroids(emb, members, weight[b].reshape(-1)[keep])
         sim = cosine_to_centroids(emb, centroids)  # (N, K)
         top = sim.topk(2, dim=1)
-        alpha = modulation_factor(top.values[:, 0], top.values[:, 1], gamma)
+        alpha = modulation_factor(top.values[:, 0], top.values[:, 1], gamma, reading)
         per_pixel = alpha * reassign_margin_terms(sim, top.indices[:, 0], margin)
         is_bg = lab == 0
         sum_bg = sum_bg + per_pixel[is_bg].sum()

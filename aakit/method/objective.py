@@ -205,9 +205,10 @@ class LabelReassignLoss(LossTerm):
     loss_name = "lr"
     needs = frozenset({EMBEDDING, SEG_LOGITS, PSEUDO_LABELS})
 
-    def __init__(self, loss_weight: float, *, first_epoch: int, margin: float, gamma: float) -> None:
+    def __init__(self, loss_weight: float, *, first_epoch: int, margin: float, gamma: float,
+                 reading: losses.LRReading = "similarity") -> None:
         super().__init__(loss_weight, first_epoch=first_epoch)
-        self.margin, self.gamma = margin, gamma
+        self.margin, self.gamma, self.reading = margin, gamma, reading
 
     @classmethod
     def from_config(cls, cfg: Config) -> LossTerm | None:
@@ -215,7 +216,7 @@ class LabelReassignLoss(LossTerm):
         if not L.label_reassign:
             return None
         first = max(segmentation_start(cfg), cfg.train.epochs - L.lr_last_epochs)
-        return cls(L.lambda_lr, first_epoch=first, margin=L.margin_lr, gamma=L.gamma)
+        return cls(L.lambda_lr, first_epoch=first, margin=L.margin_lr, gamma=L.gamma, reading=L.lr_reading)
 
     @staticmethod
     def weight(x: LossInputs) -> Tensor:
@@ -227,7 +228,7 @@ class LabelReassignLoss(LossTerm):
     def loss(self, x: LossInputs) -> Tensor:
         small, _ = x.at_stride
         return losses.label_reassign_loss(x.out["embedding"].float(), small, self.weight(x), margin=self.margin,
-                                          gamma=self.gamma)
+                                          gamma=self.gamma, reading=self.reading)
 
 
 # ----------------------------------------------------------------------------- the sum

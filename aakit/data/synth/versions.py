@@ -1,6 +1,6 @@
 """The registry of the benchmark's versions: number -> the module that defines it.
 
-Each entry is a module with the names of :class:`SynthVersion` (``v1``, ``v2``); the generator,
+Each entry is a module with the names of :class:`SynthVersion` (``v1``, ``v2``, ``v3``); the generator,
 the checks, ``meta.json`` and :func:`aakit.data.synth.describe` ask the registry, never a
 version by name, so a version is one module plus one line here.
 """
@@ -13,6 +13,7 @@ import numpy as np
 from aakit.data.scene import ClassSpec, Knobs, SceneObject, SynthError
 import aakit.data.synth.v1 as v1
 import aakit.data.synth.v2 as v2
+import aakit.data.synth.v3 as v3
 
 
 class SceneSteps(Protocol):
@@ -68,6 +69,7 @@ class SynthVersion(Protocol):
 REGISTRY: dict[int, SynthVersion] = {
     1: v1,
     2: v2,
+    3: v3,
 }
 
 VERSIONS = {n: m.VERSION for n, m in REGISTRY.items()}  # version -> meta.json "version"
