@@ -87,11 +87,11 @@ def pseudo_quality(model: Any, cfg: Any, images: int) -> dict[str, dict[str, flo
 
 
 def step_cost(model: Any, cfg: Any, batch: int, repeats: int) -> dict[str, Any]:
-    """(b): median seconds of a training step and of the batch's pseudo labels, per refiner."""
+    """(b): median seconds of a training step and of the batch's pseudo labels alone, per refiner."""
     import torch
 
     from aakit.bench import _synthetic_batch, timeit_many
-    from aakit.method import PseudoLabeler, build_objective, losses_of_batch
+    from aakit.method import PseudoLabeler, build_objective, losses_of_batch, training_cam
 
     data = _synthetic_batch(cfg, batch)
     model.train()
@@ -108,7 +108,16 @@ def step_cost(model: Any, cfg: Any, batch: int, repeats: int) -> dict[str, Any]:
             opt.step()
         return run
 
+    with torch.no_grad():  # the batch's labeller inputs, as the step makes them
+        out = model(data["image"])
+        cams = training_cam(model, data["image"], out["cam"], tuple(cfg.model.cam_scales), tuple(data["image"].shape[-2:]))
+        inputs = (data["raw"], cams, data["labels"], out["cls_logits"].float().sigmoid())
+
+    def labels(lab: Any) -> Any:
+        return lambda: lab(*inputs)
+
     fns = {f"step {r}": step(lab) for r, lab in labelers.items()}
+    fns.update({f"labels {r}": labels(lab) for r, lab in labelers.items()})
     times = timeit_many(fns, repeats)
     for lab in labelers.values():
         lab.close()
@@ -119,7 +128,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="a CLS-only run directory (checkpoints/last.pt)")
     p.add_argument("--config", type=Path, default=HERE.parent / "experiments" / "synthetic" / "full.yaml")
-    p.add_argument("--images", type=int, default=100, help="training images for (a)")
+    p.add_argument("--images", type=int, default=100, help="training images for (a); 0 skips (a)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
@@ -135,18 +144,19 @@ def main() -> int:
     step = torch.load(args.run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False).get("step")
     print(f"machine: {machine()}")
     print(f"classifier: {args.run.name} step {step}; config {args.config.name}; data {cfg.data.root}", flush=True)
-    quality = pseudo_quality(model, cfg, args.images)
-    print(f"\n(a) pseudo labels of {args.images} training images (CAM at scales {list(cfg.model.cam_scales)})")
-    print(f"{'refiner':10s} {'mIoU %':>8s} {'labelled %':>11s}")
-    for r, q in quality.items():
-        print(f"{r:10s} {100 * q['miou']:8.1f} {100 * q['labelled']:11.1f}")
+    if args.images:
+        quality = pseudo_quality(model, cfg, args.images)
+        print(f"\n(a) pseudo labels of {args.images} training images (CAM at scales {list(cfg.model.cam_scales)})")
+        print(f"{'refiner':10s} {'mIoU %':>8s} {'labelled %':>11s}")
+        for r, q in quality.items():
+            print(f"{r:10s} {100 * q['miou']:8.1f} {100 * q['labelled']:11.1f}")
     times = step_cost(model, cfg, args.batch, args.repeats)
-    base = times["step crf"]
+    base = {"step": times["step crf"], "labels": times["labels crf"]}
     print(f"\n(b) training step, batch {args.batch} at {cfg.data.crop} px, median of {args.repeats} "
           f"(lo-hi), load {os.getloadavg()[0]:.2f}")
     print(f"{'':14s} {'s':>7s} {'x crf':>7s}  range")
     for name, t in times.items():
-        print(f"{name:14s} {t:7.3f} {t / base:7.2f}  {t.lo:.3f}-{t.hi:.3f}{t.mark()}")
+        print(f"{name:14s} {t:7.3f} {t / base[name.split()[0]]:7.2f}  {t.lo:.3f}-{t.hi:.3f}{t.mark()}")
     return 0
 
 
