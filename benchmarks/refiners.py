@@ -110,7 +110,8 @@ def step_cost(model: Any, cfg: Any, batch: int, repeats: int) -> dict[str, Any]:
 
     with torch.no_grad():  # the batch's labeller inputs, as the step makes them
         out = model(data["image"])
-        cams = training_cam(model, data["image"], out["cam"], tuple(cfg.model.cam_scales), tuple(data["image"].shape[-2:]))
+        size = tuple(data["image"].shape[-2:])
+        cams = training_cam(model, data["image"], out["cam"], tuple(cfg.model.cam_scales), size)
         inputs = (data["raw"], cams, data["labels"], out["cls_logits"].float().sigmoid())
 
     def labels(lab: Any) -> Any:

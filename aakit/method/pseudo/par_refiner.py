@@ -41,7 +41,8 @@ from aakit.method.pseudo.refiner import Refiner
 if TYPE_CHECKING:
     import torch
 
-SUM_EPS = 1e-12  # guards the per-pixel division (the rule's scores never all vanish: max(CAM) or its background is large)
+# guards the per-pixel division (the rule's scores never all vanish: max(CAM) or its background is large)
+SUM_EPS = 1e-12
 
 
 class PARRefiner(Refiner):
