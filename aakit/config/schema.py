@@ -54,7 +54,7 @@ class ModelConfig:
 # The names of the method's registries (aakit.method.crf.registry.BACKENDS, aakit.method.pseudo.refiners.REFINERS),
 # here because the schema may not import the method; tests/test_registries.py holds the two lists equal.
 CRFBackendName = Literal["auto", "pydensecrf", "torch"]  # auto: torch on CUDA, else pydensecrf if installed
-RefinerName = Literal["crf"]  # crf = the paper's dense CRF
+RefinerName = Literal["crf", "par", "par+crf"]  # crf = the paper's dense CRF; par = AFA's PAR; par+crf = PAR, then the CRF
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """RRM's online pseudo labels (METHOD.md section 2): the multi-scale CAM (:mod:`.cam`), the label
 rule in numpy (:mod:`.rule`, one image, what the CRF workers run) and on tensors side by side
 (:mod:`.rule_torch`, a batch on its device), step 2's refiners (:mod:`.refiner` the interface,
-:mod:`.refiners` the registry, :mod:`.crf_refiner` the paper's dense CRF) and the batch's labeller
+:mod:`.refiners` the registry, :mod:`.crf_refiner` the paper's dense CRF, :mod:`.par_refiner` AFA's PAR) and the batch's labeller
 (:mod:`.labeler`, :meth:`PseudoLabeler.from_config`).
 
 Nothing here imports torch at load time (the CRF workers import this package)."""

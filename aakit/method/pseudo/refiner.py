@@ -38,8 +38,8 @@ sends one image per job to the CRF workers, which call :meth:`Refiner.refine`. A
 scores come out at another size (AFA's PAR refines probabilities upsampled bilinearly with
 ``align_corners=True``) upsamples them itself: the rule gives and expects crop-size (H, W) maps.
 
-Adding a refiner (e.g. ``par``: ``par_refine(images, probs, ...)`` of
-``aakit/method/pseudo/par.py``, returning (B, C, H, W)) is one class in one file plus its entry in
+Adding a refiner (as ``par`` and ``par+crf`` were: :mod:`aakit.method.pseudo.par_refiner`, on
+``par_refine(images, probs, ...)`` of :mod:`aakit.method.pseudo.par`) is one class in one file plus its entry in
 :data:`aakit.method.pseudo.refiners.REFINERS` and its name in :data:`aakit.config.RefinerName` (the
 ``Literal`` of ``pseudo.refine``); tests/test_registries.py runs every registered refiner
 through both paths. See docs/architecture.md, "Adding a refiner".

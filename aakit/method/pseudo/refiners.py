@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from aakit.config import CRFParams, PseudoConfig
 from aakit.method.pseudo.crf_refiner import CRFRefiner
+from aakit.method.pseudo.par_refiner import PARCRFRefiner, PARRefiner
 from aakit.method.pseudo.refiner import Refiner
 
 #: name -> refiner class; one entry per refiner (docs/architecture.md, "Adding a refiner")
 REFINERS: dict[str, type[Refiner]] = {
     CRFRefiner.name: CRFRefiner,
+    PARRefiner.name: PARRefiner,
+    PARCRFRefiner.name: PARCRFRefiner,
 }
 
 
