@@ -391,7 +391,9 @@ def data_objects_shortcut(
     _echo(f"class from the rim ring: {100 * c['acc_rim']:.1f}%, from inside: {100 * c['acc_inside']:.1f}%, "
           f"majority class: {100 * c['chance']:.1f}% ({c['objects_val']} val objects)")
     if json_out is not None:
-        json_out.write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
+        from aakit.files import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(rep, indent=1) + "\n")
 
 
 @data_app.command("real-photos")

@@ -151,8 +151,8 @@ def test_the_report_reads_one_suite_at_a_time(tmp_path: Path, monkeypatch: pytes
     _, v2, _ = run_cli([*common, "--suite", "v2"], monkeypatch, capsys)
     assert "41.0" in default and "61.0" not in default
     assert "61.0" in v2 and "41.0" not in v2
-    code, out, err = run_cli([*common, "--suite", "v3"], monkeypatch, capsys)
-    assert code == 2 and "--suite v3: no grid of preset synthetic says suite: v3" in err and not out
+    code, out, err = run_cli([*common, "--suite", "v9"], monkeypatch, capsys)
+    assert code == 2 and "--suite v9: no grid of preset synthetic says suite: v9" in err and not out
     from aakit.experiment.gridstate import read_grid_state
 
     path = results / "grids" / "new" / "grid.json"

@@ -469,6 +469,7 @@ def test_every_module_writes_files_atomically() -> None:
     allowed = {
         "aakit/files.py": "the atomic helpers and the append-only JSONL log",
         "aakit/data/synth/write.py": "writes into a temporary directory renamed into place when complete",
+        "aakit/data/objects/build.py": "writes into a temporary directory renamed into place when complete",
         "aakit/experiment/studies.py": "an append-mode lock file (content never read)",
         "aakit/engine/inference.py": "prediction overlays (user output, redone by a rerun) - see docs/reliability.md",
         "aakit/experiment/journal.py": "Optuna's append-only journal: appends as Optuna does; a torn tail is cut "

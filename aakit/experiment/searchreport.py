@@ -12,6 +12,7 @@ visualisation: optimisation history, slice plot and importances.
 from __future__ import annotations
 
 import importlib.util
+import io
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +23,7 @@ from optuna.trial import TrialState
 
 from aakit.experiment import studies
 from aakit.experiment.tables import Block, ReportTable
+from aakit.files import atomic_write_bytes
 from aakit.runs import read_json
 
 
@@ -156,7 +158,9 @@ def search_figures(results: Path, out: Path) -> list[Path]:
                 ax = plot(study)
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
             path = out / f"{name}-{kind}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+            atomic_write_bytes(path, buf.getvalue())
             plt.close(fig)
             written.append(path)
     return written

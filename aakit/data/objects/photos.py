@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from aakit.data.objects.compose import ObjectsError
+from aakit.files import atomic_write_bytes, atomic_write_text
 
 ENV_DARKNET = "AAKIT_DARKNET_DATA"
 DEFAULT_DARKNET = "/usr/share/darknet/data"
@@ -71,12 +72,19 @@ def write_photos(out: str | Path, wheel: str | Path | None = None, darknet: str 
         shutil.copyfile(darknet / n, out / "JPEGImages" / n)
         info["darknet"][n.removesuffix(".jpg")] = {"objects": list(DARKNET_PHOTOS[n][0]), "lab_classes": list(DARKNET_PHOTOS[n][1])}
     if voc is not None:
-        Image.fromarray(voc["rgb"]).save(out / "JPEGImages" / f"{VOC_ID}.jpg", quality=95)
-        Image.fromarray(voc["label"]).save(out / "SegmentationClass" / f"{VOC_ID}.png")
+        atomic_write_bytes(out / "JPEGImages" / f"{VOC_ID}.jpg", _encoded(voc["rgb"], "JPEG", quality=95))
+        atomic_write_bytes(out / "SegmentationClass" / f"{VOC_ID}.png", _encoded(voc["label"], "PNG"))
         present = sorted(int(c) for c in np.unique(voc["label"]) if 0 < c < 255)
-        (out / "ImageSets/Segmentation/val.txt").write_text(f"{VOC_ID}\n")
-        (out / "cls_labels.json").write_text(json.dumps({VOC_ID: present}) + "\n")
+        atomic_write_text(out / "ImageSets/Segmentation/val.txt", f"{VOC_ID}\n")
+        atomic_write_text(out / "cls_labels.json", json.dumps({VOC_ID: present}) + "\n")
         info["voc"] = {"id": VOC_ID, "classes": [voc["class_names"][c] for c in present]}
-    (out / "ImageSets/Segmentation/photos.txt").write_text("".join(f"{n.removesuffix('.jpg')}\n" for n in found))
-    (out / "photos.json").write_text(json.dumps(info, indent=1) + "\n")
+    atomic_write_text(out / "ImageSets/Segmentation/photos.txt", "".join(f"{n.removesuffix('.jpg')}\n" for n in found))
+    atomic_write_text(out / "photos.json", json.dumps(info, indent=1) + "\n")
     return info
+
+
+def _encoded(array: np.ndarray, fmt: str, **options: Any) -> bytes:
+    """``array`` as the bytes of a ``fmt`` image file (PIL)."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **options)
+    return buf.getvalue()
