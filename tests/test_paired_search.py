@@ -102,6 +102,32 @@ def test_a_trial_drawing_the_reference_or_a_trained_config_trains_nothing_new(tm
             assert t.value == 0 and t.user_attrs["runs"] == t.user_attrs["reference_runs"]
 
 
+def test_a_trial_interrupted_between_seeds_is_retried_with_its_finished_runs_reused(tmp_path: Path) -> None:
+    results, path, made = tmp_path / "results", write_search(tmp_path), []
+
+    def interrupted_at_the_4th(cfg: Any, **kw: Any) -> Path:  # ref s0, t0 s0, ref s1, then Ctrl-C
+        made.append(cfg.hash())
+        if len(made) == 4:
+            raise KeyboardInterrupt
+        return noisy_train(cfg, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        S.run_search(path, trials=2, results=results, train=interrupted_at_the_4th, **QUIET)
+    first = load_study(results).get_trials()
+    assert first[0].state == TrialState.FAIL and first[0].user_attrs["outcome"] == "interrupted"
+    assert len(first[0].user_attrs["runs"]) == 1  # seed 0 was done
+    S.run_search(path, trials=2, results=results, train=noisy_train, **QUIET)
+    trials = load_study(results).get_trials()
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == first[0].params
+    assert retry[0].user_attrs["runs"][0] == first[0].user_attrs["runs"][0]  # seed 0's run reused, by hash
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    trained = [c[0] for c in calls(results)]
+    assert len(trained) == len(set(trained))  # nothing trained twice
+    S.run_search(path, trials=3, results=results, train=noisy_train, **QUIET)  # retried once, not again
+    assert len([t for t in load_study(results).get_trials() if t.user_attrs.get("retry_of") == 0]) == 1
+
+
 def _paired_process(path: str, results: str, trials: int, barrier: Any) -> None:
     barrier.wait(30)
     S.run_search(path, trials=trials, results=Path(results), train=noisy_train, progress=False, log=lambda m: None)

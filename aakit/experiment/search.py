@@ -359,6 +359,7 @@ def _ask_within_budget(lc: Lifecycle, budget: int, seed: Callable[[int], None] |
     grace = lc.spec.grace
     with lc.budget_lock():
         lc.recover_stale()
+        requeue_interrupted(lc)
         trials = lc.trials()
         if len(counted(trials, grace)) >= budget:
             return None
@@ -373,6 +374,25 @@ def _ask_within_budget(lc: Lifecycle, budget: int, seed: Callable[[int], None] |
         lc.fail(Claim.of(trial), "surplus")
         return None
     return trial
+
+
+RETRIED = ("interrupted", "stale")  # a FAIL of these outcomes is the worker's end, not the config's
+
+
+def requeue_interrupted(lc: Lifecycle) -> list[int]:
+    """Enqueue again, once, each paired trial that Ctrl-C or a dead worker left FAIL
+    (``outcome`` interrupted or stale): the retry (user attribute ``retry_of``) draws the same
+    params, so the runs of the seeds it finished are found by config hash and reused, not lost
+    with the session. A trial failed by its config (``outcome = "error"``) is not retried."""
+    trials = lc.trials()
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    numbers = []
+    for t in trials:
+        if (t.state == TrialState.FAIL and t.user_attrs.get("outcome") in RETRIED and t.params
+                and t.user_attrs.get("objective") == "paired" and t.number not in retried):
+            lc.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            numbers.append(t.number)
+    return numbers
 
 
 def _seed_trial(search: Search, lc: Lifecycle, number: int) -> None:
