@@ -121,3 +121,5 @@ def test_a_committed_run_is_never_rewritten_its_weights_are_trained_as_a_local_c
     init = json.loads((run / "provenance.json").read_text())["init_checkpoint"]
     assert init["run"] == dep.name and (local / "checkpoints" / "last.pt").exists()
     assert init["step"] == json.loads((local / "status.json").read_text())["steps_total"]
+    train(_dependent(over, seed=4), results=res, progress=False)  # the local copy is there now: not "training" it
+    assert "training a local copy" not in capsys.readouterr().err

@@ -359,10 +359,11 @@ def train(
             raise AakitError(f"--resume {writer.path}: a committed run (tracked by git); aakit does not rewrite "
                              f"it: train it anew under --results {local_results(Path(results))}")
         local = local_results(Path(results))
-        if dist_info.main:
+        copy = RunWriter(local, cfg, name)
+        if dist_info.main and not _done(copy, require_checkpoint, say=False):  # a finished copy: its own line
             print(f"{writer.path} is committed (tracked by git) and is not rewritten; "
                   f"{'its weights are not committed: ' if writer.is_finished() else ''}"
-                  f"training a local copy in {RunWriter(local, cfg, name).path}", file=sys.stderr, flush=True)
+                  f"training a local copy in {copy.path}", file=sys.stderr, flush=True)
         cleanup(dist_info)
         return train(cfg, results=local, name=name, overrides=overrides, epoch_callback=epoch_callback,
                      progress=progress, command=command, stop_after_steps=stop_after_steps,
