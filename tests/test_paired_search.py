@@ -116,6 +116,9 @@ def test_a_trial_interrupted_between_seeds_is_retried_with_its_finished_runs_reu
     first = load_study(results).get_trials()
     assert first[0].state == TrialState.FAIL and first[0].user_attrs["outcome"] == "interrupted"
     assert len(first[0].user_attrs["runs"]) == 1  # seed 0 was done
+    from aakit.experiment.searchreport import search_tables
+    row = search_tables(results)[0].blocks[0].rows[0]
+    assert row[1] == "0/0/0/1"  # complete/pruned/failed/unfinished: the interrupted trial is not "failed"
     S.run_search(path, trials=2, results=results, train=noisy_train, **QUIET)
     trials = load_study(results).get_trials()
     retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]

@@ -376,9 +376,6 @@ def _ask_within_budget(lc: Lifecycle, budget: int, seed: Callable[[int], None] |
     return trial
 
 
-RETRIED = ("interrupted", "stale")  # a FAIL of these outcomes is the worker's end, not the config's
-
-
 def requeue_interrupted(lc: Lifecycle) -> list[int]:
     """Enqueue again, once, each paired trial that Ctrl-C or a dead worker left FAIL
     (``outcome`` interrupted or stale): the retry (user attribute ``retry_of``) draws the same
@@ -388,7 +385,7 @@ def requeue_interrupted(lc: Lifecycle) -> list[int]:
     retried = {t.user_attrs.get("retry_of") for t in trials}
     numbers = []
     for t in trials:
-        if (t.state == TrialState.FAIL and t.user_attrs.get("outcome") in RETRIED and t.params
+        if (t.state == TrialState.FAIL and t.user_attrs.get("outcome") in studies.ENDED_BY_WORKER and t.params
                 and t.user_attrs.get("objective") == "paired" and t.number not in retried):
             lc.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
             numbers.append(t.number)

@@ -82,6 +82,11 @@ def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
+def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    """Ended by Ctrl-C or a dead worker, not by its config (a resumed search retries it)."""
+    return t.user_attrs.get("outcome") in studies.ENDED_BY_WORKER
+
+
 def study_row(results: Path, name: str, study: optuna.Study) -> dict[str, Any]:
     """One study's numbers (the ``long`` frame of the section)."""
     trials = study.get_trials(deepcopy=False)
@@ -90,7 +95,10 @@ def study_row(results: Path, name: str, study: optuna.Study) -> dict[str, Any]:
     n_runs, hours = cost(results, study)
     return {
         "study": name, "objective": "paired" if paired else "miou",
-        **{s: sum(t.state == getattr(TrialState, s.upper()) for t in trials) for s in ("complete", "pruned", "fail")},
+        **{s: sum(t.state == getattr(TrialState, s.upper()) for t in trials) for s in ("complete", "pruned")},
+        "fail": sum(t.state == TrialState.FAIL and not _interrupted(t) for t in trials),
+        "interrupted": sum(t.state == TrialState.FAIL and _interrupted(t) for t in trials),
+        "running": sum(t.state == TrialState.RUNNING for t in trials),
         "best_trial": None if best is None else best.number, "best_params": {} if best is None else dict(best.params),
         "search_value": None if best is None else best.value, "confirmed_trial": conf.get("trial"),
         "confirm_seeds": conf.get("seeds"), "confirm_mean": conf.get("mean_diff"), "ci_low": conf.get("ci_low"),
@@ -112,7 +120,7 @@ def _rendered(r: dict[str, Any]) -> list[str]:
         f"{r['confirm_mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] on {len(r['confirm_seeds'])} fresh seeds")
     imp = "—" if not r["importances"] else ", ".join(
         f"{k.split('.')[-1]} {v:.2f}" for k, v in list(r["importances"].items())[:3])
-    return [r["study"], f"{r['complete']}/{r['pruned']}/{r['fail']}", f"t{r['best_trial']}: {params}"
+    return [r["study"], f"{r['complete']}/{r['pruned']}/{r['fail']}/{r['interrupted'] + r['running']}", f"t{r['best_trial']}: {params}"
             if r["best_trial"] is not None else "—", value, conf, _fmt(r["selection_bias"]), imp,
             f"{r['runs']} runs, {r['train_hours']:.2f} h"]
 
@@ -122,12 +130,14 @@ def search_tables(results: Path) -> list[ReportTable]:
     rows = [study_row(results, n, s) for n, s in committed_studies(results)]
     if not rows:
         return []
-    header = ["study", "complete/pruned/failed", "best trial", "search value", "confirmation (95 % CI)",
+    header = ["study", "complete/pruned/failed/unfinished", "best trial", "search value", "confirmation (95 % CI)",
               "selection bias", "importances", "cost"]
     notes = ["paired study: value = mean paired difference against the reference (the paper's setting unless the "
              "search file says otherwise), val mIoU points, on the same seeds; confirmation = the search's best trial "
              "rerun on fresh seeds no trial used, paired with the reference: its mean and Student-t 95 % interval, "
              "the study's answer; selection bias = search value − confirmation mean; a miou study: value = val mIoU %",
+             "unfinished: trials a Ctrl-C or an ended session stopped (a resumed search retries each once, reusing "
+             "the seeds it finished) or still running",
              f"importances: Optuna's {importance_method()[0]} over the complete trials (the top three)",
              "cost: the distinct runs the study used (trials, references, confirmation) and their training time "
              "(summary.json wall_time_s)"]

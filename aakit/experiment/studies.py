@@ -307,6 +307,9 @@ def finish_trial(
     return True
 
 
+ENDED_BY_WORKER = ("interrupted", "stale")  # FAIL outcomes of the worker's end (Ctrl-C, death), not the config's
+
+
 def fail_dead_trials(storage: BaseStorage, trials: list[FrozenTrial], grace: float) -> list[int]:
     """Mark every dead RUNNING trial FAIL (``outcome = "stale"``); returns their numbers."""
     now = time.time()
