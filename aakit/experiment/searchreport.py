@@ -136,8 +136,8 @@ def search_tables(results: Path) -> list[ReportTable]:
              "search file says otherwise), val mIoU points, on the same seeds; confirmation = the search's best trial "
              "rerun on fresh seeds no trial used, paired with the reference: its mean and Student-t 95 % interval, "
              "the study's answer; selection bias = search value − confirmation mean; a miou study: value = val mIoU %",
-             "unfinished: trials a Ctrl-C or an ended session stopped (a resumed search retries each once, reusing "
-             "the seeds it finished) or still running",
+             "unfinished: trials a Ctrl-C or an ended session stopped (a resumed paired search retries each once, "
+             "reusing the seeds it finished) or still running",
              f"importances: Optuna's {importance_method()[0]} over the complete trials (the top three)",
              "cost: the distinct runs the study used (trials, references, confirmation) and their training time "
              "(summary.json wall_time_s)"]
