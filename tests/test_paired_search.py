@@ -317,6 +317,23 @@ def test_report_has_a_search_section_with_the_confirmation_importances_cost_and_
     assert len(search_figures(results, tmp_path / "again")) == 3
 
 
+def test_a_search_files_suite_puts_its_study_on_that_suites_page_only(tmp_path: Path) -> None:
+    from aakit.experiment.searchreport import search_figures, search_tables
+
+    results = tmp_path / "results"
+    S.run_search(write_search(tmp_path), trials=3, results=results, train=noisy_train, **QUIET)  # no suite:
+    other = tmp_path / "o"
+    other.mkdir()
+    text = SEARCH.replace("name: p\n", "name: q\nsuite: v9\n")
+    S.run_search(write_search(other, text), trials=3, results=results, train=noisy_train, **QUIET)
+    assert [t.long.iloc[0]["study"] for t in search_tables(results)] == ["search-p"]
+    assert [t.long.iloc[0]["study"] for t in search_tables(results, "v9")] == ["search-q"]
+    assert search_tables(results, "v1") == []
+    assert {p.name.split("-")[1] for p in search_figures(results, tmp_path / "f9", "v9")} == {"q"}
+    with pytest.raises(S.SearchError, match=r"suite: should be"):
+        S.load_search(write_search(other, SEARCH.replace("name: p\n", "name: p\nsuite: [v9]\n")))
+
+
 def test_the_tuis_study_view_reads_the_paired_value_and_the_confirmation(tmp_path: Path) -> None:
     from aakit.tui.data import StudyReader
     from aakit.tui.screens.main import study_value

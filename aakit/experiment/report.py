@@ -585,7 +585,7 @@ def _chosen_tables(results: Path, preset: str, index: ResultsIndex, *, fmt: str,
         extras = [] if table else [claims_table(results, preset, index=index),
                                    costs_table(results, preset, index=index, grids=every_grid),
                                    *suite_comparison_tables(results, preset, suite),
-                                   *search_tables(results)]  # the committed search studies (issue 31)
+                                   *search_tables(results, suite)]  # the suite's committed search studies (issue 31)
     return tables, extras
 
 
@@ -619,7 +619,7 @@ def _echo_figures(results: Path, out: Path | None, preset: str, grids_dir: Path 
     for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
                           warn=warn, suite=suite):
         echo(f"wrote {p}")
-    for p in search_figures(results, fig_dir):  # each committed search study's history, slices, importances
+    for p in search_figures(results, fig_dir, suite):  # each committed search study's history, slices, importances
         echo(f"wrote {p}")
 
 

@@ -90,7 +90,7 @@ from aakit.files import read_json
 from aakit.runs import run_dir_name, safe_name
 
 SEARCH_KEYS = {"name", "base", "preset", "metric", "set", "params", "sampler", "pruner", "description",
-               "objective", "reference", "seeds"}
+               "objective", "reference", "seeds", "suite"}
 PRUNERS = {"median", "threshold", "successive_halving", "hyperband", "none"}
 PARAM_TYPES = {"float", "int", "categorical"}
 
@@ -147,6 +147,7 @@ class Search:
     pruner: dict[str, Any]
     overrides: list[str]
     paired: PairedSpec | None = None  # objective: paired (see aakit.experiment.paired)
+    suite: str | None = None  # the report suite whose page shows the study (None: the default one)
 
     @property
     def study_name(self) -> str:
@@ -224,11 +225,15 @@ def load_search(path: str | Path, overrides: Sequence[str] = ()) -> Search:
         if not isinstance(d, dict) or d.get("type") not in kinds:
             raise SearchError(f"{path}: {what}.type should be one of {', '.join(sorted(kinds))}")
     metric = spec.get("metric", "val")
+    suite = spec.get("suite")
+    if suite is not None and (not isinstance(suite, str) or not suite):
+        raise SearchError(f"{path}: suite: should be a report suite's name (e.g. v3), or left out")
     try:
         paired = parse_paired(spec, str(path))
     except PairedError as e:
         raise SearchError(str(e)) from None
-    search = Search(name, path, base, metric, dict(fixed), params, dict(sampler), dict(pruner), list(overrides), paired)
+    search = Search(name, path, base, metric, dict(fixed), params, dict(sampler), dict(pruner), list(overrides), paired,
+                    suite)
     try:
         search.config({p.key: p.first() for p in params}, "check")
         if paired is not None:
@@ -479,6 +484,8 @@ def _record_overrides(storage: BaseStorage, search: Search) -> None:
     attrs = storage.get_study_user_attrs(sid)
     if "overrides" not in attrs:
         storage.set_study_user_attr(sid, "overrides", redact_argv(search.overrides))
+    if search.suite is not None and "suite" not in attrs:  # the report page that shows it
+        storage.set_study_user_attr(sid, "suite", search.suite)
     if search.paired is not None and "objective" not in attrs:
         storage.set_study_user_attr(sid, "objective", "paired")
         storage.set_study_user_attr(sid, "reference", search.paired.reference)

@@ -125,9 +125,10 @@ def _rendered(r: dict[str, Any]) -> list[str]:
             f"{r['runs']} runs, {r['train_hours']:.2f} h"]
 
 
-def search_tables(results: Path) -> list[ReportTable]:
-    """The report's Search section (empty if no study is committed)."""
-    rows = [study_row(results, n, s) for n, s in committed_studies(results)]
+def search_tables(results: Path, suite: str | None = None) -> list[ReportTable]:
+    """The report's Search section for one report suite (the studies whose search file says
+    ``suite: NAME``; None: those without one); empty if there is none."""
+    rows = [study_row(results, n, s) for n, s in committed_studies(results) if s.user_attrs.get("suite") == suite]
     if not rows:
         return []
     header = ["study", "complete/pruned/failed/unfinished", "best trial", "search value", "confirmation (95 % CI)",
@@ -145,9 +146,9 @@ def search_tables(results: Path) -> list[ReportTable]:
                         align="lrlrrrll")], notes, label="Search")]
 
 
-def search_figures(results: Path, out: Path) -> list[Path]:
-    """Per study: optimisation history, slice plot and importances (Optuna's matplotlib
-    visualisation) as ``<out>/<study>-history.png``, ``-slice.png``, ``-importances.png``."""
+def search_figures(results: Path, out: Path, suite: str | None = None) -> list[Path]:
+    """Per study of ``suite`` (as :func:`search_tables`): optimisation history, slice plot and importances
+    (Optuna's matplotlib visualisation) as ``<out>/<study>-history.png``, ``-slice.png``, ``-importances.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,6 +157,8 @@ def search_figures(results: Path, out: Path) -> list[Path]:
 
     written: list[Path] = []
     for name, study in committed_studies(results):
+        if study.user_attrs.get("suite") != suite:
+            continue
         if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
             continue
         plots = {"history": lambda s: ovm.plot_optimization_history(s), "slice": lambda s: ovm.plot_slice(s)}
