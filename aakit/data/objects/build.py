@@ -17,7 +17,6 @@ so it identifies the set (:mod:`aakit.data.identity`).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -27,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 import aakit.data.objects.sources as sources
 from aakit.data.objects.compose import DEFAULT_KNOBS, ObjectKnobs, ObjectsError, Pool, check_knobs, render
 from aakit.data.synth import voc_palette
+from aakit.data.synth.write import jpeg_bytes, png_bytes
 
 DATASET_NAME = "aakit-objects"
 VERSION = "1.0"
@@ -95,20 +94,6 @@ def boundary_band(label: np.ndarray) -> np.ndarray:
     edge[:, 1:] |= label[:, 1:] != label[:, :-1]
     edge[:, :-1] |= label[:, :-1] != label[:, 1:]
     return np.where(edge & (label > 0), IGNORE_INDEX, label).astype(np.uint8)
-
-
-def _png(label: np.ndarray, palette: list[int]) -> bytes:
-    im = Image.fromarray(label, mode="P")
-    im.putpalette(palette)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _jpeg(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
-    return buf.getvalue()
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -177,9 +162,9 @@ def _write_split(tmp: Path, pool: Pool, split: str, n: int, seed: int, size: int
     for i in range(n):
         iid = f"{split}_{i:05d}"
         image, label, scene = render(image_rng(seed, split, i), pool, size, knobs)
-        (tmp / "JPEGImages" / f"{iid}.jpg").write_bytes(_jpeg(image))
-        (tmp / "SegmentationClass" / f"{iid}.png").write_bytes(_png(boundary_band(label), palette))
-        (tmp / "SegmentationClassAug" / f"{iid}.png").write_bytes(_png(label, palette))
+        (tmp / "JPEGImages" / f"{iid}.jpg").write_bytes(jpeg_bytes(image, JPEG_QUALITY))
+        (tmp / "SegmentationClass" / f"{iid}.png").write_bytes(png_bytes(boundary_band(label), palette))
+        (tmp / "SegmentationClassAug" / f"{iid}.png").write_bytes(png_bytes(label, palette))
         labels[iid] = sorted(int(c) for c in np.unique(label) if 0 < c < IGNORE_INDEX)
         scenes[iid] = scene
         tick()

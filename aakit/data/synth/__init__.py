@@ -62,8 +62,8 @@ from aakit.data.synth.spec import SynthOptions, SynthSpec, _check_args, _check_k
 from aakit.data.synth.v1 import CLASSES, COLOUR_FAMILIES, DEFAULT_KNOBS
 from aakit.data.synth.versions import DEFAULT_N_VAL, REGISTRY, VERSIONS, SceneSteps, SynthVersion, synth_version
 from aakit.data.synth.write import (
-    _PALETTE, DATASET_NAME, JPEG_QUALITY, SPLITS, SYNTH_VERSION, _image_rng, _is_replaceable, _jpeg_bytes, _Job,
-    _make_one, _meta, _png_bytes, _read_meta, _run, _swap_into_place, _write_json, generate, image_id,
+    _PALETTE, DATASET_NAME, JPEG_QUALITY, SPLITS, SYNTH_VERSION, _image_rng, _is_replaceable, jpeg_bytes, _Job,
+    _make_one, _meta, png_bytes, _read_meta, _run, _swap_into_place, _write_json, generate, image_id,
     is_generated, voc_palette,
 )
 

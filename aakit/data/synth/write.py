@@ -49,17 +49,20 @@ _PALETTE = voc_palette()
 
 
 # ----------------------------------------------------------------------------- files
-def _png_bytes(label: np.ndarray) -> bytes:
+def png_bytes(label: np.ndarray, palette: list[int] = _PALETTE) -> bytes:
+    """A (H, W) uint8 label map as palette PNG bytes (the generators' encoding: their digests
+    depend on it; the objects set shares it)."""
     im = Image.fromarray(label, mode="P")
-    im.putpalette(_PALETTE)
+    im.putpalette(palette)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _jpeg_bytes(image: np.ndarray) -> bytes:
+def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """A (H, W, 3) uint8 image as JPEG bytes at ``quality``."""
     buf = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
+    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -85,9 +88,9 @@ def _make_one(job: _Job) -> tuple[str, list[int], dict[str, Any]]:
     v = synth_version(version)
     steps = v.make_steps(knobs, seed, SPLITS.index(split), index)  # None: version 1
     image, label, banded, scene = render_scene(rng, size, v.CLASSES[:n_classes], knobs, steps)
-    (root / "JPEGImages" / f"{iid}.jpg").write_bytes(_jpeg_bytes(image))
-    (root / "SegmentationClass" / f"{iid}.png").write_bytes(_png_bytes(banded))
-    (root / "SegmentationClassAug" / f"{iid}.png").write_bytes(_png_bytes(label))
+    (root / "JPEGImages" / f"{iid}.jpg").write_bytes(jpeg_bytes(image))
+    (root / "SegmentationClass" / f"{iid}.png").write_bytes(png_bytes(banded))
+    (root / "SegmentationClassAug" / f"{iid}.png").write_bytes(png_bytes(label))
     present = sorted(int(c) for c in np.unique(label) if 0 < c < IGNORE_INDEX)
     return iid, present, scene
 
