@@ -465,6 +465,7 @@ def grid(
     store: Annotated[bool, typer.Option("--store/--no-store", help="With --preflight: keep it as results/grids/NAME/mechanism.json (the claims read it).")] = False,
     pretrain: Annotated[bool, typer.Option("--pretrain/--no-pretrain", help="With --preflight: train the shared pre-training first where its checkpoint is missing (a run; default: measure at the untrained start).")] = False,
     batches: Annotated[int, typer.Option("--batches", help="Probe batches the preflight measures on.")] = 2,
+    at: Annotated[Optional[Path], typer.Option("--at", metavar="RUN", help="With --preflight: measure every row at this trained run's weights (its checkpoints/last.pt, heads included) instead of the rows' start; --store keeps it as results/grids/NAME/mechanism-at-RUN.json.")] = None,
     yes: Annotated[bool, typer.Option("--yes/--no-yes", help="Start a comparison the preflight finds not engaged without asking.")] = False,
     opts: WorkerOptions = WorkerOptions(),
 ) -> None:
@@ -474,11 +475,11 @@ def grid(
     from aakit.presets import resolve_config
 
     results = opts.results
-    if (store or pretrain) and not preflight:
-        raise AakitError(f"{'--store' if store else '--pretrain'}: only with --preflight")
+    if (store or pretrain or at is not None) and not preflight:
+        raise AakitError(f"{'--store' if store else '--pretrain' if pretrain else '--at'}: only with --preflight")
     if preflight:
         pf.cli_preflight(resolve_config(grid_file), overrides=set_ or [], results=results, batches=batches,
-                         pretrain=pretrain, store=store, echo=_echo)
+                         pretrain=pretrain, store=store, echo=_echo, at=at)
         return
     cluster = opts.cluster()
     if not (dry_run or status) and not pf.go_ahead(resolve_config(grid_file), overrides=set_ or [], results=results,

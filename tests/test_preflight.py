@@ -171,3 +171,35 @@ def test_grid_asks_before_a_not_engaged_comparison_and_yes_goes_on(
     # everything done: nothing left to start, nothing preflighted
     code, out, _ = run_cli(["grid", str(path), "--results", str(results)], monkeypatch, capsys)
     assert code == 0 and "preflight" not in out and len(asked) == 1
+
+
+def test_preflight_at_a_trained_run_measures_every_row_at_its_weights_and_stores_beside(
+        stored: tuple[Path, Path, dict], tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from aakit.config import load_config
+    from aakit.engine.train import train
+
+    path, results = _copy(stored, tmp_path)
+    at_start = json.loads(mechanism_path(results, "pre").read_text())
+    cfg = load_config(REPO / "experiments" / "synthetic" / "full.yaml",
+                      tiny_overrides(tiny_synth) | {"loss.label_reassign": False, "loss.affinity": "sa"})
+    run = train(cfg, results=tmp_path / "trained", progress=False)
+    code, out, err = run_cli(["grid", str(path), "--preflight", "--at", str(run), "--store", "--results", str(results)],
+                             monkeypatch, capsys)
+    assert code == 0, err
+    assert "(--at)" in out and str(run / "checkpoints" / "last.pt") in out
+    doc = json.loads(mechanism_path(results, "pre", str(run)).read_text())
+    assert doc["at"] == str(run) and "--at" in doc["command"]
+    assert not doc["start"]["untrained"] and not doc["start"]["own"]
+    assert doc["start"]["record"]["run"] == run.name  # the checkpoint it loaded
+    assert json.loads(mechanism_path(results, "pre").read_text()) == at_start  # the start's record stays
+    share = {(c["winner"], c["other"]): c["grad_share"] for c in doc["comparisons"]}
+    start = {(c["winner"], c["other"]): c["grad_share"] for c in at_start["comparisons"]}
+    assert share.keys() == start.keys() and share != start  # another network: other gradients
+
+    before = tree(results)
+    for argv, says in ((["--preflight", "--at", str(tmp_path / "nowhere")], "no checkpoint there"),
+                       (["--at", str(run)], "--at: only with --preflight")):
+        code, out, err = run_cli(["grid", str(path), *argv, "--results", str(results)], monkeypatch, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+    assert tree(results) == before

@@ -87,6 +87,20 @@ def starting_point(cfg: Config, results: Path, *, pretrain: bool = False) -> Sta
                       "no weights): measured at the untrained start; --pretrain trains it first (a run)")
 
 
+def trained_point(run: str | Path) -> Start:
+    """Every row measured at the weights of a trained run (``aakit grid FILE --preflight --at RUN``):
+    its last checkpoint, heads included, so that the segmentation head is no longer new. At the
+    start F^c's head is new in every run (after a pre-training too), its probabilities barely differ
+    between pixels, and AA's attraction term, which differs from SA's by Omega W, vanishes with W:
+    the start cannot show what AA does later in training. A point along a trained run can."""
+    path = Path(run)
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise AakitError(f"--at {run}: no checkpoint there (a run directory with checkpoints/last.pt, or a .pt file)")
+    return Start(f"checkpoint {_relative(ckpt)} (--at)", untrained=False, own=False, load=str(ckpt),
+                 note="every row measured at this trained network, not at its own starting point")
+
+
 def start_model(cfg: Config, start: Start, seed: int, results: Path) -> tuple[torch.nn.Module, Start]:
     """The network of ``cfg`` as a run of seed ``seed`` starts: seeded, built, its first weights
     loaded (:func:`aakit.engine.train.load_initial_weights`; a YAML only with ``pretrain``)."""
@@ -236,6 +250,7 @@ class StartProbe:
     results: Path
     batches: int = 2
     pretrain: bool = False
+    at: str | Path | None = None  # measure every row at this trained run's weights (trained_point)
     models: dict[str, tuple[torch.nn.Module, Start]] = field(default_factory=dict)
     probes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     labelers: dict[str, Any] = field(default_factory=dict)
@@ -249,7 +264,8 @@ class StartProbe:
                 labeler.close()
 
     def model(self, cfg: Config, seed: int) -> tuple[torch.nn.Module, Start]:
-        start = starting_point(cfg, self.results, pretrain=self.pretrain)
+        start = trained_point(self.at) if self.at is not None else starting_point(cfg, self.results,
+                                                                                   pretrain=self.pretrain)
         key = json.dumps([cfg.to_dict()["model"], start.weights, start.load, seed, cfg.train.device], sort_keys=True)
         if key not in self.models:
             self.models[key] = start_model(cfg, start, seed, self.results)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from aakit.files import atomic_write_json, read_json
+from aakit.runs import safe_name
 
 MECHANISM_FILE = "mechanism.json"
 THRESHOLD = 0.01  # the rows' objectives differ by less than 1 % of the gradient: not engaged
@@ -38,8 +39,11 @@ GRAD_UNIT = ("fraction of the gradient (0-1): |grad of the winner's objective - 
 CARRIED = ("grad_share", "grad_cos", "grad_share_after_rescale", "engaged", "reason", "differs_in", "seed")
 
 
-def mechanism_path(results: Path, grid: str) -> Path:
-    return Path(results) / "grids" / grid / MECHANISM_FILE
+def mechanism_path(results: Path, grid: str, at: str | None = None) -> Path:
+    """``results/grids/<grid>/mechanism.json`` (at the rows' start: the claims read it), or, for a
+    preflight at a trained run's weights (``--at``), ``mechanism-at-<run>.json`` beside it."""
+    name = MECHANISM_FILE if at is None else f"mechanism-at-{safe_name(Path(at).name)}.json"
+    return Path(results) / "grids" / grid / name
 
 
 def engaged(share: float | None) -> bool | None:
@@ -48,8 +52,9 @@ def engaged(share: float | None) -> bool | None:
 
 
 def write_mechanism(results: Path, grid: str, doc: dict[str, Any]) -> Path:
-    """Atomically write ``results/grids/<grid>/mechanism.json``."""
-    path = mechanism_path(results, grid)
+    """Atomically write ``results/grids/<grid>/mechanism.json`` (``mechanism-at-<run>.json`` for a
+    preflight ``--at`` a trained run: :func:`mechanism_path`)."""
+    path = mechanism_path(results, grid, doc.get("at"))
     atomic_write_json(path, doc)
     return path
 

@@ -137,7 +137,7 @@ def _probe_of(probe: Any, batches: int) -> dict[str, Any]:
 
 
 def measure_items(items: Sequence[Item], results: Path, *, batches: int = 2, pretrain: bool = False,
-                  stored: dict[str, Any] | None = None) -> Measured:
+                  stored: dict[str, Any] | None = None, at: str | Path | None = None) -> Measured:
     """Each comparison measured at its rows' starting point (a ``stored`` entry of the same two
     config hashes is reused as it is). Trains nothing unless ``pretrain``."""
     from aakit.engine.startpoint import StartProbe, gradient_gap
@@ -146,7 +146,7 @@ def measure_items(items: Sequence[Item], results: Path, *, batches: int = 2, pre
              if isinstance(c, dict)}
     out = Measured()
     rows: dict[tuple[str, int], Any] = {}
-    with StartProbe(Path(results), batches=batches, pretrain=pretrain) as probe:
+    with StartProbe(Path(results), batches=batches, pretrain=pretrain, at=at) as probe:
         for item in items:
             wp, op = item.pair()
             keys = differs_in(wp.config, op.config)
@@ -245,8 +245,9 @@ def plan_seeds(entry: dict[str, Any], grid: Grid, noise: Noise) -> dict[str, Any
 # ----------------------------------------------------------------------------- the preflight
 def preflight(grid_file: str | Path, *, overrides: Sequence[str] = (), results: Path = Path("results"),
               batches: int = 2, pretrain: bool = False, claims: bool = True,
-              items: list[Item] | None = None, reuse: bool = False) -> dict[str, Any]:
-    """The preflight of a grid as stored in mechanism.json (:mod:`aakit.experiment.mechanisms`).
+              items: list[Item] | None = None, reuse: bool = False, at: str | Path | None = None) -> dict[str, Any]:
+    """The preflight of a grid as stored in mechanism.json (:mod:`aakit.experiment.mechanisms`);
+    ``at``: every row measured at that trained run's weights instead (:func:`aakit.engine.startpoint.trained_point`).
 
     Raises:
         GridError: a bad grid file, or one with no comparison (no ``compare:``, no paper claim's
@@ -260,13 +261,15 @@ def preflight(grid_file: str | Path, *, overrides: Sequence[str] = (), results: 
         raise GridError(f"{grid.file}: grid {grid.name} declares no compare: and fills no two rows of a paper claim: "
                         "nothing to preflight")
     stored = read_mechanism(results, grid.name) if reuse else None
-    measured = measure_items(items, Path(results), batches=batches, pretrain=pretrain, stored=stored)
+    measured = measure_items(items, Path(results), batches=batches, pretrain=pretrain, stored=stored, at=at)
     noise = noise_floor(Path(results), grid)
     comparisons = [c | plan_seeds(c, grid, noise) for c in measured.comparisons]
     starts = measured.starts or [s for s in (stored or {}).get("starts", [])]
     return {
         "grid": grid.name, "file": str(grid.file), "preset": grid.preset, "measured": time.time(),
-        "command": f"aakit grid {grid.file} --preflight" + (" --pretrain" if pretrain else "") + f" --batches {batches}",
+        "command": f"aakit grid {grid.file} --preflight" + (" --pretrain" if pretrain else "")
+                   + (f" --at {at}" if at is not None else "") + f" --batches {batches}",
+        "at": None if at is None else str(at),
         "threshold": THRESHOLD, "unit": GRAD_UNIT, "start": starts[0] if starts else None, "starts": starts,
         "probe": measured.probe,
         "noise": {"pooled_sd": noise.pooled, "pooled_from": noise.pooled_from, "unit": "val mIoU points (0-100)"},
@@ -317,9 +320,13 @@ def format_preflight(doc: dict[str, Any]) -> list[str]:
 
 
 def cli_preflight(grid_file: Path, *, overrides: Sequence[str], results: Path, batches: int, pretrain: bool,
-                  store: bool, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """What ``aakit grid FILE --preflight [--store]`` does: measure, print, keep (``store``)."""
-    doc = preflight(grid_file, overrides=overrides, results=results, batches=batches, pretrain=pretrain)
+                  store: bool, echo: Callable[[str], None] = print, at: Path | None = None) -> dict[str, Any]:
+    """What ``aakit grid FILE --preflight [--at RUN] [--store]`` does: measure, print, keep (``store``)."""
+    if at is not None:
+        from aakit.engine.startpoint import trained_point
+
+        trained_point(at)  # a missing checkpoint: one line, before anything is built
+    doc = preflight(grid_file, overrides=overrides, results=results, batches=batches, pretrain=pretrain, at=at)
     for line in format_preflight(doc):
         echo(line)
     if store:
