@@ -203,3 +203,26 @@ def test_preflight_at_a_trained_run_measures_every_row_at_its_weights_and_stores
         code, out, err = run_cli(["grid", str(path), *argv, "--results", str(results)], monkeypatch, capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
     assert tree(results) == before
+
+
+def test_a_comparison_engaged_at_a_trained_point_is_no_longer_not_engaged(
+        stored: tuple[Path, Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aakit.experiment.mechanisms import share_text
+
+    path, results = _copy(stored, tmp_path)
+    G.run_grid(path, results=results, train=fake_train, progress=False)
+    crf_start = next(c for c in stored[2]["comparisons"] if c["winner"] == "AA-crf")
+    at_doc = {"at": "results/runs/r-1", "comparisons": [
+        {k: crf_start[k] for k in ("winner", "other", "winner_hash", "other_hash")} | {"grad_share": 0.2, "reason": None},
+        {"winner": "AA-crf", "other": "SA", "winner_hash": "other", "other_hash": "configs", "grad_share": 0.5,
+         "reason": None}]}  # another pair of configs: not carried
+    (results / "grids" / "pre" / "mechanism-at-r-1.json").write_text(json.dumps(at_doc))
+    by = {(c["winner_row"], c["other_row"]): c for c in comparisons_json(results, "pre")}
+    crf = by[("AA-crf", "SA")]
+    assert crf["verdict"] == crf["interval_verdict"] == "supported" and crf["mechanism"]["engaged"]
+    assert [t["grad_share"] for t in crf["mechanism"]["trained"]] == [0.2]
+    assert share_text(crf["mechanism"]).endswith(" / 20 % trained")
+    at_doc["comparisons"][0]["grad_share"] = 0.001  # below 1 % at the trained point too: still not engaged
+    (results / "grids" / "pre" / "mechanism-at-r-1.json").write_text(json.dumps(at_doc))
+    crf = {(c["winner_row"], c["other_row"]): c for c in comparisons_json(results, "pre")}[("AA-crf", "SA")]
+    assert crf["verdict"] == NOT_ENGAGED and not crf["mechanism"]["engaged"]

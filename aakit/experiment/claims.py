@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aakit.experiment.mechanisms import NOT_ENGAGED, mechanism_index, share_text
+from aakit.experiment.mechanisms import NOT_ENGAGED, mechanism_index, share_text, trained_words
 from aakit.experiment.published import load_published
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.stats import INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, paired_comparison
@@ -229,11 +229,12 @@ def tested(r: object) -> str:
         return ""
     share = share_text(mech)
     at = "at the untrained start" if mech.get("own_start") is False else "at their start"
+    share, later = share.split(" / ")[0], trained_words(mech)  # the start's share; a trained network's
     if r.outcome == NOT_ENGAGED:  # type: ignore[attr-defined]
-        return (f"; {at} the two objectives differ by {share} of the gradient, below "
+        return (f"; {at} the two objectives differ by {share} of the gradient{later}, below "
                 f"{100 * float(mech.get('threshold') or 0.01):.0f} %: not engaged, so the interval (by itself "
                 f"{r.interval_outcome}) measures seed noise, not the mechanism")  # type: ignore[attr-defined]
-    return f"; {at} the two objectives differ by {share} of the gradient"
+    return f"; {at} the two objectives differ by {share} of the gradient{later}"
 
 
 def claims_in_words(df: pd.DataFrame) -> list[list[str]]:
@@ -282,7 +283,9 @@ def claims_table(results: Path = Path("results"), preset: str = "synthetic", gri
 
 ENGAGED_NOTE = ("grad share = how much the two rows' objectives differ at their starting point, |grad winner − grad "
                 "other| / the larger norm, w.r.t. the network's outputs, stored with the grid (aakit grid FILE "
-                "--preflight --store; '—' = not measured); not engaged here: below 1 %, so the seeds compared two "
+                "--preflight --store; '—' = not measured; 'x / y trained': y = the largest share of the same two "
+                "configs at a trained run's weights, aakit grid FILE --preflight --at RUN --store); not engaged here: "
+                "below 1 % at the start and at every trained point measured, so the seeds compared two "
                 "trainings on the same gradient and the interval, kept, measures seed noise, not the mechanism")
 
 

@@ -66,12 +66,38 @@ def read_mechanism(results: Path, grid: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and isinstance(doc.get("comparisons"), list) else None
 
 
-def carried(doc: dict[str, Any], item: dict[str, Any], grid: str) -> dict[str, Any]:
+def read_trained(results: Path, grid: str) -> list[tuple[str, dict[str, Any]]]:
+    """The grid's preflights at trained runs' weights (``--at RUN --store``): ``(file, doc)`` each."""
+    out = []
+    for path in sorted((Path(results) / "grids" / grid).glob("mechanism-at-*.json")):
+        doc = read_json(path)
+        if isinstance(doc, dict) and isinstance(doc.get("comparisons"), list):
+            out.append((f"results/grids/{grid}/{path.name}", doc))
+    return out
+
+
+def _trained_shares(item: dict[str, Any], trained: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The shares of the same two configs (hashes) at each trained run's weights."""
+    key = (item.get("winner_hash"), item.get("other_hash"))
+    return [{"grad_share": c.get("grad_share"), "at": doc.get("at"), "source": source}
+            for source, doc in trained for c in doc["comparisons"]
+            if isinstance(c, dict) and (c.get("winner_hash"), c.get("other_hash")) == key
+            and c.get("reason") is None and c.get("grad_share") is not None]
+
+
+def carried(doc: dict[str, Any], item: dict[str, Any], grid: str,
+            trained: list[tuple[str, dict[str, Any]]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     """What a claim or a comparison carries of stored comparison ``item`` of ``doc``: the share,
-    the cosine, the verdict's side of it, where it was measured and in what unit."""
+    the cosine, the verdict's side of it, where it was measured and in what unit; and the shares
+    of the same two configs at trained runs' weights (``trained``: :func:`read_trained`). A
+    comparison is not engaged only where it is below the threshold at its start and at every
+    trained point measured: two trainings that part later are not one training."""
     start = doc.get("start") if isinstance(doc.get("start"), dict) else {}
     out = {k: item.get(k) for k in CARRIED}
+    out["trained"] = _trained_shares(item, list(trained))
     out["engaged"] = engaged(item.get("grad_share")) if item.get("reason") is None else None
+    if out["engaged"] is False and any(engaged(t["grad_share"]) for t in out["trained"]):
+        out["engaged"] = True
     out |= {"threshold": doc.get("threshold", THRESHOLD), "unit": GRAD_UNIT, "grid": grid,
             "source": f"results/grids/{grid}/{MECHANISM_FILE}", "weights": start.get("weights"),
             "untrained": start.get("untrained"), "own_start": start.get("own")}
@@ -87,25 +113,41 @@ def mechanism_index(results: Path, grids: Iterable[str]) -> dict[tuple[Any, str,
         doc = read_mechanism(results, grid)
         if doc is None:
             continue
+        trained = read_trained(results, grid)
         for item in doc["comparisons"]:
             if not isinstance(item, dict) or not isinstance(item.get("winner"), str):
                 continue
-            record = carried(doc, item, grid)
+            record = carried(doc, item, grid, trained)
             out.setdefault((grid, item["winner"], str(item.get("other"))), record)
             if isinstance(item.get("table"), int) and item.get("claim"):
                 out.setdefault((item["table"], item["winner"], str(item.get("other"))), record)
     return out
 
 
-def share_text(mech: dict[str, Any] | None) -> str:
-    """A comparison's gradient share as a table cell: ``0.0062 %``, ``4.1 %``, ``30 %``; ``—`` where not measured."""
-    share = (mech or {}).get("grad_share")
-    if share is None:
-        return "—"
+def _pct(share: float) -> str:
     pct = 100 * float(share)
     if pct < 0.001:
         return "< 0.001 %"
     return f"{pct:.2g} %" if pct < 10 else f"{pct:.0f} %"
+
+
+def share_text(mech: dict[str, Any] | None) -> str:
+    """A comparison's gradient share as a table cell: ``0.0062 %``, ``4.1 %``, ``30 %``; ``—`` where not
+    measured; with the largest share at a trained run's weights where one is stored: ``2.6 % / 30 % trained``."""
+    share = (mech or {}).get("grad_share")
+    if share is None:
+        return "—"
+    trained = [t["grad_share"] for t in (mech or {}).get("trained") or []]
+    return _pct(share) + (f" / {_pct(max(trained))} trained" if trained else "")
+
+
+def trained_words(mech: dict[str, Any]) -> str:
+    """``, at a trained network (RUN) by 30 %`` for a comparison measured at trained weights; else ``""``."""
+    trained = mech.get("trained") or []
+    if not trained:
+        return ""
+    top = max(trained, key=lambda t: t["grad_share"])
+    return f", at a trained network ({Path(str(top['at'])).name}) by {_pct(top['grad_share'])}"
 
 
 #: The columns of the Mechanism table: a row's own record at the grid's starting point.
