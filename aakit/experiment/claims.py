@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aakit.experiment.mechanisms import NOT_ENGAGED, mechanism_index, share_text, trained_words
+from aakit.experiment.mechanisms import NOT_ENGAGED, mechanism_index, share_text, start_share_text, trained_words
 from aakit.experiment.published import load_published
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.stats import INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, paired_comparison
@@ -227,9 +227,8 @@ def tested(r: object) -> str:
     mech = getattr(r, "mechanism", None)
     if not isinstance(mech, dict) or mech.get("grad_share") is None:
         return ""
-    share = share_text(mech)
     at = "at the untrained start" if mech.get("own_start") is False else "at their start"
-    share, later = share.split(" / ")[0], trained_words(mech)  # the start's share; a trained network's
+    share, later = start_share_text(mech), trained_words(mech)  # the start's share; a trained network's
     if r.outcome == NOT_ENGAGED:  # type: ignore[attr-defined]
         return (f"; {at} the two objectives differ by {share} of the gradient{later}, below "
                 f"{100 * float(mech.get('threshold') or 0.01):.0f} %: not engaged, so the interval (by itself "

@@ -25,7 +25,7 @@ This module reads and writes JSON only (no torch): the report imports it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from aakit.files import atomic_write_json, read_json
 from aakit.runs import safe_name
@@ -86,7 +86,7 @@ def _trained_shares(item: dict[str, Any], trained: list[tuple[str, dict[str, Any
 
 
 def carried(doc: dict[str, Any], item: dict[str, Any], grid: str,
-            trained: list[tuple[str, dict[str, Any]]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+            trained: Sequence[tuple[str, dict[str, Any]]] = ()) -> dict[str, Any]:
     """What a claim or a comparison carries of stored comparison ``item`` of ``doc``: the share,
     the cosine, the verdict's side of it, where it was measured and in what unit; and the shares
     of the same two configs at trained runs' weights (``trained``: :func:`read_trained`). A
@@ -122,6 +122,11 @@ def mechanism_index(results: Path, grids: Iterable[str]) -> dict[tuple[Any, str,
             if isinstance(item.get("table"), int) and item.get("claim"):
                 out.setdefault((item["table"], item["winner"], str(item.get("other"))), record)
     return out
+
+
+def start_share_text(mech: dict[str, Any]) -> str:
+    """The share at the rows' start alone, as a cell (``2.6 %``)."""
+    return "—" if mech.get("grad_share") is None else _pct(mech["grad_share"])
 
 
 def _pct(share: float) -> str:
