@@ -260,11 +260,23 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Output directory for masks and overlays.")],
     protocol: Annotated[str, typer.Option(help="ss or msf.")] = "ss",
     crf: Annotated[bool, typer.Option("--crf/--no-crf", help="Apply the test dense CRF.")] = False,
+    cams: Annotated[bool, typer.Option("--cams/--no-cams", help="Also each image's CAM and online pseudo label, a contact sheet (sheet.jpg) and predictions.json (classes, shares, the object/background IoU where a VOC mask lies beside the image); labels from photos.json beside JPEGImages/ (aakit data real-photos), else the classes the network keeps. Single scale, no test CRF.")] = False,
+    size: Annotated[Optional[int], typer.Option("--size", min=8, help="Resize each image so that its longer side is this many pixels first (the lab's models saw 164-pixel images).")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
-    """Segment any images with a trained run: palette masks and overlays."""
-    from aakit.engine.inference import predict_images
+    """Segment any images with a trained run: palette masks and overlays (--cams: what it sees)."""
+    from aakit.engine.inference import collect_images, predict_images
 
+    if cams:
+        from aakit.engine.explain import explain_images
+
+        if protocol != "ss" or crf:
+            raise AakitError("--cams: single scale without the test CRF only (drop --protocol msf / --crf)")
+        doc = explain_images(_run_dir(run, results), collect_images(inputs), out, size=size)
+        _echo(f"wrote the CAMs, pseudo labels and predictions of {len(doc['images'])} images, sheet.jpg and predictions.json to {out}")
+        return
+    if size is not None:
+        raise AakitError("--size: only with --cams")
     n = predict_images(_run_dir(run, results), inputs, out, protocol=protocol, crf=crf)
     _echo(f"wrote {n} masks and overlays to {out}")
 
@@ -538,6 +550,7 @@ def report(
     suite: Annotated[Optional[str], typer.Option("--suite", metavar="NAME", help="Fill the tables from the grids whose file says suite: NAME (default: those without a suite).")] = None,
     results: ResultsOpt = Path("results"),
     data: Annotated[Optional[Path], typer.Option("--data", help="With --figures: the data set whose images and ground truth Figure 5 shows (default: the runs' data.root).")] = None,
+    photos: Annotated[Optional[Path], typer.Option("--photos", help="With --figures: the output of aakit predict RUN IMAGES --out DIR --cams, drawn as real_photos.jpg with its numbers in real_photos.md (they hold your photos: not for committing).")] = None,
     tables: Annotated[bool, typer.Option("--tables/--no-tables", help="The full report on the terminal: Tables 1-6, the claims in full, grid costs, the suite's own comparisons (--format md/latex/csv, --out and --into always give it).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose/--no-verbose", "-v", help="List every run left out of a table, and why, on stderr (default: one line with their count).")] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep what was read of each finished run in results/.cache (--no-cache: read every run afresh).")] = True,
@@ -556,7 +569,7 @@ def report(
     report_mod.cli_run(table=table, fmt=fmt, out=out, preset=preset, figures=figures, results=results, echo=_echo,
                        claims=claims, into=into, variance=variance, compare=compare, data=data, suite=suite, mechanism=mechanism,
                        tables=tables, verbose=verbose,
-                       cache=results / ".cache" if cache else None)
+                       cache=results / ".cache" if cache else None, photos=photos)
 
 
 # ----------------------------------------------------------------------------- presets

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 from aakit.config import Config, load_config
+from aakit.data.voc import load_info
+from aakit.engine.explain import heat, object_iou
 from aakit.engine.train import epoch_batches, train
 from aakit.runs import load_run, read_metrics
 
@@ -215,6 +218,58 @@ def test_eval_and_predict_commands(tiny_config: Config, tmp_path: Path, monkeypa
     m = Image.open(masks[0])
     assert m.mode == "P" and m.size == Image.open(sorted(images.iterdir())[0]).size
     assert set(np.unique(np.array(m))) <= set(range(5))
+
+    # --cams on a VOC-layout folder: photos.json labels one image, the other has a mask beside it
+    photos = tmp_path / "photos"
+    (photos / "JPEGImages").mkdir(parents=True)
+    (photos / "SegmentationClass").mkdir()
+    src = sorted(images.iterdir())[:2]
+    for f in src:
+        shutil.copyfile(f, photos / "JPEGImages" / f.name)
+    names = load_info(tiny_config.data.root).class_names
+    (photos / "photos.json").write_text(json.dumps({"darknet": {src[0].stem: {"objects": ["x"], "lab_classes": [names[2]]}}}))
+    gt = np.array(Image.open(Path(tiny_config.data.root) / "SegmentationClass" / f"{src[1].stem}.png"))
+    Image.fromarray(gt).save(photos / "SegmentationClass" / f"{src[1].stem}.png")
+    seen = tmp_path / "seen"
+    aakit("predict", str(run), str(photos / "JPEGImages"), "--out", str(seen), "--cams", "--results", str(tmp_path))
+    doc = json.loads((seen / "predictions.json").read_text())
+    one, two = doc["images"][src[0].stem], doc["images"][src[1].stem]
+    assert one["labels"] == [names[2]] and one["labels_from"] == "photos.json" and "iou_object" not in one
+    pseudo = np.array(Image.open(seen / f"{src[0].stem}_pseudo.png"))
+    assert set(np.unique(pseudo)) <= {0, 2, 255}  # background, the one label, unlabelled
+    kept = [c for c, v in two["scores"].items() if v > tiny_config.eval.cls_threshold]
+    assert two["labels_from"] == "the network's kept classes" and two["labels"] == kept
+    pred = np.array(Image.open(seen / f"{src[1].stem}.png"))
+    assert two["iou_object"] == round(object_iou(pred, gt)["iou_object"], 4)
+    assert abs(sum(two["prediction_share"].values()) - 1) < 1e-3
+    assert (seen / "sheet.jpg").is_file() and len(list(seen.glob("*_cam.jpg"))) == 2
+    aakit("predict", str(run), str(src[0]), "--out", str(tmp_path / "big"), "--cams", "--size", "96", "--results", str(tmp_path))
+    assert max(Image.open(tmp_path / "big" / f"{src[0].stem}.png").size) == 96
+    aakit("report", "--figures", "--photos", str(seen), "--out", str(tmp_path / "rep"), "--results", str(tmp_path))
+    table = (tmp_path / "rep" / "figures" / "real_photos.md").read_text()
+    assert (tmp_path / "rep" / "figures" / "real_photos.jpg").read_bytes() == (seen / "sheet.jpg").read_bytes()
+    assert f"| {src[0].stem} | {names[2]} (photos.json) |" in table
+    assert f"(object {100 * two['iou_object']:.1f})" in table
+    for bad in (["--cams", "--crf"], ["--size", "96"]):
+        monkeypatch.setattr(sys, "argv", ["aakit", "predict", str(run), str(src[0]), "--out", str(tmp_path / "no"), *bad, "--results", str(tmp_path)])
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+        assert not (tmp_path / "no").exists()
+    monkeypatch.setattr(sys, "argv", ["aakit", "report", "--photos", str(seen), "--out", str(tmp_path / "no"), "--results", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 2 and "give --figures too" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_object_iou_and_heat() -> None:
+    """The class-agnostic object/background IoU ignores 255; the heat map runs blue to red."""
+    pred = np.array([[0, 1, 2, 0]])
+    gt = np.array([[0, 3, 0, 255]])
+    iou = object_iou(pred, gt)
+    assert iou["iou_object"] == 0.5 and iou["iou_background"] == 0.5 and iou["miou_object_vs_background"] == 0.5
+    h = heat(np.array([[0.0, 0.5, 1.0]]))
+    assert tuple(h[0, 0]) == (0, 0, 96) and tuple(h[0, 2]) == (230, 0, 0) and h[0, 1, 1] > 200
 
 
 def test_provenance_names_the_program_not_its_install_path(tiny_config: Config) -> None:

@@ -150,7 +150,7 @@ def refuse_fewer_images(run: Path, slots: list[str], images: int) -> None:
                              f"would use {images}: pass --force to replace it")
 
 
-def _collect_images(inputs: list[Path]) -> list[Path]:
+def collect_images(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
@@ -172,7 +172,7 @@ def predict_images(run: Path, inputs: list[Path], out: Path, *, protocol: str = 
 
     if protocol not in ("ss", "msf"):
         raise AakitError(f"--protocol {protocol!r}: choose ss or msf")
-    files = _collect_images(inputs)
+    files = collect_images(inputs)
     cfg, model, device = load_run_model(run)
     info = load_info(cfg.data.root) if Path(cfg.data.root).exists() else None
     palette = info.palette if info is not None else _default_palette(cfg.model.num_classes)

@@ -40,7 +40,7 @@ from aakit.experiment.comparisons import comparison_grids, evaluate_comparisons
 from aakit.experiment.results import ResultsIndex, RowRuns, load_results
 from aakit.experiment.tables import mean_std
 from aakit.labels import IGNORE_INDEX
-from aakit.files import atomic_write_bytes
+from aakit.files import atomic_write_bytes, atomic_write_text, read_json
 from aakit.runs import iter_run_dirs, load_run, read_metrics
 
 
@@ -533,3 +533,27 @@ def make_figures(
     if fig5 is not None:
         written.append(_save(fig5, out / FIGURE5_FILE, tight=False))
     return written
+
+
+def real_photos_figure(photos: Path, out: Path) -> list[Path]:
+    """The contact sheet of ``aakit predict RUN IMAGES --out PHOTOS --cams`` as ``real_photos.jpg``
+    and its numbers as ``real_photos.md`` (read from ``PHOTOS/predictions.json``; the photos are
+    the user's: these files hold them and are not for committing)."""
+    import shutil
+
+    doc = read_json(Path(photos) / "predictions.json")
+    if not doc or not (Path(photos) / "sheet.jpg").is_file():
+        raise AakitError(f"--photos {photos}: no predictions.json and sheet.jpg (make them with aakit predict RUN IMAGES --out {photos} --cams)")
+    out.mkdir(parents=True, exist_ok=True)
+    sheet = out / "real_photos.jpg"
+    shutil.copyfile(Path(photos) / "sheet.jpg", sheet)
+    lines = [f"Real photos through {doc['run']} (columns: {', '.join(doc['columns'])}; size {doc['size'] or 'native'}).", "",
+             "| image | labels (from) | prediction: shares over 2 % | object/background IoU |", "|---|---|---|---|"]
+    for name, r in doc["images"].items():
+        shares = ", ".join(f"{c} {100 * v:.0f} %" for c, v in sorted(r["prediction_share"].items(), key=lambda kv: -kv[1]) if v > 0.02)
+        iou = f"{100 * r['miou_object_vs_background']:.1f} (object {100 * r['iou_object']:.1f})" if "iou_object" in r else "—"
+        lines.append(f"| {name} | {', '.join(r['labels']) or '—'} ({r['labels_from']}) | {shares} | {iou} |")
+    table = out / "real_photos.md"
+    atomic_write_text(table, "\n".join(lines) + "\n")
+    return [sheet, table]
+

@@ -37,7 +37,7 @@ from aakit.errors import AakitError
 from aakit.experiment.claims import claims_json, claims_table, claims_verdicts
 from aakit.experiment.comparisons import comparisons_json, comparisons_table, suite_comparison_tables
 from aakit.experiment.costs import costs_table
-from aakit.experiment.figures import make_figures
+from aakit.experiment.figures import make_figures, real_photos_figure
 from aakit.experiment.journal import journal_warnings
 from aakit.experiment.published import VOC_CLASSES, load_published, published_rows
 from aakit.experiment.results import (  # default_grids_dir: where grid files are looked for (kept importable here)
@@ -394,7 +394,7 @@ def marked_block(path: Path) -> str:
 def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str, into: Path | None,
                   claims: bool = False, variance: bool = False, compare: str | None = None,
                   figures: bool = False, data: Path | None = None, tables: bool = False,
-                  mechanism: bool = False) -> None:
+                  mechanism: bool = False, photos: Path | None = None) -> None:
     """Refuse a report request that cannot be served, before anything is read or written."""
     if mechanism and (tables or claims or variance or compare is not None or table is not None):
         raise ReportError("--mechanism: alone (no --tables, --table, --claims, --variance or --compare)")
@@ -405,6 +405,10 @@ def check_request(*, table: int | None, fmt: str, out: Path | None, preset: str,
         raise ReportError(f"--data {data}: the data set is for the figures' image panels; give --figures too")
     if data is not None and not Path(data).is_dir():
         raise ReportError(f"--data {data}: directory not found")
+    if photos is not None and not figures:
+        raise ReportError(f"--photos {photos}: the real-photo sheet is a figure; give --figures too")
+    if photos is not None and not (Path(photos) / "predictions.json").is_file():
+        raise ReportError(f"--photos {photos}: no predictions.json there (aakit predict RUN IMAGES --out {photos} --cams makes it)")
     if variance and claims:
         raise ReportError("--variance and --claims: one at a time")
     if compare is not None and (claims or table is not None):  # --variance --compare: the grid's noise floor
@@ -508,6 +512,7 @@ def cli_run(
     verbose: bool = False,
     mechanism: bool = False,
     cache: Path | None = None,
+    photos: Path | None = None,
 ) -> None:
     """What ``aakit report`` does (the CLI's thin wrapper calls this).
 
@@ -528,7 +533,7 @@ def cli_run(
     runs read are kept for the next report (:class:`aakit.experiment.results.RunCache`).
     """
     check_request(table=table, fmt=fmt, out=out, preset=preset, into=into, claims=claims, variance=variance,
-                  compare=compare, figures=figures, data=data, tables=tables, mechanism=mechanism)
+                  compare=compare, figures=figures, data=data, tables=tables, mechanism=mechanism, photos=photos)
     for line in journal_warnings(results):  # a torn study journal: said, never rewritten here
         warn(line)
     index = load_results(results, preset, grids_dir, suite, cache=cache)  # one read for every table, the claims and costs
@@ -552,14 +557,14 @@ def cli_run(
         claims_t = claims_table(results, preset, index=index)
         echo(render_rich(claims_verdicts(claims_t)).rstrip("\n") + "\n\n" + MORE)
         if figures:
-            _echo_figures(results, None, preset, grids_dir, index, data, warn, suite, echo)
+            _echo_figures(results, None, preset, grids_dir, index, data, warn, suite, echo, photos)
         _warn_left_out(left_out(index, [claims_t]), warn, verbose)
         return
     tables, extras = _chosen_tables(results, preset, index, fmt=fmt, table=table, claims=claims, variance=variance,
                                     compare=compare, suite=suite, mechanism=mechanism)
     _emit(tables, extras, fmt=fmt, out=out, into=into, echo=echo)
     if figures:
-        _echo_figures(results, out, preset, grids_dir, index, data, warn, suite, echo)
+        _echo_figures(results, out, preset, grids_dir, index, data, warn, suite, echo, photos)
     _warn_left_out(left_out(index, [*tables, *extras]), warn, verbose)
 
 
@@ -614,12 +619,14 @@ def _emit(tables: list[ReportTable], extras: list[ReportTable], *, fmt: str, out
 
 def _echo_figures(results: Path, out: Path | None, preset: str, grids_dir: Path | None, index: ResultsIndex,
                   data: Path | None, warn: Callable[[str], None], suite: str | None,
-                  echo: Callable[[str], None]) -> None:
+                  echo: Callable[[str], None], photos: Path | None = None) -> None:
     fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
     for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
                           warn=warn, suite=suite):
         echo(f"wrote {p}")
     for p in search_figures(results, fig_dir, suite):  # each committed search study's history, slices, importances
+        echo(f"wrote {p}")
+    for p in real_photos_figure(photos, fig_dir) if photos is not None else []:  # aakit predict --cams' sheet
         echo(f"wrote {p}")
 
 
