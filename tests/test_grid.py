@@ -206,8 +206,11 @@ def test_dry_run_and_status_leave_the_journal_untouched(tmp_path: Path) -> None:
     assert G.cli_run(path, overrides=[], workers=1, gpus=None, storage=None, results=results,
                      dry_run=True, echo=lines.append) is None
     assert "done" in lines[0]
+    state = G.state_path(results, "t1")
+    state_before = state.read_bytes()
     G.grid_status(path, results=results)
     assert journal.read_bytes() == before
+    assert state.read_bytes() == state_before  # nothing changed but the time: grid.json left as it is
 
 
 def dead_pid() -> int:

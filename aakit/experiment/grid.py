@@ -444,14 +444,19 @@ def point_states(grid: Grid, results: Path, trials: list[FrozenTrial], grace: fl
 
 
 def write_state(grid: Grid, results: Path, points: list[dict[str, Any]], storage: str, study: str) -> Path:
-    """Atomically write ``results/grids/<name>/grid.json``."""
+    """Atomically write ``results/grids/<name>/grid.json``; left as it is when nothing but the
+    time would change (a status query leaves a committed grid.json clean)."""
     path = state_path(results, grid.name)
-    atomic_write_json(path, {
+    state = {
         "name": grid.name, "file": str(grid.file), "preset": grid.preset, "storage": storage,
         "study": study, "updated": time.time(), "points": points, "compare": grid.compare,
         **({"suite": grid.suite} if grid.suite else {}),
         **({"description": grid.description} if grid.description else {}),
-    })
+    }
+    old = read_json(path)
+    if isinstance(old, dict) and {**old, "updated": None} == json.loads(json.dumps({**state, "updated": None})):
+        return path
+    atomic_write_json(path, state)
     return path
 
 
