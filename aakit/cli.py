@@ -386,6 +386,8 @@ def data_objects_shortcut(
     root: Annotated[Path, typer.Argument(help="A built real-object lab (aakit data objects).")] = Path("data/objects"),
     images: Annotated[int, typer.Option("--images", help="Train images to fit on and val images to score (per split; twice as many for the class check).")] = 150,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here.")] = None,
+    run: Annotated[Optional[Path], typer.Option("--run", help="Also where this trained run's CAM lies: its mean over each object's interior, the rings just inside and outside its outline, and the background (val images).")] = None,
+    results: ResultsOpt = Path("results"),
 ) -> None:
     """Is the paste edge a shortcut? AUC of paste rims vs natural edges of equal strength, and the class from the rim vs from inside."""
     import json
@@ -397,11 +399,21 @@ def data_objects_shortcut(
         raise AakitError(f"{root}: not an {objects.DATASET_NAME} set (build it with: aakit data objects --out {root})")
     if images < 2:
         raise AakitError(f"--images {images}: must be >= 2")
+    run_dir = None if run is None else _run_dir(run, results)
     rep = shortcut_report(root, images)
+    if run_dir is not None:
+        from aakit.engine.explain import RIM_REGIONS, cam_rim_profile
+
+        rep["cam_rim"] = cam_rim_profile(run_dir, images=images)
     r, c = rep["rim_vs_natural_edges"], rep["class_from_rim"]
     _echo(f"paste rim vs natural edges of equal strength: AUC {r['auc_val']:.3f} on {r['pixels_val']} val pixels (0.5: indistinguishable)")
     _echo(f"class from the rim ring: {100 * c['acc_rim']:.1f}%, from inside: {100 * c['acc_inside']:.1f}%, "
           f"majority class: {100 * c['chance']:.1f}% ({c['objects_val']} val objects)")
+    if "cam_rim" in rep:
+        p = rep["cam_rim"]
+        _echo(f"{p['run']}'s CAM, mean over {p['class_instances']} class instances of {p['images']} val images: "
+              + ", ".join(f"{k.replace('_', ' ')} {p['mean_cam'][k]:.3f}" for k in RIM_REGIONS)
+              + f" (rim / interior {p['rim_over_interior']:.2f})")
     if json_out is not None:
         from aakit.files import atomic_write_text
 

@@ -14,7 +14,7 @@ import torch
 
 from aakit.config import Config, load_config
 from aakit.data.voc import load_info
-from aakit.engine.explain import heat, object_iou
+from aakit.engine.explain import cam_rim_profile, heat, object_iou, rim_regions
 from aakit.engine.train import epoch_batches, train
 from aakit.runs import load_run, read_metrics
 
@@ -245,6 +245,13 @@ def test_eval_and_predict_commands(tiny_config: Config, tmp_path: Path, monkeypa
     assert (seen / "sheet.jpg").is_file() and len(list(seen.glob("*_cam.jpg"))) == 2
     aakit("predict", str(run), str(src[0]), "--out", str(tmp_path / "big"), "--cams", "--size", "96", "--results", str(tmp_path))
     assert max(Image.open(tmp_path / "big" / f"{src[0].stem}.png").size) == 96
+    prof = cam_rim_profile(run, images=3)
+    gts = [np.array(Image.open(Path(tiny_config.data.root) / "SegmentationClass" / f"{i}.png")) for i in
+           (Path(tiny_config.data.root) / "ImageSets/Segmentation/val.txt").read_text().split()[:3]]
+    instances = [(g, c) for g in gts for c in np.unique(g) if 0 < c < 255]
+    assert prof["class_instances"] == len(instances) and prof["images"] == 3
+    assert sum(prof["pixels"].values()) == sum(int((g != 255).sum()) for g, _ in instances)  # the regions tile each image
+    assert all(0 <= v <= 1 for v in prof["mean_cam"].values())
     aakit("report", "--figures", "--photos", str(seen), "--out", str(tmp_path / "rep"), "--results", str(tmp_path))
     table = (tmp_path / "rep" / "figures" / "real_photos.md").read_text()
     assert (tmp_path / "rep" / "figures" / "real_photos.jpg").read_bytes() == (seen / "sheet.jpg").read_bytes()
@@ -268,6 +275,11 @@ def test_object_iou_and_heat() -> None:
     gt = np.array([[0, 3, 0, 255]])
     iou = object_iou(pred, gt)
     assert iou["iou_object"] == 0.5 and iou["iou_background"] == 0.5 and iou["miou_object_vs_background"] == 0.5
+    square = np.zeros((20, 20), bool)
+    square[5:15, 5:15] = True
+    regions = rim_regions(square, 2)
+    assert sum(r.astype(int) for r in regions.values()).max() == 1 and sum(r.sum() for r in regions.values()) == 400
+    assert regions["interior"].sum() == 36 and regions["inner_rim"].sum() == 64 and (regions["outer_rim"] & square).sum() == 0
     h = heat(np.array([[0.0, 0.5, 1.0]]))
     assert tuple(h[0, 0]) == (0, 0, 96) and tuple(h[0, 2]) == (230, 0, 0) and h[0, 1, 1] > 200
 
