@@ -15,6 +15,7 @@ network keeps. The photos are the user's: nothing here is meant to be committed.
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 from aakit.config import Config
 from aakit.engine.evaluate import keep_mask, predict_probs, segment
 from aakit.errors import AakitError
-from aakit.files import atomic_write_json
+from aakit.files import atomic_write_bytes, atomic_write_json
 from aakit.labels import IGNORE_INDEX
 
 
@@ -126,6 +127,14 @@ def _panels(raw: np.ndarray, e: dict[str, Any], palette: np.ndarray) -> list[np.
     return [raw, (0.45 * raw + 0.55 * heat(cam)).astype(np.uint8), grey[e["pseudo"]], lut[e["pred"]]]
 
 
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=90)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def _sheet(rows: list[list[np.ndarray]]) -> np.ndarray:
     """Rows of equal-height panels, 4 px apart, on white."""
     h = max(p.shape[0] for r in rows for p in r)
@@ -178,14 +187,14 @@ def explain_images(run: Path, files: list[Path], out: Path, *, size: int | None 
             if gt is not None and gt.shape != raw.shape[:2]:
                 gt = np.asarray(Image.fromarray(gt).resize((raw.shape[1], raw.shape[0]), Image.NEAREST))
             panels = _panels(raw, e, palette)
-            Image.fromarray(panels[1]).save(out / f"{f.stem}_cam.jpg", quality=90)
+            _write_jpeg(out / f"{f.stem}_cam.jpg", panels[1])
             save_mask_png(out / f"{f.stem}_pseudo.png", e["pseudo"], info.palette)
             save_mask_png(out / f"{f.stem}.png", e["pred"], info.palette)
             records[f.stem] = _record(e, info.class_names, gt)
             rows.append(panels)
     finally:
         labeler.close()
-    Image.fromarray(_sheet(rows)).save(out / "sheet.jpg", quality=90)
+    _write_jpeg(out / "sheet.jpg", _sheet(rows))
     doc = {"run": run.name, "size": size, "columns": ["image", "CAM (labelled classes, max)", "pseudo label", "prediction"],
            "images": records}
     atomic_write_json(out / "predictions.json", doc)

@@ -539,14 +539,12 @@ def real_photos_figure(photos: Path, out: Path) -> list[Path]:
     """The contact sheet of ``aakit predict RUN IMAGES --out PHOTOS --cams`` as ``real_photos.jpg``
     and its numbers as ``real_photos.md`` (read from ``PHOTOS/predictions.json``; the photos are
     the user's: these files hold them and are not for committing)."""
-    import shutil
-
     doc = read_json(Path(photos) / "predictions.json")
     if not doc or not (Path(photos) / "sheet.jpg").is_file():
         raise AakitError(f"--photos {photos}: no predictions.json and sheet.jpg (make them with aakit predict RUN IMAGES --out {photos} --cams)")
     out.mkdir(parents=True, exist_ok=True)
     sheet = out / "real_photos.jpg"
-    shutil.copyfile(Path(photos) / "sheet.jpg", sheet)
+    atomic_write_bytes(sheet, (Path(photos) / "sheet.jpg").read_bytes())
     lines = [f"Real photos through {doc['run']} (columns: {', '.join(doc['columns'])}; size {doc['size'] or 'native'}).", "",
              "| image | labels (from) | prediction: shares over 2 % | object/background IoU |", "|---|---|---|---|"]
     for name, r in doc["images"].items():
