@@ -98,6 +98,12 @@ def eval_protocol(cfg: Config, *, protocol: str | None = None, crf: bool | None 
     )
 
 
+def probs_from_output(out: dict[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) softmax of a forward pass's ``seg_logits``, upsampled to ``size``."""
+    logits = F.interpolate(out["seg_logits"], size=size, mode="bilinear", align_corners=False)
+    return logits.float().softmax(1)
+
+
 @torch.no_grad()
 def predict_probs(
     model: torch.nn.Module,
@@ -130,8 +136,7 @@ def predict_probs(
         )
         batch = torch.cat([x, x.flip(-1)]) if flip else x
         out = model(batch)
-        logits = F.interpolate(out["seg_logits"], size=(h, w), mode="bilinear", align_corners=False)
-        p = logits.float().softmax(1)
+        p = probs_from_output(out, (h, w))
         if flip:
             p = torch.stack([p[0], p[1].flip(-1)])
         prob_sum = p.sum(0) if prob_sum is None else prob_sum + p.sum(0)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from aakit.config import Config
-from aakit.engine.evaluate import keep_mask, predict_probs, segment
+from aakit.engine.evaluate import keep_mask, probs_from_output, segment
 from aakit.errors import AakitError
 from aakit.files import atomic_write_bytes, atomic_write_json
 from aakit.labels import IGNORE_INDEX
@@ -105,8 +105,8 @@ def explain_image(model: torch.nn.Module, cfg: Config, labeler: Any, raw: np.nda
     with torch.no_grad():
         out = model(x)
         cams = training_cam(model, x, out["cam"], tuple(cfg.model.cam_scales), tuple(x.shape[-2:]))[0].cpu().numpy()
-        probs, scores_t = predict_probs(model, x)
-    scores = scores_t.cpu().numpy()
+        probs = probs_from_output(out, tuple(x.shape[-2:]))[0]  # the one forward pass: scale 1, no flip
+        scores = out["cls_logits"][0].float().sigmoid().cpu().numpy()
     keep = keep_mask(scores, np.zeros_like(scores), rfpc=False, threshold=cfg.eval.cls_threshold)
     used = list(labels) if labels is not None else [int(k) for k in np.flatnonzero(keep)]
     image_labels = np.zeros((1, len(scores)), dtype=np.float32)

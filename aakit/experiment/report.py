@@ -557,14 +557,16 @@ def cli_run(
         claims_t = claims_table(results, preset, index=index)
         echo(render_rich(claims_verdicts(claims_t)).rstrip("\n") + "\n\n" + MORE)
         if figures:
-            _echo_figures(results, None, preset, grids_dir, index, data, warn, suite, echo, photos)
+            _echo_figures(results, None, index, preset=preset, grids_dir=grids_dir, data=data, suite=suite,
+                          photos=photos, warn=warn, echo=echo)
         _warn_left_out(left_out(index, [claims_t]), warn, verbose)
         return
     tables, extras = _chosen_tables(results, preset, index, fmt=fmt, table=table, claims=claims, variance=variance,
                                     compare=compare, suite=suite, mechanism=mechanism)
     _emit(tables, extras, fmt=fmt, out=out, into=into, echo=echo)
     if figures:
-        _echo_figures(results, out, preset, grids_dir, index, data, warn, suite, echo, photos)
+        _echo_figures(results, out, index, preset=preset, grids_dir=grids_dir, data=data, suite=suite, photos=photos,
+                      warn=warn, echo=echo)
     _warn_left_out(left_out(index, [*tables, *extras]), warn, verbose)
 
 
@@ -617,9 +619,10 @@ def _emit(tables: list[ReportTable], extras: list[ReportTable], *, fmt: str, out
             echo(f"wrote {p}")
 
 
-def _echo_figures(results: Path, out: Path | None, preset: str, grids_dir: Path | None, index: ResultsIndex,
-                  data: Path | None, warn: Callable[[str], None], suite: str | None,
-                  echo: Callable[[str], None], photos: Path | None = None) -> None:
+def _echo_figures(results: Path, out: Path | None, index: ResultsIndex, *, preset: str, grids_dir: Path | None,
+                  data: Path | None, suite: str | None, photos: Path | None, warn: Callable[[str], None],
+                  echo: Callable[[str], None]) -> None:
+    """Write the report's figures (under ``out`` or ``results``: ``figures/``), one line each to ``echo``."""
     fig_dir = (Path(out) if out is not None else Path(results)) / "figures"
     for p in make_figures(results, fig_dir, preset=preset, grids_dir=grids_dir, index=index, data=data,
                           warn=warn, suite=suite):
