@@ -366,3 +366,47 @@ def test_bad_confirm_and_show_arguments_exit_2_in_one_line(tmp_path: Path, argv:
     code, out, err = run_cli(["search", str(path), *argv, "--results", str(results)], monkeypatch, capsys)
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in (results / "runs").iterdir()) == before  # nothing trained
+
+
+# ----------------------------------------------------------------------------- pairs that share their start
+def _train_from(start: Any):
+    """:func:`noisy_train` whose run records the pre-trained checkpoint it began from, as
+    aakit's provenance.json does: ``start(name)`` gives its sha256."""
+    def train(cfg: Any, **kw: Any) -> Path:
+        run = noisy_train(cfg, **kw)
+        (run / "provenance.json").write_text(json.dumps(
+            {"init_checkpoint": {"run": "cls", "file": "last.pt", "sha256": start(run.name)}}))
+        return run
+    return train
+
+
+def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_counted(tmp_path: Path) -> None:
+    """A pre-training trained again on another processor has other bits: a trial's runs trained
+    there are paired with references that began elsewhere. aakit reads each run's start from
+    provenance.json, says it when a pair forms, and counts it in --show, the json and the report."""
+    from aakit.experiment.searchreport import search_tables
+
+    path, results, said = write_search(tmp_path), tmp_path / "results", []
+    here = {"sha": "a" * 64}
+    S.run_search(path, trials=2, results=results, train=_train_from(lambda name: here["sha"]), **QUIET)
+    here["sha"] = "b" * 64  # the next session's machine
+    S.run_search(path, trials=3, results=results, train=_train_from(lambda name: here["sha"]), progress=False,
+                 log=said.append)
+    study = load_study(results)
+    first, last = study.trials[0], study.trials[2]
+    assert P.pair_starts(results, first.user_attrs["runs"], first.user_attrs["reference_runs"]) == [True] * 3
+    assert P.pair_starts(results, last.user_attrs["runs"], last.user_attrs["reference_runs"]) == [False] * 3
+    assert sum("does not share its start" in line and "aaaaaaaaaaaaaaaa" in line for line in said) == 3
+    rows = {r["number"]: r for r in S.show_json(path, results=results)["trials"]}
+    assert rows[0]["same_start"] == [True] * 3 and rows[2]["same_start"] == [False] * 3
+    (name, df), = S.show_search(path, results=results)
+    assert dict(zip(df["number"], df["start"])) == {0: "same", 1: "same", 2: "differs 3/3"}
+    (table,) = search_tables(results)
+    assert table.long.iloc[0][["pairs_shared", "pairs_known"]].tolist() == [6, 9]
+    assert "6/9" in table.blocks[0].rows[0]
+    # a confirmation whose references began elsewhere than its configs: each pair is counted
+    out = S.confirm_search(path, k=1, seeds=[10, 11], results=results, progress=False, log=lambda m: None,
+                           train=_train_from(lambda name: ("c" if "-ref-" in name else "d") * 64))
+    assert [p["same_start"] for p in out["pairs"]] == [False, False] and out["start_mismatches"] == 2
+    assert "2 of 2 pairs did not share their pre-trained start" in P.describe_confirmation(out)
+    assert P.start_of(tmp_path) is None and P.same_start(None, "x") is None  # no record: unknown, not a mismatch

@@ -150,14 +150,45 @@ class Pair:
     reference_run: str
     config: float
     reference: float
+    config_start: str | None = None  # the pre-trained checkpoint each run started from (start_of)
+    reference_start: str | None = None
 
     @property
     def diff(self) -> float:
         return self.config - self.reference
 
+    @property
+    def same_start(self) -> bool | None:
+        return same_start(self.config_start, self.reference_start)
+
     def as_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "config_run": self.config_run, "reference_run": self.reference_run,
-                "config": self.config, "reference": self.reference, "diff": self.diff}
+                "config": self.config, "reference": self.reference, "diff": self.diff,
+                "config_start": self.config_start, "reference_start": self.reference_start,
+                "same_start": self.same_start}
+
+
+def start_of(run: Path) -> str | None:
+    """The first 16 hex digits of the sha256 of the pre-trained checkpoint a run started from
+    (``provenance.json``'s ``init_checkpoint``), or None (no such start, or no record).
+
+    Two runs of a pair share their pre-training only if these agree: a pre-training trained again
+    on a processor with other vector units (AVX-512 or not) gives other bits, and so another start."""
+    info = read_json(Path(run) / "provenance.json")
+    ck = info.get("init_checkpoint") if isinstance(info, dict) else None
+    sha = ck.get("sha256") if isinstance(ck, dict) else None
+    return sha[:16] if isinstance(sha, str) else None
+
+
+def same_start(a: str | None, b: str | None) -> bool | None:
+    """Whether two runs started from the same checkpoint; None where either start is not recorded."""
+    return None if a is None or b is None else a == b
+
+
+def pair_starts(results: Path, runs: Sequence[str], reference_runs: Sequence[str]) -> list[bool | None]:
+    """Per seed of a stored trial (its ``runs`` and ``reference_runs``): :func:`same_start`."""
+    top = Path(results) / "runs"
+    return [same_start(start_of(top / a), start_of(top / b)) for a, b in zip(runs, reference_runs)]
 
 
 def _value(run: Path, metric: str) -> float:
@@ -197,7 +228,13 @@ def train_pair(lc: Lifecycle, search: Search, values: dict[str, Any], seed: int,
     ref_name = safe_name(f"{search.study_name}-ref-s{seed}")
     ref_run, ref = train_once(lc, search, {**search.paired.reference, "train.seed": seed}, ref_name, say)
     run, value = train_once(lc, search, {**values, "train.seed": seed}, safe_name(f"{name}-s{seed}"), say)
-    return Pair(seed, run, ref_run, value, ref)
+    top = Path(lc.spec.results) / "runs"
+    pair = Pair(seed, run, ref_run, value, ref, start_of(top / run), start_of(top / ref_run))
+    if pair.same_start is False:
+        say(f"note: {run} started from the pre-trained checkpoint {pair.config_start}, its reference {ref_run} "
+            f"from {pair.reference_start}: this pair does not share its start (a pre-training trained again "
+            f"on another processor); its difference holds that too")
+    return pair
 
 
 def _record(lc: Lifecycle, claim: Claim, pairs: list[Pair]) -> None:
@@ -286,7 +323,7 @@ def confirm_trial(lc: Lifecycle, search: Search, t: FrozenTrial, seeds: Sequence
     bias = None if iv["mean_diff"] is None else float(t.value) - iv["mean_diff"]  # type: ignore[arg-type]
     return {"trial": t.number, "params": dict(t.params), "search_value": t.value,
             "search_seeds": list(t.user_attrs.get("seeds") or []), "pairs": [p.as_dict() for p in pairs],
-            **iv, "selection_bias": bias}
+            **iv, "selection_bias": bias, "start_mismatches": sum(p.same_start is False for p in pairs)}
 
 
 def confirm(lc: Lifecycle, search: Search, k: int, seeds: Sequence[int], say: Say) -> dict[str, Any]:
@@ -307,25 +344,30 @@ def describe_confirmation(c: dict[str, Any]) -> str:
     head = f"confirmation of trial {c['trial']} on fresh seeds {c['seeds']}"
     if c.get("ci_low") is None:
         return f"{head}: {c.get('mean_diff')} points, no interval"
-    bias = c.get("selection_bias")
+    bias, apart = c.get("selection_bias"), c.get("start_mismatches") or 0
+    starts = (f"; {apart} of {len(c['pairs'])} pairs did not share their pre-trained start" if apart else "")
     return (f"{head}: {c['mean_diff']:+.2f} points vs the reference, 95 % CI [{c['ci_low']:+.2f}, "
             f"{c['ci_high']:+.2f}] ({c['verdict']}); its search value was {c['search_value']:+.2f}: "
-            f"selection bias {bias:+.2f} points")
+            f"selection bias {bias:+.2f} points{starts}")
 
 
-def trial_row(t: FrozenTrial) -> dict[str, Any]:
-    """A trial as ``--show --format json`` gives it."""
-    return {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value,
-            "seeds": t.user_attrs.get("seeds"), "runs": t.user_attrs.get("runs", [t.user_attrs.get("run")]),
-            "reference_runs": t.user_attrs.get("reference_runs"), "diffs": t.user_attrs.get("diffs"),
-            "outcome": t.user_attrs.get("outcome", "")}
+def trial_row(t: FrozenTrial, results: Path | None = None) -> dict[str, Any]:
+    """A trial as ``--show --format json`` gives it; with ``results``, a paired trial's
+    ``same_start`` per seed (:func:`pair_starts`, read from its runs)."""
+    runs, refs = t.user_attrs.get("runs", [t.user_attrs.get("run")]), t.user_attrs.get("reference_runs")
+    row = {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value,
+           "seeds": t.user_attrs.get("seeds"), "runs": runs, "reference_runs": refs,
+           "diffs": t.user_attrs.get("diffs"), "outcome": t.user_attrs.get("outcome", "")}
+    if results is not None and refs:
+        row["same_start"] = pair_starts(results, runs, refs)
+    return row
 
 
-def study_json(name: str, study: optuna.Study) -> dict[str, Any]:
+def study_json(name: str, study: optuna.Study, results: Path | None = None) -> dict[str, Any]:
     """A study for scripts: its objective, unit, reference, trials and confirmation."""
     attrs = study.user_attrs
     paired = attrs.get("objective") == "paired"
     return {"study": name, "objective": "paired" if paired else "miou",
             "unit": UNIT if paired else "val mIoU (0-1)", "reference": attrs.get("reference"),
-            "seeds": attrs.get("seeds"), "trials": [trial_row(t) for t in study.get_trials(deepcopy=False)],
+            "seeds": attrs.get("seeds"), "trials": [trial_row(t, results) for t in study.get_trials(deepcopy=False)],
             "confirmation": attrs.get("confirmation")}

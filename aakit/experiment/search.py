@@ -67,6 +67,7 @@ from aakit.experiment.paired import (
     check_reference,
     confirm,
     describe_confirmation,
+    pair_starts,
     parse_paired,
     run_paired_trial,
     study_json,
@@ -525,8 +526,20 @@ def _best(study: optuna.Study) -> dict[str, Any] | None:
     return {"number": t.number, "value": t.value, "params": dict(t.params), "run": run}
 
 
-def trials_frame(study: optuna.Study) -> Any:
-    """All trials of a study as a pandas DataFrame, best first."""
+def _start_cell(results: Path | None, t: FrozenTrial) -> dict[str, str]:
+    """A paired trial's ``start`` column: whether each pair's two runs began from one pre-trained
+    checkpoint (``same``), some did not (``differs k/n``), or it is not recorded (``?``)."""
+    refs = t.user_attrs.get("reference_runs")
+    if results is None or not refs:
+        return {}
+    starts = pair_starts(results, t.user_attrs.get("runs") or [], refs)
+    apart = sum(s is False for s in starts)
+    return {"start": f"differs {apart}/{len(starts)}" if apart else "same" if all(starts) else "?"}
+
+
+def trials_frame(study: optuna.Study, results: Path | None = None) -> Any:
+    """All trials of a study as a pandas DataFrame, best first; with ``results``, a paired
+    trial's ``start`` (:func:`_start_cell`)."""
     import pandas as pd
 
     rows = []
@@ -538,6 +551,7 @@ def trials_frame(study: optuna.Study) -> Any:
             **{k: v for k, v in t.params.items()},
             "epochs": len(t.intermediate_values), "run": t.user_attrs.get("run"),
             **({"seeds": format_value(t.user_attrs["seeds"])} if "seeds" in t.user_attrs else {}),
+            **_start_cell(results, t),
             "outcome": t.user_attrs.get("outcome", ""), "seconds": dur,
         })
     df = pd.DataFrame(rows)
@@ -582,13 +596,14 @@ def show_search(
         for log_file in sorted((results / "studies").glob("search-*.log")):
             st = studies.open_storage(None, log_file, read_only=True)
             found += [(s.study_name, st) for s in optuna.get_all_study_summaries(st)]
-    return [(name, trials_frame(optuna.load_study(study_name=name, storage=st)).head(top)) for name, st in found]
+    return [(name, trials_frame(optuna.load_study(study_name=name, storage=st), results).head(top))
+            for name, st in found]
 
 
 def _show_study(search: Search, results: Path, storage: str | None, top: int) -> tuple[str, Any]:
     """The study of a search file (and its ``--set``): its name and best trials."""
     study = load_search_study(search, results, storage)
-    return search.study_name, trials_frame_empty() if study is None else trials_frame(study).head(top)
+    return search.study_name, trials_frame_empty() if study is None else trials_frame(study, results).head(top)
 
 
 def load_search_study(search: Search, results: Path, storage: str | None) -> optuna.Study | None:
@@ -611,7 +626,7 @@ def show_json(search_path: str | Path, *, overrides: Sequence[str] = (), results
     if study is None:
         return {"study": search.study_name, "objective": "paired" if search.paired else "miou", "trials": [],
                 "confirmation": None}
-    return study_json(search.study_name, study)
+    return study_json(search.study_name, study, Path(results))
 
 
 def _no_study(search: Search, st: BaseStorage, results: Path, storage: str | None) -> SearchError:
@@ -667,6 +682,8 @@ def format_trials(name: str, df: Any) -> str:
         return f"{name}: no trials yet"
     shown = df.copy()
     paired = bool(df.attrs.get("paired"))
+    if paired and "run" in shown and shown["run"].isna().all():
+        shown = shown.drop(columns="run")  # a paired trial names its runs per seed (--format json)
     shown["value"] = shown["value"].map(lambda v: "" if v is None or v != v else
                                         f"{v:+.2f}" if paired else f"{100 * v:.2f}")
     for c in shown.columns:

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from aakit.experiment import studies
 from aakit.experiment.tables import Block, ReportTable
+from aakit.experiment.paired import pair_starts
 from aakit.files import atomic_write_bytes
 from aakit.runs import read_json
 
@@ -103,8 +104,24 @@ def study_row(results: Path, name: str, study: optuna.Study) -> dict[str, Any]:
         "search_value": None if best is None else best.value, "confirmed_trial": conf.get("trial"),
         "confirm_seeds": conf.get("seeds"), "confirm_mean": conf.get("mean_diff"), "ci_low": conf.get("ci_low"),
         "ci_high": conf.get("ci_high"), "selection_bias": conf.get("selection_bias"),
-        "importances": importances(study), "runs": n_runs, "train_hours": hours,
+        "importances": importances(study), "runs": n_runs, "train_hours": hours, **shared_starts(results, study),
     }
+
+
+def shared_starts(results: Path, study: optuna.Study) -> dict[str, int]:
+    """How many of a paired study's pairs (the trials' and the confirmation's) have both runs
+    started from one pre-trained checkpoint (:func:`aakit.experiment.paired.start_of`), of those
+    whose starts are recorded: ``pairs_shared`` of ``pairs_known``."""
+    known = shared = 0
+    conf = study.user_attrs.get("confirmation") or {}
+    starts = [s for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reference_runs")
+              for s in pair_starts(results, t.user_attrs.get("runs") or [], t.user_attrs["reference_runs"])]
+    starts += [pair_starts(results, [p["config_run"]], [p["reference_run"]])[0]
+               for c in conf.get("trials") or [] for p in c.get("pairs") or []]
+    for s in starts:
+        known += s is not None
+        shared += s is True
+    return {"pairs_known": known, "pairs_shared": shared}
 
 
 def _fmt(v: Any, signed: bool = True) -> str:
@@ -122,6 +139,7 @@ def _rendered(r: dict[str, Any]) -> list[str]:
         f"{k.split('.')[-1]} {v:.2f}" for k, v in list(r["importances"].items())[:3])
     return [r["study"], f"{r['complete']}/{r['pruned']}/{r['fail']}/{r['interrupted'] + r['running']}", f"t{r['best_trial']}: {params}"
             if r["best_trial"] is not None else "—", value, conf, _fmt(r["selection_bias"]), imp,
+            f"{r['pairs_shared']}/{r['pairs_known']}" if r["pairs_known"] else "—",
             f"{r['runs']} runs, {r['train_hours']:.2f} h"]
 
 
@@ -132,7 +150,7 @@ def search_tables(results: Path, suite: str | None = None) -> list[ReportTable]:
     if not rows:
         return []
     header = ["study", "complete/pruned/failed/unfinished", "best trial", "search value", "confirmation (95 % CI)",
-              "selection bias", "importances", "cost"]
+              "selection bias", "importances", "pairs with one start", "cost"]
     notes = ["paired study: value = mean paired difference against the reference (the paper's setting unless the "
              "search file says otherwise), val mIoU points, on the same seeds; confirmation = the search's best trial "
              "rerun on fresh seeds no trial used, paired with the reference: its mean and Student-t 95 % interval, "
@@ -140,10 +158,13 @@ def search_tables(results: Path, suite: str | None = None) -> list[ReportTable]:
              "unfinished: trials a Ctrl-C or an ended session stopped (a resumed paired search retries each once, "
              "reusing the seeds it finished) or still running",
              f"importances: Optuna's {importance_method()[0]} over the complete trials (the top three)",
+             "pairs with one start: the pairs (trials' and confirmation's) whose two runs began from the same "
+             "pre-trained checkpoint (provenance.json's init_checkpoint sha256), of those that record one; a "
+             "pre-training trained again on another processor gives other bits, and so pairs that do not share it",
              "cost: the distinct runs the study used (trials, references, confirmation) and their training time "
              "(summary.json wall_time_s)"]
     return [ReportTable(0, "Searches", "results/studies", pd.DataFrame(rows), [Block(header, [_rendered(r) for r in rows],
-                        align="lrlrrrll")], notes, label="Search")]
+                        align="lrlrrrlrl")], notes, label="Search")]
 
 
 def search_figures(results: Path, out: Path, suite: str | None = None) -> list[Path]:
