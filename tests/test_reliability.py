@@ -406,6 +406,29 @@ def test_sigterm_during_epoch_evaluation_stops_after_it(reference: Path, tiny_sy
     _assert_same_as(run, reference)
 
 
+def test_a_signal_after_the_last_step_finishes_the_run_then_stops_the_caller(reference: Path, tiny_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM during the final evaluation: the run is completed (summary.json, status finished,
+    the uninterrupted numbers), and then train() raises as a stop does, so that a grid or a search
+    stops instead of forgetting the request and starting its next run; the handlers are put back."""
+    import aakit.engine.hooks as T
+
+    real = T.final_summary
+
+    def signal_in_summary(*a: Any, **k: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # caught by the engine's handler: sets a flag
+        return real(*a, **k)
+
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = load_config(CONFIG, _overrides(tiny_synth, 1))
+    monkeypatch.setattr(T, "final_summary", signal_in_summary)
+    with pytest.raises(KeyboardInterrupt, match="after the run finished: .* is complete"):
+        train(cfg, results=tmp_path, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before
+    run = _run_path(tiny_synth, tmp_path, 1)
+    assert load_run(run).status == "finished"
+    _assert_same_as(run, reference)
+
+
 # ----------------------------------------------------------------------------- 5. atomic writes
 @pytest.mark.parametrize("broken", ["replace", "fsync"])
 def test_failed_atomic_write_keeps_the_old_file_and_no_temp(broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_config: Any) -> None:

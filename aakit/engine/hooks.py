@@ -344,8 +344,24 @@ class SignalHook(HookBase):
             raise TrainingInterrupted()  # a signal during the evaluation: stop here, not a step later
 
     def after_train(self) -> None:
+        if self.trainer.outcome != "finished":
+            self.release()
+        # finished: a signal during the final summary is still caught; the caller releases the
+        # handlers (release_signals) once the run is complete, and stops then (issue 31)
+
+    def release(self) -> int | None:
+        """Put the handlers from before training back; the signal caught (or None)."""
         for sig, handler in self.old.items():
             signal.signal(sig, handler)
+        self.old = {}
+        return self.signal
+
+
+def release_signals(trainer: Any) -> int | None:
+    """After a run: its SignalHook's handlers restored, and the SIGINT/SIGTERM that arrived after
+    its last step (during the last evaluation or the summary), which did not stop it, or None."""
+    caught = [h.release() for h in trainer.hooks if isinstance(h, SignalHook)]
+    return next((c for c in caught if c is not None), None)
 
 
 class SummaryHook(HookBase):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,6 +40,7 @@ from aakit.engine.hooks import (
     SignalHook,
     StatusHook,
     SummaryHook,
+    release_signals,
 )
 from aakit.engine.noise import reinit_new_layers
 from aakit.engine.rundir import RunWriter, checkpoint_record, committed_run, load_checkpoint_file, provenance
@@ -416,10 +418,17 @@ def _train_locked(cfg: Config, writer: RunWriter, data: RunData, device: torch.d
     # the loop: the trainer steps, its hooks evaluate, log, checkpoint, stop and summarise
     trainer.register_hooks(default_hooks(trainer, writer, data, epoch_callback=epoch_callback, progress=progress,
                                          stop_after_steps=stop_after_steps))
-    trainer.train()  # a failure raises (status failed); a stop returns: checkpoint kept, status interrupted
+    try:
+        trainer.train()  # a failure raises (status failed); a stop returns: checkpoint kept, status interrupted
+    finally:
+        late = release_signals(trainer)  # a Ctrl-C or SIGTERM that came after the last step
     if trainer.outcome == "stopped":
         cleanup(dist_info)
         raise KeyboardInterrupt(f"interrupted at step {trainer.step}; resume with: aakit train --resume {writer.path}")
+    if late is not None:  # the run is complete; the stop asked for is honoured now, not forgotten
+        cleanup(dist_info)
+        raise KeyboardInterrupt(f"stopped ({signal.Signals(late).name}) after the run finished: {writer.path} is "
+                                f"complete (summary.json written)")
     # every rank returns rank 0's run directory
     barrier(dist_info)
     path = broadcast_object(dist_info, writer.path)
