@@ -316,7 +316,9 @@ class EpochCallbackHook(HookBase):
 class SignalHook(HookBase):
     """SIGINT/SIGTERM stop the run after the current step, or after the current epoch's
     end-of-epoch work when they arrive during it (the checkpointer then saves, the status says
-    interrupted). ``stop_after_steps`` stops the same way after that many steps (tests)."""
+    interrupted). One that arrives after the last step (the last evaluation, the summary) lets the
+    run finish, and :func:`release_signals` hands it to the caller, which stops then.
+    ``stop_after_steps`` stops the same way after that many steps (tests)."""
 
     def __init__(self, stop_after_steps: int | None = None) -> None:
         self.stop_after_steps = stop_after_steps

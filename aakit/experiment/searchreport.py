@@ -112,16 +112,12 @@ def shared_starts(results: Path, study: optuna.Study) -> dict[str, int]:
     """How many of a paired study's pairs (the trials' and the confirmation's) have both runs
     started from one pre-trained checkpoint (:func:`aakit.experiment.paired.start_of`), of those
     whose starts are recorded: ``pairs_shared`` of ``pairs_known``."""
-    known = shared = 0
     conf = study.user_attrs.get("confirmation") or {}
     starts = [s for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reference_runs")
               for s in pair_starts(results, t.user_attrs.get("runs") or [], t.user_attrs["reference_runs"])]
     starts += [pair_starts(results, [p["config_run"]], [p["reference_run"]])[0]
                for c in conf.get("trials") or [] for p in c.get("pairs") or []]
-    for s in starts:
-        known += s is not None
-        shared += s is True
-    return {"pairs_known": known, "pairs_shared": shared}
+    return {"pairs_known": sum(s is not None for s in starts), "pairs_shared": sum(s is True for s in starts)}
 
 
 def _fmt(v: Any, signed: bool = True) -> str:
