@@ -380,23 +380,45 @@ def _train_from(start: Any):
     return train
 
 
-def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_counted(tmp_path: Path) -> None:
-    """A pre-training trained again on another processor has other bits: a trial's runs trained
-    there are paired with references that began elsewhere. aakit reads each run's start from
-    provenance.json, says it when a pair forms, and counts it in --show, the json and the report."""
-    from aakit.experiment.searchreport import search_tables
-
+def test_each_machine_pairs_with_a_reference_trained_from_its_own_start(tmp_path: Path) -> None:
+    """A pre-training trained again on another processor has other bits. A trial run there is
+    paired with a reference that began from the same checkpoint: trained once on that machine
+    (named after its start) and shared by its later trials; the first machine's is not reused."""
     path, results, said = write_search(tmp_path), tmp_path / "results", []
     here = {"sha": "a" * 64}
     S.run_search(path, trials=2, results=results, train=_train_from(lambda name: here["sha"]), **QUIET)
     here["sha"] = "b" * 64  # the next session's machine
-    S.run_search(path, trials=3, results=results, train=_train_from(lambda name: here["sha"]), progress=False,
+    S.run_search(path, trials=4, results=results, train=_train_from(lambda name: here["sha"]), progress=False,
                  log=said.append)
+    study = load_study(results)
+    for t in study.trials:
+        assert P.pair_starts(results, t.user_attrs["runs"], t.user_attrs["reference_runs"]) == [True] * 3
+    old, new = study.trials[0].user_attrs["reference_runs"], study.trials[2].user_attrs["reference_runs"]
+    assert study.trials[1].user_attrs["reference_runs"] == old and study.trials[3].user_attrs["reference_runs"] == new
+    assert not set(old) & set(new) and all(r.startswith(f"search-p-ref-s{s}-bbbbbbbb-") for r, s in zip(new, [0, 1, 2]))
+    assert sum(line.startswith("training search-p-ref-") for line in said) == 3  # once per seed, on the new machine
+    for t in study.trials:  # each value is the mean of its own pairs, read back from the runs' summaries
+        diffs = [miou(results, a) - miou(results, b)
+                 for a, b in zip(t.user_attrs["runs"], t.user_attrs["reference_runs"])]
+        assert t.value == pytest.approx(sum(diffs) / 3)
+    assert not any("does not share its start" in line for line in said)
+
+
+def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_counted(tmp_path: Path) -> None:
+    """Where a pair cannot share its start (a reference trained here that still began elsewhere,
+    as when a config run is reused from another machine), aakit says it when the pair forms and
+    counts it in --show, the json, the report and the confirmation."""
+    from aakit.experiment.searchreport import search_tables
+
+    path, results, said = write_search(tmp_path), tmp_path / "results", []
+    S.run_search(path, trials=2, results=results, train=_train_from(lambda name: "a" * 64), **QUIET)
+    elsewhere = _train_from(lambda name: ("c" if "-ref-" in name else "d") * 64)
+    S.run_search(path, trials=3, results=results, train=elsewhere, progress=False, log=said.append)
     study = load_study(results)
     first, last = study.trials[0], study.trials[2]
     assert P.pair_starts(results, first.user_attrs["runs"], first.user_attrs["reference_runs"]) == [True] * 3
     assert P.pair_starts(results, last.user_attrs["runs"], last.user_attrs["reference_runs"]) == [False] * 3
-    assert sum("does not share its start" in line and "aaaaaaaaaaaaaaaa" in line for line in said) == 3
+    assert sum("does not share its start" in line and "cccccccccccccccc" in line for line in said) == 3
     rows = {r["number"]: r for r in S.show_json(path, results=results)["trials"]}
     assert rows[0]["same_start"] == [True] * 3 and rows[2]["same_start"] == [False] * 3
     (name, df), = S.show_search(path, results=results)

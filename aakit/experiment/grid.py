@@ -375,20 +375,19 @@ def state_path(results: Path, name: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- run dirs
+def is_finished_run(d: Path, config_hash: str) -> bool:
+    """Whether run directory ``d`` holds a finished run of this hash (its summary says so)."""
+    summary = read_json(Path(d) / "summary.json")
+    return (isinstance(summary, dict) and summary.get("status") == "finished"
+            and summary.get("hash", config_hash) == config_hash)
+
+
 def find_finished_run(results: Path, config_hash: str) -> Path | None:
     """A run directory of this hash whose summary says finished, or None."""
     runs = Path(results) / "runs"
     if not runs.is_dir():
         return None
-    for d in sorted(runs.glob(f"*-{config_hash}")):
-        summary = read_json(d / "summary.json")
-        if (
-            isinstance(summary, dict)
-            and summary.get("status") == "finished"
-            and summary.get("hash", config_hash) == config_hash
-        ):
-            return d
-    return None
+    return next((d for d in sorted(runs.glob(f"*-{config_hash}")) if is_finished_run(d, config_hash)), None)
 
 
 def find_resumable_run(results: Path, config_hash: str, preferred: str) -> Path | None:

@@ -23,6 +23,10 @@ its **paired differences** against a reference config (default: the paper's sett
   the reference run of a seed is trained once for the whole study, a config drawn twice is
   trained once, and two workers wanting one run at once train it once (the second waits, then
   reuses it);
+* **one start per pair**: the reference a config run is paired with is the reference run that
+  began from the same pre-trained checkpoint (:func:`start_of`); a machine whose pre-training
+  has other bits trains its own reference once, named ``<study>-ref-s<seed>-<start[:8]>``, so
+  every pair is recomputable from committed summaries and shares its start;
 * **confirmation** (:func:`confirm`): the best ``k`` trials on fresh seeds no trial used, each
   paired with the reference; the study's answer is the interval of the search's best trial
   there (:func:`aakit.experiment.stats.paired_comparison`, the claims' rule), and
@@ -42,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from aakit.config import Config, ConfigError
 from aakit.errors import AakitError
 from aakit.experiment import studies
-from aakit.experiment.grid import find_finished_run, format_value, override_strings
+from aakit.experiment.grid import find_finished_run, format_value, is_finished_run, override_strings
 from aakit.experiment.lifecycle import Claim, Lifecycle, Outcome, Say, UnitFailed, metric_value, one_line
 from aakit.experiment.stats import paired_comparison
 from aakit.experiment.tables import nan_to_none
@@ -199,10 +203,24 @@ def _value(run: Path, metric: str) -> float:
     return 100 * value
 
 
-def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str, say: Say) -> tuple[str, float]:
+def finished_run_from(results: Path, chash: str, start: str | None) -> Path | None:
+    """A finished run of ``chash`` that began from the pre-trained checkpoint ``start``
+    (:func:`start_of`; None: a run that records no start), or None."""
+    for d in sorted((Path(results) / "runs").glob(f"*-{chash}")):
+        if start_of(d) == start and is_finished_run(d, chash):
+            return d
+    return None
+
+
+def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str, say: Say,
+               start: str | None | bool = False) -> tuple[str, float]:
     """The run of ``values`` (over the search's base and fixed keys) under ``name``: a finished
     run of its config hash if there is one, else trained here, under the hash's lock (a second
-    worker wanting it waits, then reuses it). Returns (run directory name, val mIoU %)."""
+    worker wanting it waits, then reuses it). Returns (run directory name, val mIoU %).
+
+    With ``start`` (a :func:`start_of` value, or None for no recorded start) only a run that
+    began from that checkpoint is reused, and one trained here is named ``<name>-<start[:8]>``:
+    the reference of a pair is the reference trained from the config run's own start."""
     cfg = search.config(values, name)
     chash, results = cfg.hash(), Path(lc.spec.results)
     lock_dir = results / "runs" / ".locks"
@@ -210,9 +228,13 @@ def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str,
     fd = os.open(lock_dir / f"pair-{chash}.lock", os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        found = find_finished_run(results, chash)
+        anywhere = start is False
+        found = find_finished_run(results, chash) if anywhere else finished_run_from(results, chash, start)
         if found is not None:
             return found.name, _value(found, search.metric)
+        if not anywhere and start is not None:
+            name = safe_name(f"{name}-{str(start)[:8]}")
+            cfg = search.config(values, name)
         say(f"training {run_dir_name(name, chash)}")
         used = override_strings({**search.fixed, **values}) + search.overrides
         run = Path(lc.train(cfg, results=results, name=name, overrides=used, resume=None,
@@ -223,13 +245,18 @@ def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str,
 
 
 def train_pair(lc: Lifecycle, search: Search, values: dict[str, Any], seed: int, name: str, say: Say) -> Pair:
-    """A config and the reference on one seed (the reference run is shared by the study)."""
+    """A config and the reference on one seed, both from one pre-trained start: the config run
+    first, then the reference run of the seed that began from the config run's checkpoint
+    (shared by the study; trained here, once, when no run of that start exists). A pre-training
+    trained again on another processor has other bits, so each machine pairs with its own."""
     assert search.paired is not None
-    ref_name = safe_name(f"{search.study_name}-ref-s{seed}")
-    ref_run, ref = train_once(lc, search, {**search.paired.reference, "train.seed": seed}, ref_name, say)
-    run, value = train_once(lc, search, {**values, "train.seed": seed}, safe_name(f"{name}-s{seed}"), say)
     top = Path(lc.spec.results) / "runs"
-    pair = Pair(seed, run, ref_run, value, ref, start_of(top / run), start_of(top / ref_run))
+    run, value = train_once(lc, search, {**values, "train.seed": seed}, safe_name(f"{name}-s{seed}"), say)
+    config_start = start_of(top / run)
+    ref_name = safe_name(f"{search.study_name}-ref-s{seed}")
+    ref_run, ref = train_once(lc, search, {**search.paired.reference, "train.seed": seed}, ref_name, say,
+                              start=config_start)
+    pair = Pair(seed, run, ref_run, value, ref, config_start, start_of(top / ref_run))
     if pair.same_start is False:
         say(f"note: {run} started from the pre-trained checkpoint {pair.config_start}, its reference {ref_run} "
             f"from {pair.reference_start}: this pair does not share its start (a pre-training trained again "
