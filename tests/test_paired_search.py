@@ -369,13 +369,17 @@ def test_bad_confirm_and_show_arguments_exit_2_in_one_line(tmp_path: Path, argv:
 
 
 # ----------------------------------------------------------------------------- pairs that share their start
-def _train_from(start: Any):
+def _train_from(start: Any, shift: float = 0.0):
     """:func:`noisy_train` whose run records the pre-trained checkpoint it began from, as
-    aakit's provenance.json does: ``start(name)`` gives its sha256."""
+    aakit's provenance.json does: ``start(name)`` gives its sha256; ``shift`` is added to its
+    val mIoU (another start gives other numbers)."""
     def train(cfg: Any, **kw: Any) -> Path:
         run = noisy_train(cfg, **kw)
         (run / "provenance.json").write_text(json.dumps(
             {"init_checkpoint": {"run": "cls", "file": "last.pt", "sha256": start(run.name)}}))
+        summary = json.loads((run / "summary.json").read_text())
+        summary["metrics"]["val"]["miou"] += shift
+        (run / "summary.json").write_text(json.dumps(summary))
         return run
     return train
 
@@ -431,4 +435,19 @@ def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_
                            train=_train_from(lambda name: ("c" if "-ref-" in name else "d") * 64))
     assert [p["same_start"] for p in out["pairs"]] == [False, False] and out["start_mismatches"] == 2
     assert "2 of 2 pairs did not share their pre-trained start" in P.describe_confirmation(out)
+    # once references of the config runs' own start exist here, such a trial is re-paired with them
+    (_, df), = S.show_search(path, results=results)
+    assert df.set_index("number")["one start"].tolist() == [""] * 3  # none yet
+    S.run_search(path, trials=4, results=results, train=_train_from(lambda name: "d" * 64, shift=0.01), **QUIET)
+    repaired = P.one_start_pairs(results, last.user_attrs["runs"], last.user_attrs["reference_runs"])
+    assert all(r is not None and "-dddddddd-" in r for r in repaired)
+    assert [P.start_of(results / "runs" / r) for r in last.user_attrs["reference_runs"]] == ["c" * 16] * 3  # kept
+    want = sum(miou(results, a) - miou(results, str(b)) for a, b in zip(last.user_attrs["runs"], repaired)) / 3
+    assert want == pytest.approx(last.value - 1.0)  # its references from start d are 1 point higher
+    (_, df), = S.show_search(path, results=results)
+    cells = dict(zip(df["number"], df["one start"]))
+    assert cells[2] == f"{want:+.2f}" and cells[0] == cells[3] == ""
+    rows = {r["number"]: r for r in S.show_json(path, results=results)["trials"]}
+    assert rows[2]["value_one_start"] == pytest.approx(want) and rows[2]["one_start_reference_runs"] == repaired
+    assert rows[0]["value_one_start"] == pytest.approx(rows[0]["value"])
     assert P.start_of(tmp_path) is None and P.same_start(None, "x") is None  # no record: unknown, not a mismatch

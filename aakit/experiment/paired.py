@@ -195,6 +195,29 @@ def pair_starts(results: Path, runs: Sequence[str], reference_runs: Sequence[str
     return [same_start(start_of(top / a), start_of(top / b)) for a, b in zip(runs, reference_runs)]
 
 
+def one_start_pairs(results: Path, runs: Sequence[str], reference_runs: Sequence[str]) -> list[str | None]:
+    """Per seed of a stored trial: the reference run (of the stored reference's config hash) that
+    began from the config run's own start, or None where no such run is here. A trial stored
+    before pairs shared their start (a reference from another machine) is re-paired with it."""
+    top = Path(results) / "runs"
+    out: list[str | None] = []
+    for run, ref in zip(runs, reference_runs):
+        found = finished_run_from(Path(results), ref.rsplit("-", 1)[-1], start_of(top / run))
+        out.append(None if found is None else found.name)
+    return out
+
+
+def one_start_value(results: Path, runs: Sequence[str], reference_runs: Sequence[str], metric: str = "val"
+                    ) -> float | None:
+    """A stored trial's mean paired difference (points) with each seed re-paired by
+    :func:`one_start_pairs`; None unless every seed has a reference of its own start."""
+    top, refs = Path(results) / "runs", one_start_pairs(results, runs, reference_runs)
+    if not runs or any(r is None for r in refs):
+        return None
+    diffs = [_value(top / a, metric) - _value(top / str(b), metric) for a, b in zip(runs, refs)]
+    return sum(diffs) / len(diffs)
+
+
 def _value(run: Path, metric: str) -> float:
     summary = read_json(run / "summary.json")
     value = metric_value(summary, metric) if isinstance(summary, dict) else None
@@ -210,6 +233,16 @@ def finished_run_from(results: Path, chash: str, start: str | None) -> Path | No
         if start_of(d) == start and is_finished_run(d, chash):
             return d
     return None
+
+
+def _free_name(results: Path, name: str, chash: str) -> str:
+    """``name``, or ``name-2``, ``name-3``... where a run directory of that name and hash is here
+    already (a reference trained for this start that began from another)."""
+    k, free = 1, name
+    while (Path(results) / "runs" / run_dir_name(free, chash)).exists():
+        k += 1
+        free = f"{name}-{k}"
+    return free
 
 
 def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str, say: Say,
@@ -233,7 +266,7 @@ def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str,
         if found is not None:
             return found.name, _value(found, search.metric)
         if not anywhere and start is not None:
-            name = safe_name(f"{name}-{str(start)[:8]}")
+            name = _free_name(results, safe_name(f"{name}-{str(start)[:8]}"), chash)
             cfg = search.config(values, name)
         say(f"training {run_dir_name(name, chash)}")
         used = override_strings({**search.fixed, **values}) + search.overrides
@@ -380,13 +413,16 @@ def describe_confirmation(c: dict[str, Any]) -> str:
 
 def trial_row(t: FrozenTrial, results: Path | None = None) -> dict[str, Any]:
     """A trial as ``--show --format json`` gives it; with ``results``, a paired trial's
-    ``same_start`` per seed (:func:`pair_starts`, read from its runs)."""
+    ``same_start`` per seed (:func:`pair_starts`, read from its runs), and its pairs and value
+    with each seed's reference of the config run's own start (:func:`one_start_value`)."""
     runs, refs = t.user_attrs.get("runs", [t.user_attrs.get("run")]), t.user_attrs.get("reference_runs")
     row = {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value,
            "seeds": t.user_attrs.get("seeds"), "runs": runs, "reference_runs": refs,
            "diffs": t.user_attrs.get("diffs"), "outcome": t.user_attrs.get("outcome", "")}
     if results is not None and refs:
         row["same_start"] = pair_starts(results, runs, refs)
+        row["one_start_reference_runs"] = one_start_pairs(results, runs, refs)
+        row["value_one_start"] = one_start_value(results, runs, refs) if t.state == TrialState.COMPLETE else None
     return row
 
 

@@ -67,6 +67,7 @@ from aakit.experiment.paired import (
     check_reference,
     confirm,
     describe_confirmation,
+    one_start_value,
     pair_starts,
     parse_paired,
     run_paired_trial,
@@ -528,13 +529,19 @@ def _best(study: optuna.Study) -> dict[str, Any] | None:
 
 def _start_cell(results: Path | None, t: FrozenTrial) -> dict[str, str]:
     """A paired trial's ``start`` column: whether each pair's two runs began from one pre-trained
-    checkpoint (``same``), some did not (``differs k/n``), or it is not recorded (``?``)."""
+    checkpoint (``same``), some did not (``differs k/n``), or it is not recorded (``?``); where
+    some did not, ``one start``: its value re-paired within each config run's start."""
     refs = t.user_attrs.get("reference_runs")
     if results is None or not refs:
         return {}
-    starts = pair_starts(results, t.user_attrs.get("runs") or [], refs)
+    runs = t.user_attrs.get("runs") or []
+    starts = pair_starts(results, runs, refs)
     apart = sum(s is False for s in starts)
-    return {"start": f"differs {apart}/{len(starts)}" if apart else "same" if all(starts) else "?"}
+    cell = {"start": f"differs {apart}/{len(starts)}" if apart else "same" if all(starts) else "?"}
+    if apart:  # re-paired with each seed's reference of the config run's own start, where there is one
+        value = one_start_value(results, runs, refs) if t.state == TrialState.COMPLETE else None
+        cell["one start"] = "" if value is None else f"{value:+.2f}"
+    return cell
 
 
 def trials_frame(study: optuna.Study, results: Path | None = None) -> Any:
@@ -555,6 +562,8 @@ def trials_frame(study: optuna.Study, results: Path | None = None) -> Any:
             "outcome": t.user_attrs.get("outcome", ""), "seconds": dur,
         })
     df = pd.DataFrame(rows)
+    if "one start" in df:  # beside ``start``, blank where the pairs share their start
+        df.insert(list(df.columns).index("start") + 1, "one start", df.pop("one start").fillna(""))
     df.attrs["paired"] = study.user_attrs.get("objective") == "paired"
     if df.empty:
         return df
