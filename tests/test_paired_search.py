@@ -450,4 +450,10 @@ def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_
     rows = {r["number"]: r for r in S.show_json(path, results=results)["trials"]}
     assert rows[2]["value_one_start"] == pytest.approx(want) and rows[2]["one_start_reference_runs"] == repaired
     assert rows[0]["value_one_start"] == pytest.approx(rows[0]["value"])
+    # the confirmation ranks trials by that value: trial 2 by its re-paired one, the others by theirs
+    study = load_study(results)
+    ranked = {t.number: P.ranking_value(t, results) for t in study.trials}
+    assert ranked[2] == pytest.approx(want) and all(ranked[n] == study.trials[n].value for n in (0, 1, 3))
+    chosen = P.check_confirm(S.load_search(path), study.trials, 4, [50, 51], results)
+    assert [t.number for t in chosen] == sorted(ranked, key=lambda n: -ranked[n])
     assert P.start_of(tmp_path) is None and P.same_start(None, "x") is None  # no record: unknown, not a mismatch

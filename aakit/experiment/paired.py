@@ -347,8 +347,22 @@ def used_seeds(trials: Sequence[FrozenTrial]) -> set[int]:
     return {int(s) for t in trials for s in (t.user_attrs.get("seeds") or [])}
 
 
-def check_confirm(search: Search, trials: Sequence[FrozenTrial], k: int, seeds: Sequence[int]) -> list[FrozenTrial]:
-    """The ``k`` best COMPLETE trials to confirm on ``seeds`` (fresh, at least 2), or PairedError."""
+def ranking_value(t: FrozenTrial, results: Path | None, metric: str = "val") -> float:
+    """What the confirmation ranks a trial by: its value re-paired within its runs' own start
+    (:func:`one_start_value`) where that differs from the stored pairs and can be computed here,
+    else its stored value."""
+    runs, refs = t.user_attrs.get("runs"), t.user_attrs.get("reference_runs")
+    if results is not None and runs and refs and False in pair_starts(results, runs, refs):
+        repaired = one_start_value(results, runs, refs, metric)
+        if repaired is not None:
+            return repaired
+    return float(t.value)  # type: ignore[arg-type]
+
+
+def check_confirm(search: Search, trials: Sequence[FrozenTrial], k: int, seeds: Sequence[int],
+                  results: Path | None = None) -> list[FrozenTrial]:
+    """The ``k`` best COMPLETE trials to confirm on ``seeds`` (fresh, at least 2), or PairedError;
+    with ``results``, ranked by :func:`ranking_value`."""
     if search.paired is None:
         raise PairedError(f"{search.file}: --confirm needs objective: paired")
     if k < 1:
@@ -359,7 +373,7 @@ def check_confirm(search: Search, trials: Sequence[FrozenTrial], k: int, seeds: 
     if stale:
         raise PairedError(f"--confirm-seeds: seed(s) {stale} already used by the search; confirm on fresh seeds")
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                  key=lambda t: (-float(t.value), t.number))  # type: ignore[arg-type]
+                  key=lambda t: (-ranking_value(t, results, search.metric), t.number))
     if len(done) < k:
         raise PairedError(f"--confirm {k}: the study has {len(done)} complete trial(s)")
     return done[:k]
@@ -379,9 +393,9 @@ def confirm_trial(lc: Lifecycle, search: Search, t: FrozenTrial, seeds: Sequence
     shown = ", ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in values.items())
     say(f"confirming trial {t.number} ({shown})")
     pairs = [train_pair(lc, search, values, s, f"{search.study_name}-confirm-t{t.number}", say) for s in seeds]
-    iv = interval(pairs)
-    bias = None if iv["mean_diff"] is None else float(t.value) - iv["mean_diff"]  # type: ignore[arg-type]
-    return {"trial": t.number, "params": dict(t.params), "search_value": t.value,
+    iv, ranked = interval(pairs), ranking_value(t, Path(lc.spec.results), search.metric)
+    bias = None if iv["mean_diff"] is None else ranked - iv["mean_diff"]
+    return {"trial": t.number, "params": dict(t.params), "search_value": t.value, "ranking_value": ranked,
             "search_seeds": list(t.user_attrs.get("seeds") or []), "pairs": [p.as_dict() for p in pairs],
             **iv, "selection_bias": bias, "start_mismatches": sum(p.same_start is False for p in pairs)}
 
@@ -391,7 +405,7 @@ def confirm(lc: Lifecycle, search: Search, k: int, seeds: Sequence[int], say: Sa
     ``confirmation``) and returned: at its top the search's best trial's confirmation (the
     study's answer: ``trial``, ``pairs``, ``ci_low``, ``ci_high``, ``selection_bias``...), under
     ``trials`` each confirmed trial's."""
-    chosen = check_confirm(search, lc.trials(), k, seeds)
+    chosen = check_confirm(search, lc.trials(), k, seeds, Path(lc.spec.results))
     confirmed = [confirm_trial(lc, search, t, seeds, say) for t in chosen]
     out = {"unit": UNIT, "seeds": list(seeds), "k": k, "reference": search.paired.reference,  # type: ignore[union-attr]
            **confirmed[0], "trials": confirmed}
@@ -406,8 +420,11 @@ def describe_confirmation(c: dict[str, Any]) -> str:
         return f"{head}: {c.get('mean_diff')} points, no interval"
     bias, apart = c.get("selection_bias"), c.get("start_mismatches") or 0
     starts = (f"; {apart} of {len(c['pairs'])} pairs did not share their pre-trained start" if apart else "")
+    ranked = c.get("ranking_value", c["search_value"])
+    seen = (f"{c['search_value']:+.2f}" if ranked is None or abs(ranked - c["search_value"]) < 5e-3
+            else f"{c['search_value']:+.2f} ({ranked:+.2f} re-paired within one start)")
     return (f"{head}: {c['mean_diff']:+.2f} points vs the reference, 95 % CI [{c['ci_low']:+.2f}, "
-            f"{c['ci_high']:+.2f}] ({c['verdict']}); its search value was {c['search_value']:+.2f}: "
+            f"{c['ci_high']:+.2f}] ({c['verdict']}); its search value was {seen}: "
             f"selection bias {bias:+.2f} points{starts}")
 
 

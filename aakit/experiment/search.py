@@ -511,7 +511,7 @@ def confirm_search(search_path: str | Path, *, k: int, seeds: Sequence[int], ove
     launch = Launch.prepare(options, "search", search.name, search.study_name)
     lc = Lifecycle.open(launch.spec, launch.default_journal, search.study_name)
     try:
-        check_confirm(search, lc.trials(), k, seeds)
+        check_confirm(search, lc.trials(), k, seeds, results)
         return confirm(lc, search, k, seeds, options.get("log") or printer(f"{search.study_name} confirm"))
     except PairedError as e:
         raise SearchError(str(e)) from None

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from aakit.experiment import studies
 from aakit.experiment.tables import Block, ReportTable
-from aakit.experiment.paired import pair_starts
+from aakit.experiment.paired import pair_starts, ranking_value
 from aakit.files import atomic_write_bytes
 from aakit.runs import read_json
 
@@ -78,9 +78,15 @@ def cost(results: Path, study: optuna.Study) -> tuple[int, float]:
     return len(runs), seconds / 3600
 
 
-def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+def _best(study: optuna.Study, results: Path) -> tuple[optuna.trial.FrozenTrial | None, float | None]:
+    """The best complete trial and its value, ranked as the confirmation ranks them
+    (:func:`aakit.experiment.paired.ranking_value`: re-paired within one start where it can be)."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
-    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+    if not done:
+        return None, None
+    ranked = {t.number: ranking_value(t, results) for t in done}
+    best = max(done, key=lambda t: (ranked[t.number], -t.number))
+    return best, ranked[best.number]
 
 
 def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
@@ -92,7 +98,7 @@ def study_row(results: Path, name: str, study: optuna.Study) -> dict[str, Any]:
     """One study's numbers (the ``long`` frame of the section)."""
     trials = study.get_trials(deepcopy=False)
     paired = study.user_attrs.get("objective") == "paired"
-    best, conf = _best(study), study.user_attrs.get("confirmation") or {}
+    (best, value), conf = _best(study, results), study.user_attrs.get("confirmation") or {}
     n_runs, hours = cost(results, study)
     return {
         "study": name, "objective": "paired" if paired else "miou",
@@ -101,7 +107,7 @@ def study_row(results: Path, name: str, study: optuna.Study) -> dict[str, Any]:
         "interrupted": sum(t.state == TrialState.FAIL and _interrupted(t) for t in trials),
         "running": sum(t.state == TrialState.RUNNING for t in trials),
         "best_trial": None if best is None else best.number, "best_params": {} if best is None else dict(best.params),
-        "search_value": None if best is None else best.value, "confirmed_trial": conf.get("trial"),
+        "search_value": value, "confirmed_trial": conf.get("trial"),
         "confirm_seeds": conf.get("seeds"), "confirm_mean": conf.get("mean_diff"), "ci_low": conf.get("ci_low"),
         "ci_high": conf.get("ci_high"), "selection_bias": conf.get("selection_bias"),
         "importances": importances(study), "runs": n_runs, "train_hours": hours, **shared_starts(results, study),
@@ -150,7 +156,9 @@ def search_tables(results: Path, suite: str | None = None) -> list[ReportTable]:
     notes = ["paired study: value = mean paired difference against the reference (the paper's setting unless the "
              "search file says otherwise), val mIoU points, on the same seeds; confirmation = the search's best trial "
              "rerun on fresh seeds no trial used, paired with the reference: its mean and Student-t 95 % interval, "
-             "the study's answer; selection bias = search value − confirmation mean; a miou study: value = val mIoU %",
+             "the study's answer; selection bias = search value − confirmation mean; a trial whose pairs did not share "
+             "their pre-trained start is valued re-paired with references of its runs' own start where those are "
+             "committed; a miou study: value = val mIoU %",
              "unfinished: trials a Ctrl-C or an ended session stopped (a resumed paired search retries each once, "
              "reusing the seeds it finished) or still running",
              f"importances: Optuna's {importance_method()[0]} over the complete trials (the top three)",
