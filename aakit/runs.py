@@ -129,6 +129,23 @@ def run_dir_name(name: str, config_hash: str) -> str:
     return f"{safe_name(name)}-{config_hash}"
 
 
+def start_of(run: Path) -> str | None:
+    """The first 16 hex digits of the sha256 of the pre-trained checkpoint a run started from
+    (``provenance.json``'s ``init_checkpoint``), or None (no such start, or no record).
+
+    Two runs of a pair share their pre-training only if these agree: a pre-training trained again
+    on a processor with other vector units (AVX-512 or not) gives other bits, and so another start."""
+    info = read_json(Path(run) / "provenance.json")
+    ck = info.get("init_checkpoint") if isinstance(info, dict) else None
+    sha = ck.get("sha256") if isinstance(ck, dict) else None
+    return sha[:16] if isinstance(sha, str) else None
+
+
+def same_start(a: str | None, b: str | None) -> bool | None:
+    """Whether two runs started from the same checkpoint; None where either start is not recorded."""
+    return None if a is None or b is None else a == b
+
+
 def pid_alive(pid: int | None, host: str | None = None) -> bool | None:
     """True/False if the process can be checked on this host, None if it cannot."""
     if not pid:

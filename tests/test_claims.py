@@ -331,3 +331,27 @@ def test_not_engaged_combines_after_opposite() -> None:
     assert C.judged(r, {"engaged": False})["outcome"] == "not engaged here"
     assert C.judged(r, {"engaged": None})["outcome"] == r["outcome"] == "supported"
     assert C.judged(C.compare({}, {}), {"engaged": False})["outcome"] == "not run"
+
+
+def test_a_pair_whose_runs_began_from_other_pre_trained_checkpoints_is_marked_and_said(tmp_path: Path) -> None:
+    """A grid resumed on another machine trains a seed's remaining rows from a pre-training
+    trained again there (other bits): the claims mark each such pair and say how many there are."""
+    import json
+
+    results, grids = setup(tmp_path)
+    runs = results / "runs"
+    df = C.evaluate_claims(results, "synthetic", grids)
+    aa = by_comparison(df)[("CLS+CE+AA", "CLS+CE")]
+    assert [p["same_start"] for p in aa["pairs"]] == [None] * 3  # no record: unknown, not a mismatch
+    for p in aa["pairs"]:
+        for run, sha in ((p["winner_run"], "a"), (p["loser_run"], "b" if p["seed"] == 2 else "a")):
+            (runs / run / "provenance.json").write_text(json.dumps({"init_checkpoint": {"sha256": sha * 64}}))
+    df = C.evaluate_claims(results, "synthetic", grids)
+    aa = by_comparison(df)[("CLS+CE+AA", "CLS+CE")]
+    assert [p["same_start"] for p in aa["pairs"]] == [True, True, False]
+    words = dict(C.claims_in_words(df))["T1: AA improves the CLS+CE baseline"]
+    assert words.endswith("; 1 of 3 pairs began from different pre-trained checkpoints (a pre-training trained "
+                          "again on another processor), which their differences hold too")
+    item = next(i for i in C.claims_json(results, "synthetic", grids) if i["comparison"] == "CLS+CE+AA vs CLS+CE")
+    assert [p["same_start"] for p in item["pairs"]] == [True, True, False]
+    assert "pairs began" not in dict(C.claims_in_words(df))["T1: LR improves it further"]  # its +LR runs record none

@@ -33,6 +33,7 @@ from aakit.experiment.published import load_published
 from aakit.experiment.results import ResultsIndex, load_results
 from aakit.experiment.stats import INCONCLUSIVE, OPPOSITE, SMALLER, SUPPORTED, paired_comparison
 from aakit.experiment.tables import Block, ReportTable, fmt_num, fmt_ours, mean_std, nan_to_none, paper_of
+from aakit.runs import same_start, start_of
 
 NOT_RUN = "not run"
 CLAIM_COLUMNS = ["claim", "table", "winner", "other", "winner_mean", "winner_std", "winner_n", "other_mean",
@@ -132,6 +133,16 @@ def compare(a: Seeded, b: Seeded, paper_diff: float | None = None) -> dict[str, 
     }
 
 
+def with_starts(results: Path, r: dict[str, object]) -> dict[str, object]:
+    """A comparison's pairs each with ``same_start``: whether its two runs began from one
+    pre-trained checkpoint (:func:`aakit.runs.start_of`; None where either records none). A seed
+    whose rows were trained on two machines (a grid resumed elsewhere) compares two starts."""
+    top = Path(results) / "runs"
+    pairs = [p | {"same_start": same_start(start_of(top / p["winner_run"]), start_of(top / p["loser_run"]))}
+             for p in r["pairs"]]  # type: ignore[attr-defined]
+    return r | {"pairs": pairs}
+
+
 def judged(r: dict[str, object], mechanism: dict[str, object] | None) -> dict[str, object]:
     """A comparison of :func:`compare` with its stored ``mechanism`` (None: not measured): the
     interval's verdict kept as ``interval_outcome``, and ``outcome`` "not engaged here" where the
@@ -168,7 +179,8 @@ def evaluate_claims(results: Path = Path("results"), preset: str = "synthetic", 
             po, _ = paper_of(pub, c.table, other, "val")
             # the paper prints one decimal: 63.2 - 60.0 is 3.2, not 3.200000000000003
             paper_diff = None if pw is None or po is None else round(pw - po, 1)
-            r = judged(compare(values.get((c.table, c.winner), {}), values.get((c.table, other), {}), paper_diff),
+            r = judged(with_starts(results, compare(values.get((c.table, c.winner), {}),
+                                                    values.get((c.table, other), {}), paper_diff)),
                        mechanisms.get((c.table, c.winner, other)))
             r |= {"claim": c.key, "table": c.table, "winner": c.winner, "other": other, "paper_diff": paper_diff}
             comps.append(r)
@@ -219,7 +231,14 @@ def _in_words(r: object) -> str:
     if paper is not None:
         where = "inside the interval" if low <= paper <= high else "above it" if paper > high else "below it"
         text += f"; the paper's {paper:+.1f} is {where}"
-    return text + tested(r)
+    return text + tested(r) + straddled(r)
+
+
+def straddled(r: object) -> str:
+    """``"; 2 of 10 pairs began from different pre-trained checkpoints"``, or ``""``."""
+    apart = sum(p.get("same_start") is False for p in getattr(r, "pairs", None) or [])
+    return (f"; {apart} of {len(r.pairs)} pairs began from different pre-trained checkpoints (a pre-training "  # type: ignore[attr-defined]
+            f"trained again on another processor), which their differences hold too" if apart else "")
 
 
 def tested(r: object) -> str:
@@ -300,8 +319,8 @@ def claims_json(results: Path = Path("results"), preset: str = "synthetic", grid
                 index: ResultsIndex | None = None, dropped: list[str] | None = None) -> list[dict[str, object]]:
     """One object per comparison: ``claim``, ``comparison``, ``unit``, ``paper_effect``, ``n``,
     ``mean_diff``, ``sd``, ``ci_low``, ``ci_high``, ``mde``, ``seeds_needed`` (for a CI of +-1.0),
-    ``verdict``, ``claim_verdict`` and ``pairs`` (each ``seed``, ``winner_run``, ``loser_run`` and the
-    val mIoU of ``winner`` and ``loser``), ``interval_verdict`` (the interval's own, which
+    ``verdict``, ``claim_verdict`` and ``pairs`` (each ``seed``, ``winner_run``, ``loser_run``, the
+    val mIoU of ``winner`` and ``loser``, and ``same_start``: :func:`with_starts`), ``interval_verdict`` (the interval's own, which
     ``verdict`` replaces with "not engaged here") and ``mechanism`` (what the comparison could
     test: ``grad_share``, ``grad_cos``, ``engaged``, ``threshold``, where and at which weights it
     was measured, and its own ``unit``). Every other number is in one unit, val mIoU points

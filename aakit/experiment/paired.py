@@ -50,7 +50,7 @@ from aakit.experiment.grid import find_finished_run, format_value, is_finished_r
 from aakit.experiment.lifecycle import Claim, Lifecycle, Outcome, Say, UnitFailed, metric_value, one_line
 from aakit.experiment.stats import paired_comparison
 from aakit.experiment.tables import nan_to_none
-from aakit.runs import read_json, run_dir_name, safe_name
+from aakit.runs import read_json, run_dir_name, safe_name, same_start, start_of  # noqa: F401 (re-exported)
 
 #: The paper's setting (lambda1, lambda2, m, gamma, the dilation set): the default reference.
 PAPER_REFERENCE: dict[str, Any] = {"loss.lambda_aa": 0.1, "loss.lambda_lr": 0.1, "loss.margin_aa": 3.0,
@@ -170,23 +170,6 @@ class Pair:
                 "config": self.config, "reference": self.reference, "diff": self.diff,
                 "config_start": self.config_start, "reference_start": self.reference_start,
                 "same_start": self.same_start}
-
-
-def start_of(run: Path) -> str | None:
-    """The first 16 hex digits of the sha256 of the pre-trained checkpoint a run started from
-    (``provenance.json``'s ``init_checkpoint``), or None (no such start, or no record).
-
-    Two runs of a pair share their pre-training only if these agree: a pre-training trained again
-    on a processor with other vector units (AVX-512 or not) gives other bits, and so another start."""
-    info = read_json(Path(run) / "provenance.json")
-    ck = info.get("init_checkpoint") if isinstance(info, dict) else None
-    sha = ck.get("sha256") if isinstance(ck, dict) else None
-    return sha[:16] if isinstance(sha, str) else None
-
-
-def same_start(a: str | None, b: str | None) -> bool | None:
-    """Whether two runs started from the same checkpoint; None where either start is not recorded."""
-    return None if a is None or b is None else a == b
 
 
 def pair_starts(results: Path, runs: Sequence[str], reference_runs: Sequence[str]) -> list[bool | None]:
