@@ -435,6 +435,9 @@ def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_
                            train=_train_from(lambda name: ("c" if "-ref-" in name else "d") * 64))
     assert [p["same_start"] for p in out["pairs"]] == [False, False] and out["start_mismatches"] == 2
     assert "2 of 2 pairs did not share their pre-trained start" in P.describe_confirmation(out)
+    from aakit.tui.data import StudyReader
+    [st] = StudyReader(results).read()
+    assert st.confirmation is not None and st.confirmation.endswith("pt, 2 seeds, 2 across two starts")
     # once references of the config runs' own start exist here, such a trial is re-paired with them
     (_, df), = S.show_search(path, results=results)
     assert df.set_index("number")["one start"].tolist() == [""] * 3  # none yet

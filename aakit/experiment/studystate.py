@@ -81,11 +81,13 @@ def read_study_storage(storage: Any, file: Path) -> list[StudyInfo]:
 
 
 def confirmation_text(c: Any) -> str | None:
-    """``"confirmed #3: +0.40 [-1.10, +1.90] pt, 5 seeds"`` (a paired study's ``confirmation``)."""
+    """``"confirmed #3: +0.40 [-1.10, +1.90] pt, 5 seeds"`` (a paired study's ``confirmation``), and
+    ``", 2 across two starts"`` where pairs did not share their pre-trained start."""
     if not isinstance(c, dict) or c.get("ci_low") is None:
         return None
+    apart = c.get("start_mismatches") or 0
     return (f"confirmed #{c.get('trial')}: {c['mean_diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] pt, "
-            f"{len(c.get('pairs') or [])} seeds")
+            f"{len(c.get('pairs') or [])} seeds" + (f", {apart} across two starts" if apart else ""))
 
 
 class StudyReader:
