@@ -406,6 +406,7 @@ def test_each_machine_pairs_with_a_reference_trained_from_its_own_start(tmp_path
                  for a, b in zip(t.user_attrs["runs"], t.user_attrs["reference_runs"])]
         assert t.value == pytest.approx(sum(diffs) / 3)
     assert not any("does not share its start" in line for line in said)
+    assert study.user_attrs["metric"] == "val"  # what a re-paired value is read in (study_metric)
 
 
 def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_counted(tmp_path: Path) -> None:

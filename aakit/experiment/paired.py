@@ -190,14 +190,14 @@ def one_start_pairs(results: Path, runs: Sequence[str], reference_runs: Sequence
     return out
 
 
-def one_start_value(results: Path, runs: Sequence[str], reference_runs: Sequence[str], metric: str = "val"
+def one_start_value(results: Path, runs: Sequence[str], one_start_refs: Sequence[str | None], metric: str = "val"
                     ) -> float | None:
-    """A stored trial's mean paired difference (points) with each seed re-paired by
-    :func:`one_start_pairs`; None unless every seed has a reference of its own start."""
-    top, refs = Path(results) / "runs", one_start_pairs(results, runs, reference_runs)
-    if not runs or any(r is None for r in refs):
+    """A stored trial's mean paired difference (points) against the references of
+    :func:`one_start_pairs`; None unless every seed has one."""
+    top = Path(results) / "runs"
+    if not runs or any(r is None for r in one_start_refs):
         return None
-    diffs = [_value(top / a, metric) - _value(top / str(b), metric) for a, b in zip(runs, refs)]
+    diffs = [_value(top / a, metric) - _value(top / str(b), metric) for a, b in zip(runs, one_start_refs)]
     return sum(diffs) / len(diffs)
 
 
@@ -228,8 +228,11 @@ def _free_name(results: Path, name: str, chash: str) -> str:
     return free
 
 
+ANY_START = object()  #: train_once: reuse a finished run of the hash whatever its start
+
+
 def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str, say: Say,
-               start: str | None | bool = False) -> tuple[str, float]:
+               start: Any = ANY_START) -> tuple[str, float]:
     """The run of ``values`` (over the search's base and fixed keys) under ``name``: a finished
     run of its config hash if there is one, else trained here, under the hash's lock (a second
     worker wanting it waits, then reuses it). Returns (run directory name, val mIoU %).
@@ -244,7 +247,7 @@ def train_once(lc: Lifecycle, search: Search, values: dict[str, Any], name: str,
     fd = os.open(lock_dir / f"pair-{chash}.lock", os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        anywhere = start is False
+        anywhere = start is ANY_START
         found = find_finished_run(results, chash) if anywhere else finished_run_from(results, chash, start)
         if found is not None:
             return found.name, _value(found, search.metric)
@@ -336,7 +339,7 @@ def ranking_value(t: FrozenTrial, results: Path | None, metric: str = "val") -> 
     else its stored value."""
     runs, refs = t.user_attrs.get("runs"), t.user_attrs.get("reference_runs")
     if results is not None and runs and refs and False in pair_starts(results, runs, refs):
-        repaired = one_start_value(results, runs, refs, metric)
+        repaired = one_start_value(results, runs, one_start_pairs(results, runs, refs), metric)
         if repaired is not None:
             return repaired
     return float(t.value)  # type: ignore[arg-type]
@@ -411,7 +414,7 @@ def describe_confirmation(c: dict[str, Any]) -> str:
             f"selection bias {bias:+.2f} points{starts}")
 
 
-def trial_row(t: FrozenTrial, results: Path | None = None) -> dict[str, Any]:
+def trial_row(t: FrozenTrial, results: Path | None = None, metric: str = "val") -> dict[str, Any]:
     """A trial as ``--show --format json`` gives it; with ``results``, a paired trial's
     ``same_start`` per seed (:func:`pair_starts`, read from its runs), and its pairs and value
     with each seed's reference of the config run's own start (:func:`one_start_value`)."""
@@ -421,9 +424,16 @@ def trial_row(t: FrozenTrial, results: Path | None = None) -> dict[str, Any]:
            "diffs": t.user_attrs.get("diffs"), "outcome": t.user_attrs.get("outcome", "")}
     if results is not None and refs:
         row["same_start"] = pair_starts(results, runs, refs)
-        row["one_start_reference_runs"] = one_start_pairs(results, runs, refs)
-        row["value_one_start"] = one_start_value(results, runs, refs) if t.state == TrialState.COMPLETE else None
+        repaired = row["one_start_reference_runs"] = one_start_pairs(results, runs, refs)
+        row["value_one_start"] = (one_start_value(results, runs, repaired, metric)
+                                  if t.state == TrialState.COMPLETE else None)
     return row
+
+
+def study_metric(study: optuna.Study) -> str:
+    """The metric a paired study's values are differences of (its user attribute ``metric``;
+    a study that records none is of ``val``, the search file's default)."""
+    return str(study.user_attrs.get("metric") or "val")
 
 
 def study_json(name: str, study: optuna.Study, results: Path | None = None) -> dict[str, Any]:
@@ -432,5 +442,6 @@ def study_json(name: str, study: optuna.Study, results: Path | None = None) -> d
     paired = attrs.get("objective") == "paired"
     return {"study": name, "objective": "paired" if paired else "miou",
             "unit": UNIT if paired else "val mIoU (0-1)", "reference": attrs.get("reference"),
-            "seeds": attrs.get("seeds"), "trials": [trial_row(t, results) for t in study.get_trials(deepcopy=False)],
+            "seeds": attrs.get("seeds"),
+            "trials": [trial_row(t, results, study_metric(study)) for t in study.get_trials(deepcopy=False)],
             "confirmation": attrs.get("confirmation")}

@@ -67,11 +67,13 @@ from aakit.experiment.paired import (
     check_reference,
     confirm,
     describe_confirmation,
+    one_start_pairs,
     one_start_value,
     pair_starts,
     parse_paired,
     run_paired_trial,
     study_json,
+    study_metric,
 )
 from aakit.experiment.lifecycle import (
     Claim,
@@ -481,7 +483,7 @@ def run_search(search_path: str | Path, *, trials: int, overrides: Sequence[str]
 def _record_overrides(storage: BaseStorage, search: Search) -> None:
     """The study keeps its ``--set`` items (user attribute ``overrides``, secrets masked), once:
     ``aakit search --show`` names them when a study is asked for without them; a paired study
-    also its objective, reference and seeds."""
+    also its objective, reference, seeds and metric."""
     sid = storage.get_study_id_from_name(search.study_name)
     attrs = storage.get_study_user_attrs(sid)
     if "overrides" not in attrs:
@@ -492,6 +494,8 @@ def _record_overrides(storage: BaseStorage, search: Search) -> None:
         storage.set_study_user_attr(sid, "objective", "paired")
         storage.set_study_user_attr(sid, "reference", search.paired.reference)
         storage.set_study_user_attr(sid, "seeds", list(search.paired.seeds))
+    if search.paired is not None and "metric" not in attrs:  # what its values are differences of
+        storage.set_study_user_attr(sid, "metric", search.metric)
 
 
 def confirm_search(search_path: str | Path, *, k: int, seeds: Sequence[int], overrides: Sequence[str] = (),
@@ -527,7 +531,7 @@ def _best(study: optuna.Study) -> dict[str, Any] | None:
     return {"number": t.number, "value": t.value, "params": dict(t.params), "run": run}
 
 
-def _start_cell(results: Path | None, t: FrozenTrial) -> dict[str, str]:
+def _start_cell(results: Path | None, t: FrozenTrial, metric: str) -> dict[str, str]:
     """A paired trial's ``start`` column: whether each pair's two runs began from one pre-trained
     checkpoint (``same``), some did not (``differs k/n``), or it is not recorded (``?``); where
     some did not, ``one start``: its value re-paired within each config run's start."""
@@ -539,7 +543,8 @@ def _start_cell(results: Path | None, t: FrozenTrial) -> dict[str, str]:
     apart = sum(s is False for s in starts)
     cell = {"start": f"differs {apart}/{len(starts)}" if apart else "same" if all(starts) else "?"}
     if apart:  # re-paired with each seed's reference of the config run's own start, where there is one
-        value = one_start_value(results, runs, refs) if t.state == TrialState.COMPLETE else None
+        value = (one_start_value(results, runs, one_start_pairs(results, runs, refs), metric)
+                 if t.state == TrialState.COMPLETE else None)
         cell["one start"] = "" if value is None else f"{value:+.2f}"
     return cell
 
@@ -549,7 +554,7 @@ def trials_frame(study: optuna.Study, results: Path | None = None) -> Any:
     trial's ``start`` (:func:`_start_cell`)."""
     import pandas as pd
 
-    rows = []
+    rows, metric = [], study_metric(study)
     for t in study.get_trials(deepcopy=False):
         dur = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
@@ -558,7 +563,7 @@ def trials_frame(study: optuna.Study, results: Path | None = None) -> Any:
             **{k: v for k, v in t.params.items()},
             "epochs": len(t.intermediate_values), "run": t.user_attrs.get("run"),
             **({"seeds": format_value(t.user_attrs["seeds"])} if "seeds" in t.user_attrs else {}),
-            **_start_cell(results, t),
+            **_start_cell(results, t, metric),
             "outcome": t.user_attrs.get("outcome", ""), "seconds": dur,
         })
     df = pd.DataFrame(rows)

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from aakit.experiment import studies
 from aakit.experiment.tables import Block, ReportTable
-from aakit.experiment.paired import pair_starts, ranking_value
+from aakit.experiment.paired import pair_starts, ranking_value, study_metric
 from aakit.files import atomic_write_bytes
 from aakit.runs import read_json
 
@@ -84,7 +84,7 @@ def _best(study: optuna.Study, results: Path) -> tuple[optuna.trial.FrozenTrial 
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None, None
-    ranked = {t.number: ranking_value(t, results) for t in done}
+    ranked = {t.number: ranking_value(t, results, study_metric(study)) for t in done}
     best = max(done, key=lambda t: (ranked[t.number], -t.number))
     return best, ranked[best.number]
 
