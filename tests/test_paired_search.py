@@ -442,7 +442,8 @@ def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_
     # once references of the config runs' own start exist here, such a trial is re-paired with them
     (_, df), = S.show_search(path, results=results)
     assert df.set_index("number")["one start"].tolist() == [""] * 3  # none yet
-    S.run_search(path, trials=4, results=results, train=_train_from(lambda name: "d" * 64, shift=0.01), **QUIET)
+    fourth = S.run_search(path, trials=4, results=results, train=_train_from(lambda name: "d" * 64, shift=0.01),
+                          **QUIET)
     repaired = P.one_start_pairs(results, last.user_attrs["runs"], last.user_attrs["reference_runs"])
     assert all(r is not None and "-dddddddd-" in r for r in repaired)
     assert [P.start_of(results / "runs" / r) for r in last.user_attrs["reference_runs"]] == ["c" * 16] * 3  # kept
@@ -460,4 +461,12 @@ def test_pairs_whose_runs_began_from_other_pre_trained_checkpoints_are_said_and_
     assert ranked[2] == pytest.approx(want) and all(ranked[n] == study.trials[n].value for n in (0, 1, 3))
     chosen = P.check_confirm(S.load_search(path), study.trials, 4, [50, 51], results)
     assert [t.number for t in chosen] == sorted(ranked, key=lambda n: -ranked[n])
+    # --show, the search's last line and the report name the trials in that one order
+    (_, df), = S.show_search(path, results=results)
+    assert list(df["number"]) == [t.number for t in chosen]
+    assert fourth.best is not None and fourth.best["number"] == chosen[0].number
+    assert fourth.best["ranked"] == pytest.approx(ranked[chosen[0].number])
+    [st] = StudyReader(results).read()  # the TUI's study view
+    assert st.best_number == chosen[0].number and st.best_values == pytest.approx((ranked[chosen[0].number],))
+    assert search_tables(results)[0].blocks[0].rows[0][2].startswith(f"t{chosen[0].number}:")
     assert P.start_of(tmp_path) is None and P.same_start(None, "x") is None  # no record: unknown, not a mismatch

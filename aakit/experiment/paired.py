@@ -345,6 +345,16 @@ def ranking_value(t: FrozenTrial, results: Path | None, metric: str = "val") -> 
     return float(t.value)  # type: ignore[arg-type]
 
 
+def ranked_trials(trials: Sequence[FrozenTrial], results: Path | None, metric: str = "val"
+                  ) -> list[tuple[FrozenTrial, float]]:
+    """The COMPLETE trials with a value and their :func:`ranking_value`, best first (ties: the
+    earlier trial): the one order of the confirmation, ``--show``, the search's last line and the
+    report's best trial."""
+    done = [(t, ranking_value(t, results, metric)) for t in trials
+            if t.state == TrialState.COMPLETE and t.value is not None]
+    return sorted(done, key=lambda tv: (-tv[1], tv[0].number))
+
+
 def check_confirm(search: Search, trials: Sequence[FrozenTrial], k: int, seeds: Sequence[int],
                   results: Path | None = None) -> list[FrozenTrial]:
     """The ``k`` best COMPLETE trials to confirm on ``seeds`` (fresh, at least 2), or PairedError;
@@ -358,8 +368,7 @@ def check_confirm(search: Search, trials: Sequence[FrozenTrial], k: int, seeds: 
     stale = sorted((used_seeds(trials) | set(search.paired.seeds)) & set(seeds))
     if stale:
         raise PairedError(f"--confirm-seeds: seed(s) {stale} already used by the search; confirm on fresh seeds")
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                  key=lambda t: (-ranking_value(t, results, search.metric), t.number))
+    done = [t for t, _ in ranked_trials(trials, results, search.metric)]
     if len(done) < k:
         raise PairedError(f"--confirm {k}: the study has {len(done)} complete trial(s)")
     return done[:k]

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from aakit.experiment import studies
 from aakit.experiment.tables import Block, ReportTable
-from aakit.experiment.paired import pair_starts, ranking_value, study_metric
+from aakit.experiment.paired import pair_starts, ranked_trials, study_metric
 from aakit.files import atomic_write_bytes
 from aakit.runs import read_json
 
@@ -81,12 +81,8 @@ def cost(results: Path, study: optuna.Study) -> tuple[int, float]:
 def _best(study: optuna.Study, results: Path) -> tuple[optuna.trial.FrozenTrial | None, float | None]:
     """The best complete trial and its value, ranked as the confirmation ranks them
     (:func:`aakit.experiment.paired.ranking_value`: re-paired within one start where it can be)."""
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
-    if not done:
-        return None, None
-    ranked = {t.number: ranking_value(t, results, study_metric(study)) for t in done}
-    best = max(done, key=lambda t: (ranked[t.number], -t.number))
-    return best, ranked[best.number]
+    ranked = ranked_trials(study.get_trials(deepcopy=False), results, study_metric(study))
+    return ranked[0] if ranked else (None, None)
 
 
 def _interrupted(t: optuna.trial.FrozenTrial) -> bool:

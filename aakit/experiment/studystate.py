@@ -68,16 +68,28 @@ def read_study_storage(storage: Any, file: Path) -> list[StudyInfo]:
         )
         best_number = best_values = None
         best_params: dict[str, Any] = {}
+        paired = frozen.user_attrs.get("objective") == "paired"
         if len(directions) == 1 and any(t.state == TrialState.COMPLETE.name for t in trials):
-            best = storage.get_best_trial(sid)
-            best_number, best_values, best_params = best.number, tuple(best.values), dict(best.params)
+            best, value = _best(storage, sid, paired, frozen.user_attrs.get("metric") or "val", file)
+            best_number, best_values, best_params = best.number, (value,), dict(best.params)
         out.append(StudyInfo(
             name=frozen.study_name, file=file, directions=directions, trials=trials,
             best_number=best_number, best_values=best_values, best_params=best_params,
-            paired=frozen.user_attrs.get("objective") == "paired",
+            paired=paired,
             confirmation=confirmation_text(frozen.user_attrs.get("confirmation")),
         ))
     return out
+
+
+def _best(storage: Any, sid: int, paired: bool, metric: str, file: Path) -> tuple[Any, float]:
+    """Optuna's best trial; of a paired study, the confirmation's best (its value re-paired within
+    one start where the runs under the journal's ``results/`` allow it)."""
+    if not paired:
+        best = storage.get_best_trial(sid)
+        return best, float(best.values[0])
+    from aakit.experiment.paired import ranked_trials  # scipy: only for a paired study
+
+    return ranked_trials(storage.get_all_trials(sid, deepcopy=False), file.parent.parent, metric)[0]
 
 
 def confirmation_text(c: Any) -> str | None:
